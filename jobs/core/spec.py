@@ -1,0 +1,303 @@
+"""The build spec: one YAML file per build tag, loaded into frozen dataclasses.
+
+    from jobs.core.spec import spec_by_tag, load_spec
+    spec = spec_by_tag("v1")            # data/builds/v1.yaml
+
+Every problem in a spec file (unknown keys, wrong types, values outside their choices, files that do not
+exist) is collected and raised together as one SpecError that names the file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import re
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+import yaml
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+BUILDS_DIR = REPO_ROOT / "data" / "builds"
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+
+
+class SpecError(ValueError):
+    """A build spec that cannot be used; the message lists every problem found."""
+
+
+def _path(**kw):
+    # A path field: relative to the repository root in YAML, absolute once loaded; it must exist.
+    return field(metadata={"path": True}, **kw)
+
+
+@dataclass(frozen=True)
+class TinyModelSpec:
+    """A small random Qwen2-architecture model made locally, for builds that must run anywhere."""
+
+    hidden_size: int = 64
+    num_layers: int = 2
+    num_heads: int = 4
+    num_kv_heads: int = 2
+    intermediate_size: int = 176
+    vocab_size: int = 1024
+    max_position_embeddings: int = 2048
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class BaseModelSpec:
+    id: str
+    revision: str | None = None
+    path: str | None = None  # a local checkpoint folder; wins over the hub id
+    tiny: TinyModelSpec | None = None
+
+
+@dataclass(frozen=True)
+class CurateSpec:
+    keywords: tuple[str, ...]
+    sources: tuple[str, ...] = _path(default=("data/raw",))
+    context_paragraphs: int = 1  # neighbours on each side, within the same section
+    min_paragraph_chars: int = 120
+    templates: tuple[str, ...] = ("explain", "define", "relate", "researcher", "engineer")
+    eval_fraction: float = 0.2  # share of sections held out from training
+    semantic_selection: bool = False  # MiniLM similarity to eval topics (needs the curate-embed extra)
+    semantic_threshold: float = 0.35
+    overrides: str | None = _path(default=None)
+    max_examples: int = 10000
+    near_duplicate_threshold: float = 0.85  # Jaccard similarity of word shingles
+    on_bad_input: Literal["skip", "fail"] = "skip"
+    system_prompt: str | None = None
+    seed: int = 0
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.05
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj")
+
+
+@dataclass(frozen=True)
+class ExecutionSpec:
+    """How training runs. These knobs change speed and memory, never what is learned."""
+
+    gradient_checkpointing: bool = True
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+
+
+@dataclass(frozen=True)
+class TrainSpec:
+    quantization: Literal["nf4", "none"] = "nf4"
+    compute_dtype: Literal["float16", "bfloat16", "float32"] = "float16"
+    lora: LoraSpec = LoraSpec()
+    batch_size: int = 1
+    grad_accum: int = 4
+    learning_rate: float = 2e-4
+    epochs: int = 1
+    max_steps: int | None = None  # optimizer steps; caps epochs when set
+    warmup_steps: int = 0
+    lr_scheduler: Literal["constant", "linear", "cosine"] = "cosine"
+    weight_decay: float = 0.0
+    max_grad_norm: float = 1.0
+    max_length: int = 1024  # tokens per example
+    overlong: Literal["truncate", "drop"] = "truncate"
+    seed: int = 42
+    checkpoint_every: int = 50  # optimizer steps
+    logging_every: int = 1  # optimizer steps
+    memory_budget_gib: float = 11.5  # peak reserved GPU memory allowed (12 GB A2000 less the CUDA context)
+    execution: ExecutionSpec = ExecutionSpec()
+
+
+@dataclass(frozen=True)
+class GateSpec:
+    min: dict[str, float] = field(default_factory=dict)  # metric -> lowest acceptable value
+    max_regression: dict[str, float] = field(default_factory=dict)  # metric -> largest drop vs previous build
+
+
+@dataclass(frozen=True)
+class EvalSpec:
+    suite: str = _path(default="data/eval/core.yaml")
+    max_new_tokens: int = 256
+    batch_size: int = 8
+    bootstrap_samples: int = 1000
+    seed: int = 0
+    gate: GateSpec = GateSpec()
+
+
+@dataclass(frozen=True)
+class BuildSpec:
+    base_model: BaseModelSpec
+    curate: CurateSpec
+    train: TrainSpec = TrainSpec()
+    eval: EvalSpec = EvalSpec()
+    description: str = ""
+    name: str = ""  # the tag: the spec file's stem
+    source_file: str = ""  # the YAML this was loaded from (absolute)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+
+# ---------------------------------------------------------------- loading and validation
+
+
+def _type_name(tp) -> str:
+    return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
+
+
+def _convert(value, tp, where: str, errors: list[str], is_path: bool):
+    """Check `value` against type `tp`; return the converted value (tuples, dataclasses, absolute paths)."""
+    origin = typing.get_origin(tp)
+    if origin in (typing.Union, types.UnionType):
+        options = typing.get_args(tp)
+        if value is None and type(None) in options:
+            return None
+        inner = [o for o in options if o is not type(None)]
+        return _convert(value, inner[0], where, errors, is_path)
+    if origin is Literal:
+        choices = typing.get_args(tp)
+        if value not in choices:
+            errors.append(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+        return value
+    if origin is tuple:
+        if isinstance(value, str) or not isinstance(value, (list, tuple)):
+            errors.append(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            return ()
+        item_tp = typing.get_args(tp)[0]
+        return tuple(_convert(v, item_tp, f"{where}[{i}]", errors, is_path) for i, v in enumerate(value))
+    if origin is dict:
+        if not isinstance(value, dict):
+            errors.append(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            return {}
+        key_tp, val_tp = typing.get_args(tp)
+        return {str(k): _convert(v, val_tp, f"{where}.{k}", errors, False) for k, v in value.items()}
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, where, errors)
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            errors.append(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+            return value
+        return float(value)
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            errors.append(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            errors.append(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+        return value
+    if tp is str:
+        if not isinstance(value, str):
+            errors.append(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+            return value
+        if is_path:
+            resolved = (REPO_ROOT / value).resolve()
+            if not resolved.exists():
+                errors.append(f"{where}: file or folder {value!r} does not exist (looked for {resolved})")
+            return str(resolved)
+        return value
+    raise TypeError(f"spec field type {_type_name(tp)} at {where} is not supported")  # a bug in this file
+
+
+def _build(cls, data, where: str, errors: list[str]):
+    if not isinstance(data, dict):
+        errors.append(f"{where or 'top level'}: expected a mapping, got {type(data).__name__} {data!r}")
+        return None
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("name", "source_file")}
+    prefix = f"{where}." if where else ""
+    for key in data:
+        if key not in fields:
+            known = ", ".join(sorted(fields))
+            errors.append(f"{prefix}{key}: unknown key (known keys here: {known})")
+    values = {}
+    for name, f in fields.items():
+        if name in data:
+            values[name] = _convert(data[name], hints[name], prefix + name, errors, f.metadata.get("path", False))
+        elif f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            errors.append(f"{prefix}{name}: required key is missing")
+        elif f.metadata.get("path") and isinstance(f.default, (str, tuple)):
+            values[name] = _convert(f.default, hints[name], prefix + name, errors, True)
+    try:
+        return cls(**values)
+    except TypeError:  # a required key is missing; already reported
+        return None
+
+
+def _check_values(spec: BuildSpec, errors: list[str]) -> None:
+    """Rules that types alone do not express."""
+    t, c, e = spec.train, spec.curate, spec.eval
+    positive = {
+        "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum, "train.epochs": t.epochs,
+        "train.max_length": t.max_length, "train.checkpoint_every": t.checkpoint_every,
+        "train.logging_every": t.logging_every, "train.lora.r": t.lora.r, "train.lora.alpha": t.lora.alpha,
+        "eval.max_new_tokens": e.max_new_tokens, "eval.batch_size": e.batch_size,
+        "curate.max_examples": c.max_examples,
+    }
+    for where, value in positive.items():
+        if isinstance(value, int) and value < 1:
+            errors.append(f"{where}: must be at least 1, got {value}")
+    if t.max_steps is not None and isinstance(t.max_steps, int) and t.max_steps < 1:
+        errors.append(f"train.max_steps: must be at least 1 or left out, got {t.max_steps}")
+    for where, value in {"curate.eval_fraction": c.eval_fraction, "train.lora.dropout": t.lora.dropout,
+                         "curate.near_duplicate_threshold": c.near_duplicate_threshold}.items():
+        if isinstance(value, float) and not 0.0 <= value < 1.0:
+            errors.append(f"{where}: must be in [0, 1), got {value}")
+    if isinstance(t.learning_rate, float) and t.learning_rate <= 0:
+        errors.append(f"train.learning_rate: must be positive, got {t.learning_rate}")
+    if not c.keywords:
+        errors.append("curate.keywords: give at least one keyword")
+    if not t.lora.target_modules:
+        errors.append("train.lora.target_modules: give at least one module name")
+
+
+def load_spec(path: str | Path) -> BuildSpec:
+    """Load and validate a build spec file (YAML, or the JSON that `BuildSpec.to_json` writes)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SpecError(f"{path}: build spec not found")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    if isinstance(data, dict):
+        # A resolved spec (to_json) carries its name and origin; a YAML spec takes its name from the file stem.
+        data = dict(data)
+        name = data.pop("name", None) or path.stem
+        data.pop("source_file", None)
+    else:
+        name = path.stem
+    errors: list[str] = []
+    spec = _build(BuildSpec, data, "", errors)
+    if spec is not None and not errors:
+        spec = dataclasses.replace(spec, name=name, source_file=str(path.resolve()))
+        _check_values(spec, errors)
+    if errors:
+        listing = "\n".join(f"  - {e}" for e in errors)
+        raise SpecError(f"{path}: {len(errors)} problem(s) in this build spec:\n{listing}")
+    return spec
+
+
+def available_tags() -> list[str]:
+    return sorted(p.stem for p in BUILDS_DIR.glob("*.yaml"))
+
+
+def spec_by_tag(tag: str) -> BuildSpec:
+    """Load data/builds/<tag>.yaml; refuse names that are not plain tags, and name the tags that exist."""
+    known = ", ".join(available_tags()) or "(none)"
+    if not tag or not TAG_PATTERN.match(tag):
+        raise SpecError(f"{tag!r} is not a valid build tag: use letters, digits, '.', '_' or '-' "
+                        f"(no slashes). Build specs in {BUILDS_DIR}: {known}")
+    path = BUILDS_DIR / f"{tag}.yaml"
+    if not path.is_file():
+        raise SpecError(f"no build spec for tag {tag!r}: {path} does not exist. Build specs: {known}. "
+                        f"To make a new build, copy one of them to data/builds/{tag}.yaml and edit it.")
+    return load_spec(path)
