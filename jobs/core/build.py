@@ -1,0 +1,120 @@
+"""The local build: curate -> train -> eval -> publish, each stage run as its own command.
+
+    python -m jobs.core.build --tag smoke          # what `make build VERSION=smoke` runs
+
+Stages run as subprocesses with exactly the commands the images and the Argo workflow run, in a work folder
+(.work/<tag>/); publish then writes the store, manifest last. A tag already complete in the store is refused
+before any work starts, and the store is left untouched.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from jobs.core import keys
+from jobs.core.model import BaseModelUnavailable, resolve_base_model
+from jobs.core.registry import complete_tags, current_tag
+from jobs.core.spec import REPO_ROOT, SpecError, spec_by_tag
+from jobs.core.store import StoreError, open_store
+
+GATE_FAILED = 3  # the eval stage's exit status when the report is written but the gate did not pass
+
+
+class BuildError(RuntimeError):
+    pass
+
+
+def previous_build(store, tag: str) -> str | None:
+    """The build to compare against: the promoted `current` one, else the newest complete build that passed."""
+    current = current_tag(store)
+    if current and current != tag:
+        return current
+    best = None
+    for t in complete_tags(store):
+        if t == tag:
+            continue
+        m = json.loads(store.get_bytes(keys.manifest_key(t)))
+        if m.get("status") == "passed" and (best is None or m["created_at"] > best[0]):
+            best = (m["created_at"], t)
+    return best[1] if best else None
+
+
+def _stage(name: str, args: list[str]) -> int:
+    cmd = [sys.executable, "-m", f"jobs.{name}", *args]
+    print(f"\n==> {name}: {' '.join(cmd[1:])}", flush=True)
+    started = time.perf_counter()
+    rc = subprocess.run(cmd, cwd=REPO_ROOT).returncode
+    print(f"<== {name}: exit {rc} after {time.perf_counter() - started:.1f} s", flush=True)
+    return rc
+
+
+def build(tag: str, work_root: Path) -> int:
+    spec = spec_by_tag(tag)
+    store = open_store()
+    if store.exists(keys.manifest_key(tag)):
+        raise BuildError(f"build {tag!r} already exists in the store {store.url} and a tag is immutable; nothing "
+                         f"was changed. See it with `make show VERSION={tag}`, or build under a new tag "
+                         f"(copy data/builds/{tag}.yaml to data/builds/<new-tag>.yaml).")
+    print(f"base model: {resolve_base_model(spec)}", flush=True)  # fail fast, before any stage runs
+    work = work_root / tag
+    dataset, adapter, report, previous = (work / d for d in ("dataset", "adapter", "report", "previous"))
+    for d in (dataset, report, previous):  # the adapter folder keeps its checkpoints: a rerun resumes training
+        shutil.rmtree(d, ignore_errors=True)
+    spec_file = spec.source_file
+    if _stage("curate", ["--spec", spec_file, "--out", str(dataset)]) != 0:
+        raise BuildError("curate failed (see its message above); nothing was published")
+    stamp = work / "adapter.dataset_sha256"
+    data_hash = json.loads((dataset / "curate-info.json").read_text())["dataset_sha256"]
+    if stamp.is_file() and stamp.read_text() != data_hash:
+        shutil.rmtree(adapter)  # checkpoints of another dataset must not be resumed
+    adapter.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(data_hash)
+    if _stage("train", ["--spec", spec_file, "--dataset", str(dataset), "--out", str(adapter)]) != 0:
+        raise BuildError("train failed (see its message above); nothing was published. Rerunning the same "
+                         "command resumes from the last checkpoint.")
+    eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report)]
+    prev = previous_build(store, tag)
+    if prev and store.exists(keys.artifact_prefix(prev, "report") + "metrics.json"):
+        store.get_file(keys.artifact_prefix(prev, "report") + "metrics.json", previous / "metrics.json")
+        eval_args += ["--previous", str(previous)]
+        print(f"comparing against previous build {prev}", flush=True)
+    rc = _stage("eval", eval_args)
+    if rc not in (0, GATE_FAILED):
+        raise BuildError("eval failed (see its message above); nothing was published")
+    if _stage("core.publish", ["--spec", spec_file, "--tag", tag, "--dataset", str(dataset),
+                               "--adapter", str(adapter), "--report", str(report)]) != 0:
+        raise BuildError("publish failed (see its message above)")
+    manifest = json.loads(store.get_bytes(keys.manifest_key(tag)))
+    shutil.rmtree(work, ignore_errors=True)
+    print(f"\nbuild {tag}: {manifest['status']} -> {store.url}/builds/{tag}/")
+    for name, value in sorted(manifest.get("metrics", {}).items()):
+        if isinstance(value, (int, float)):
+            print(f"  {name:<24} {value:.4f}")
+    print(f"  report: {store.url}/builds/{tag}/report/report.html")
+    if manifest["status"] != "passed":
+        print(f"build {tag} FAILED its eval gate; it is stored as failed-gate and cannot be promoted.",
+              file=sys.stderr)
+        return GATE_FAILED
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Run a whole build locally: curate, train, eval, publish.")
+    p.add_argument("--tag", required=True, help="build tag: data/builds/<tag>.yaml")
+    p.add_argument("--work", type=Path, default=REPO_ROOT / ".work", help="scratch folder (default .work/)")
+    args = p.parse_args(argv)
+    try:
+        return build(args.tag, args.work)
+    except (SpecError, BuildError, BaseModelUnavailable, StoreError) as exc:
+        print(f"build: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

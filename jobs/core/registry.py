@@ -1,0 +1,86 @@
+"""Promotion and rollback: a `current` pointer over complete builds, with an append-only history.
+
+    python -m jobs.core.cli promote v2      # make v2 current (it must exist and have passed its gate)
+    python -m jobs.core.cli rollback        # back to the build promoted before the current one
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime, timezone
+
+from jobs.core import keys
+from jobs.core.store import StoreError
+
+
+class RegistryError(RuntimeError):
+    pass
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def read_manifest(store, tag: str) -> dict:
+    try:
+        return json.loads(store.get_bytes(keys.manifest_key(tag)))
+    except StoreError:
+        raise RegistryError(f"build {tag!r} is not complete in the store {store.url} (no {keys.manifest_key(tag)}); "
+                            f"complete builds: {', '.join(complete_tags(store)) or '(none)'}") from None
+
+
+def complete_tags(store) -> list[str]:
+    return [t for t in (keys.tag_of_manifest_key(k) for k in store.list("builds/")) if t]
+
+
+def history(store) -> list[dict]:
+    if not store.exists(keys.HISTORY_KEY):
+        return []
+    return [json.loads(line) for line in store.get_bytes(keys.HISTORY_KEY).decode().splitlines() if line.strip()]
+
+
+def current_tag(store) -> str | None:
+    if not store.exists(keys.CURRENT_KEY):
+        return None
+    return json.loads(store.get_bytes(keys.CURRENT_KEY))["tag"]
+
+
+def _promoted_stack(events: list[dict]) -> list[str]:
+    """Replay the history: promote pushes a tag, rollback pops one; the top is current."""
+    stack: list[str] = []
+    for e in events:
+        if e["action"] == "promote":
+            stack.append(e["tag"])
+        elif e["action"] == "rollback" and stack:
+            stack.pop()
+    return stack
+
+
+def _record(store, event: dict) -> None:
+    events = history(store) + [event]
+    body = "".join(json.dumps(e, sort_keys=True) + "\n" for e in events)
+    store.put_bytes(keys.HISTORY_KEY, body.encode())
+    store.put_bytes(keys.CURRENT_KEY, json.dumps({"tag": event["tag"], "since": event["at"]}, indent=2).encode())
+
+
+def promote(store, tag: str) -> dict:
+    manifest = read_manifest(store, tag)
+    if manifest.get("status") != "passed":
+        raise RegistryError(f"build {tag!r} has status {manifest.get('status')!r}: only a build that passed its "
+                            f"eval gate can be promoted (see `make show VERSION={tag}`)")
+    previous = current_tag(store)
+    if previous == tag:
+        raise RegistryError(f"build {tag!r} is already current")
+    event = {"action": "promote", "tag": tag, "from": previous, "at": _now()}
+    _record(store, event)
+    return event
+
+
+def rollback(store) -> dict:
+    stack = _promoted_stack(history(store))
+    if len(stack) < 2:
+        raise RegistryError("nothing to roll back to: fewer than two builds have been promoted "
+                            f"(history: {' -> '.join(stack) or 'empty'})")
+    event = {"action": "rollback", "tag": stack[-2], "from": stack[-1], "at": _now()}
+    _record(store, event)
+    return event

@@ -1,0 +1,92 @@
+"""Shared fixtures: a real S3 endpoint (moto's server, started here unless QSLM_TEST_S3_ENDPOINT is set),
+stores of both kinds, and the smoke spec's tiny model."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def s3_endpoint():
+    """URL of a real S3 HTTP endpoint: moto's server in a subprocess, bound to all interfaces so containers
+    on the docker bridge can reach it too."""
+    given = os.environ.get("QSLM_TEST_S3_ENDPOINT")
+    if given:
+        yield given
+        return
+    port = _free_port()
+    server = Path(sys.executable).with_name("moto_server")
+    proc = subprocess.Popen([str(server), "-H", "0.0.0.0", "-p", str(port)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            break
+        except OSError:
+            time.sleep(0.2)
+    else:
+        proc.kill()
+        pytest.fail(f"moto_server did not start on port {port}")
+    yield url
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+@pytest.fixture
+def s3_env(s3_endpoint, monkeypatch):
+    """Environment for an S3 store in a fresh bucket; returns the QSLM_STORE url."""
+    import boto3
+
+    bucket = f"qslm-test-{uuid.uuid4().hex[:10]}"
+    for k, v in {"S3_ENDPOINT_URL": s3_endpoint, "AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing",
+                 "AWS_DEFAULT_REGION": "us-east-1"}.items():
+        monkeypatch.setenv(k, v)
+    boto3.client("s3", endpoint_url=s3_endpoint, region_name="us-east-1").create_bucket(Bucket=bucket)
+    url = f"s3://{bucket}"
+    monkeypatch.setenv("QSLM_STORE", url)
+    return url
+
+
+@pytest.fixture(params=["local", "s3"])
+def store(request, tmp_path, monkeypatch):
+    """A store of each backend, empty."""
+    from jobs.core.store import open_store
+
+    if request.param == "local":
+        monkeypatch.setenv("QSLM_STORE", str(tmp_path / "store"))
+        return open_store()
+    request.getfixturevalue("s3_env")
+    return open_store()
+
+
+@pytest.fixture(scope="session")
+def smoke_spec():
+    from jobs.core.spec import spec_by_tag
+
+    return spec_by_tag("smoke")
+
+
+@pytest.fixture(scope="session")
+def tiny_model(smoke_spec) -> Path:
+    """The smoke spec's tiny Qwen2 checkpoint folder (made once, cached under QSLM_CACHE)."""
+    from jobs.core.model import resolve_base_model
+
+    return resolve_base_model(smoke_spec)

@@ -1,0 +1,100 @@
+"""Publish and registry against both store backends, with stage folders made by hand."""
+
+import json
+
+import pytest
+
+from jobs.core import keys
+from jobs.core.publish import PublishError, publish
+from jobs.core.registry import RegistryError, current_tag, history, promote, rollback
+from jobs.core.spec import load_spec
+
+SPEC = """
+base_model: {id: tiny-test}
+curate: {keywords: [kernel], sources: [%s]}
+eval: {suite: %s}
+"""
+
+
+@pytest.fixture
+def spec(tmp_path):
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.md").write_text("# Kernels\nA quantum kernel is an inner product.\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: t\nquestions: []\n")
+    path = tmp_path / "t1.yaml"
+    path.write_text(SPEC % (docs, suite))
+    return load_spec(path)
+
+
+def stage_folders(root, passed=True, recall=0.5):
+    d, a, r = root / "dataset", root / "adapter", root / "report"
+    for f in (d, a / "checkpoints" / "step-4", r):
+        f.mkdir(parents=True)
+    (d / "train.parquet").write_bytes(b"PAR1 rows")
+    (d / "curate-info.json").write_text(json.dumps({"seconds": 1.5, "dataset_sha256": "d" * 64,
+                                                    "versions": {"pypdf": "7"}}))
+    (a / "adapter_config.json").write_text('{"r": 16}')
+    (a / "adapter_model.safetensors").write_bytes(b"weights")
+    (a / "checkpoints" / "step-4" / "optimizer.pt").write_bytes(b"big")
+    (a / "train-info.json").write_text(json.dumps({"seconds": 10.0, "versions": {"torch": "2"}}))
+    (r / "metrics.json").write_text(json.dumps({"headline": {"concept_recall": recall, "similarity": 0.7}}))
+    (r / "gate.json").write_text(json.dumps({"passed": passed, "checks": []}))
+    (r / "eval-info.json").write_text(json.dumps({"seconds": 3.0, "versions": {}}))
+    (r / "report.html").write_text("<html></html>")
+    return d, a, r
+
+
+def test_manifest_ties_everything_together(store, spec, tmp_path):
+    m = publish(spec, "t1", *stage_folders(tmp_path), git={"commit": "abc123", "dirty": False}, store=store)
+    stored = json.loads(store.get_bytes(keys.manifest_key("t1")))
+    assert stored == json.loads(json.dumps(m)) and m["status"] == "passed" and m["git"] == {"commit": "abc123", "dirty": False}
+    assert m["spec"]["name"] == "t1" and m["dataset_sha256"] == "d" * 64
+    assert [s["path"] for s in m["sources"]] == ["docs/a.md"] and len(m["sources"][0]["sha256"]) == 64
+    assert store.exists(keys.source_key(m["sources"][0]["sha256"]))
+    paths = {k: [f["path"] for f in v] for k, v in m["artifacts"].items()}
+    assert "adapter_model.safetensors" in paths["adapter"] and not any("checkpoints" in p for p in paths["adapter"])
+    for name, files in m["artifacts"].items():
+        for f in files:
+            assert store.exists(keys.artifact_prefix("t1", name) + f["path"])
+    assert m["metrics"]["concept_recall"] == 0.5
+    assert set(m["timings_s"]) == {"curate", "train", "eval", "publish"}
+    assert "torch" in m["versions"]["train"]
+
+
+def test_a_complete_tag_is_immutable(store, spec, tmp_path):
+    publish(spec, "t1", *stage_folders(tmp_path / "one"), git={"commit": "a", "dirty": False}, store=store)
+    before = {k: store.get_bytes(k) for k in store.list("builds/t1/")}
+    with pytest.raises(PublishError, match="immutable"):
+        publish(spec, "t1", *stage_folders(tmp_path / "two", recall=0.9), git={"commit": "b", "dirty": False},
+                store=store)
+    assert {k: store.get_bytes(k) for k in store.list("builds/t1/")} == before
+
+
+def test_incomplete_stage_output_writes_no_manifest(store, spec, tmp_path):
+    d, a, r = stage_folders(tmp_path)
+    (a / "adapter_model.safetensors").unlink()
+    with pytest.raises(PublishError, match="adapter_model.safetensors is missing"):
+        publish(spec, "t1", d, a, r, git={"commit": "a", "dirty": False}, store=store)
+    assert not store.exists(keys.manifest_key("t1"))
+
+
+def test_promote_rollback_and_failed_gate(store, spec, tmp_path):
+    for tag, passed in (("t1", True), ("t2", True), ("t3", False)):
+        publish(spec, tag, *stage_folders(tmp_path / tag, passed=passed), git={"commit": "a", "dirty": False},
+                store=store)
+    assert json.loads(store.get_bytes(keys.manifest_key("t3")))["status"] == "failed-gate"
+    with pytest.raises(RegistryError, match="only a build that passed"):
+        promote(store, "t3")
+    with pytest.raises(RegistryError, match="not complete"):
+        promote(store, "t9")
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        rollback(store)
+    promote(store, "t1")
+    promote(store, "t2")
+    assert current_tag(store) == "t2"
+    assert rollback(store)["tag"] == "t1" and current_tag(store) == "t1"
+    assert [e["action"] for e in history(store)] == ["promote", "promote", "rollback"]
+    with pytest.raises(RegistryError, match="nothing to roll back"):
+        rollback(store)

@@ -1,0 +1,75 @@
+from pathlib import Path
+
+import pytest
+
+from jobs.core.spec import BUILDS_DIR, BuildSpec, SpecError, available_tags, load_spec, spec_by_tag
+
+
+@pytest.mark.parametrize("tag", available_tags())
+def test_every_shipped_spec_loads(tag):
+    spec = spec_by_tag(tag)
+    assert isinstance(spec, BuildSpec) and spec.name == tag
+    assert all(Path(s).exists() for s in spec.curate.sources)
+
+
+def test_v1_is_the_original_proof_of_concept():
+    spec = spec_by_tag("v1")
+    assert spec.base_model.id == "Qwen/Qwen2.5-1.5B-Instruct" and spec.base_model.tiny is None
+    t = spec.train
+    assert (t.quantization, t.compute_dtype, t.batch_size, t.grad_accum) == ("nf4", "float16", 1, 4)
+    assert (t.lora.r, t.lora.alpha) == (16, 32)
+    assert set(t.lora.target_modules) == {"q_proj", "k_proj", "v_proj", "o_proj"}
+
+
+def test_smoke_runs_the_same_training_configuration_on_a_tiny_model():
+    smoke, v1 = spec_by_tag("smoke"), spec_by_tag("v1")
+    assert smoke.base_model.tiny is not None
+    assert smoke.train.lora == v1.train.lora and smoke.train.quantization == v1.train.quantization
+
+
+def test_spec_is_frozen():
+    spec = spec_by_tag("smoke")
+    with pytest.raises(Exception):
+        spec.name = "other"  # type: ignore[misc]
+
+
+def test_three_mistakes_are_reported_together_naming_the_file(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "base_model: {id: tiny}\n"
+        "curate:\n  keywords: [kernel]\n  sources: [data/no-such-folder]\n  colour: blue\n"
+        "train:\n  batch_size: two\n")
+    with pytest.raises(SpecError) as err:
+        load_spec(bad)
+    msg = str(err.value)
+    assert str(bad) in msg and "3 problem(s)" in msg
+    assert "curate.colour: unknown key" in msg
+    assert "train.batch_size: expected an integer" in msg
+    assert "data/no-such-folder" in msg and "does not exist" in msg
+
+
+def test_bad_enum_and_missing_required_key(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_model: {id: x}\ntrain: {quantization: int3}\n")
+    msg = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert "train.quantization: 'int3' is not one of 'nf4', 'none'" in msg
+    assert "curate: required key is missing" in msg
+
+
+def test_resolved_spec_round_trips_through_json(tmp_path):
+    spec = spec_by_tag("smoke")
+    path = tmp_path / "resolved.json"
+    path.write_text(spec.to_json())
+    again = load_spec(path)
+    assert again.to_dict() == spec.to_dict()
+
+
+@pytest.mark.parametrize("tag", ["../x", "a/b", "", "-x"])
+def test_path_like_tags_are_refused_naming_the_specs_that_exist(tag):
+    msg = str(pytest.raises(SpecError, spec_by_tag, tag).value)
+    assert "not a valid build tag" in msg and "smoke" in msg and "v1" in msg
+
+
+def test_unknown_tag_names_the_specs_that_exist():
+    msg = str(pytest.raises(SpecError, spec_by_tag, "v99").value)
+    assert "no build spec for tag 'v99'" in msg and str(BUILDS_DIR / "v99.yaml") in msg and "smoke" in msg
