@@ -38,10 +38,10 @@ build: need-version venv ## Run a whole build locally: make build VERSION=smoke 
 	$(PY) -m jobs.core.build --tag $(VERSION)
 
 test: venv ## Run every test tier (unit, tiny-model, docker when an engine can be started)
-	$(PY) -m pytest -q
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
 test-fast: venv ## Run the unit tests only (no tiny-model or docker tests)
-	$(PY) -m pytest -q -m "not slow and not docker"
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not docker"
 
 list: venv ## List the builds in the store with status and headline scores
 	$(PY) -m jobs.core.cli list
