@@ -88,6 +88,12 @@ class ExecutionSpec:
 
     gradient_checkpointing: bool = True
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Examples per forward pass; None = train.batch_size. Each optimizer step still sees batch_size x grad_accum
+    # examples and the loss is normalised by that step's label tokens, so only speed and memory change.
+    micro_batch_size: int | None = None
+    loss_chunk_tokens: int = 2048  # cross-entropy over the vocabulary in chunks of this many label tokens
+    preflight_steps: int = 2  # micro-steps at the longest examples to measure peak GPU memory; 0 skips it
+    cpu_threads: int | None = None  # torch threads when training on CPU; None = torch's default (all cores)
 
 
 @dataclass(frozen=True)
@@ -126,6 +132,7 @@ class EvalSpec:
     batch_size: int = 8
     bootstrap_samples: int = 1000
     seed: int = 0
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # where eval runs the model; auto = cuda when present
     gate: GateSpec = GateSpec()
 
 

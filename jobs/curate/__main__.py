@@ -1,0 +1,37 @@
+"""python -m jobs.curate --spec SPEC [--sources DIR ...] --out DATASET_DIR
+
+Curate documents (LaTeX, Markdown/MyST, reStructuredText, PDF) into an instruction dataset folder:
+train.parquet, eval.parquet, heldout.parquet, stats.json, curate-info.json. Sources default to the spec's
+`curate.sources`. Exit status: 0 done, 2 bad spec or input (the message names the file and the fix).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.curate", description=__doc__.split("\n\n")[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--spec", required=True, help="build spec YAML (data/builds/<tag>.yaml) or resolved JSON")
+    parser.add_argument("--sources", nargs="+", type=Path, metavar="DIR", help="document folders or files (default: the spec's)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DATASET_DIR", help="dataset folder to create (must not hold files)")
+    args = parser.parse_args(argv)
+
+    from jobs.core.model import BaseModelUnavailable
+    from jobs.core.spec import SpecError, load_spec
+    from jobs.curate.documents import CurateError
+    from jobs.curate.run import curate
+
+    try:
+        curate(load_spec(args.spec), args.out, args.sources)
+    except (SpecError, CurateError, BaseModelUnavailable, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

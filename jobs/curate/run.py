@@ -1,0 +1,172 @@
+"""The curate stage: documents in, a dataset folder out (see docs/architecture.md, "Dataset folder").
+
+parse -> select (keywords, optional MiniLM, overrides) -> dedup paragraphs -> examples -> dedup examples ->
+cap -> split by section -> leakage check against the eval suite -> parquet + stats.json + curate-info.json.
+The same inputs and spec give byte-identical data files: everything is sorted and nothing time-dependent goes
+into them (seconds go only into curate-info.json).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import platform
+import shutil
+import tempfile
+import time
+from collections import Counter
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import yaml
+
+from jobs.core.spec import BuildSpec
+from jobs.curate import dedup, examples, select, split, stats
+from jobs.curate.documents import CurateError, load_documents
+
+EXAMPLE_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
+    ("template", pa.string()), ("source_path", pa.string()), ("source_sha256", pa.string()),
+    ("section", pa.string()), ("paragraph_ids", pa.list_(pa.string())), ("keywords", pa.list_(pa.string())),
+])
+HELDOUT_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_path", pa.string()),
+                            ("section", pa.string())])
+DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "stats.json")
+
+
+def load_suite(path: str) -> dict:
+    try:
+        suite = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise CurateError(f"eval suite {path}: cannot read it ({exc}); fix eval.suite in the spec") from None
+    if not isinstance(suite, dict) or not isinstance(suite.get("questions", []), list):
+        raise CurateError(f"eval suite {path}: expected a mapping with a `questions` list")
+    return suite
+
+
+def write_parquet(rows: list[dict], schema: pa.Schema, path: Path) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, path, compression="zstd", write_statistics=False)
+
+
+def dataset_sha256(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in DATA_FILES:
+        h.update(name.encode() + b"\0" + hashlib.sha256((folder / name).read_bytes()).hexdigest().encode() + b"\n")
+    return h.hexdigest()
+
+
+def versions() -> dict:
+    out = {"python": platform.python_version()}
+    for pkg in ("quantum-slm", "pyarrow", "pypdf", "datasketch", "tokenizers", "pyyaml"):
+        try:
+            out[pkg] = metadata.version(pkg)
+        except metadata.PackageNotFoundError:
+            out[pkg] = None
+    return out
+
+
+def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet: bool = False) -> dict:
+    """Run the stage; returns stats.json's content. Refuses to write into a folder that already has files."""
+    from jobs.core.model import resolve_base_model
+
+    t0 = time.perf_counter()
+    c = spec.curate
+    out = Path(out)
+    unknown = sorted(set(c.templates) - set(examples.TEMPLATES))
+    if unknown:
+        raise CurateError(f"{spec.source_file}: curate.templates has unknown template(s) {', '.join(unknown)}; "
+                          f"known: {', '.join(examples.TEMPLATES)}")
+    if out.exists() and any(out.iterdir()):
+        raise CurateError(f"output folder {out} is not empty; curate never overwrites a dataset: choose a new "
+                          f"folder or remove this one")
+    model_dir = resolve_base_model(spec)  # first: fail fast; BaseModelUnavailable carries its own fix
+    source_dirs = [Path(s) for s in (sources or c.sources)]
+    docs, skipped, ignored = load_documents(source_dirs, c.on_bad_input)
+    if not docs:
+        raise CurateError(f"no readable documents (.tex .md .rst .pdf .txt) under {', '.join(map(str, source_dirs))}"
+                          + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
+    suite = load_suite(spec.eval.suite)
+    counts: Counter = Counter()
+    selected = select.select(docs, c, suite, counts)
+    kept, dup_paragraphs = dedup.dedup_paragraphs(selected, lambda s: s.paragraph.text, lambda s: s.paragraph.id,
+                                                  c.near_duplicate_threshold)
+    rows = [r for s in kept for r in examples.make_examples(s, c.templates, c.system_prompt, c.seed)]
+    rows, dup_examples = dedup.dedup_examples(rows)
+    rows.sort(key=lambda r: r["id"])
+    capped = max(0, len(rows) - c.max_examples)
+    rows = rows[:c.max_examples]
+    train, evals, held = split.split_by_section(rows, c.eval_fraction, c.seed)
+    train, leaked = dedup.leakage(train, suite, c.near_duplicate_threshold)
+    if not train:
+        raise CurateError(f"no training examples: {sum(len(d.paragraphs) for d in docs)} paragraphs in {len(docs)} "
+                          f"documents, {len(selected)} selected ({dict(counts)}), {len(leaked)} removed as copies "
+                          f"of eval answers. Check curate.keywords and curate.min_paragraph_chars in "
+                          f"{spec.source_file}, or the sources")
+    held_set = set(held)
+    heldout = sorted(({"id": p.id, "text": p.text, "source_path": p.file, "section": p.section}
+                      for d in docs for p in d.paragraphs
+                      if p.kind in ("prose", "caption") and p.id.rsplit("#p", 1)[0] in held_set),
+                     key=lambda r: r["id"])
+    lengths = stats.token_lengths(train + evals, model_dir)
+
+    all_files = sorted({(f["path"], f["sha256"], f["bytes"]) for d in docs for f in d.files})
+    kept_texts = [s.paragraph.text for s in kept]
+    example_texts = [m["content"] for r in train + evals for m in r["messages"] if m["role"] == "assistant"]
+    st = {
+        "documents": {
+            "count": len(docs), "by_format": dict(sorted(Counter(d.format for d in docs).items())),
+            "files": len(all_files), "bytes": sum(f[2] for f in all_files),
+            "skipped": sorted(skipped, key=lambda s: s["path"]), "ignored": ignored,
+            "warnings": sorted(w for d in docs for w in d.warnings),
+        },
+        "paragraphs": {
+            "seen": sum(len(d.paragraphs) for d in docs),
+            "by_kind": dict(sorted(Counter(p.kind for d in docs for p in d.paragraphs).items())),
+            "selected": len(selected), "kept": len(kept), "duplicates_removed": len(dup_paragraphs),
+            "decisions": dict(sorted(counts.items())), "duplicates": dup_paragraphs,
+        },
+        "examples": {
+            "train": len(train), "eval": len(evals),
+            "by_template": dict(sorted(Counter(r["template"] for r in train + evals).items())),
+            "duplicates_removed": dup_examples, "capped": capped,
+            "leakage_removed": len(leaked), "leakage": leaked,
+        },
+        "sections": {"total": len({split.section_key(r) for r in rows}), "held_out": len(held),
+                     "held_out_keys": held},
+        "heldout_paragraphs": len(heldout),
+        "tokens": {"tokenizer": model_dir.name, **stats.histogram(lengths)},
+        "keyword_coverage": stats.keyword_coverage(c.keywords, kept, train + evals),
+        "equations": {"kept_paragraphs": stats.math_counts(kept_texts), "examples": stats.math_counts(example_texts)},
+        "code_blocks_in_examples": sum(t.count("```") // 2 for t in example_texts),
+    }
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        write_parquet(train, EXAMPLE_SCHEMA, tmp / "train.parquet")
+        write_parquet(evals, EXAMPLE_SCHEMA, tmp / "eval.parquet")
+        write_parquet(heldout, HELDOUT_SCHEMA, tmp / "heldout.parquet")
+        (tmp / "stats.json").write_text(json.dumps(st, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
+                                        encoding="utf-8")
+        digest = dataset_sha256(tmp)
+        seconds = time.perf_counter() - t0
+        info = {"stage": "curate", "seconds": round(seconds, 3), "versions": versions(),
+                "dataset_sha256": digest, "sources": [{"path": p, "sha256": h, "bytes": b} for p, h, b in all_files],
+                "spec": spec.to_dict()}
+        (tmp / "curate-info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        if out.exists():  # empty (checked above), perhaps a mount point: move the files, curate-info.json last
+            for name in DATA_FILES + ("curate-info.json",):
+                shutil.move(tmp / name, out / name)  # copies when out is another file system
+            tmp.rmdir()
+        else:
+            tmp.rename(out)  # the dataset folder appears all at once
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if not quiet:
+        print(stats.summary(st, out, seconds, digest))
+    return st

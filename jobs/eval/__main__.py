@@ -1,0 +1,46 @@
+"""python -m jobs.eval --spec SPEC --dataset DATASET_DIR --adapter ADAPTER_DIR --out REPORT_DIR [--previous PREV_REPORT_DIR]
+
+Answers the spec's eval suite with the base model + adapter and with the base alone, scores held-out
+perplexity, applies the spec's gate and writes the report folder (metrics.json, report.html, answers.jsonl,
+gate.json, eval-info.json). Exit status: 0 gate passed, 3 gate failed (report still written), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jobs.core.model import BaseModelUnavailable
+from jobs.core.spec import SpecError, load_spec
+
+GATE_FAILED = 3
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m jobs.eval", description=__doc__.split("\n\n")[1])
+    parser.add_argument("--spec", required=True, type=Path, help="build spec YAML (or resolved spec JSON)")
+    parser.add_argument("--dataset", required=True, type=Path, help="curate output folder")
+    parser.add_argument("--adapter", required=True, type=Path, help="train output folder")
+    parser.add_argument("--out", required=True, type=Path, help="report folder to create (must be new or empty)")
+    parser.add_argument("--previous", type=Path, help="previous build's report folder, for regression checks")
+    args = parser.parse_args(argv)
+
+    from jobs.eval.gate import GateConfigError, gate_summary
+    from jobs.eval.run import run_eval
+    from jobs.eval.suite import SuiteError
+
+    try:
+        spec = load_spec(args.spec)
+        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous)
+    except (SpecError, SuiteError, BaseModelUnavailable, GateConfigError, FileNotFoundError, FileExistsError,
+            ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(gate_summary(gate))
+    print(f"report: {args.out / 'report.html'}")
+    return 0 if gate["passed"] else GATE_FAILED
+
+
+if __name__ == "__main__":
+    sys.exit(main())

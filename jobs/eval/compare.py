@@ -1,0 +1,103 @@
+"""python -m jobs.eval.compare [--a TAG] [--b TAG]      (also: python -m jobs.eval.compare A B)
+
+Prints the report's comparison of two builds in the terminal, from builds/<tag>/report/metrics.json in the
+store (QSLM_STORE). --b defaults to the newest complete build, --a to the promoted `current` build.
+What `make compare A=v1 B=v2` runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from jobs.core import keys
+from jobs.core.registry import RegistryError, complete_tags, current_tag, read_manifest
+from jobs.core.store import StoreError, open_store
+from jobs.eval.report import comparison_rows, fmt, signed
+
+
+class CompareError(RuntimeError):
+    pass
+
+
+def latest_tag(store) -> str | None:
+    manifests = [read_manifest(store, t) for t in complete_tags(store)]
+    return max(manifests, key=lambda m: m.get("created_at") or "")["tag"] if manifests else None
+
+
+def load_metrics(store, tag: str) -> dict:
+    key = keys.artifact_prefix(tag, "report") + "metrics.json"
+    if not store.exists(key):
+        known = ", ".join(complete_tags(store)) or "(none)"
+        raise CompareError(f"no eval report for build {tag!r} in the store {store.url} ({key} is missing); "
+                           f"complete builds: {known}")
+    return json.loads(store.get_bytes(key))
+
+
+def _table(header: list[str], rows: list[list[str]]) -> str:
+    widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
+
+    def line(cells):  # first column left-aligned (names), the rest right-aligned (numbers)
+        return "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w) for i, (c, w) in enumerate(zip(cells, widths)))
+    return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
+
+
+def comparison_text(a_tag: str, a: dict, b_tag: str, b: dict) -> str:
+    """Build b against build a: headline, adapter-vs-base of each, and per-topic recall/similarity."""
+    out = [f"compare {a_tag} (A) -> {b_tag} (B)   suite A: {a['suite']['name']} ({a['suite']['sha256'][:12]}), "
+           f"suite B: {b['suite']['name']} ({b['suite']['sha256'][:12]})"]
+    if a["suite"]["sha256"] != b["suite"]["sha256"]:
+        out.append("note: the builds were evaluated on different suite files; differences mix model and questions")
+    for tag, m in ((a_tag, a), (b_tag, b)):
+        out.append(f"gate {tag}: {'passed' if m['gate']['passed'] else 'FAILED'}")
+    rows = comparison_rows(b["headline"], a["headline"])
+    base_b = {r["metric"]: r for r in comparison_rows(b["headline"], b["headline"], "base_")}
+    out.append("")
+    out.append(_table(["metric", f"A {a_tag}", f"B {b_tag}", "B - A", "", f"B vs its base"],
+                      [[r["label"], fmt(r["old"], r["metric"]), fmt(r["new"], r["metric"]), signed(r["delta"]),
+                        r["verdict"], signed(base_b[r["metric"]]["delta"])] for r in rows]))
+    topics = sorted(set(a.get("topics", {})) | set(b.get("topics", {})))
+    if topics:
+        def score(m, topic, name):
+            t = m.get("topics", {}).get(topic)
+            return None if t is None else t["adapter"][name]["mean"]
+        trows = []
+        for t in topics:
+            ra, rb = score(a, t, "concept_recall"), score(b, t, "concept_recall")
+            sa, sb = score(a, t, "similarity"), score(b, t, "similarity")
+            trows.append([t, fmt(ra), fmt(rb), signed(None if ra is None or rb is None else rb - ra),
+                          fmt(sa), fmt(sb), signed(None if sa is None or sb is None else sb - sa)])
+        out += ["", _table(["topic", "recall A", "recall B", "change", "similarity A", "similarity B", "change"],
+                           trows)]
+    return "\n".join(out)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m jobs.eval.compare", description=__doc__.split("\n\n")[1])
+    p.add_argument("tags", nargs="*", metavar="TAG", help="A and B as positional arguments (optional)")
+    p.add_argument("--a", help="the baseline build (default: the promoted current build)")
+    p.add_argument("--b", help="the build to judge (default: the newest complete build)")
+    args = p.parse_args(argv)
+    if len(args.tags) > 2:
+        p.error("give at most two tags: A B")
+    a_tag = args.a or (args.tags[0] if args.tags else None)
+    b_tag = args.b or (args.tags[1] if len(args.tags) > 1 else None)
+    try:
+        store = open_store()
+        b_tag = b_tag or latest_tag(store)
+        a_tag = a_tag or current_tag(store)
+        if b_tag is None:
+            raise CompareError(f"the store {store.url} has no complete builds yet; run `make build VERSION=...`")
+        if a_tag is None:
+            raise CompareError(f"no build is promoted in {store.url}, so A has no default; pass --a TAG "
+                               f"(complete builds: {', '.join(complete_tags(store))})")
+        print(comparison_text(a_tag, load_metrics(store, a_tag), b_tag, load_metrics(store, b_tag)))
+    except (CompareError, RegistryError, StoreError) as exc:
+        print(f"compare: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""The regression gate: may this build be promoted? Spec `eval.gate` in, gate.json out.
+
+    eval:
+      gate:
+        min: {concept_recall: 0.30, similarity: 0.50}             # the adapter's score must reach this
+        max_regression: {concept_recall: 0.05, perplexity: 2.0}   # and may fall at most this far behind
+                                                                  # the previous build (absolute units)
+
+For lower-is-better metrics (perplexity, repetition_rate) a regression is a rise; they cannot take a `min`.
+Without a previous build the regression checks are recorded as skipped (and pass): the first build has
+nothing to regress from.
+"""
+
+from __future__ import annotations
+
+import math
+
+from jobs.core.spec import GateSpec
+from jobs.eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER
+
+GATED = HIGHER_IS_BETTER + LOWER_IS_BETTER
+
+
+class GateConfigError(ValueError):
+    """The spec's eval.gate names a metric the eval does not produce, or a check that makes no sense."""
+
+
+def check_gate_spec(gate: GateSpec, spec_file: str = "") -> None:
+    """Fail before any model loads when the gate cannot be evaluated; names the spec file and the fix."""
+    errors = []
+    for kind, table in (("min", gate.min), ("max_regression", gate.max_regression)):
+        for metric, value in table.items():
+            if metric not in GATED:
+                errors.append(f"eval.gate.{kind}.{metric}: unknown metric (gateable: {', '.join(GATED)})")
+            elif kind == "min" and metric in LOWER_IS_BETTER:
+                errors.append(f"eval.gate.min.{metric}: {metric} is lower-is-better; gate it with max_regression")
+            elif kind == "max_regression" and value < 0:
+                errors.append(f"eval.gate.max_regression.{metric}: must be >= 0 (the largest allowed drop), "
+                              f"got {value}")
+    if errors:
+        listing = "\n".join(f"  - {e}" for e in errors)
+        raise GateConfigError(f"{spec_file or 'build spec'}: {len(errors)} problem(s) in eval.gate:\n{listing}")
+
+
+def evaluate_gate(gate: GateSpec, headline: dict, previous: dict | None) -> dict:
+    """Every check with its numbers; `previous` is the previous build's headline (None for a first build)."""
+    checks = []
+    for metric, threshold in sorted(gate.min.items()):
+        value = headline.get(metric, math.nan)
+        ok = not math.isnan(value) and value >= threshold
+        checks.append({"metric": metric, "kind": "min", "threshold": threshold, "value": value,
+                       "previous": None, "passed": ok, "skipped": False,
+                       "message": f"{metric} {value:.4f} {'>=' if ok else '<'} minimum {threshold:.4f}"})
+    for metric, allowed in sorted(gate.max_regression.items()):
+        value = headline.get(metric, math.nan)
+        before = None if previous is None else previous.get(metric)
+        if before is None:
+            why = "no previous build" if previous is None else "previous build has no such metric"
+            checks.append({"metric": metric, "kind": "max_regression", "threshold": allowed, "value": value,
+                           "previous": None, "passed": True, "skipped": True,
+                           "message": f"{metric}: regression check skipped ({why})"})
+            continue
+        # A regression is a drop for higher-is-better metrics and a rise for lower-is-better ones.
+        regression = (value - before) if metric in LOWER_IS_BETTER else (before - value)
+        ok = not math.isnan(regression) and regression <= allowed + 1e-12
+        word = "rose" if metric in LOWER_IS_BETTER else "fell"
+        checks.append({"metric": metric, "kind": "max_regression", "threshold": allowed, "value": value,
+                       "previous": before, "passed": ok, "skipped": False,
+                       "message": f"{metric} {word} by {max(regression, 0.0):.4f} vs previous build "
+                                  f"({before:.4f} -> {value:.4f}); allowed {allowed:.4f}"})
+    return {"passed": all(c["passed"] for c in checks), "checks": checks}
+
+
+def gate_summary(result: dict) -> str:
+    """A few lines for the terminal: verdict first, then each check."""
+    verdict = "PASSED" if result["passed"] else "FAILED"
+    lines = [f"gate {verdict} ({sum(not c['passed'] for c in result['checks'])} of {len(result['checks'])} "
+             f"check(s) failed)"]
+    for c in result["checks"]:
+        mark = "skip" if c["skipped"] else ("ok  " if c["passed"] else "FAIL")
+        lines.append(f"  [{mark}] {c['message']}")
+    if not result["checks"]:
+        lines.append("  (no checks: the spec's eval.gate is empty)")
+    return "\n".join(lines)

@@ -1,0 +1,161 @@
+"""The model side of eval: load base (+ adapter), answer questions in batches, score held-out text.
+
+The base is loaded as the train stage loads it (4-bit NF4 with the spec's compute dtype, or unquantised), the
+adapter is attached with peft, and `model.disable_adapter()` gives the base model alone from the same weights,
+so the base answers cost no second load.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from jobs.core.model import resolve_base_model
+from jobs.core.spec import BuildSpec
+
+END_OF_TURN = "<|im_end|>"
+END_OF_TEXT = "<|endoftext|>"  # Qwen's generation_config stops on it too; a base model may emit it instead
+MAX_PARAGRAPH_TOKENS = 1024  # longer held-out paragraphs are cut; perplexity is per token either way
+NLL_TOKENS_PER_BATCH = 2048  # bounds the logits tensor: 2048 tokens x 152k vocab x 4 bytes = 1.2 GiB
+
+
+@dataclass(frozen=True)
+class Generation:
+    text: str
+    new_tokens: int  # generated tokens before the stop token (all of them when it never stopped)
+    stopped: bool  # ended on <|im_end|> / eos within max_new_tokens
+
+
+def pick_device(wanted: str = "auto") -> str:
+    import torch
+
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("eval.device is 'cuda' but torch sees no CUDA device; set it to 'auto' or 'cpu'")
+    if wanted == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return wanted
+
+
+def load_tokenizer(model_dir: Path):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    if tok.chat_template is None:
+        raise ValueError(f"{model_dir}: the tokenizer has no chat template; eval asks questions as chats. "
+                         f"Use an -Instruct checkpoint (or one whose tokenizer_config.json has chat_template)")
+    if END_OF_TURN not in tok.get_vocab():
+        raise ValueError(f"{model_dir}: the tokenizer has no {END_OF_TURN} token to stop answers on "
+                         f"(eval expects a Qwen2.5-style chat model)")
+    if tok.pad_token is None:  # some checkpoints ship without one; padding is masked out, any token will do
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_model(spec: BuildSpec, adapter_dir: Path | None, device: str):
+    """(model, tokenizer): the base as the train stage loads it, with the adapter attached when given."""
+    import torch
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    base_dir = resolve_base_model(spec)
+    dtype = getattr(torch, spec.train.compute_dtype)
+    if spec.train.quantization == "nf4":
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
+                                   bnb_4bit_use_double_quant=True)
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir), quantization_config=quant, dtype=dtype,
+                                                     device_map={"": device})
+    else:
+        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype).to(device)
+    if adapter_dir is not None:
+        from peft import PeftModel
+
+        if not (Path(adapter_dir) / "adapter_config.json").is_file():
+            raise FileNotFoundError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
+                                    f"pass the train stage's --out folder as --adapter")
+        model = PeftModel.from_pretrained(model, str(adapter_dir))
+    model.eval()
+    return model, load_tokenizer(base_dir)
+
+
+def chat_prompts(tokenizer, questions: Sequence[str], system_prompt: str | None) -> list[str]:
+    prompts = []
+    for q in questions:
+        messages = ([{"role": "system", "content": system_prompt}] if system_prompt else [])
+        messages.append({"role": "user", "content": q})
+        prompts.append(tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True))
+    return prompts
+
+
+def generate(model, tokenizer, questions: Sequence[str], *, system_prompt: str | None, max_new_tokens: int,
+             batch_size: int) -> tuple[list[Generation], dict]:
+    """Greedy answers in batches (left padding, prompts sorted by length so a batch pads little).
+
+    Returns the answers in the order of `questions` and timing {seconds, new_tokens, tokens_per_s}."""
+    import torch
+    from transformers import GenerationConfig
+
+    vocab = tokenizer.get_vocab()
+    stop_ids = {vocab[t] for t in (END_OF_TURN, END_OF_TEXT) if t in vocab}
+    if tokenizer.eos_token_id is not None:
+        stop_ids.add(tokenizer.eos_token_id)
+    stop_ids = sorted(stop_ids)
+    config = GenerationConfig(max_new_tokens=max_new_tokens, do_sample=False, eos_token_id=stop_ids,
+                              pad_token_id=tokenizer.pad_token_id)
+    prompts = chat_prompts(tokenizer, questions, system_prompt)
+    lengths = [len(tokenizer(p, add_special_tokens=False)["input_ids"]) for p in prompts]
+    order = sorted(range(len(prompts)), key=lambda i: lengths[i])
+    tokenizer.padding_side = "left"  # new tokens must follow each prompt directly
+    device = next(model.parameters()).device
+    results: dict[int, Generation] = {}
+    total_new, start = 0, time.perf_counter()
+    for b in range(0, len(order), batch_size):
+        chunk = order[b:b + batch_size]
+        enc = tokenizer([prompts[i] for i in chunk], return_tensors="pt", padding=True,
+                        add_special_tokens=False).to(device)
+        with torch.inference_mode():
+            out = model.generate(**enc, generation_config=config)
+        new = out[:, enc["input_ids"].shape[1]:].tolist()
+        for i, ids in zip(chunk, new):
+            end = next((k for k, t in enumerate(ids) if t in stop_ids), None)
+            kept = ids if end is None else ids[:end]
+            total_new += len(kept)
+            results[i] = Generation(text=tokenizer.decode(kept, skip_special_tokens=True).strip(),
+                                    new_tokens=len(kept), stopped=end is not None)
+    seconds = time.perf_counter() - start
+    timing = {"seconds": seconds, "new_tokens": total_new, "tokens_per_s": total_new / max(seconds, 1e-9)}
+    return [results[i] for i in range(len(prompts))], timing
+
+
+def paragraph_nll(model, tokenizer, texts: Sequence[str]) -> list[tuple[float, int]]:
+    """(sum of next-token negative log-likelihood in nats, tokens scored) per text, in the order given."""
+    import torch
+    import torch.nn.functional as F
+
+    tokenizer.padding_side = "right"
+    device = next(model.parameters()).device
+    encoded = [tokenizer(t, add_special_tokens=False, truncation=True, max_length=MAX_PARAGRAPH_TOKENS)["input_ids"]
+               for t in texts]
+    order = sorted(range(len(texts)), key=lambda i: len(encoded[i]))
+    results: dict[int, tuple[float, int]] = {}
+    b = 0
+    while b < len(order):
+        # Grow the batch while the padded size stays within the token budget.
+        e = b + 1
+        while e < len(order) and (e + 1 - b) * len(encoded[order[e]]) <= NLL_TOKENS_PER_BATCH:
+            e += 1
+        chunk = order[b:e]
+        width = max(len(encoded[i]) for i in chunk)
+        ids = torch.full((len(chunk), width), tokenizer.pad_token_id, dtype=torch.long)
+        mask = torch.zeros((len(chunk), width), dtype=torch.long)
+        for row, i in enumerate(chunk):
+            ids[row, :len(encoded[i])] = torch.tensor(encoded[i], dtype=torch.long)
+            mask[row, :len(encoded[i])] = 1
+        ids, mask = ids.to(device), mask.to(device)
+        with torch.inference_mode():
+            logits = model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
+        nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
+        for row, i in enumerate(chunk):
+            results[i] = (float(nll[row].sum()), int(mask[row, 1:].sum()))
+        b = e
+    return [results[i] for i in range(len(texts))]

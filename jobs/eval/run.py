@@ -1,0 +1,217 @@
+"""The eval stage as one function: dataset + adapter (+ previous report) in, report folder out.
+
+Order: validate everything cheap (suite, gate, folders) before loading a model; answer the suite with the
+adapter and with the base alone (same weights, adapter disabled); score held-out paragraphs; embed; score;
+bootstrap; gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
+
+metrics.json (for machines; every float may be null where it cannot be computed):
+    headline      flat {metric: float}: concept_recall, similarity, rougeL, bleu, perplexity, stop_rate,
+                  repetition_rate, mean_new_tokens; the same with base_ (adapter disabled) and delta_
+                  (adapter - base) prefixes. Publish copies it into the manifest.
+    overall       {adapter|base|delta: {metric: {mean, low, high}}}   95% bootstrap intervals over questions
+    perplexity    {adapter|base: {mean, low, high}, paragraphs, tokens}   over heldout.parquet
+    topics        {topic: {questions, adapter: {...}, base: {...}}}
+    questions     per question: id, topic, source, question, reference, adapter/base: answer and scores
+    suite, gate, tag, previous_tag, previous {tag, path, headline}
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import platform
+import time
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from jobs.core.spec import BuildSpec
+from jobs.eval import dataset, generate, metrics, stats
+from jobs.eval.gate import check_gate_spec, evaluate_gate
+from jobs.eval.report import render_report
+from jobs.eval.suite import Suite, load_suite
+
+MODELS = ("adapter", "base")
+WORST_ANSWERS = 5
+PARAGRAPHS_PER_ANSWER = 2
+PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "sentence-transformers", "sacrebleu", "rouge-score",
+            "numpy", "jinja2")
+
+
+def versions() -> dict:
+    found = {"python": platform.python_version()}
+    for name in PACKAGES:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            found[name] = None
+    return found
+
+
+def _prepare_out(out_dir: Path) -> None:
+    if out_dir.exists() and any(out_dir.iterdir()):
+        raise FileExistsError(f"{out_dir}: report folder is not empty; eval never overwrites a report. "
+                              f"Pass a new --out folder (or delete this one)")
+    out_dir.mkdir(parents=True, exist_ok=True)
+
+
+def read_previous(previous_dir: Path | None) -> dict | None:
+    if previous_dir is None:
+        return None
+    path = Path(previous_dir) / "metrics.json"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: --previous must be a previous build's report folder (with metrics.json)")
+    return json.loads(path.read_text(encoding="utf-8"))
+
+
+def score_rows(suite: Suite, answers: dict, embed, max_new_tokens: int) -> list[dict]:
+    """One row per question with the adapter's and the base's answer and every per-answer score."""
+    refs = [q.reference for q in suite.questions]
+    sims = {m: metrics.similarities([g.text for g in answers[m]], refs, embed) for m in MODELS}
+    rows = []
+    for i, q in enumerate(suite.questions):
+        row = {"id": q.id, "topic": q.topic, "source": q.source, "question": q.question, "reference": q.reference}
+        for m in MODELS:
+            g = answers[m][i]
+            scores = metrics.score_answer(g.text, q.reference, q.concepts, sims[m][i])
+            scores.update(metrics.generation_stats(g.text, g.new_tokens, g.stopped, max_new_tokens))
+            scores["answer"] = g.text
+            scores["quality"] = metrics.answer_quality(scores)
+            row[m] = scores
+        rows.append(row)
+    return rows
+
+
+def _values(rows: list[dict], model: str, metric: str) -> list[float]:
+    if metric == "stop_rate":
+        return [float(r[model]["stopped"]) for r in rows]
+    if metric == "repetition_rate":
+        return [r[model]["repetition"] for r in rows]
+    return [r[model][metric] for r in rows]
+
+
+def summarise(rows: list[dict], nll: dict, samples: int, seed: int) -> dict:
+    """Overall and per-topic means with bootstrap intervals, perplexity, and the flat headline."""
+    names = metrics.PER_QUESTION + ("stop_rate", "repetition_rate")
+    overall = {m: {k: stats.bootstrap_mean(_values(rows, m, k), samples, seed) for k in names} for m in MODELS}
+    overall["delta"] = {k: stats.bootstrap_delta(_values(rows, "adapter", k), _values(rows, "base", k), samples, seed)
+                        for k in names}
+    ppl = {m: stats.bootstrap_perplexity([n for n, _ in nll[m]], [t for _, t in nll[m]], samples, seed)
+           for m in MODELS}
+    topics = {}
+    for topic in sorted({r["topic"] for r in rows}):
+        sub = [r for r in rows if r["topic"] == topic]
+        topics[topic] = {"questions": len(sub)} | {
+            m: {k: stats.bootstrap_mean(_values(sub, m, k), samples, seed) for k in names} for m in MODELS}
+    headline = {}
+    for m, prefix in (("adapter", ""), ("base", "base_")):
+        headline.update({prefix + k: overall[m][k]["mean"] for k in names})
+        headline[prefix + "perplexity"] = ppl[m]["mean"]
+        headline[prefix + "mean_new_tokens"] = float(np.mean([r[m]["new_tokens"] for r in rows]))
+    for k in names + ("perplexity",):
+        headline["delta_" + k] = headline[k] - headline["base_" + k]
+    perplexity = ppl | {"paragraphs": len(nll["adapter"]), "tokens": int(sum(t for _, t in nll["adapter"]))}
+    return {"headline": headline, "overall": overall, "perplexity": perplexity, "topics": topics}
+
+
+def attach_sources(rows: list[dict], dataset_dir: Path, embed) -> list[dict]:
+    """The worst answers (by concept recall + similarity), each with its nearest source paragraphs."""
+    worst = sorted(rows, key=lambda r: (r["adapter"]["quality"], r["id"]))[:WORST_ANSWERS]
+    paragraphs = dataset.candidate_paragraphs(dataset_dir)
+    if not paragraphs:
+        return [dict(r, paragraphs=[]) for r in worst]
+    vectors = embed([p["text"] for p in paragraphs])
+    out = []
+    for r in worst:
+        query = embed([r["question"] + "\n" + r["reference"]])[0]
+        same = [i for i, p in enumerate(paragraphs) if dataset.same_source(r["source"], p["source_path"])]
+        pool = same or list(range(len(paragraphs)))  # the question's own document first, else anywhere
+        ranked = sorted(pool, key=lambda i: -float(vectors[i] @ query))[:PARAGRAPHS_PER_ANSWER]
+        out.append(dict(r, paragraphs=[paragraphs[i] | {"similarity": float(vectors[i] @ query)} for i in ranked]))
+    return out
+
+
+def _json_safe(value):
+    # NaN/inf are not JSON; write null so every reader (jq, JavaScript, the manifest) can parse the file.
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_json_safe(v) for v in value]
+    return value
+
+
+def _write_json(path: Path, data) -> None:
+    path.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
+
+
+def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Path,
+             previous_dir: Path | None = None) -> dict:
+    """Evaluate and write the report folder; returns the gate result ({"passed", "checks"})."""
+    start = time.perf_counter()
+    dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
+    suite = load_suite(spec.eval.suite)
+    check_gate_spec(spec.eval.gate, spec.source_file)
+    previous = read_previous(previous_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise FileNotFoundError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
+                                f"pass the train stage's --out folder as --adapter")
+    heldout = dataset.heldout_texts(dataset_dir)
+    system = dataset.system_prompt(dataset_dir)
+    _prepare_out(out_dir)
+    timings = {}
+
+    t = time.perf_counter()
+    device = generate.pick_device(spec.eval.device)
+    model, tokenizer = generate.load_model(spec, adapter_dir, device)
+    timings["load_s"] = time.perf_counter() - t
+    questions = [q.question for q in suite.questions]
+    kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens, "batch_size": spec.eval.batch_size}
+    answers, generation, nll = {}, {}, {}
+    answers["adapter"], generation["adapter"] = generate.generate(model, tokenizer, questions, **kw)
+    t = time.perf_counter()
+    nll["adapter"] = generate.paragraph_nll(model, tokenizer, heldout)
+    timings["perplexity_s"] = time.perf_counter() - t
+    with model.disable_adapter():
+        answers["base"], generation["base"] = generate.generate(model, tokenizer, questions, **kw)
+        nll["base"] = generate.paragraph_nll(model, tokenizer, heldout)
+    del model
+
+    t = time.perf_counter()
+    embed = metrics.load_embedder(device)
+    rows = score_rows(suite, answers, embed, spec.eval.max_new_tokens)
+    summary = summarise(rows, nll, spec.eval.bootstrap_samples, spec.eval.seed)
+    worst = attach_sources(rows, dataset_dir, embed)
+    timings["score_s"] = time.perf_counter() - t
+
+    gate = evaluate_gate(spec.eval.gate, summary["headline"], previous["headline"] if previous else None)
+    result = {
+        "stage": "eval", "tag": spec.name,
+        "suite": {"name": suite.name, "path": suite.path, "sha256": suite.sha256, "questions": len(suite.questions)},
+        **summary,
+        "previous_tag": None if previous is None else previous.get("tag"),
+        "previous": None if previous is None else {"tag": previous.get("tag"), "path": str(previous_dir),
+                                                  "headline": previous["headline"]},
+        "gate": gate, "questions": rows,
+    }
+    _write_json(out_dir / "metrics.json", result)
+    _write_json(out_dir / "gate.json", gate)
+    with open(out_dir / "answers.jsonl", "w", encoding="utf-8") as f:
+        for r in rows:
+            f.write(json.dumps({"id": r["id"], "topic": r["topic"], "question": r["question"],
+                                "reference": r["reference"], "adapter": r["adapter"]["answer"],
+                                "base": r["base"]["answer"], "adapter_stopped": r["adapter"]["stopped"],
+                                "base_stopped": r["base"]["stopped"]}, ensure_ascii=False) + "\n")
+    render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir,
+                  dataset_stats=dataset.stats(dataset_dir), spec=spec)
+    timings["seconds"] = time.perf_counter() - start
+    _write_json(out_dir / "eval-info.json", {
+        "stage": "eval", "seconds": timings["seconds"], "timings": timings, "versions": versions(),
+        "device": device, "generation": generation, "system_prompt": system,
+        "inputs": {"dataset": str(dataset_dir), "adapter": str(adapter_dir),
+                   "previous": None if previous_dir is None else str(previous_dir), "suite": suite.path},
+        "spec": spec.to_dict(),
+    })
+    return gate

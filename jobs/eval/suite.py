@@ -1,0 +1,171 @@
+"""Eval suites: held-out questions with reference answers and expected concepts, as YAML data.
+
+    from jobs.eval.suite import load_suite
+    suite = load_suite("data/eval/core.yaml")
+
+The shape (data/eval/core.yaml):
+
+    name: core
+    description: ...
+    questions:
+      - id: qk-01
+        question: "..."
+        reference: "..."
+        concepts:
+          - {name: feature map, synonyms: [encoding circuit, embedding]}
+          - fidelity                      # a plain string is a concept without synonyms
+        topic: quantum-kernels
+        source: data/raw/thesis/chapters/kernels.tex
+
+Every problem in a suite file is collected and raised together as one SuiteError that names the file and,
+where it can, the question id.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+SUITE_KEYS = {"name", "description", "questions"}
+QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source"}
+REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "concepts", "topic")
+CONCEPT_KEYS = {"name", "synonyms"}
+
+
+class SuiteError(ValueError):
+    """An eval suite that cannot be used; the message lists every problem found."""
+
+
+@dataclass(frozen=True)
+class Concept:
+    name: str
+    synonyms: tuple[str, ...] = ()
+
+    @property
+    def forms(self) -> tuple[str, ...]:
+        """Every accepted wording: the name first, then its synonyms."""
+        return (self.name, *self.synonyms)
+
+
+@dataclass(frozen=True)
+class Question:
+    id: str
+    question: str
+    reference: str
+    concepts: tuple[Concept, ...]
+    topic: str
+    source: str = ""  # the document the answer comes from (repository-relative path), for the report
+
+
+@dataclass(frozen=True)
+class Suite:
+    name: str
+    description: str
+    questions: tuple[Question, ...]
+    path: str
+    sha256: str
+
+    @property
+    def topics(self) -> list[str]:
+        return sorted({q.topic for q in self.questions})
+
+
+def _text(value, where: str, errors: list[str]) -> str:
+    if not isinstance(value, str) or not value.strip():
+        errors.append(f"{where}: expected a non-empty string, got {type(value).__name__} {value!r}")
+        return ""
+    return value.strip()
+
+
+def _concept(value, where: str, errors: list[str]) -> Concept | None:
+    if isinstance(value, str):
+        return Concept(_text(value, where, errors))
+    if not isinstance(value, dict):
+        errors.append(f"{where}: expected a string or {{name: ..., synonyms: [...]}}, got {value!r}")
+        return None
+    for key in value.keys() - CONCEPT_KEYS:
+        errors.append(f"{where}.{key}: unknown key (known keys: name, synonyms)")
+    name = _text(value.get("name"), f"{where}.name", errors)
+    synonyms = value.get("synonyms", [])
+    if isinstance(synonyms, str) or not isinstance(synonyms, list):
+        errors.append(f"{where}.synonyms: expected a list of strings, got {synonyms!r}")
+        synonyms = []
+    return Concept(name, tuple(_text(s, f"{where}.synonyms[{i}]", errors) for i, s in enumerate(synonyms)))
+
+
+def _question(value, index: int, errors: list[str]) -> Question | None:
+    if not isinstance(value, dict):
+        errors.append(f"questions[{index}]: expected a mapping with keys {', '.join(REQUIRED_QUESTION_KEYS)}, "
+                      f"got {value!r}")
+        return None
+    qid = value.get("id")
+    where = f"question {qid!r}" if isinstance(qid, str) and qid else f"questions[{index}]"
+    for key in sorted(value.keys() - QUESTION_KEYS):
+        errors.append(f"{where}: unknown key {key!r} (known keys: {', '.join(sorted(QUESTION_KEYS))})")
+    missing = [k for k in REQUIRED_QUESTION_KEYS if k not in value]
+    if missing:
+        errors.append(f"{where}: missing key(s) {', '.join(missing)}")
+        return None
+    if isinstance(qid, str) and not ID_PATTERN.match(qid):
+        errors.append(f"{where}: id must be letters, digits, '.', '_' or '-' (it names rows in reports)")
+    concepts = value["concepts"]
+    if isinstance(concepts, str) or not isinstance(concepts, list) or not concepts:
+        errors.append(f"{where}.concepts: expected a non-empty list of concepts, got {concepts!r}")
+        concepts = []
+    parsed = tuple(c for c in (_concept(v, f"{where}.concepts[{i}]", errors) for i, v in enumerate(concepts)) if c)
+    source = value.get("source", "")
+    if source is None or not isinstance(source, str):
+        errors.append(f"{where}.source: expected a path string, got {source!r}")
+        source = ""
+    return Question(id=_text(qid, f"{where}.id", errors),
+                    question=_text(value["question"], f"{where}.question", errors),
+                    reference=_text(value["reference"], f"{where}.reference", errors), concepts=parsed,
+                    topic=_text(value["topic"], f"{where}.topic", errors), source=source)
+
+
+def parse_suite(data, path: str, sha256: str = "") -> Suite:
+    """Validate already-parsed YAML; raises SuiteError listing every problem, naming `path`."""
+    errors: list[str] = []
+    if not isinstance(data, dict):
+        raise SuiteError(f"{path}: an eval suite is a mapping with keys name, description, questions; "
+                         f"got {type(data).__name__}")
+    for key in sorted(data.keys() - SUITE_KEYS):
+        errors.append(f"{key}: unknown top-level key (known keys: {', '.join(sorted(SUITE_KEYS))})")
+    name = _text(data.get("name"), "name", errors)
+    description = data.get("description") or ""
+    if not isinstance(description, str):
+        errors.append(f"description: expected a string, got {description!r}")
+        description = ""
+    raw = data.get("questions")
+    if not isinstance(raw, list) or not raw:
+        errors.append(f"questions: expected a non-empty list of questions, got {raw!r}")
+        raw = []
+    questions = [q for i, v in enumerate(raw) if (q := _question(v, i, errors))]
+    seen: dict[str, int] = {}
+    for q in questions:
+        seen[q.id] = seen.get(q.id, 0) + 1
+    for qid, count in seen.items():
+        if count > 1 and qid:
+            errors.append(f"question {qid!r}: id used {count} times; ids must be unique")
+    if errors:
+        listing = "\n".join(f"  - {e}" for e in errors)
+        raise SuiteError(f"{path}: {len(errors)} problem(s) in this eval suite:\n{listing}")
+    return Suite(name=name, description=description, questions=tuple(questions), path=path, sha256=sha256)
+
+
+def load_suite(path: str | Path) -> Suite:
+    """Load and validate an eval suite YAML file."""
+    path = Path(path)
+    if not path.is_file():
+        raise SuiteError(f"{path}: eval suite not found (set eval.suite in the build spec to a YAML file)")
+    raw = path.read_bytes()
+    try:
+        data = yaml.safe_load(raw.decode("utf-8"))
+    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+        raise SuiteError(f"{path}: not valid YAML: {exc}") from exc
+    return parse_suite(data, str(path), hashlib.sha256(raw).hexdigest())

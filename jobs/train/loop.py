@@ -1,0 +1,88 @@
+"""One optimizer step over accumulated micro-batches, with a loss normalised like one large batch.
+
+The step's loss is (sum of token cross-entropies over all its micro-batches) / (label tokens in the step),
+so batch 1 x grad-accum 4 gives the same loss and gradients as batch 4 x grad-accum 1 (a per-micro-batch mean
+would weight a short answer's tokens more than a long one's). The logits are only formed for label tokens
+(assistant response + end-of-turn), in chunks, so the 151,936-word vocabulary never needs a [tokens, vocab]
+tensor for the whole sequence.
+"""
+
+from __future__ import annotations
+
+import contextlib
+
+import torch
+import torch.nn.functional as F
+from torch.utils.checkpoint import checkpoint
+
+from jobs.train.data import IGNORE, Example, collate, micro_batches
+
+
+def _chunk_ce(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
+
+
+def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int) -> torch.Tensor:
+    """Sum of next-token cross-entropy over the label tokens of one micro-batch (float32 scalar)."""
+    base = model.get_base_model()
+    hidden = base.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    targets = batch["labels"][:, 1:]
+    keep = targets != IGNORE
+    hidden, targets = hidden[:, :-1][keep], targets[keep]  # position t predicts token t+1
+    chunk = chunk_tokens if chunk_tokens > 0 else max(1, targets.numel())
+    total = hidden.new_zeros((), dtype=torch.float32)
+    for i in range(0, targets.numel(), chunk):
+        # Recomputed in backward: only one chunk's logits [chunk, vocab] is alive at a time.
+        total = total + checkpoint(_chunk_ce, base.lm_head, hidden[i:i + chunk], targets[i:i + chunk],
+                                   use_reentrant=False)
+    return total
+
+
+def label_tokens(examples: list[Example]) -> int:
+    # Token t is predicted from t-1, so a label on the first position is never trained (it never has one here).
+    return sum(sum(1 for t in e.labels[1:] if t != IGNORE) for e in examples)
+
+
+def accumulate(model, examples: list[Example], micro_batch_size: int, pad_id: int, device: torch.device,
+               dtype: torch.dtype, chunk_tokens: int, scaler=None) -> tuple[float, int, int]:
+    """Forward + backward over one step's examples; grads accumulate in the LoRA parameters.
+
+    Returns (mean loss per label token, label tokens, input tokens)."""
+    n_labels = label_tokens(examples)
+    autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext())
+    loss_sum = torch.zeros((), dtype=torch.float32, device=device)
+    for group in micro_batches(list(range(len(examples))), micro_batch_size):
+        batch = {k: v.to(device) for k, v in collate([examples[i] for i in group], pad_id).items()}
+        with autocast:
+            part = micro_batch_loss_sum(model, batch, chunk_tokens)
+        loss = part / max(n_labels, 1)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+        loss_sum += part.detach()  # read once per step: a .item() per micro-batch would wait for the GPU
+    return loss_sum.item() / max(n_labels, 1), n_labels, sum(len(e.input_ids) for e in examples)
+
+
+def optimizer_step(params: list[torch.Tensor], optimizer, scheduler, scaler, max_grad_norm: float) -> float:
+    """Clip, step, advance the schedule, clear grads; returns the gradient norm before clipping."""
+    if scaler is not None:
+        scaler.unscale_(optimizer)
+    norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
+    if scaler is not None:
+        scaler.step(optimizer)  # skipped (and the scale lowered) when fp16 gradients overflowed
+        scaler.update()
+    else:
+        optimizer.step()
+    scheduler.step()
+    optimizer.zero_grad(set_to_none=True)
+    return float(norm)
+
+
+def make_optimizer(params: list[torch.Tensor], spec, device: torch.device, total_steps: int):
+    """AdamW and the spec's learning-rate schedule (transformers' formulas, stepped once per optimizer step)."""
+    from transformers import get_scheduler
+
+    t = spec.train
+    optimizer = torch.optim.AdamW(params, lr=t.learning_rate, weight_decay=t.weight_decay,
+                                  fused=device.type == "cuda")  # fused: one kernel for all LoRA tensors
+    name = {"constant": "constant_with_warmup", "linear": "linear", "cosine": "cosine"}[t.lr_scheduler]
+    scheduler = get_scheduler(name, optimizer, num_warmup_steps=t.warmup_steps, num_training_steps=total_steps)
+    return optimizer, scheduler

@@ -1,0 +1,65 @@
+"""`python -m jobs.eval.compare` reads two builds' reports from the store and prints the comparison."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobs.core import keys
+from jobs.core.registry import promote
+from jobs.core.store import open_store
+from jobs.eval.compare import main
+
+
+def _put_build(store, tag: str, created_at: str, headline: dict, topics: dict, status: str = "passed") -> None:
+    metrics = {"tag": tag, "suite": {"name": "core", "sha256": "a" * 64, "questions": 3}, "headline": headline,
+               "topics": topics, "gate": {"passed": status == "passed", "checks": []}}
+    store.put_bytes(keys.artifact_prefix(tag, "report") + "metrics.json", json.dumps(metrics).encode())
+    store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": status,
+                                                        "created_at": created_at}).encode())
+
+
+def _topic(recall: float, similarity: float) -> dict:
+    return {"questions": 2, "adapter": {"concept_recall": {"mean": recall}, "similarity": {"mean": similarity}}}
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch):
+    monkeypatch.setenv("QSLM_STORE", str(tmp_path / "store"))
+    s = open_store()
+    _put_build(s, "v1", "2026-01-01T00:00:00+00:00",
+               {"concept_recall": 0.40, "similarity": 0.60, "perplexity": 12.0, "base_concept_recall": 0.2},
+               {"kernels": _topic(0.4, 0.6)})
+    _put_build(s, "v2", "2026-01-02T00:00:00+00:00",
+               {"concept_recall": 0.55, "similarity": 0.58, "perplexity": 9.0, "base_concept_recall": 0.2},
+               {"kernels": _topic(0.5, 0.6), "noise": _topic(0.7, 0.5)})
+    return s
+
+
+def test_compare_two_tags(store, capsys):
+    assert main(["--a", "v1", "--b", "v2"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("compare v1 (A) -> v2 (B)")
+    recall = next(line for line in out.splitlines() if line.startswith("concept recall"))
+    assert recall.split()[2:7] == ["0.400", "0.550", "+0.150", "better", "+0.350"]
+    ppl = next(line for line in out.splitlines() if line.startswith("perplexity"))
+    assert "-3.000" in ppl and "better" in ppl
+    noise = next(line for line in out.splitlines() if line.startswith("noise"))
+    assert noise.split()[1:3] == ["–", "0.700"]  # a topic only B has
+
+
+def test_defaults_are_current_and_newest(store, capsys):
+    assert main([]) == 2
+    assert "no build is promoted" in capsys.readouterr().err
+    promote(store, "v1")
+    assert main([]) == 0
+    assert capsys.readouterr().out.startswith("compare v1 (A) -> v2 (B)")
+    assert main(["v2", "v1"]) == 0  # positional A B
+    assert capsys.readouterr().out.startswith("compare v2 (A) -> v1 (B)")
+
+
+def test_unknown_tag_names_the_builds_that_exist(store, capsys):
+    assert main(["--a", "v1", "--b", "v9"]) == 2
+    err = capsys.readouterr().err
+    assert "v9" in err and "complete builds: v1, v2" in err

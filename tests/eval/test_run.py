@@ -1,0 +1,85 @@
+"""The eval stage end to end on the tiny model: report folder contract, exit statuses, gate both ways."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from jobs.eval.__main__ import GATE_FAILED, main
+
+from .conftest import write_spec
+
+pytestmark = pytest.mark.slow
+
+
+def test_report_folder_contract(first_report):
+    names = {p.name for p in first_report.iterdir()}
+    assert {"metrics.json", "report.html", "answers.jsonl", "gate.json", "eval-info.json"} <= names
+    m = json.loads((first_report / "metrics.json").read_text())
+    for k in ("concept_recall", "similarity", "rougeL", "bleu", "perplexity", "stop_rate"):
+        assert isinstance(m["headline"][k], float)
+        assert isinstance(m["headline"]["base_" + k], float)
+        assert m["headline"]["delta_" + k] == pytest.approx(m["headline"][k] - m["headline"]["base_" + k])
+    assert all(isinstance(v, float) for v in m["headline"].values())  # a flat metric -> float mapping
+    assert [q["id"] for q in m["questions"]] == ["qk-01", "qk-02", "nz-01"]
+    assert set(m["topics"]) == {"quantum-kernels", "noise"}
+    ci = m["overall"]["adapter"]["similarity"]
+    assert ci["low"] <= ci["mean"] <= ci["high"]
+    assert m["perplexity"]["paragraphs"] == 2 and m["perplexity"]["tokens"] > 0
+    # The random tiny model's answers differ between base and adapter, and the stop flag matches the lengths.
+    for q in m["questions"]:
+        for side in ("adapter", "base"):
+            a = q[side]
+            assert a["stopped"] or a["new_tokens"] == 12
+    lines = (first_report / "answers.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and json.loads(lines[0])["id"] == "qk-01"
+    info = json.loads((first_report / "eval-info.json").read_text())
+    assert info["stage"] == "eval" and info["seconds"] > 0 and info["versions"]["torch"]
+    assert info["system_prompt"] == "You answer about quantum ML."
+    assert json.loads((first_report / "gate.json").read_text()) == {"passed": True, "checks": []}
+
+
+def test_gate_fails_with_exit_3_and_still_writes_the_report(workdir, suite_file, dataset_dir, adapter_dir,
+                                                            first_report, capsys):
+    folder = workdir / "spec-strict"
+    folder.mkdir()
+    spec = write_spec(folder, suite_file, min={"similarity": 0.99},
+                      max_regression={"concept_recall": 0.0, "perplexity": 0.0})
+    out = workdir / "report-2"
+    rc = main(["--spec", str(spec), "--dataset", str(dataset_dir), "--adapter", str(adapter_dir),
+               "--out", str(out), "--previous", str(first_report)])
+    printed = capsys.readouterr().out
+    assert rc == GATE_FAILED
+    assert "gate FAILED" in printed and "similarity" in printed and "minimum 0.9900" in printed
+    gate = json.loads((out / "gate.json").read_text())
+    assert gate["passed"] is False
+    by_metric = {c["metric"]: c for c in gate["checks"]}
+    assert by_metric["similarity"]["passed"] is False
+    # Same model, same questions: no regression against the previous report.
+    assert by_metric["concept_recall"]["passed"] and by_metric["perplexity"]["passed"]
+    assert not by_metric["perplexity"]["skipped"]
+    m = json.loads((out / "metrics.json").read_text())
+    assert m["previous"]["headline"]["similarity"] == pytest.approx(m["headline"]["similarity"])
+    assert (out / "report.html").is_file()
+
+
+def test_refuses_to_overwrite_a_report(first_report, eval_spec_file, dataset_dir, adapter_dir, capsys):
+    before = (first_report / "metrics.json").read_bytes()
+    rc = main(["--spec", str(eval_spec_file), "--dataset", str(dataset_dir), "--adapter", str(adapter_dir),
+               "--out", str(first_report)])
+    assert rc == 2
+    assert "not empty" in capsys.readouterr().err
+    assert (first_report / "metrics.json").read_bytes() == before
+
+
+def test_bad_inputs_fail_before_loading_a_model(workdir, eval_spec_file, adapter_dir, capsys):
+    rc = main(["--spec", str(eval_spec_file), "--dataset", str(workdir / "nope"), "--adapter", str(adapter_dir),
+               "--out", str(workdir / "report-x")])
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "heldout.parquet" in err and "--dataset" in err
+    assert not (workdir / "report-x").exists()
+    rc = main(["--spec", str(eval_spec_file), "--dataset", str(workdir / "nope"), "--adapter", str(workdir),
+               "--out", str(workdir / "report-x")])
+    assert rc == 2 and "not an adapter folder" in capsys.readouterr().err

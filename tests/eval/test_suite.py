@@ -1,0 +1,62 @@
+"""Eval suites load from YAML; every mistake is reported at once with the file and the question id."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from jobs.eval.suite import Concept, SuiteError, load_suite
+
+from .conftest import REPO, SUITE
+
+
+def test_valid_suite_loads(suite_file):
+    suite = load_suite(suite_file)
+    assert suite.name == "mini" and len(suite.questions) == 3 and suite.topics == ["noise", "quantum-kernels"]
+    q = suite.questions[0]
+    assert q.concepts == (Concept("feature map", ("encoding circuit", "embedding")), Concept("fidelity"))
+    assert q.source == "data/raw/thesis/kernels.tex"
+    assert len(suite.sha256) == 64
+
+
+def test_every_mistake_is_listed_with_file_and_question_id(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(SUITE))
+    data["questions"][0]["concepts"] = []                      # no concepts
+    data["questions"][1]["id"] = "qk-01"                       # duplicate id
+    data["questions"][2]["answer"] = "x"                       # unknown key
+    del data["questions"][2]["reference"]                      # missing key
+    data["questions"].append({"id": "x-1", "question": "Q?", "reference": "R.", "topic": "t",
+                              "concepts": [{"name": "a", "synonyms": "b"}]})  # synonyms not a list
+    data["extra"] = 1
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    text = str(err.value)
+    assert text.startswith(f"{path}: 6 problem(s)")
+    assert "question 'qk-01'.concepts: expected a non-empty list" in text
+    assert "question 'qk-01': id used 2 times" in text
+    assert "question 'nz-01': unknown key 'answer'" in text
+    assert "question 'nz-01': missing key(s) reference" in text
+    assert "question 'x-1'.concepts[0].synonyms: expected a list of strings" in text
+    assert "extra: unknown top-level key" in text
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(SuiteError, match="eval suite not found"):
+        load_suite(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("questions: [unclosed")
+    with pytest.raises(SuiteError, match="not valid YAML"):
+        load_suite(bad)
+
+
+@pytest.mark.parametrize("path", sorted((REPO / "data" / "eval").glob("*.yaml")), ids=lambda p: p.name)
+def test_shipped_suites_load(path: Path):
+    suite = load_suite(path)
+    assert suite.questions
+    for q in suite.questions:
+        if q.source:  # a source names a document of the repository, so the report can point at it
+            assert (REPO / q.source).exists(), f"{path}: question {q.id}: source {q.source} does not exist"

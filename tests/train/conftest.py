@@ -1,0 +1,68 @@
+"""Train-stage fixtures: small chat datasets written like the curate stage writes them, and smoke-spec variants."""
+
+from __future__ import annotations
+
+import dataclasses
+import random
+from pathlib import Path
+
+import pytest
+
+WORDS = ("quantum kernel feature map fidelity noise decoherence depolarizing channel Kraus operator support vector "
+         "Hilbert space variational circuit encoding expressibility mitigation NISQ device").split()
+
+
+def conversations(n: int, seed: int = 0, answer_words: tuple[int, int] = (8, 30)) -> list[dict]:
+    """Rows with the curate columns that train reads (id, messages); answers of varied length."""
+    rng = random.Random(seed)
+    rows = []
+    for i in range(n):
+        question = f"What is the role of {rng.choice(WORDS)} in {rng.choice(WORDS)}?"
+        answer = "It " + " ".join(rng.choice(WORDS) for _ in range(rng.randint(*answer_words))) + "."
+        messages = [{"role": "user", "content": question}, {"role": "assistant", "content": answer}]
+        if i % 3 == 0:
+            messages.insert(0, {"role": "system", "content": "You answer questions about quantum computing."})
+        rows.append({"id": f"ex{i:03d}", "messages": messages, "template": "explain"})
+    return rows
+
+
+def write_dataset(folder: Path, rows: list[dict]) -> Path:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.Table.from_pylist(rows), folder / "train.parquet")
+    return folder
+
+
+def with_train(spec, **changes):
+    """The spec with train fields replaced; `lora` and `execution` take dicts of their own fields."""
+    t = spec.train
+    if "lora" in changes:
+        changes["lora"] = dataclasses.replace(t.lora, **changes["lora"])
+    if "execution" in changes:
+        changes["execution"] = dataclasses.replace(t.execution, **changes["execution"])
+    return dataclasses.replace(spec, train=dataclasses.replace(t, **changes))
+
+
+@pytest.fixture
+def dataset(tmp_path) -> Path:
+    return write_dataset(tmp_path / "dataset", conversations(16))
+
+
+@pytest.fixture(scope="session")
+def tokenizer(tiny_model):
+    from jobs.train.model import load_tokenizer
+
+    return load_tokenizer(tiny_model)
+
+
+@pytest.fixture(autouse=True)
+def one_cpu_thread():
+    """The tiny model runs fastest on one thread (what the smoke spec's execution.cpu_threads says too)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

@@ -1,0 +1,225 @@
+"""The rendered pipeline: valid for Argo v4 (strict schema, Hera's models), references that resolve, the stage
+contract of docs/architecture.md, GPU and retry settings, and no drift between the code and the committed YAML."""
+
+from __future__ import annotations
+
+import copy
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import jsonschema
+import pytest
+import yaml
+from hera.workflows.models import Workflow as WorkflowModel, WorkflowTemplate as WorkflowTemplateModel
+
+from workflows import render
+from workflows.lint import lint
+from workflows.pipeline import DATA, GATE_FAILED, pipeline_template
+
+REPO = Path(__file__).resolve().parents[2]
+SCHEMAS = REPO.parent / "shared" / "schemas"
+STRICT_SCHEMA = SCHEMAS / "argo-workflows.strict.schema.json"
+
+
+@pytest.fixture(scope="module")
+def template() -> dict:
+    return yaml.safe_load(render.PIPELINE_FILES[0].read_text())
+
+
+@pytest.fixture(scope="module")
+def sample() -> dict:
+    return yaml.safe_load(render.SAMPLE_FILE.read_text())
+
+
+@pytest.fixture(scope="module")
+def strict_validator():
+    if not STRICT_SCHEMA.is_file():
+        pytest.skip(f"{STRICT_SCHEMA} is absent (the shared Argo schemas live beside the repository)")
+    schema = json.loads(STRICT_SCHEMA.read_text())
+    return jsonschema.validators.validator_for(schema)(schema)
+
+
+def _by_name(template: dict) -> dict[str, dict]:
+    return {t["name"]: t for t in template["spec"]["templates"]}
+
+
+def test_rendered_files_are_up_to_date():
+    stale = [str(p.relative_to(REPO)) for p, text in render.rendered().items()
+             if not p.is_file() or p.read_text() != text]
+    assert not stale, f"run `make render`: {stale} differ from workflows/pipeline.py"
+
+
+def test_render_check_fails_on_drift(tmp_path, monkeypatch, capsys):
+    copy_path = tmp_path / "pipeline.yaml"
+    copy_path.write_text(render.PIPELINE_FILES[0].read_text().replace("curate", "kurate", 1))
+    monkeypatch.setattr(render, "PIPELINE_FILES", (copy_path,))
+    monkeypatch.setattr(render, "REPO", tmp_path)
+    monkeypatch.setattr(render, "SAMPLE_FILE", tmp_path / "sample-run.yaml")
+    assert render.main(["--check"]) == 1
+    assert "make render" in capsys.readouterr().err
+    assert render.main([]) == 0 and render.main(["--check"]) == 0
+
+
+@pytest.mark.parametrize("name", ["template", "sample"])
+def test_valid_against_the_strict_argo_schema(name, request, strict_validator):
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}"
+              for e in strict_validator.iter_errors(request.getfixturevalue(name))]
+    assert errors == []
+
+
+@pytest.mark.parametrize("fault", [
+    lambda t: t["spec"].update(podGc=t["spec"].pop("podGC")),  # a typo Argo would ignore without strict mode
+    lambda t: _by_name(t)["train"].update(synchronization={"mutex": {"name": "gpu"}}),  # v3 syntax, gone in v4
+    lambda t: _by_name(t)["train"]["container"].pop("image"),
+])
+def test_strict_schema_catches_what_argo_v4_rejects(template, strict_validator, fault):
+    bad = copy.deepcopy(template)
+    fault(bad)
+    assert list(strict_validator.iter_errors(bad))
+
+
+def _crd_validator(kind: str):
+    """The openAPIV3Schema of Argo v4.0.10's full CRD: what the API server checks when the object is applied
+    (CEL rules aside). x-kubernetes-int-or-string fields take both types, as the server does."""
+    path = SCHEMAS / f"argo-workflows-v4.0.10-crd-full-{kind}.yaml"
+    if not path.is_file():
+        pytest.skip(f"{path} is absent")
+    schema = yaml.load(path.read_text(), Loader=yaml.CSafeLoader)["spec"]["versions"][0]["schema"]["openAPIV3Schema"]
+
+    def int_or_string(node):
+        if isinstance(node, dict):
+            if node.get("x-kubernetes-int-or-string"):
+                node["type"] = ["string", "integer"]
+            for value in node.values():
+                int_or_string(value)
+        elif isinstance(node, list):
+            for value in node:
+                int_or_string(value)
+
+    int_or_string(schema)
+    return jsonschema.Draft7Validator(schema)
+
+
+@pytest.mark.parametrize("name, kind", [("template", "workflowtemplates"), ("sample", "workflows")])
+def test_valid_against_argo_full_crd(name, kind, request):
+    errors = [f"{list(e.absolute_path)}: {e.message[:200]}"
+              for e in _crd_validator(kind).iter_errors(request.getfixturevalue(name))]
+    assert errors == []
+
+
+def test_hera_models_accept_both(template, sample):
+    assert WorkflowTemplateModel.model_validate(template).metadata.name == "quantum-slm"
+    assert WorkflowModel.model_validate(sample).spec.workflow_template_ref.name == "quantum-slm"
+
+
+def test_references_resolve(template, sample):
+    assert lint(template, sample) == []
+
+
+@pytest.mark.parametrize("fault, expected", [
+    (lambda t: _by_name(t)["build"]["dag"]["tasks"][1].update(template="kurate"), "template 'kurate' does not exist"),
+    (lambda t: _by_name(t)["curate"]["container"]["args"].append("{{inputs.parameters.seed}}"),
+     "not a declared input parameter"),
+    (lambda t: _by_name(t)["curate"]["container"]["args"].append("{{workflow.parameters.sede}}"),
+     "not a workflow argument"),
+    (lambda t: _by_name(t)["build"]["dag"]["tasks"][2]["arguments"]["artifacts"][0].update(
+        **{"from": "{{tasks.eval.outputs.artifacts.report}}"}), "not upstream"),
+    (lambda t: _by_name(t)["build"]["dag"]["tasks"][2]["arguments"]["artifacts"][0].update(
+        **{"from": "{{tasks.curate.outputs.artifacts.datasett}}"}), "has no output artifact 'datasett'"),
+    (lambda t: _by_name(t)["build"]["dag"]["tasks"][2]["arguments"].update(artifacts=[]),
+     "input artifact 'dataset' of train is not given"),
+    (lambda t: _by_name(t)["train"].pop("podSpecPatch"), "no runtimeClassName nvidia"),
+    (lambda t: _by_name(t)["train"].pop("synchronization"), "no mutex"),
+])
+def test_lint_catches_broken_references(template, fault, expected):
+    bad = copy.deepcopy(template)
+    fault(bad)
+    assert any(expected in p for p in lint(bad)), lint(bad)
+
+
+def test_lint_checks_the_workflow_against_the_template(template, sample):
+    wf = copy.deepcopy(sample)
+    wf["spec"]["arguments"]["parameters"] = [p for p in wf["spec"]["arguments"]["parameters"] if p["name"] != "tag"]
+    wf["spec"]["arguments"]["parameters"].append({"name": "tga", "value": "v1"})
+    problems = lint(template, wf)
+    assert any("required parameter 'tag'" in p for p in problems)
+    assert any("'tga'" in p for p in problems)
+
+
+def test_stages_run_exactly_the_contract_commands(template):
+    t = _by_name(template)
+    spec = DATA + "/builds/{{workflow.parameters.spec}}.yaml"
+    cmd = {name: t[name]["container"]["command"] + t[name]["container"]["args"]
+           for name in ("curate", "train", "eval-first", "eval-vs-previous", "publish")}
+    assert cmd["curate"] == ["python", "-m", "jobs.curate", "--spec", spec, "--out", "/out/dataset"]
+    assert cmd["train"] == ["python", "-m", "jobs.train", "--spec", spec, "--dataset", "/in/dataset",
+                            "--out", "/out/adapter"]
+    eval_cmd = ["python", "-m", "jobs.eval", "--spec", spec, "--dataset", "/in/dataset", "--adapter", "/in/adapter",
+                "--out", "/out/report"]
+    assert cmd["eval-first"] == eval_cmd and cmd["eval-vs-previous"] == eval_cmd + ["--previous", "/in/previous"]
+    assert cmd["publish"][:12] == ["python", "-m", "jobs.core.publish", "--spec", spec, "--tag",
+                                   "{{workflow.parameters.tag}}", "--dataset", "/in/dataset", "--adapter",
+                                   "/in/adapter", "--report"]
+    images = {name: t[name]["container"]["image"].split("qslm-")[1].split(":")[0] for name in cmd}
+    assert images == {"curate": "curate", "train": "train", "eval-first": "eval", "eval-vs-previous": "eval",
+                      "publish": "curate"}
+    for name in cmd:  # every stage reads data/ at the build's commit, mounted over the image's copy
+        assert {"name": "data", "path": DATA, "s3": {"key": "runs/{{workflow.name}}/checkout/data.tgz"}} in \
+               t[name]["inputs"]["artifacts"]
+
+
+def test_artifacts_use_the_store_key_layout(template):
+    for t in template["spec"]["templates"]:
+        for art in t.get("outputs", {}).get("artifacts", []):
+            key = art["s3"]["key"]
+            assert key.startswith("runs/{{workflow.name}}/"), key
+            if art.get("archive") == {"none": {}} and "." not in key.rsplit("/", 1)[-1]:
+                assert key.endswith("/"), f"{key}: a folder stored as files needs a trailing /"
+
+
+def test_gpu_steps_and_retries(template):
+    t = _by_name(template)
+    for name in ("train", "eval-first", "eval-vs-previous"):
+        res = t[name]["container"]["resources"]
+        assert res["limits"]["nvidia.com/gpu"] == res["requests"]["nvidia.com/gpu"] == "1"
+        assert t[name]["synchronization"] == {"mutexes": [{"name": "gpu"}]}
+        assert t[name]["activeDeadlineSeconds"] > 0
+    assert t["train"]["retryStrategy"]["retryPolicy"] == "OnError"  # infrastructure failures only
+    assert {"name": "train-state", "mountPath": "/out/adapter"} in t["train"]["container"]["volumeMounts"]
+    for name in ("curate", "eval-first"):
+        assert t[name]["retryStrategy"]["backoff"]["duration"]
+    assert t["eval-first"]["retryStrategy"]["expression"] == f"asInt(lastRetry.exitCode) != {GATE_FAILED}"
+    tasks = {task["name"]: task for task in t["build"]["dag"]["tasks"]}
+    assert tasks["publish"]["depends"] == "eval.Succeeded || eval.Failed"
+    assert tasks["publish"]["when"] == "{{tasks.eval.exitCode}} == 0 || {{tasks.eval.exitCode}} == 3"
+
+
+def test_ui_and_housekeeping(template):
+    spec = template["spec"]
+    assert spec["podGC"]["strategy"] == "OnPodSuccess" and spec["ttlStrategy"]["secondsAfterSuccess"] > 0
+    assert spec["archiveLogs"] is True and spec["activeDeadlineSeconds"] > 0
+    assert {m["name"] for m in spec["metrics"]["prometheus"]} == {"qslm_build_duration_seconds",
+                                                                 "qslm_build_failed_total"}
+    evaluation = _by_name(template)["eval-vs-previous"]
+    assert {m["name"] for m in evaluation["metrics"]["prometheus"]} >= {"qslm_eval_concept_recall",
+                                                                        "qslm_eval_similarity"}
+    outputs = {a["name"]: a for a in evaluation["outputs"]["artifacts"]}
+    assert outputs["report-html"]["archive"] == {"none": {}} and outputs["report-html"]["s3"]["key"].endswith(".html")
+    assert {p["name"] for p in evaluation["outputs"]["parameters"]} == {"metrics", "gate"}
+    assert all(p.get("description") for p in spec["arguments"]["parameters"])
+
+
+def test_workflows_package_imports_no_ml_code():
+    code = ("import sys, workflows.pipeline, workflows.render, workflows.submit, workflows.lint, workflows.local_run; "
+            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft') "
+            "or m.startswith(('jobs.curate', 'jobs.train', 'jobs.eval'))); print(bad); sys.exit(1 if bad else 0)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_template_digest_tracks_the_definition():
+    a, b = pipeline_template(), pipeline_template(namespace="elsewhere")
+    key = "quantum-slm/definition-sha256"
+    assert a.annotations[key] == b.annotations[key]  # the namespace is not part of the definition

@@ -1,0 +1,254 @@
+"""`make submit` against a local HTTP server that plays the Argo Server and records every request."""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import socket
+import tarfile
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from jobs.core import keys
+from jobs.core.store import open_store
+from workflows import submit
+from workflows.lint import lint
+from workflows.pipeline import DIGEST_ANNOTATION, NAME, pipeline_template
+
+# Hera 7.1's service serialises requests with pydantic's deprecated .json(); not ours to fix.
+pytestmark = pytest.mark.filterwarnings("ignore:The `json` method is deprecated")
+
+NS = "builds"
+TOKEN = "Bearer good-token"
+
+
+class FakeArgo:
+    """Argo Server's workflow-template and workflow endpoints, in memory; every request is recorded."""
+
+    def __init__(self, status_override: int | None = None):
+        self.requests: list[dict] = []
+        self.templates: dict[str, dict] = {}
+        self.status_override = status_override
+        self.statuses: list[dict] = []  # what successive GETs of a workflow return, for --wait
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _reply(self, status: int, body: dict):
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def _handle(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                fake.requests.append({"method": self.command, "path": self.path.split("?")[0],
+                                      "auth": self.headers.get("Authorization"), "body": body})
+                status, reply = fake.route(self.command, self.path.split("?")[0], self.headers, body)
+                self._reply(status, reply)
+
+            do_GET = do_POST = do_PUT = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def route(self, method, path, headers, body):
+        if self.status_override:
+            return self.status_override, {"message": "denied by the test", "code": 7}
+        if headers.get("Authorization") != TOKEN:
+            return 401, {"message": "Unauthorized", "code": 16}
+        parts = path.strip("/").split("/")  # api v1 <kind> <ns> [<name>]
+        if parts[2] == "workflow-templates":
+            if method == "GET":
+                found = self.templates.get(parts[4])
+                return (200, found) if found else (404, {"message": "not found", "code": 5})
+            template = body["template"]
+            template["metadata"]["resourceVersion"] = str(len(self.requests))
+            self.templates[template["metadata"]["name"]] = template
+            return 200, template
+        if parts[2] == "workflows" and method == "POST":
+            return 200, body["workflow"]
+        if parts[2] == "workflows" and method == "GET" and self.statuses:
+            return 200, {"metadata": {"name": parts[4]}, "spec": {}, "status": self.statuses.pop(0)}
+        return 404, {"message": f"no route {method} {path}", "code": 5}
+
+    def calls(self, method, kind):
+        return [r for r in self.requests if r["method"] == method and r["path"].split("/")[3] == kind]
+
+    def close(self):
+        self.server.shutdown()
+
+
+@pytest.fixture
+def argo():
+    fake = FakeArgo()
+    yield fake
+    fake.close()
+
+
+def _argo_env(url, token=TOKEN):
+    return submit.argo_from_env({"ARGO_SERVER": url, "ARGO_TOKEN": token, "ARGO_NAMESPACE": NS})
+
+
+def test_env_mapping_follows_the_argo_cli():
+    a = submit.argo_from_env({"ARGO_SERVER": "argo.lan:2746", "ARGO_TOKEN": "abc"})
+    assert (a.host, a.token, a.namespace, a.verify_ssl) == ("https://argo.lan:2746", "Bearer abc", "argo", True)
+    b = submit.argo_from_env({"ARGO_SERVER": "localhost:2746", "ARGO_SECURE": "false",
+                              "ARGO_INSECURE_SKIP_VERIFY": "true", "ARGO_NAMESPACE": "ml"})
+    assert (b.host, b.namespace, b.verify_ssl) == ("http://localhost:2746", "ml", False)
+    assert b.ui_link("qslm-v2-1") == "http://localhost:2746/workflows/ml/qslm-v2-1"
+    with pytest.raises(submit.SubmitError, match="ARGO_SERVER is not set"):
+        submit.argo_from_env({})
+
+
+def test_submit_creates_template_then_a_workflow_referencing_it(argo, data_repo, s3_env):
+    commit = submit._git(data_repo, "rev-parse", "HEAD")
+    name = submit.submit("smoke", _argo_env(argo.url), repo=data_repo)
+
+    # the template was missing: one GET (404), one create, then the Workflow create
+    assert [(r["method"], r["path"]) for r in argo.requests] == [
+        ("GET", f"/api/v1/workflow-templates/{NS}/{NAME}"),
+        ("POST", f"/api/v1/workflow-templates/{NS}"),
+        ("POST", f"/api/v1/workflows/{NS}"),
+    ]
+    assert all(r["auth"] == TOKEN for r in argo.requests)
+    created = argo.calls("POST", "workflow-templates")[0]["body"]["template"]
+    assert created["metadata"]["name"] == NAME and created["spec"]["templates"]
+    wf = argo.calls("POST", "workflows")[0]["body"]["workflow"]
+    assert wf["metadata"]["name"] == name and wf["metadata"]["namespace"] == NS
+    assert wf["spec"]["workflowTemplateRef"] == {"name": NAME}
+    params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+    assert params["tag"] == params["spec"] == params["image-tag"] == "smoke"
+    assert params["git-commit"] == commit and params["git-dirty"] == "false"
+    assert params["data-hash"] == submit._git(data_repo, "rev-parse", "HEAD:data")
+    assert params["previous"] == ""  # empty store: a first build
+    notes = wf["metadata"]["annotations"]
+    assert notes["workflows.argoproj.io/title"] == f"smoke @ {commit[:8]}"
+    assert commit[:8] in notes["workflows.argoproj.io/description"]
+    assert params["data-hash"][:12] in notes["workflows.argoproj.io/description"]
+    assert lint(pipeline_template().to_dict(), wf) == []
+
+    # data/ at that commit is where every step reads it
+    blob = open_store().get_bytes(f"runs/{name}/checkout/data.tgz")
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tf:
+        names = tf.getnames()
+    assert "data/builds/smoke.yaml" in names and any(n.startswith("data/raw/") for n in names)
+    assert {n.split("/")[0] for n in names if n != "pax_global_header"} == {"data"}
+
+
+def test_second_submit_leaves_an_unchanged_template_alone_and_updates_a_stale_one(argo, data_repo, s3_env):
+    env = _argo_env(argo.url)
+    submit.submit("smoke", env, repo=data_repo)
+    submit.submit("smoke", env, repo=data_repo)
+    assert len(argo.calls("POST", "workflow-templates")) == 1 and not argo.calls("PUT", "workflow-templates")
+
+    argo.templates[NAME]["metadata"]["annotations"][DIGEST_ANNOTATION] = "old"
+    submit.submit("smoke", env, repo=data_repo)
+    (put,) = argo.calls("PUT", "workflow-templates")
+    assert put["path"] == f"/api/v1/workflow-templates/{NS}/{NAME}"
+    assert put["body"]["template"]["metadata"]["resourceVersion"]  # optimistic concurrency: the version read
+    assert len(argo.calls("POST", "workflows")) == 3
+
+
+def test_previous_build_is_the_current_one(argo, data_repo, s3_env):
+    store = open_store()
+    store.put_bytes(keys.manifest_key("v1"), json.dumps({"status": "passed", "created_at": "2026-01-01"}).encode())
+    store.put_bytes(keys.artifact_prefix("v1", "report") + "metrics.json", b"{}")
+    submit.submit("smoke", _argo_env(argo.url), repo=data_repo)
+    wf = argo.calls("POST", "workflows")[0]["body"]["workflow"]
+    assert {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}["previous"] == "v1"
+
+
+def test_bad_token_says_so(argo, data_repo, s3_env):
+    with pytest.raises(submit.SubmitError, match=r"rejected the token \(401\).*ARGO_TOKEN"):
+        submit.submit("smoke", _argo_env(argo.url, token="Bearer wrong"), repo=data_repo)
+    assert not argo.calls("POST", "workflows")
+
+
+def test_forbidden_names_the_namespace(data_repo, s3_env):
+    fake = FakeArgo(status_override=403)
+    try:
+        with pytest.raises(submit.SubmitError, match=rf"namespace '{NS}' \(403\)"):
+            submit.submit("smoke", _argo_env(fake.url), repo=data_repo)
+    finally:
+        fake.close()
+
+
+def test_unreachable_server_says_where_it_looked(data_repo, s3_env):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # nothing listens here once closed
+    with pytest.raises(submit.SubmitError, match=rf"cannot reach the Argo Server at http://127.0.0.1:{port}"):
+        submit.submit("smoke", _argo_env(f"http://127.0.0.1:{port}"), repo=data_repo)
+
+
+def test_unknown_tag_lists_the_specs_and_sends_nothing(argo, data_repo, s3_env):
+    with pytest.raises(submit.SubmitError, match=r"no build spec for 'v99'.*smoke"):
+        submit.submit("v99", _argo_env(argo.url), repo=data_repo)
+    with pytest.raises(submit.SubmitError, match="not a valid build tag"):
+        submit.submit("../v1", _argo_env(argo.url), repo=data_repo)
+    assert argo.requests == []
+
+
+def test_complete_tag_is_refused_before_anything_is_sent(argo, data_repo, s3_env):
+    open_store().put_bytes(keys.manifest_key("smoke"), b"{}")
+    with pytest.raises(submit.SubmitError, match="already complete"):
+        submit.submit("smoke", _argo_env(argo.url), repo=data_repo)
+    assert argo.requests == []
+
+
+def test_uncommitted_data_is_refused_unless_allowed(argo, data_repo, s3_env):
+    (data_repo / "data" / "raw" / "new.md").write_text("# New notes\n\nA paragraph on quantum kernels.\n")
+    with pytest.raises(submit.SubmitError, match="uncommitted changes"):
+        submit.submit("smoke", _argo_env(argo.url), repo=data_repo)
+    name = submit.submit("smoke", _argo_env(argo.url), repo=data_repo, allow_dirty=True)
+    blob = open_store().get_bytes(f"runs/{name}/checkout/data.tgz")
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(blob))) as tf:
+        assert "data/raw/new.md" in tf.getnames()
+    wf = argo.calls("POST", "workflows")[0]["body"]["workflow"]
+    assert {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}["git-dirty"] == "true"
+
+
+def test_main_prints_name_and_ui_link(argo, data_repo, s3_env, monkeypatch, capsys):
+    monkeypatch.setattr(submit, "REPO", data_repo)
+    for k, v in {"ARGO_SERVER": argo.url, "ARGO_TOKEN": "good-token", "ARGO_NAMESPACE": NS}.items():
+        monkeypatch.setenv(k, v)
+    assert submit.main(["--version", "smoke"]) == 0
+    out = capsys.readouterr().out
+    name = argo.calls("POST", "workflows")[0]["body"]["workflow"]["metadata"]["name"]
+    assert f"submitted {name}" in out and f"{argo.url}/workflows/{NS}/{name}" in out
+    monkeypatch.setenv("ARGO_TOKEN", "bad")
+    assert submit.main(["--version", "smoke"]) == 2
+    assert "401" in capsys.readouterr().err
+
+
+def test_run_names_are_kubernetes_names():
+    from datetime import datetime, timezone
+
+    name = submit.run_name("V2_final.1", datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc))
+    assert name == "qslm-v2-final-1-20260102-030405"
+    assert yaml.safe_load(f"n: {name}")["n"] == name
+
+
+def test_wait_follows_the_run_to_its_end(argo, capsys):
+    node = {"id": "n1", "name": "run.train", "displayName": "train", "type": "Pod", "templateName": "train"}
+    argo.statuses = [
+        {"phase": "Running", "nodes": {"n1": node | {"phase": "Running", "progress": "3/12"}}},
+        {"phase": "Running", "nodes": {"n1": node | {"phase": "Running", "progress": "3/12"}}},
+        {"phase": "Succeeded", "nodes": {"n1": node | {"phase": "Succeeded", "progress": "12/12"}}},
+    ]
+    assert submit.follow(_argo_env(argo.url), "qslm-v2-1", poll_s=0) == "Succeeded"
+    lines = capsys.readouterr().out.splitlines()
+    assert [line.split() for line in lines] == [["train", "Running", "3/12"], ["train", "Succeeded", "12/12"],
+                                                ["qslm-v2-1:", "Succeeded"]]
+    assert argo.requests[0]["path"] == f"/api/v1/workflows/{NS}/qslm-v2-1"
