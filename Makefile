@@ -11,7 +11,7 @@ A ?=
 B ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help venv build test test-fast list show compare promote rollback images render submit clean
+.PHONY: help venv need-version build test test-fast list show compare promote rollback images constraints render submit local-run bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -57,6 +57,27 @@ promote: need-version venv ## Make a build that passed its gate current: make pr
 
 rollback: venv ## Move `current` back to the previously promoted build
 	$(PY) -m jobs.core.cli rollback
+
+images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
+	$(PYTHON) images/build.py --tag $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push) \
+	  $(if $(K3S_IMPORT),--k3s-import) $(if $(PYTHON_BASE),--python-base $(PYTHON_BASE)) $(if $(TORCH_BASE),--torch-base $(TORCH_BASE))
+
+constraints: venv ## Re-pin the images' packages to the venv's exact versions (after changing pyproject.toml)
+	{ sed -n 1,4p images/constraints.txt; $(VENV)/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > images/constraints.txt.new
+	mv images/constraints.txt.new images/constraints.txt
+
+render: venv ## Write the Argo YAML from workflows/pipeline.py (committed; a test fails when it drifts)
+	$(PY) -m workflows.render
+
+submit: need-version venv ## Start a build on the cluster: make submit VERSION=v2 [WAIT=1] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
+	$(PY) -m workflows.submit --version $(VERSION) $(if $(WAIT),--wait) $(if $(IMAGES),--build-images) \
+	  $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(K3S),--k3s-import)
+
+local-run: need-version venv ## Run the rendered workflow with Docker, no cluster (needs QSLM_STORE=s3://... and S3_ENDPOINT_URL)
+	$(PY) -m workflows.local_run --version $(VERSION)
+
+bench: venv ## Curation benchmark on this machine (GPU benchmarks: see docs/benchmarks.md)
+	$(PY) -m jobs.curate.bench
 
 clean: ## Remove scratch folders (.work/); the store and the venv stay
 	rm -rf .work

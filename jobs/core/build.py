@@ -69,12 +69,15 @@ def build(tag: str, work_root: Path) -> int:
     spec_file = spec.source_file
     if _stage("curate", ["--spec", spec_file, "--out", str(dataset)]) != 0:
         raise BuildError("curate failed (see its message above); nothing was published")
-    stamp = work / "adapter.dataset_sha256"
+    # Checkpoints may only be resumed by the same dataset, base model and training section of the spec.
+    stamp = work / "adapter.inputs"
     data_hash = json.loads((dataset / "curate-info.json").read_text())["dataset_sha256"]
-    if stamp.is_file() and stamp.read_text() != data_hash:
-        shutil.rmtree(adapter)  # checkpoints of another dataset must not be resumed
+    inputs = json.dumps({"dataset": data_hash, "base_model": spec.to_dict()["base_model"],
+                         "train": spec.to_dict()["train"]}, sort_keys=True)
+    if stamp.is_file() and stamp.read_text() != inputs:
+        shutil.rmtree(adapter, ignore_errors=True)
     adapter.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(data_hash)
+    stamp.write_text(inputs)
     if _stage("train", ["--spec", spec_file, "--dataset", str(dataset), "--out", str(adapter)]) != 0:
         raise BuildError("train failed (see its message above); nothing was published. Rerunning the same "
                          "command resumes from the last checkpoint.")

@@ -42,7 +42,7 @@ class TinyModelSpec:
     num_layers: int = 2
     num_heads: int = 4
     num_kv_heads: int = 2
-    intermediate_size: int = 176
+    intermediate_size: int = 192  # a multiple of 32: bitsandbytes CPU 4-bit kernels need it
     vocab_size: int = 1024
     max_position_embeddings: int = 2048
     seed: int = 0

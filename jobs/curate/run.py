@@ -61,7 +61,7 @@ def dataset_sha256(folder: Path) -> str:
 
 def versions() -> dict:
     out = {"python": platform.python_version()}
-    for pkg in ("quantum-slm", "pyarrow", "pypdf", "datasketch", "tokenizers", "pyyaml"):
+    for pkg in ("quantum-slm", "pyarrow", "pypdf", "tokenizers", "pyyaml"):
         try:
             out[pkg] = metadata.version(pkg)
         except metadata.PackageNotFoundError:

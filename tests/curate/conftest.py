@@ -9,7 +9,8 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
-CORPUS = Path(os.environ.get("QSLM_CORPUS", "/work/shared/corpus"))
+# The real documents live in shared/ beside the repository checkout (as CI lays it out).
+CORPUS = Path(os.environ.get("QSLM_CORPUS", Path(__file__).resolve().parents[3] / "shared" / "corpus"))
 
 
 def curate_spec(spec, **curate_fields):
