@@ -49,12 +49,13 @@ class LocalStore:
         os.replace(tmp, dest)  # readers never see a half-copied file
 
     def put_bytes(self, key: str, data: bytes) -> None:
-        dest = self._path(key)
-        dest.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=".tmp-")
+        fd, tmp = tempfile.mkstemp(prefix=".qslm-put-")
         with os.fdopen(fd, "wb") as f:
             f.write(data)
-        os.replace(tmp, dest)
+        try:
+            self.put_file(key, tmp)
+        finally:
+            os.unlink(tmp)
 
     def create_bytes(self, key: str, data: bytes) -> None:
         dest = self._path(key)
