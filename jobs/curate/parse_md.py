@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import re
 from pathlib import Path
+from itertools import accumulate
 
 from jobs.curate import tex_macros
 from jobs.curate.documents import Block
@@ -109,10 +110,7 @@ def _directive_body(lines: list[str]) -> tuple[list[str], dict]:
 
 def parse(path: Path, text: str) -> list[Block]:
     lines = text.split("\n")
-    offsets, o = [], 0
-    for line in lines:
-        offsets.append(o)
-        o += len(line) + 1
+    offsets = [0, *accumulate(len(line) + 1 for line in lines)]  # char offset of each line's start
     i = 0
     if lines and lines[0].strip() == "---":  # YAML front matter
         end = next((k for k in range(1, len(lines)) if lines[k].strip() in ("---", "...")), None)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from itertools import accumulate
 
 from jobs.curate.documents import Block
 
@@ -57,10 +58,7 @@ def _dedent(lines: list[str]) -> list[str]:
 
 def parse(path: Path, text: str) -> list[Block]:
     lines = text.split("\n")
-    offsets, o = [], 0
-    for line in lines:
-        offsets.append(o)
-        o += len(line) + 1
+    offsets = [0, *accumulate(len(line) + 1 for line in lines)]  # char offset of each line's start
     styles: list[tuple[str, bool]] = []  # adornment styles in order of first use = section levels
     section: list[str] = []
     blocks, para, para_start = [], [], 0
