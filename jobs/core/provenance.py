@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import hashlib
+import platform
 import subprocess
 from importlib import metadata
 from pathlib import Path
 
 from jobs.core.spec import REPO_ROOT
 
-LIBRARIES = ("torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "tokenizers",
-             "sentence-transformers", "pypdf", "boto3", "quantum-slm")
+# Every library whose version can change what a stage produces; each stage records those it has installed.
+LIBRARIES = ("quantum-slm", "torch", "transformers", "peft", "bitsandbytes", "accelerate", "datasets", "tokenizers",
+             "sentence-transformers", "sacrebleu", "rouge-score", "pypdf", "pyarrow", "numpy", "jinja2", "pyyaml",
+             "boto3")
 
 
 def sha256_file(path: str | Path) -> str:
@@ -21,20 +24,23 @@ def sha256_file(path: str | Path) -> str:
     return h.hexdigest()
 
 
-def file_records(folder: str | Path, exclude: tuple[str, ...] = ()) -> list[dict]:
-    """[{path, sha256, bytes}] for every file under folder, sorted; top-level names in `exclude` skipped."""
+def files_under(folder: str | Path, exclude: tuple[str, ...] = ()) -> list[tuple[str, Path]]:
+    """(relative posix path, file) for every file under folder, sorted; top-level names in `exclude` skipped."""
     folder = Path(folder)
-    out = []
-    for p in sorted(x for x in folder.rglob("*") if x.is_file()):
-        rel = p.relative_to(folder)
-        if rel.parts[0] in exclude:
-            continue
-        out.append({"path": rel.as_posix(), "sha256": sha256_file(p), "bytes": p.stat().st_size})
-    return out
+    files = sorted(p for p in folder.rglob("*") if p.is_file())
+    pairs = [(p.relative_to(folder), p) for p in files]
+    return [(rel.as_posix(), p) for rel, p in pairs if rel.parts[0] not in exclude]
+
+
+def file_records(folder: str | Path, exclude: tuple[str, ...] = ()) -> list[dict]:
+    """[{path, sha256, bytes}] for every file under folder (see files_under)."""
+    return [{"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size}
+            for rel, p in files_under(folder, exclude)]
 
 
 def library_versions() -> dict[str, str]:
-    versions = {}
+    """Python's version and those of the LIBRARIES installed here (a stage's image carries only its own)."""
+    versions = {"python": platform.python_version()}
     for name in LIBRARIES:
         try:
             versions[name] = metadata.version(name)

@@ -14,6 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from jobs.core.provenance import files_under
 from jobs.core.spec import REPO_ROOT
 
 
@@ -177,12 +178,8 @@ def download_prefix(store, prefix: str, dest: str | Path) -> list[str]:
 
 def upload_folder(store, folder: str | Path, prefix: str, exclude: tuple[str, ...] = ()) -> list[str]:
     """Copy every file under `folder` to `prefix` + relative path; skips top-level entries named in `exclude`."""
-    folder = Path(folder)
     keys = []
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        rel = path.relative_to(folder)
-        if rel.parts[0] in exclude:
-            continue
-        store.put_file(prefix + rel.as_posix(), path)
-        keys.append(prefix + rel.as_posix())
+    for rel, path in files_under(folder, exclude):
+        store.put_file(prefix + rel, path)
+        keys.append(prefix + rel)
     return keys

@@ -10,18 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import json
-import platform
 import shutil
 import tempfile
 import time
 from collections import Counter
-from importlib import metadata
 from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
 
+from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.curate import dedup, examples, select, split, stats
 from jobs.curate.documents import CurateError, load_documents
@@ -57,16 +56,6 @@ def dataset_sha256(folder: Path) -> str:
     for name in DATA_FILES:
         h.update(name.encode() + b"\0" + hashlib.sha256((folder / name).read_bytes()).hexdigest().encode() + b"\n")
     return h.hexdigest()
-
-
-def versions() -> dict:
-    out = {"python": platform.python_version()}
-    for pkg in ("quantum-slm", "pyarrow", "pypdf", "tokenizers", "pyyaml"):
-        try:
-            out[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            out[pkg] = None
-    return out
 
 
 def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet: bool = False) -> dict:
@@ -154,7 +143,7 @@ def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet:
                                         encoding="utf-8")
         digest = dataset_sha256(tmp)
         seconds = time.perf_counter() - t0
-        info = {"stage": "curate", "seconds": round(seconds, 3), "versions": versions(),
+        info = {"stage": "curate", "seconds": round(seconds, 3), "versions": library_versions(),
                 "dataset_sha256": digest, "sources": [{"path": p, "sha256": h, "bytes": b} for p, h, b in all_files],
                 "spec": spec.to_dict()}
         (tmp / "curate-info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")

@@ -1,8 +1,9 @@
 """The model side of eval: load base (+ adapter), answer questions in batches, score held-out text.
 
-The base is loaded as the train stage loads it (4-bit NF4 with the spec's compute dtype, or unquantised), the
-adapter is attached with peft, and `model.disable_adapter()` gives the base model alone from the same weights,
-so the base answers cost no second load.
+The base comes from the train stage's own loader (`jobs.train.model.load_base`: 4-bit NF4 with the spec's
+compute dtype, or unquantised), so the adapter meets exactly the base it was trained on. The adapter is attached
+with peft, and `model.disable_adapter()` gives the base model alone from the same weights, so the base answers
+cost no second load.
 """
 
 from __future__ import annotations
@@ -55,18 +56,10 @@ def load_tokenizer(model_dir: Path):
 
 def load_model(spec: BuildSpec, adapter_dir: Path | None, device: str):
     """(model, tokenizer): the base as the train stage loads it, with the adapter attached when given."""
-    import torch
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+    from jobs.train.model import load_base
 
     base_dir = resolve_base_model(spec)
-    dtype = getattr(torch, spec.train.compute_dtype)
-    if spec.train.quantization == "nf4":
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype,
-                                   bnb_4bit_use_double_quant=True)
-        model = AutoModelForCausalLM.from_pretrained(str(base_dir), quantization_config=quant, dtype=dtype,
-                                                     device_map={"": device})
-    else:
-        model = AutoModelForCausalLM.from_pretrained(str(base_dir), dtype=dtype).to(device)
+    model = load_base(spec, base_dir, device)
     if adapter_dir is not None:
         from peft import PeftModel
 

@@ -19,13 +19,12 @@ from __future__ import annotations
 
 import json
 import math
-import platform
 import time
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
+from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.eval import dataset, generate, metrics, stats
 from jobs.eval.gate import check_gate_spec, evaluate_gate
@@ -35,20 +34,6 @@ from jobs.eval.suite import Suite, load_suite
 MODELS = ("adapter", "base")
 WORST_ANSWERS = 5
 PARAGRAPHS_PER_ANSWER = 2
-PACKAGES = ("torch", "transformers", "peft", "bitsandbytes", "sentence-transformers", "sacrebleu", "rouge-score",
-            "numpy", "jinja2")
-
-
-def versions() -> dict:
-    found = {"python": platform.python_version()}
-    for name in PACKAGES:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            found[name] = None
-    return found
-
-
 def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise FileExistsError(f"{out_dir}: report folder is not empty; eval never overwrites a report. "
@@ -208,7 +193,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                   dataset_stats=dataset.stats(dataset_dir), spec=spec)
     timings["seconds"] = time.perf_counter() - start
     _write_json(out_dir / "eval-info.json", {
-        "stage": "eval", "seconds": timings["seconds"], "timings": timings, "versions": versions(),
+        "stage": "eval", "seconds": timings["seconds"], "timings": timings, "versions": library_versions(),
         "device": device, "generation": generation, "system_prompt": system,
         "inputs": {"dataset": str(dataset_dir), "adapter": str(adapter_dir),
                    "previous": None if previous_dir is None else str(previous_dir), "suite": suite.path},

@@ -36,23 +36,30 @@ def load_tokenizer(model_dir: Path):
     return tokenizer
 
 
+def load_base(spec: BuildSpec, model_dir: Path, device: torch.device | str):
+    """The frozen base exactly as spec.train defines it (4-bit NF4 or unquantized, compute dtype). Train and
+    eval both load it here, so an adapter is always evaluated against the base it was trained on."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = compute_dtype(spec)
+    quant = None
+    if spec.train.quantization == "nf4":
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    # Unquantized parts (embeddings, norms) load in the compute dtype; no fp32 upcast of the residual stream
+    # (prepare_model_for_kbit_training does that and costs speed for no accuracy gain with RMSNorm in fp32).
+    return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant, dtype=dtype,
+                                                device_map={"": str(device)}, attn_implementation="sdpa")
+
+
 def load_model(spec: BuildSpec, model_dir: Path, device: torch.device):
     """Base model per spec.train (quantization, compute dtype, checkpointing) wrapped in a new LoRA adapter.
 
     The seed is set right before the adapter is created, so its initial weights depend on train.seed alone.
     """
     from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     t = spec.train
-    dtype = compute_dtype(spec)
-    quant = None
-    if t.quantization == "nf4":
-        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
-    # Unquantized parts (embeddings, norms) load in the compute dtype; no fp32 upcast of the residual stream
-    # (prepare_model_for_kbit_training does that and costs speed for no accuracy gain with RMSNorm in fp32).
-    model = AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant, dtype=dtype,
-                                                 device_map={"": str(device)}, attn_implementation="sdpa")
+    model = load_base(spec, model_dir, device)
     model.config.use_cache = False
     for p in model.parameters():
         p.requires_grad_(False)
