@@ -26,7 +26,8 @@ from pathlib import Path
 
 import yaml
 
-from jobs.core.build import previous_build
+from jobs.core.errors import QslmError
+from jobs.core.registry import previous_build
 from jobs.core.store import StoreError, open_store
 from workflows import pipeline
 from workflows.submit import REPO, SubmitError, data_snapshot, git_state, run_name
@@ -36,7 +37,7 @@ VARIABLE = re.compile(r"\{\{\s*([^{}=]+?)\s*\}\}")
 PROGRESS_DIR = "/var/run/argo"  # Argo sets ARGO_PROGRESS_FILE=/var/run/argo/progress; the jobs write N/M there
 
 
-class RunError(RuntimeError):
+class RunError(QslmError):
     pass
 
 

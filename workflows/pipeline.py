@@ -31,6 +31,8 @@ from hera.workflows.models import (
     WorkflowTemplateRef,
 )
 
+from jobs.core.spec import GATE_FAILED, HEADLINE
+
 NAME = "quantum-slm"  # the WorkflowTemplate; the chart installs it under this name
 APP_ROOT = "/app"  # where the images keep the code (REPO_ROOT of jobs.core.spec); data/ is mounted over APP_ROOT/data
 DATA = f"{APP_ROOT}/data"
@@ -48,8 +50,7 @@ GIT_SECRET = "quantum-slm-git"  # Secret: username, password (empty for a public
 MODELS_CLAIM = "quantum-slm-models"  # PVC: Hugging Face cache and the tiny-model cache, kept between runs
 
 DIGEST_ANNOTATION = "quantum-slm/definition-sha256"
-GATE_FAILED = 3  # eval's exit status when the report is written but the gate did not pass
-HEADLINE = ("concept_recall", "similarity")  # headline scores exported as Prometheus gauges
+GAUGES = HEADLINE[:2]  # headline scores exported as Prometheus gauges
 HOUR = 3600
 
 ARGUMENTS = [
@@ -173,7 +174,7 @@ def _score_metrics() -> list:
                     value="{{=jsonpath(outputs.parameters.metrics, '$.headline." + m + "')}}",
                     labels=[Label(key="tag", value="{{workflow.parameters.tag}}")],
                     when="{{exitCode}} == 0 || {{exitCode}} == " + str(GATE_FAILED))
-              for m in HEADLINE]
+              for m in GAUGES]
     return gauges + [Counter(name="qslm_gate_failed_total", help="Builds whose eval gate failed", value="1",
                              when="{{exitCode}} == " + str(GATE_FAILED))]
 

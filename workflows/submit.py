@@ -36,7 +36,8 @@ from hera.workflows import WorkflowsService
 from hera.workflows.models import WorkflowCreateRequest, WorkflowTemplateCreateRequest, WorkflowTemplateUpdateRequest
 
 from jobs.core import keys
-from jobs.core.build import previous_build
+from jobs.core.errors import QslmError
+from jobs.core.registry import previous_build
 from jobs.core.spec import TAG_PATTERN, SpecError, load_spec
 from jobs.core.store import StoreError, open_store
 from workflows.pipeline import DATA_KEY, DIGEST_ANNOTATION, NAME, pipeline_template, run_workflow
@@ -45,7 +46,7 @@ REPO = Path(__file__).resolve().parents[1]
 FINISHED = ("Succeeded", "Failed", "Error")
 
 
-class SubmitError(RuntimeError):
+class SubmitError(QslmError):
     pass
 
 

@@ -18,31 +18,15 @@ import time
 from pathlib import Path
 
 from jobs.core import keys
+from jobs.core.errors import QslmError
 from jobs.core.model import BaseModelUnavailable, resolve_base_model
-from jobs.core.registry import complete_tags, current_tag
-from jobs.core.spec import REPO_ROOT, SpecError, spec_by_tag
+from jobs.core.registry import previous_build
+from jobs.core.spec import GATE_FAILED, REPO_ROOT, SpecError, spec_by_tag
 from jobs.core.store import StoreError, open_store
 
-GATE_FAILED = 3  # the eval stage's exit status when the report is written but the gate did not pass
 
-
-class BuildError(RuntimeError):
+class BuildError(QslmError):
     pass
-
-
-def previous_build(store, tag: str) -> str | None:
-    """The build to compare against: the promoted `current` one, else the newest complete build that passed."""
-    current = current_tag(store)
-    if current and current != tag:
-        return current
-    best = None
-    for t in complete_tags(store):
-        if t == tag:
-            continue
-        m = json.loads(store.get_bytes(keys.manifest_key(t)))
-        if m.get("status") == "passed" and (best is None or m["created_at"] > best[0]):
-            best = (m["created_at"], t)
-    return best[1] if best else None
 
 
 def _stage(name: str, args: list[str]) -> int:

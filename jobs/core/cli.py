@@ -14,9 +14,10 @@ import sys
 
 from jobs.core import keys
 from jobs.core.registry import RegistryError, complete_tags, current_tag, promote, read_manifest, rollback
+from jobs.core.spec import HEADLINE
 from jobs.core.store import StoreError, open_store
 
-HEADLINE = ("concept_recall", "similarity", "rougeL", "perplexity")
+COLUMNS = HEADLINE[:4]  # the scores `make list` shows
 
 
 def _fmt(value) -> str:
@@ -27,15 +28,15 @@ def list_builds(store) -> str:
     current = current_tag(store)
     tags = {k.split("/")[1] for k in store.list("builds/") if k.count("/") >= 2}
     complete = set(complete_tags(store))
-    rows = [("", "tag", "status", "created", "commit", *HEADLINE)]
+    rows = [("", "tag", "status", "created", "commit", *COLUMNS)]
     for tag in sorted(tags, key=lambda t: (t not in complete, t)):
         if tag not in complete:
-            rows.append(("", tag, "incomplete", "-", "-", *("-" for _ in HEADLINE)))
+            rows.append(("", tag, "incomplete", "-", "-", *("-" for _ in COLUMNS)))
             continue
         m = json.loads(store.get_bytes(keys.manifest_key(tag)))
         commit = (m.get("git", {}).get("commit") or "unknown")[:8] + ("+" if m.get("git", {}).get("dirty") else "")
         rows.append(("*" if tag == current else "", tag, m["status"], m["created_at"][:19], commit,
-                     *(_fmt(m.get("metrics", {}).get(h)) for h in HEADLINE)))
+                     *(_fmt(m.get("metrics", {}).get(h)) for h in COLUMNS)))
     if len(rows) == 1:
         return f"no builds in {store.url} yet: run `make build VERSION=smoke`"
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]

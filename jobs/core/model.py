@@ -21,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.core.errors import QslmError
 from jobs.core.spec import REPO_ROOT, BuildSpec, TinyModelSpec, spec_by_tag
 
 # Qwen2.5-Instruct's chat template (the branch without tools), so the tiny model formats chats like Qwen does.
@@ -41,7 +42,7 @@ SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
 TEXT_SUFFIXES = {".tex", ".md", ".rst", ".txt", ".bib"}
 
 
-class BaseModelUnavailable(RuntimeError):
+class BaseModelUnavailable(QslmError):
     """The base model is neither on disk nor downloadable; the message says how to fix that."""
 
 

@@ -17,6 +17,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jobs.core import keys
+from jobs.core.errors import QslmError
 from jobs.core.provenance import file_records, git_state, library_versions, sha256_file
 from jobs.core.spec import REPO_ROOT, SpecError, TAG_PATTERN, load_spec
 from jobs.core.store import KeyExists, StoreError, open_store
@@ -25,7 +26,7 @@ MANIFEST_SCHEMA = 1
 NOT_PUBLISHED = ("checkpoints",)  # resume state inside the adapter folder: large and only useful mid-run
 
 
-class PublishError(RuntimeError):
+class PublishError(QslmError):
     pass
 
 

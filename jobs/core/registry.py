@@ -10,10 +10,11 @@ import json
 from datetime import datetime, timezone
 
 from jobs.core import keys
+from jobs.core.errors import QslmError
 from jobs.core.store import StoreError
 
 
-class RegistryError(RuntimeError):
+class RegistryError(QslmError):
     pass
 
 
@@ -84,3 +85,18 @@ def rollback(store) -> dict:
     event = {"action": "rollback", "tag": stack[-2], "from": stack[-1], "at": _now()}
     _record(store, event)
     return event
+
+
+def previous_build(store, tag: str) -> str | None:
+    """The build to compare against: the promoted `current` one, else the newest complete build that passed."""
+    current = current_tag(store)
+    if current and current != tag:
+        return current
+    best = None
+    for t in complete_tags(store):
+        if t == tag:
+            continue
+        m = read_manifest(store, t)
+        if m.get("status") == "passed" and (best is None or m["created_at"] > best[0]):
+            best = (m["created_at"], t)
+    return best[1] if best else None

@@ -19,13 +19,14 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
+from jobs.core.errors import QslmError
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILDS_DIR = REPO_ROOT / "data" / "builds"
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 
-class SpecError(ValueError):
+class SpecError(QslmError):
     """A build spec that cannot be used; the message lists every problem found."""
 
 
@@ -117,6 +118,18 @@ class TrainSpec:
     logging_every: int = 1  # optimizer steps
     memory_budget_gib: float = 11.5  # peak reserved GPU memory allowed (12 GB A2000 less the CUDA context)
     execution: ExecutionSpec = ExecutionSpec()
+
+
+# What eval measures and the gate may name (eval.gate.min / max_regression), by direction. A regression is a
+# drop for the first kind and a rise for the second; lower-is-better metrics cannot take a `min`.
+HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate")
+LOWER_IS_BETTER = ("perplexity", "repetition_rate")
+GATED = HIGHER_IS_BETTER + LOWER_IS_BETTER
+# The headline metrics, most telling first: the report's summary table, the manifest's `metrics` keys (with
+# base_ and delta_ twins), `make list` (the first four) and the workflow's Prometheus gauges (the first two).
+HEADLINE = ("concept_recall", "similarity", "rougeL", "perplexity", "bleu", "stop_rate", "repetition_rate",
+            "mean_new_tokens")
+GATE_FAILED = 3  # eval's exit status when the report is written but the gate did not pass (build: failed-gate)
 
 
 @dataclass(frozen=True)
@@ -308,3 +321,27 @@ def spec_by_tag(tag: str) -> BuildSpec:
         raise SpecError(f"no build spec for tag {tag!r}: {path} does not exist. Build specs: {known}. "
                         f"To make a new build, copy one of them to data/builds/{tag}.yaml and edit it.")
     return load_spec(path)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """python -m jobs.core.spec SPEC [SPEC ...]: load and validate build specs; exit 2 listing every problem."""
+    import argparse
+    import sys
+
+    p = argparse.ArgumentParser(prog="python -m jobs.core.spec", description="Validate build specs completely, "
+                                "before any stage runs (what `make build`, `make submit` and the workflow do first).")
+    p.add_argument("specs", nargs="+", help="spec files (data/builds/<tag>.yaml) or tags")
+    args = p.parse_args(argv)
+    failed = False
+    for item in args.specs:
+        try:
+            spec = load_spec(item) if item.endswith((".yaml", ".yml", ".json")) else spec_by_tag(item)
+            print(f"{spec.source_file}: ok (tag {spec.name})")
+        except SpecError as exc:
+            print(f"spec: error: {exc}", file=sys.stderr)
+            failed = True
+    return 2 if failed else 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -14,11 +14,12 @@ import shutil
 import tempfile
 from pathlib import Path
 
+from jobs.core.errors import QslmError
 from jobs.core.provenance import files_under
 from jobs.core.spec import REPO_ROOT
 
 
-class StoreError(RuntimeError):
+class StoreError(QslmError):
     pass
 
 
@@ -168,7 +169,7 @@ def open_store(url: str | None = None) -> LocalStore | S3Store:
     return LocalStore(url)
 
 
-def download_prefix(store, prefix: str, dest: str | Path) -> list[str]:
+def download_folder(store, prefix: str, dest: str | Path) -> list[str]:
     """Copy every key under `prefix` into `dest`, keeping the relative layout; returns the keys copied."""
     keys = store.list(prefix)
     for key in keys:

@@ -14,6 +14,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from jobs.core.errors import QslmError
 from jobs.core.spec import REPO_ROOT
 
 TEXT_SUFFIXES = {".tex", ".md", ".markdown", ".rst", ".txt"}
@@ -24,7 +25,7 @@ MAX_LINE_CHARS = 50_000  # a longer line is a minified or generated blob, not pr
 PARAGRAPH_KINDS = ("prose", "code", "caption", "table")
 
 
-class CurateError(RuntimeError):
+class CurateError(QslmError):
     """Input the curate stage cannot use; the message names the file and the fix."""
 
 

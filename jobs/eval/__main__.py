@@ -12,9 +12,7 @@ import sys
 from pathlib import Path
 
 from jobs.core.model import BaseModelUnavailable
-from jobs.core.spec import SpecError, load_spec
-
-GATE_FAILED = 3
+from jobs.core.spec import GATE_FAILED, SpecError, load_spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -12,12 +12,13 @@ import json
 import sys
 
 from jobs.core import keys
+from jobs.core.errors import QslmError
 from jobs.core.registry import RegistryError, complete_tags, current_tag, read_manifest
 from jobs.core.store import StoreError, open_store
 from jobs.eval.report import comparison_rows, fmt, signed
 
 
-class CompareError(RuntimeError):
+class CompareError(QslmError):
     pass
 
 

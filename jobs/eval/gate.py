@@ -15,13 +15,11 @@ from __future__ import annotations
 
 import math
 
-from jobs.core.spec import GateSpec
-from jobs.eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER
-
-GATED = HIGHER_IS_BETTER + LOWER_IS_BETTER
+from jobs.core.errors import QslmError
+from jobs.core.spec import GATED, LOWER_IS_BETTER, GateSpec
 
 
-class GateConfigError(ValueError):
+class GateConfigError(QslmError):
     """The spec's eval.gate names a metric the eval does not produce, or a check that makes no sense."""
 
 

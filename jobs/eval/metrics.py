@@ -24,8 +24,6 @@ import numpy as np
 from jobs.eval.suite import Concept
 
 # Headline metrics and their direction; the gate and the comparisons use these.
-HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate")
-LOWER_IS_BETTER = ("perplexity", "repetition_rate")
 PER_QUESTION = ("concept_recall", "similarity", "rougeL", "bleu")
 
 REPEAT_NGRAM = 4  # words; a 4-gram said twice is a loop, not style

@@ -16,11 +16,9 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from jobs.eval.metrics import HIGHER_IS_BETTER, LOWER_IS_BETTER
+from jobs.core.spec import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
 
 TEMPLATES = Path(__file__).parent / "templates"
-HEADLINE = ("concept_recall", "similarity", "rougeL", "bleu", "perplexity", "stop_rate", "repetition_rate",
-            "mean_new_tokens")
 LABELS = {"concept_recall": "concept recall", "similarity": "semantic similarity", "rougeL": "ROUGE-L",
           "bleu": "BLEU", "perplexity": "perplexity (held-out)", "stop_rate": "stopped on its own",
           "repetition_rate": "repetition (repeated n-grams)", "mean_new_tokens": "answer length (tokens)"}

@@ -29,6 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
+from jobs.core.errors import QslmError
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUITE_KEYS = {"name", "description", "questions"}
@@ -37,7 +38,7 @@ REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "concepts", "topic")
 CONCEPT_KEYS = {"name", "synonyms"}
 
 
-class SuiteError(ValueError):
+class SuiteError(QslmError):
     """An eval suite that cannot be used; the message lists every problem found."""
 
 

@@ -11,11 +11,12 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from jobs.core.errors import QslmError
 
 IGNORE = -100  # label of a token that is not trained on (torch cross_entropy's ignore_index)
 
 
-class DatasetError(ValueError):
+class DatasetError(QslmError):
     """A dataset folder or row that training cannot use; the message names the file and the fix."""
 
 

@@ -10,13 +10,14 @@ from __future__ import annotations
 
 import torch
 
+from jobs.core.errors import QslmError
 from jobs.train.checkpoint import load_trainable_state, trainable_state
 from jobs.train.data import IGNORE, Example
 from jobs.train.loop import accumulate
 from jobs.train.progress import GiB
 
 
-class MemoryBudgetExceeded(RuntimeError):
+class MemoryBudgetExceeded(QslmError):
     """The spec would need more GPU memory than train.memory_budget_gib; the message suggests settings."""
 
 

@@ -1,6 +1,6 @@
 import pytest
 
-from jobs.core.store import KeyExists, StoreError, download_prefix, open_store, upload_folder
+from jobs.core.store import KeyExists, StoreError, download_folder, open_store, upload_folder
 
 
 def test_put_get_list_exists(store, tmp_path):
@@ -42,6 +42,6 @@ def test_folder_round_trip(store, tmp_path):
     (src / "checkpoints" / "state.pt").write_text("skip me")
     keys = upload_folder(store, src, "runs/r1/train/", exclude=("checkpoints",))
     assert keys == ["runs/r1/train/sub/y.txt", "runs/r1/train/x.bin"]
-    download_prefix(store, "runs/r1/train/", tmp_path / "back")
+    download_folder(store, "runs/r1/train/", tmp_path / "back")
     assert (tmp_path / "back" / "x.bin").read_bytes() == b"\x00\x01"
     assert (tmp_path / "back" / "sub" / "y.txt").read_text() == "y"

@@ -22,7 +22,7 @@ from pathlib import Path
 import pytest
 
 from jobs.core import keys
-from jobs.core.store import download_prefix, open_store, upload_folder
+from jobs.core.store import download_folder, open_store, upload_folder
 from tests.docker_support import (PYTHON_BASE, TORCH_BASE, build_images, image_config, image_uid_gid,
                                    run_container)
 
@@ -107,7 +107,7 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
         mounts = {cache: "/cache"}
         for prefix, inside in inputs.items():
             folder = tmp_path / name / "in" / Path(inside).name
-            assert download_prefix(store, prefix, folder), f"nothing under {prefix} for {name}"
+            assert download_folder(store, prefix, folder), f"nothing under {prefix} for {name}"
             mounts[folder] = inside
         if output:
             mounts[writable_folder(tmp_path / name / "out")] = "/out"
