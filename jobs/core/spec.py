@@ -18,8 +18,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
-import yaml
 from jobs.core.errors import QslmError
+from jobs.core.overrides import OverridesError, read_overrides
+from jobs.core.suite import SuiteError, load_suite
+from jobs.core.yamlfile import read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILDS_DIR = REPO_ROOT / "data" / "builds"
@@ -28,6 +30,10 @@ TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 
 class SpecError(QslmError):
     """A build spec that cannot be used; the message lists every problem found."""
+
+
+# The instruction templates curate knows (jobs/curate/examples.py writes them); `curate.templates` picks some.
+TEMPLATES = ("explain", "define", "relate", "researcher", "engineer")
 
 
 def _path(**kw):
@@ -63,7 +69,7 @@ class CurateSpec:
     sources: tuple[str, ...] = _path(default=("data/raw",))
     context_paragraphs: int = 1  # neighbours on each side, within the same section
     min_paragraph_chars: int = 120
-    templates: tuple[str, ...] = ("explain", "define", "relate", "researcher", "engineer")
+    templates: tuple[str, ...] = TEMPLATES
     eval_fraction: float = 0.2  # share of sections held out from training
     semantic_selection: bool = False  # MiniLM similarity to eval topics (needs the curate-embed extra)
     semantic_threshold: float = 0.35
@@ -252,42 +258,102 @@ def _build(cls, data, where: str, errors: list[str]):
         return None
 
 
-def _check_values(spec: BuildSpec, errors: list[str]) -> None:
-    """Rules that types alone do not express."""
-    t, c, e = spec.train, spec.curate, spec.eval
-    positive = {
-        "train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum, "train.epochs": t.epochs,
-        "train.max_length": t.max_length, "train.checkpoint_every": t.checkpoint_every,
-        "train.logging_every": t.logging_every, "train.lora.r": t.lora.r, "train.lora.alpha": t.lora.alpha,
-        "eval.max_new_tokens": e.max_new_tokens, "eval.batch_size": e.batch_size,
-        "curate.max_examples": c.max_examples,
-    }
-    for where, value in positive.items():
-        if isinstance(value, int) and value < 1:
-            errors.append(f"{where}: must be at least 1, got {value}")
-    if t.max_steps is not None and isinstance(t.max_steps, int) and t.max_steps < 1:
-        errors.append(f"train.max_steps: must be at least 1 or left out, got {t.max_steps}")
-    for where, value in {"curate.eval_fraction": c.eval_fraction, "train.lora.dropout": t.lora.dropout,
+def _at_least(values: dict[str, object], low: int | float, errors: list[str]) -> None:
+    for where, value in values.items():
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value < low:
+            errors.append(f"{where}: must be at least {low}, got {value}")
+
+
+def _check_base_model(b: BaseModelSpec, errors: list[str]) -> None:
+    if b.tiny is None or not all(isinstance(v, int) for v in vars(b.tiny).values()):
+        return
+    t = b.tiny
+    _at_least({f"base_model.tiny.{k}": v for k, v in vars(t).items() if k != "seed"}, 1, errors)
+    if t.num_heads >= 1 and t.num_kv_heads >= 1 and (t.hidden_size % t.num_heads or t.num_heads % t.num_kv_heads):
+        errors.append(f"base_model.tiny: hidden_size {t.hidden_size} must divide by num_heads {t.num_heads}, "
+                      f"and num_heads by num_kv_heads {t.num_kv_heads}")
+
+
+def _check_curate(c: CurateSpec, errors: list[str]) -> None:
+    _at_least({"curate.max_examples": c.max_examples}, 1, errors)
+    _at_least({"curate.context_paragraphs": c.context_paragraphs, "curate.min_paragraph_chars": c.min_paragraph_chars},
+              0, errors)
+    for where, value in {"curate.eval_fraction": c.eval_fraction,
                          "curate.near_duplicate_threshold": c.near_duplicate_threshold}.items():
         if isinstance(value, float) and not 0.0 <= value < 1.0:
             errors.append(f"{where}: must be in [0, 1), got {value}")
-    if isinstance(t.learning_rate, float) and t.learning_rate <= 0:
-        errors.append(f"train.learning_rate: must be positive, got {t.learning_rate}")
+    if isinstance(c.semantic_threshold, float) and not -1.0 <= c.semantic_threshold <= 1.0:
+        errors.append(f"curate.semantic_threshold: a cosine similarity, must be in [-1, 1], got {c.semantic_threshold}")
     if not c.keywords:
         errors.append("curate.keywords: give at least one keyword")
+    unknown = [t for t in c.templates if isinstance(t, str) and t not in TEMPLATES]
+    if unknown:
+        errors.append(f"curate.templates: unknown template(s) {', '.join(map(repr, unknown))} "
+                      f"(known: {', '.join(TEMPLATES)})")
+    if not c.templates:
+        errors.append(f"curate.templates: give at least one of {', '.join(TEMPLATES)}")
+    if isinstance(c.overrides, str):
+        try:
+            read_overrides(c.overrides)
+        except OverridesError as exc:
+            errors.append(f"curate.overrides: {exc}")
+
+
+def _check_train(t: TrainSpec, errors: list[str]) -> None:
+    if not isinstance(t.lora, LoraSpec) or not isinstance(t.execution, ExecutionSpec):
+        return  # not a mapping: already reported
+    _at_least({"train.batch_size": t.batch_size, "train.grad_accum": t.grad_accum, "train.epochs": t.epochs,
+               "train.max_length": t.max_length, "train.checkpoint_every": t.checkpoint_every,
+               "train.logging_every": t.logging_every, "train.lora.r": t.lora.r, "train.lora.alpha": t.lora.alpha,
+               "train.max_steps": t.max_steps, "train.execution.micro_batch_size": t.execution.micro_batch_size,
+               "train.execution.cpu_threads": t.execution.cpu_threads}, 1, errors)
+    _at_least({"train.warmup_steps": t.warmup_steps, "train.weight_decay": t.weight_decay,
+               "train.max_grad_norm": t.max_grad_norm, "train.execution.loss_chunk_tokens": t.execution.loss_chunk_tokens,
+               "train.execution.preflight_steps": t.execution.preflight_steps}, 0, errors)
+    if isinstance(t.lora.dropout, float) and not 0.0 <= t.lora.dropout < 1.0:
+        errors.append(f"train.lora.dropout: must be in [0, 1), got {t.lora.dropout}")
+    for where, value in {"train.learning_rate": t.learning_rate, "train.memory_budget_gib": t.memory_budget_gib}.items():
+        if isinstance(value, float) and value <= 0:
+            errors.append(f"{where}: must be positive, got {value}")
     if not t.lora.target_modules:
         errors.append("train.lora.target_modules: give at least one module name")
+
+
+def _check_eval(e: EvalSpec, errors: list[str]) -> None:
+    if not isinstance(e.gate, GateSpec):
+        return  # not a mapping: already reported
+    _at_least({"eval.max_new_tokens": e.max_new_tokens, "eval.batch_size": e.batch_size,
+               "eval.bootstrap_samples": e.bootstrap_samples}, 1, errors)
+    for kind, table in (("min", e.gate.min), ("max_regression", e.gate.max_regression)):
+        for metric, value in table.items():
+            where = f"eval.gate.{kind}.{metric}"
+            if metric not in GATED:
+                errors.append(f"{where}: unknown metric (the gate can check: {', '.join(GATED)})")
+            elif kind == "min" and metric in LOWER_IS_BETTER:
+                errors.append(f"{where}: {metric} is lower-is-better; gate it with max_regression")
+            elif kind == "max_regression" and isinstance(value, float) and value < 0:
+                errors.append(f"{where}: the largest allowed drop, must be >= 0, got {value}")
+    if isinstance(e.suite, str) and Path(e.suite).is_file():
+        try:
+            load_suite(e.suite)
+        except SuiteError as exc:
+            errors.append(f"eval.suite: {exc}")
+
+
+def _check_values(spec: BuildSpec, errors: list[str]) -> None:
+    """Rules that types alone do not express, section by section, and the files the spec names (the eval
+    suite, the overrides file) parsed and validated, so no stage meets a mistake after hours of work."""
+    sections = ((spec.base_model, BaseModelSpec, _check_base_model), (spec.curate, CurateSpec, _check_curate),
+                (spec.train, TrainSpec, _check_train), (spec.eval, EvalSpec, _check_eval))
+    for section, kind, check in sections:
+        if isinstance(section, kind):  # else: missing or not a mapping, already reported
+            check(section, errors)
 
 
 def load_spec(path: str | Path) -> BuildSpec:
     """Load and validate a build spec file (YAML, or the JSON that `BuildSpec.to_json` writes)."""
     path = Path(path)
-    if not path.is_file():
-        raise SpecError(f"{path}: build spec not found")
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SpecError(f"{path}: not valid YAML: {exc}") from exc
+    data, _ = read_yaml(path, SpecError, "build spec")
     if isinstance(data, dict):
         # A resolved spec (to_json) carries its name and origin; a YAML spec takes its name from the file stem.
         data = dict(data)
@@ -297,7 +363,7 @@ def load_spec(path: str | Path) -> BuildSpec:
         name = path.stem
     errors: list[str] = []
     spec = _build(BuildSpec, data, "", errors)
-    if spec is not None and not errors:
+    if spec is not None:
         spec = dataclasses.replace(spec, name=name, source_file=str(path.resolve()))
         _check_values(spec, errors)
     if errors:

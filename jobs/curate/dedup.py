@@ -9,6 +9,8 @@ import re
 
 import numpy as np
 
+from jobs.core.suite import Suite
+
 SHINGLE_WORDS = 5
 NUM_PERM = 64  # MinHash permutations: Jaccard error about 1/sqrt(64) = 0.125 before the exact check
 WORD = re.compile(r"\w+", re.U)
@@ -98,15 +100,15 @@ def dedup_examples(rows: list[dict]) -> tuple[list[dict], int]:
     return out, len(rows) - len(out)
 
 
-def leakage(rows: list[dict], suite: dict, threshold: float) -> tuple[list[dict], list[dict]]:
+def leakage(rows: list[dict], suite: Suite, threshold: float) -> tuple[list[dict], list[dict]]:
     """Remove training examples that contain a near copy of an eval question or reference answer: the share
     of the eval text's 5-shingles found in the example reaches `threshold`. Returns (kept, removed report)."""
     probes = []
-    for q in suite.get("questions") or []:
+    for q in suite.questions:
         for field in ("question", "reference"):
-            sh = shingles(str(q.get(field) or ""))
+            sh = shingles(getattr(q, field))
             if sh:
-                probes.append((q.get("id", "?"), field, sh))
+                probes.append((q.id, field, sh))
     if not probes:
         return rows, []
     index: dict[str, set[int]] = {}

@@ -13,7 +13,6 @@ import re
 
 from jobs.curate.select import Selected
 
-TEMPLATES = ("explain", "define", "relate", "researcher", "engineer")
 RESEARCHER = "You are assisting a quantum computing researcher. Be precise and keep the mathematics."
 ENGINEER = "You are assisting an engineer who builds quantum machine learning software. Be practical."
 RESEARCHER_ES = "Ayudas a una investigadora en computación cuántica. Sé preciso y conserva las matemáticas."

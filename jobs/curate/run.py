@@ -18,10 +18,10 @@ from pathlib import Path
 
 import pyarrow as pa
 import pyarrow.parquet as pq
-import yaml
 
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
+from jobs.core.suite import load_suite
 from jobs.curate import dedup, examples, select, split, stats
 from jobs.curate.documents import CurateError, load_documents
 
@@ -34,16 +34,6 @@ EXAMPLE_SCHEMA = pa.schema([
 HELDOUT_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_path", pa.string()),
                             ("section", pa.string())])
 DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "stats.json")
-
-
-def load_suite(path: str) -> dict:
-    try:
-        suite = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise CurateError(f"eval suite {path}: cannot read it ({exc}); fix eval.suite in the spec") from None
-    if not isinstance(suite, dict) or not isinstance(suite.get("questions", []), list):
-        raise CurateError(f"eval suite {path}: expected a mapping with a `questions` list")
-    return suite
 
 
 def write_parquet(rows: list[dict], schema: pa.Schema, path: Path) -> None:
@@ -65,10 +55,6 @@ def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet:
     t0 = time.perf_counter()
     c = spec.curate
     out = Path(out)
-    unknown = sorted(set(c.templates) - set(examples.TEMPLATES))
-    if unknown:
-        raise CurateError(f"{spec.source_file}: curate.templates has unknown template(s) {', '.join(unknown)}; "
-                          f"known: {', '.join(examples.TEMPLATES)}")
     if out.exists() and any(out.iterdir()):
         raise CurateError(f"output folder {out} is not empty; curate never overwrites a dataset: choose a new "
                           f"folder or remove this one")

@@ -5,11 +5,10 @@ human overrides file (pin or drop paragraph ids). Context = neighbouring paragra
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from pathlib import Path
+from dataclasses import dataclass
 
-import yaml
-
+from jobs.core.overrides import Overrides, read_overrides
+from jobs.core.suite import Suite
 from jobs.curate.documents import CurateError, Document, Paragraph
 
 # Sections that list sources or thank people: keyword hits there are citations, not explanations.
@@ -29,12 +28,6 @@ class Selected:
     score: float = 0.0
 
 
-@dataclass
-class Overrides:
-    pin: set[str] = field(default_factory=set)
-    drop: set[str] = field(default_factory=set)
-
-
 def keyword_patterns(keywords: tuple[str, ...]) -> list[tuple[str, re.Pattern]]:
     """One case-insensitive pattern per keyword: whole words, spaces or hyphens between words, plural allowed."""
     out = []
@@ -49,27 +42,15 @@ def keyword_hits(text: str, patterns: list[tuple[str, re.Pattern]]) -> list[str]
     return sorted(hits, key=lambda k: (-len(k), k.lower()))
 
 
-def load_overrides(path: str | None, known: set[str]) -> Overrides:
-    """The overrides YAML (`pin: [ids]`, `drop: [ids]`); unknown ids are an error, since a silent no-op
-    would hide that a document changed under a human's review."""
-    if not path:
-        return Overrides()
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    except (OSError, yaml.YAMLError) as exc:
-        raise CurateError(f"overrides file {path}: cannot read it as YAML ({exc})") from None
-    if not isinstance(data, dict) or set(data) - {"pin", "drop"}:
-        raise CurateError(f"overrides file {path}: expected a mapping with keys `pin` and/or `drop` (lists of "
-                          f"paragraph ids), got {sorted(data) if isinstance(data, dict) else type(data).__name__}")
-    ov = Overrides(set(data.get("pin") or []), set(data.get("drop") or []))
+def check_overrides(path: str | None, known: set[str]) -> Overrides:
+    """The overrides file (its shape was checked when the spec loaded); ids that match no paragraph are an
+    error, since a silent no-op would hide that a document changed under a human's review."""
+    ov = read_overrides(path)
     unknown = sorted((ov.pin | ov.drop) - known)
     if unknown:
         raise CurateError(f"overrides file {path}: {len(unknown)} paragraph id(s) not found in the documents: "
                           f"{', '.join(unknown[:5])}. Ids look like `<document>#<section>#p<index>`; take them "
                           f"from a previous dataset's paragraph_ids (the document may have changed)")
-    both = sorted(ov.pin & ov.drop)
-    if both:
-        raise CurateError(f"overrides file {path}: ids both pinned and dropped: {', '.join(both[:5])}")
     return ov
 
 
@@ -87,13 +68,11 @@ def semantic_scores(paragraphs: list[Paragraph], topics: list[str]) -> list[floa
     return [float(v) for v in (p @ t.T).max(axis=1)] if len(topics) else [0.0] * len(paragraphs)
 
 
-def eval_topics(suite: dict) -> list[str]:
+def eval_topics(suite: Suite | None) -> list[str]:
     """One probe text per eval question: the topic, the question and its expected concept names."""
-    out = []
-    for q in suite.get("questions") or []:
-        names = [c.get("name", "") for c in q.get("concepts") or [] if isinstance(c, dict)]
-        out.append(f"{q.get('topic', '')}: {q.get('question', '')} ({', '.join(names)})")
-    return sorted(out)
+    if suite is None:
+        return []
+    return sorted(f"{q.topic}: {q.question} ({', '.join(c.name for c in q.concepts)})" for q in suite.questions)
 
 
 def useful_context(p: Paragraph, ov: Overrides) -> bool:
@@ -101,11 +80,11 @@ def useful_context(p: Paragraph, ov: Overrides) -> bool:
     return p.id not in ov.drop and (p.kind == "code" or len(p.text) >= MIN_CONTEXT_CHARS)
 
 
-def select(docs: list[Document], spec_curate, suite: dict, counts: dict) -> list[Selected]:
+def select(docs: list[Document], spec_curate, suite: Suite | None, counts: dict) -> list[Selected]:
     """Selected paragraphs with their context, in document order; `counts` gets the why of every decision."""
     patterns = keyword_patterns(spec_curate.keywords)
     all_ids = {p.id for d in docs for p in d.paragraphs}
-    ov = load_overrides(spec_curate.overrides, all_ids)
+    ov = check_overrides(spec_curate.overrides, all_ids)
     candidates, by_section = [], {}
     for d in docs:
         for p in d.paragraphs:

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs.eval.gate import GateConfigError, gate_summary
     from jobs.eval.run import run_eval
-    from jobs.eval.suite import SuiteError
+    from jobs.core.suite import SuiteError
 
     try:
         spec = load_spec(args.spec)

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from jobs.core.spec import spec_by_tag
 from jobs.eval import generate
-from jobs.eval.suite import load_suite
+from jobs.core.suite import load_suite
 
 
 def run(tag: str, adapter: Path | None, batch_sizes: list[int], max_new_tokens: int, device: str,

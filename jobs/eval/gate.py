@@ -7,37 +7,15 @@
                                                                   # the previous build (absolute units)
 
 For lower-is-better metrics (perplexity, repetition_rate) a regression is a rise; they cannot take a `min`.
-Without a previous build the regression checks are recorded as skipped (and pass): the first build has
-nothing to regress from.
+Metric names and values are checked when the spec loads (jobs/core/spec.py). Without a previous build the
+regression checks are recorded as skipped (and pass): the first build has nothing to regress from.
 """
 
 from __future__ import annotations
 
 import math
 
-from jobs.core.errors import QslmError
-from jobs.core.spec import GATED, LOWER_IS_BETTER, GateSpec
-
-
-class GateConfigError(QslmError):
-    """The spec's eval.gate names a metric the eval does not produce, or a check that makes no sense."""
-
-
-def check_gate_spec(gate: GateSpec, spec_file: str = "") -> None:
-    """Fail before any model loads when the gate cannot be evaluated; names the spec file and the fix."""
-    errors = []
-    for kind, table in (("min", gate.min), ("max_regression", gate.max_regression)):
-        for metric, value in table.items():
-            if metric not in GATED:
-                errors.append(f"eval.gate.{kind}.{metric}: unknown metric (gateable: {', '.join(GATED)})")
-            elif kind == "min" and metric in LOWER_IS_BETTER:
-                errors.append(f"eval.gate.min.{metric}: {metric} is lower-is-better; gate it with max_regression")
-            elif kind == "max_regression" and value < 0:
-                errors.append(f"eval.gate.max_regression.{metric}: must be >= 0 (the largest allowed drop), "
-                              f"got {value}")
-    if errors:
-        listing = "\n".join(f"  - {e}" for e in errors)
-        raise GateConfigError(f"{spec_file or 'build spec'}: {len(errors)} problem(s) in eval.gate:\n{listing}")
+from jobs.core.spec import LOWER_IS_BETTER, GateSpec
 
 
 def evaluate_gate(gate: GateSpec, headline: dict, previous: dict | None) -> dict:

@@ -21,7 +21,7 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from jobs.eval.suite import Concept
+from jobs.core.suite import Concept
 
 # Headline metrics and their direction; the gate and the comparisons use these.
 PER_QUESTION = ("concept_recall", "similarity", "rougeL", "bleu")

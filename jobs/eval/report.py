@@ -18,7 +18,7 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from jobs.core.spec import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
 
-TEMPLATES = Path(__file__).parent / "templates"
+TEMPLATE_DIR = Path(__file__).parent / "templates"
 LABELS = {"concept_recall": "concept recall", "similarity": "semantic similarity", "rougeL": "ROUGE-L",
           "bleu": "BLEU", "perplexity": "perplexity (held-out)", "stop_rate": "stopped on its own",
           "repetition_rate": "repetition (repeated n-grams)", "mean_new_tokens": "answer length (tokens)"}
@@ -153,7 +153,7 @@ def dataset_view(data: dict) -> dict:
 
 def render_report(path: Path, result: dict, *, worst: list[dict], adapter_dir: Path, dataset_stats: dict,
                   spec) -> None:
-    env = Environment(loader=FileSystemLoader(str(TEMPLATES)), autoescape=True, undefined=StrictUndefined,
+    env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["signed"] = signed

@@ -26,10 +26,10 @@ import numpy as np
 
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
-from jobs.eval import dataset, generate, metrics, stats
-from jobs.eval.gate import check_gate_spec, evaluate_gate
+from jobs.eval import bootstrap, dataset, generate, metrics
+from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
-from jobs.eval.suite import Suite, load_suite
+from jobs.core.suite import Suite, load_suite
 
 MODELS = ("adapter", "base")
 WORST_ANSWERS = 5
@@ -79,16 +79,16 @@ def _values(rows: list[dict], model: str, metric: str) -> list[float]:
 def summarise(rows: list[dict], nll: dict, samples: int, seed: int) -> dict:
     """Overall and per-topic means with bootstrap intervals, perplexity, and the flat headline."""
     names = metrics.PER_QUESTION + ("stop_rate", "repetition_rate")
-    overall = {m: {k: stats.bootstrap_mean(_values(rows, m, k), samples, seed) for k in names} for m in MODELS}
-    overall["delta"] = {k: stats.bootstrap_delta(_values(rows, "adapter", k), _values(rows, "base", k), samples, seed)
+    overall = {m: {k: bootstrap.bootstrap_mean(_values(rows, m, k), samples, seed) for k in names} for m in MODELS}
+    overall["delta"] = {k: bootstrap.bootstrap_delta(_values(rows, "adapter", k), _values(rows, "base", k), samples, seed)
                         for k in names}
-    ppl = {m: stats.bootstrap_perplexity([n for n, _ in nll[m]], [t for _, t in nll[m]], samples, seed)
+    ppl = {m: bootstrap.bootstrap_perplexity([n for n, _ in nll[m]], [t for _, t in nll[m]], samples, seed)
            for m in MODELS}
     topics = {}
     for topic in sorted({r["topic"] for r in rows}):
         sub = [r for r in rows if r["topic"] == topic]
         topics[topic] = {"questions": len(sub)} | {
-            m: {k: stats.bootstrap_mean(_values(sub, m, k), samples, seed) for k in names} for m in MODELS}
+            m: {k: bootstrap.bootstrap_mean(_values(sub, m, k), samples, seed) for k in names} for m in MODELS}
     headline = {}
     for m, prefix in (("adapter", ""), ("base", "base_")):
         headline.update({prefix + k: overall[m][k]["mean"] for k in names})
@@ -138,7 +138,6 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     start = time.perf_counter()
     dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
     suite = load_suite(spec.eval.suite)
-    check_gate_spec(spec.eval.gate, spec.source_file)
     previous = read_previous(previous_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "

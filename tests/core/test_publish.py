@@ -22,7 +22,7 @@ def spec(tmp_path):
     docs.mkdir()
     (docs / "a.md").write_text("# Kernels\nA quantum kernel is an inner product.\n")
     suite = tmp_path / "suite.yaml"
-    suite.write_text("name: t\nquestions: []\n")
+    suite.write_text("name: t\nquestions:\n  - {id: q1, question: What is a kernel, reference: A similarity, concepts: [kernel], topic: k}\n")
     path = tmp_path / "t1.yaml"
     path.write_text(SPEC % (docs, suite))
     return load_spec(path)

@@ -74,3 +74,41 @@ def test_path_like_tags_are_refused_naming_the_specs_that_exist(tag):
 def test_unknown_tag_names_the_specs_that_exist():
     msg = str(pytest.raises(SpecError, spec_by_tag, "v99").value)
     assert "no build spec for tag 'v99'" in msg and str(BUILDS_DIR / "v99.yaml") in msg and "smoke" in msg
+
+
+def test_one_mistake_per_section_is_caught_at_load_all_at_once(tmp_path):
+    """Each of these used to surface only in the stage that reads it: curate, train, or eval after training."""
+    overrides = tmp_path / "overrides.yaml"
+    overrides.write_text("pin: 3\nkeep: []\n")
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\nquestions:\n  - id: q1\n    question: What is it?\n    reference: This.\n    topic: t\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(
+        "base_model: {id: x, tiny: {hidden_size: 65, num_heads: 4}}\n"
+        f"curate: {{keywords: [kernel], templates: [explain, explian], overrides: {overrides}}}\n"
+        "train: {execution: {micro_batch_size: 0, loss_chunk_tokens: -1}}\n"
+        f"eval: {{suite: {suite}, gate: {{min: {{concept_recal: 0.3, perplexity: 3.0}}, "
+        "max_regression: {bleu: -1.0}}}\n")
+    msg = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert str(bad) in msg and "9 problem(s)" in msg
+    assert "base_model.tiny: hidden_size 65 must divide by num_heads 4" in msg
+    assert "curate.templates: unknown template(s) 'explian'" in msg
+    assert f"curate.overrides: {overrides}: 2 problem(s)" in msg and "pin: expected a list" in msg
+    assert "keep: unknown key" in msg
+    assert "train.execution.micro_batch_size: must be at least 1, got 0" in msg
+    assert "train.execution.loss_chunk_tokens: must be at least 0, got -1" in msg
+    assert f"eval.suite: {suite}: 1 problem(s)" in msg and "missing key(s) concepts" in msg
+    assert "eval.gate.min.concept_recal: unknown metric" in msg
+    assert "eval.gate.min.perplexity: perplexity is lower-is-better" in msg
+    assert "eval.gate.max_regression.bleu: the largest allowed drop, must be >= 0" in msg
+
+
+def test_the_spec_command_validates_tags_and_files(capsys, tmp_path):
+    from jobs.core.spec import main
+
+    assert main(["smoke", str(BUILDS_DIR / "v1.yaml")]) == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_model: {id: x}\ncurate: {keywords: []}\n")
+    assert main(["smoke", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"spec: error: {bad}") and "curate.keywords: give at least one keyword" in err

@@ -198,13 +198,6 @@ def test_corpus_dataset(corpus_dataset):
         assert not any(re.fullmatch(r"\d+|[ivxlc]+", line.strip()) for line in text.split("\n"))
 
 
-def test_unknown_template_is_refused(smoke_spec, tiny_model, tmp_path):
-    from tests.curate.conftest import curate_spec
-
-    with pytest.raises(CurateError, match="unknown template.*summarise"):
-        curate(curate_spec(smoke_spec, templates=("explain", "summarise")), tmp_path / "out", [tmp_path], quiet=True)
-
-
 def test_no_matching_paragraph_is_a_clear_error(smoke_spec, tiny_model, tmp_path):
     (tmp_path / "docs").mkdir()
     (tmp_path / "docs" / "food.md").write_text("# Food\n\nPasta needs salted water, a large pot and about ten "

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from jobs.core.suite import parse_suite
 from jobs.curate import dedup, examples, select, split
 from jobs.curate.documents import CurateError, load_documents
 from tests.curate.conftest import curate_spec
@@ -44,7 +45,7 @@ def test_keyword_patterns_match_words_plurals_and_hyphens():
 def test_selection_with_context_in_the_same_section(docs, smoke_spec):
     spec = curate_spec(smoke_spec, min_paragraph_chars=60)
     counts = Counter()
-    chosen = select.select(docs, spec.curate, {}, counts)
+    chosen = select.select(docs, spec.curate, None, counts)
     by_id = {s.paragraph.id.rsplit("#", 1)[-1] + "@" + s.paragraph.section: s for s in chosen}
     assert set(by_id) == {"p0@Kernels", "p0@Kernels > Noise"}
     first = by_id["p0@Kernels"]
@@ -60,16 +61,16 @@ def test_overrides_pin_and_drop(docs, smoke_spec, tmp_path):
     ov = tmp_path / "overrides.yaml"
     ov.write_text(f"pin: ['{pasta}']\ndrop: ['{kernel}']\n")
     spec = curate_spec(smoke_spec, min_paragraph_chars=60, overrides=str(ov))
-    chosen = {s.paragraph.id: s.reason for s in select.select(docs, spec.curate, {}, Counter())}
+    chosen = {s.paragraph.id: s.reason for s in select.select(docs, spec.curate, None, Counter())}
     assert chosen[pasta] == "pinned" and kernel not in chosen
     ov.write_text("pin: ['nope#x#p0']\n")
     with pytest.raises(CurateError, match="nope#x#p0"):
-        select.select(docs, spec.curate, {}, Counter())
+        select.select(docs, spec.curate, None, Counter())
 
 
 def test_examples_are_grounded_and_carry_provenance(docs, smoke_spec):
     spec = curate_spec(smoke_spec, min_paragraph_chars=60)
-    chosen = select.select(docs, spec.curate, {}, Counter())
+    chosen = select.select(docs, spec.curate, None, Counter())
     rows = [r for s in chosen for r in examples.make_examples(s, spec.curate.templates, "Be brief.", 0)]
     templates = {r["template"] for r in rows}
     assert {"explain", "define", "relate", "engineer"} <= templates
@@ -102,7 +103,8 @@ def test_exact_and_near_duplicates():
 
 def test_leakage_removes_training_examples_that_copy_eval_answers():
     reference = "The kernel value is the fraction of shots that return the all-zeros bitstring."
-    suite = {"questions": [{"id": "qk-03", "question": "How is a kernel entry estimated?", "reference": reference}]}
+    suite = parse_suite({"name": "t", "questions": [{"id": "qk-03", "question": "How is a kernel entry estimated?",
+                                                     "reference": reference, "concepts": ["shots"], "topic": "k"}]}, "t")
     leak = {"id": "1", "paragraph_ids": ["d#s#p0"],
             "messages": [{"role": "user", "content": "Explain it."},
                          {"role": "assistant", "content": "In practice, " + reference + " More shots help."}]}

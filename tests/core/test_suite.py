@@ -7,12 +7,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.eval.suite import Concept, SuiteError, load_suite
+from jobs.core.suite import Concept, SuiteError, load_suite
 
-from .conftest import REPO, SUITE
+from tests.eval.conftest import REPO, SUITE
 
 
-def test_valid_suite_loads(suite_file):
+def test_valid_suite_loads(tmp_path):
+    suite_file = tmp_path / "mini.yaml"
+    suite_file.write_text(yaml.safe_dump(SUITE, sort_keys=False))
     suite = load_suite(suite_file)
     assert suite.name == "mini" and len(suite.questions) == 3 and suite.topics == ["noise", "quantum-kernels"]
     q = suite.questions[0]

@@ -1,6 +1,6 @@
 """Eval suites: held-out questions with reference answers and expected concepts, as YAML data.
 
-    from jobs.eval.suite import load_suite
+    from jobs.core.suite import load_suite
     suite = load_suite("data/eval/core.yaml")
 
 The shape (data/eval/core.yaml):
@@ -28,8 +28,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from jobs.core.errors import QslmError
+from jobs.core.yamlfile import read_yaml
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUITE_KEYS = {"name", "description", "questions"}
@@ -160,13 +160,6 @@ def parse_suite(data, path: str, sha256: str = "") -> Suite:
 
 
 def load_suite(path: str | Path) -> Suite:
-    """Load and validate an eval suite YAML file."""
-    path = Path(path)
-    if not path.is_file():
-        raise SuiteError(f"{path}: eval suite not found (set eval.suite in the build spec to a YAML file)")
-    raw = path.read_bytes()
-    try:
-        data = yaml.safe_load(raw.decode("utf-8"))
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
-        raise SuiteError(f"{path}: not valid YAML: {exc}") from exc
+    """Load and validate an eval suite YAML file (curate reads it for leakage checks, eval to ask it)."""
+    data, raw = read_yaml(path, SuiteError, "eval suite")
     return parse_suite(data, str(path), hashlib.sha256(raw).hexdigest())
