@@ -19,10 +19,11 @@ from pathlib import Path
 
 from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.model import BaseModelUnavailable, resolve_base_model
+from jobs.core.model import resolve_base_model
+from jobs.core.provenance import sha256_file, training_fingerprint
 from jobs.core.registry import previous_build
-from jobs.core.spec import GATE_FAILED, REPO_ROOT, SpecError, spec_by_tag
-from jobs.core.store import StoreError, open_store
+from jobs.core.spec import GATE_FAILED, REPO_ROOT, spec_by_tag
+from jobs.core.store import open_store
 
 
 class BuildError(QslmError):
@@ -53,15 +54,14 @@ def build(tag: str, work_root: Path) -> int:
     spec_file = spec.source_file
     if _stage("curate", ["--spec", spec_file, "--out", str(dataset)]) != 0:
         raise BuildError("curate failed (see its message above); nothing was published")
-    # Checkpoints may only be resumed by the same dataset, base model and training section of the spec.
-    stamp = work / "adapter.inputs"
-    data_hash = json.loads((dataset / "curate-info.json").read_text())["dataset_sha256"]
-    inputs = json.dumps({"dataset": data_hash, "base_model": spec.to_dict()["base_model"],
-                         "train": spec.to_dict()["train"]}, sort_keys=True)
-    if stamp.is_file() and stamp.read_text() != inputs:
+    # A rerun resumes training only from checkpoints made from the same inputs (the train stage's own rule);
+    # others are set aside before the stage would refuse them.
+    stamp = work / "adapter.fingerprint"
+    fingerprint = training_fingerprint(spec, sha256_file(dataset / "train.parquet"))
+    if stamp.is_file() and stamp.read_text() != fingerprint:
         shutil.rmtree(adapter, ignore_errors=True)
     adapter.mkdir(parents=True, exist_ok=True)
-    stamp.write_text(inputs)
+    stamp.write_text(fingerprint)
     if _stage("train", ["--spec", spec_file, "--dataset", str(dataset), "--out", str(adapter)]) != 0:
         raise BuildError("train failed (see its message above); nothing was published. Rerunning the same "
                          "command resumes from the last checkpoint.")
@@ -98,7 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         return build(args.tag, args.work)
-    except (SpecError, BuildError, BaseModelUnavailable, StoreError) as exc:
+    except QslmError as exc:
         print(f"build: error: {exc}", file=sys.stderr)
         return 2
 

@@ -13,9 +13,10 @@ import json
 import sys
 
 from jobs.core import keys
-from jobs.core.registry import RegistryError, complete_tags, current_tag, promote, read_manifest, rollback
+from jobs.core.errors import QslmError
+from jobs.core.registry import complete_tags, current_tag, promote, read_manifest, rollback
 from jobs.core.spec import HEADLINE
-from jobs.core.store import StoreError, open_store
+from jobs.core.store import open_store
 
 COLUMNS = HEADLINE[:4]  # the scores `make list` shows
 
@@ -64,8 +65,8 @@ def main(argv: list[str] | None = None) -> int:
         elif args.cmd == "rollback":
             e = rollback(store)
             print(f"current: {e['tag']} (rolled back from {e['from']})")
-    except (RegistryError, StoreError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except QslmError as exc:
+        print(f"{args.cmd}: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -39,7 +39,7 @@ QWEN25_CHAT_TEMPLATE = (
     "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
 )
 SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>"]
-TEXT_SUFFIXES = {".tex", ".md", ".rst", ".txt", ".bib"}
+TOKENIZER_CORPUS_SUFFIXES = {".tex", ".md", ".rst", ".txt", ".bib"}  # what the tiny tokenizer learns from
 
 
 class BaseModelUnavailable(QslmError):
@@ -51,7 +51,7 @@ def cache_dir() -> Path:
 
 
 def _corpus_files(corpus: Path) -> list[Path]:
-    return sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in TEXT_SUFFIXES)
+    return sorted(p for p in corpus.rglob("*") if p.is_file() and p.suffix.lower() in TOKENIZER_CORPUS_SUFFIXES)
 
 
 def tiny_model_dir(tiny: TinyModelSpec, corpus: Path) -> Path:
@@ -69,7 +69,7 @@ def _train_tokenizer(tiny: TinyModelSpec, corpus: Path):
     files = _corpus_files(corpus)
     if not files:
         raise BaseModelUnavailable(f"the tiny model's tokenizer is trained on {corpus}, but it holds no text "
-                                   f"documents ({', '.join(sorted(TEXT_SUFFIXES))})")
+                                   f"documents ({', '.join(sorted(TOKENIZER_CORPUS_SUFFIXES))})")
     tok = Tokenizer(models.BPE())
     tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     tok.decoder = decoders.ByteLevel()
@@ -110,7 +110,7 @@ def make_tiny_model(tiny: TinyModelSpec, corpus: Path, out: Path) -> Path:
     from safetensors.numpy import save_file
 
     if tiny.hidden_size % tiny.num_heads or tiny.num_heads % tiny.num_kv_heads:
-        raise ValueError(f"tiny model: hidden_size {tiny.hidden_size} must divide by num_heads {tiny.num_heads}, "
+        raise BaseModelUnavailable(f"tiny model: hidden_size {tiny.hidden_size} must divide by num_heads {tiny.num_heads}, "
                          f"and num_heads by num_kv_heads {tiny.num_kv_heads}")
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=out.name + ".tmp-", dir=out.parent))
@@ -207,8 +207,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         print(resolve_base_model(spec_by_tag(args.tag)))
-    except (BaseModelUnavailable, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except QslmError as exc:
+        print(f"model: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import platform
 import subprocess
 from importlib import metadata
@@ -36,6 +37,15 @@ def file_records(folder: str | Path, exclude: tuple[str, ...] = ()) -> list[dict
     """[{path, sha256, bytes}] for every file under folder (see files_under)."""
     return [{"path": rel, "sha256": sha256_file(p), "bytes": p.stat().st_size}
             for rel, p in files_under(folder, exclude)]
+
+
+def training_fingerprint(spec, train_sha256: str) -> str:
+    """What an adapter or a training checkpoint was made from: the base model, the train section of the spec
+    and the training data (sha256 of train.parquet). Equal fingerprints, and only those, may resume each
+    other's checkpoints: the train stage and the local build decide with this one function."""
+    d = spec.to_dict()
+    what = {"base_model": d["base_model"], "train": d["train"], "dataset": train_sha256}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
 def library_versions() -> dict[str, str]:

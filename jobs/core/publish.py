@@ -19,8 +19,8 @@ from pathlib import Path
 from jobs.core import keys
 from jobs.core.errors import QslmError
 from jobs.core.provenance import file_records, git_state, library_versions, sha256_file
-from jobs.core.spec import REPO_ROOT, SpecError, TAG_PATTERN, load_spec
-from jobs.core.store import KeyExists, StoreError, open_store
+from jobs.core.spec import REPO_ROOT, TAG_PATTERN, load_spec
+from jobs.core.store import KeyExists, open_store
 
 MANIFEST_SCHEMA = 1
 NOT_PUBLISHED = ("checkpoints",)  # resume state inside the adapter folder: large and only useful mid-run
@@ -127,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.git_commit:
             git = {"commit": args.git_commit, "dirty": None if args.git_dirty is None else args.git_dirty == "true"}
         manifest = publish(spec, args.tag, args.dataset, args.adapter, args.report, args.sources, git)
-    except (SpecError, PublishError, StoreError) as exc:
+    except QslmError as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
         return 2
     print(f"published {args.tag} ({manifest['status']}) to {open_store().url}: "

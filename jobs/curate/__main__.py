@@ -20,15 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--out", required=True, type=Path, metavar="DATASET_DIR", help="dataset folder to create (must not hold files)")
     args = parser.parse_args(argv)
 
-    from jobs.core.model import BaseModelUnavailable
-    from jobs.core.spec import SpecError, load_spec
-    from jobs.curate.documents import CurateError
+    from jobs.core.errors import QslmError
+    from jobs.core.spec import load_spec
     from jobs.curate.run import curate
 
     try:
         curate(load_spec(args.spec), args.out, args.sources)
-    except (SpecError, CurateError, BaseModelUnavailable, FileNotFoundError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except QslmError as exc:
+        print(f"curate: error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -3,7 +3,7 @@
 Curate throughput, printed as a table: (1) the shared real corpus end to end (documents/s, MB/s, and the
 parse step alone), (2) the time to produce N (default 10,000) examples from a generated Markdown corpus
 of unique keyword-bearing paragraphs. Uses the smoke spec (tiny model's tokenizer). Not a test: numbers vary
-by machine; record them in docs/bench/curate.md with the machine and date.
+by machine; record them in docs/benchmarks.md with the machine and date.
 """
 
 from __future__ import annotations

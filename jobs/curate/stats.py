@@ -7,6 +7,8 @@ import re
 from collections import Counter
 from pathlib import Path
 
+from jobs.curate.documents import CurateError
+
 TOKEN_BINS = [32, 64, 128, 256, 512, 1024, 2048, 4096]  # upper edges, tokens per chat-formatted example
 DISPLAY_MATH = re.compile(r"^\$\$$", re.M)
 INLINE_MATH = re.compile(r"(?<![$\\])\$[^$\n]+\$(?!\$)")
@@ -30,7 +32,7 @@ def token_lengths(rows: list[dict], model_dir: Path) -> list[int]:
 
     tok_file = model_dir / "tokenizer.json"
     if not tok_file.is_file():
-        raise FileNotFoundError(f"{model_dir} has no tokenizer.json; the base model folder must hold the "
+        raise CurateError(f"{model_dir} has no tokenizer.json; the base model folder must hold the "
                                 f"tokenizer (save it with tokenizer.save_pretrained)")
     tok = Tokenizer.from_file(str(tok_file))
     render = chat_renderer(model_dir)

@@ -1,0 +1,14 @@
+"""The eval stage: dataset + adapter (+ the previous build's report) in, report folder out.
+
+    python -m jobs.eval --spec SPEC --dataset DATASET_DIR --adapter ADAPTER_DIR --out REPORT_DIR [--previous DIR]
+
+run.py the stage function; generate.py the model side; metrics.py pure per-answer scores; bootstrap.py
+intervals; gate.py the regression gate; report.py + templates/ the HTML report; dataset.py what eval reads from
+the dataset folder; compare.py two builds side by side; bench.py the generation benchmark.
+"""
+
+from jobs.core.errors import QslmError
+
+
+class EvalError(QslmError):
+    """Input the eval stage cannot use (a missing or foreign folder, a report folder in the way)."""

@@ -11,8 +11,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from jobs.core.model import BaseModelUnavailable
-from jobs.core.spec import GATE_FAILED, SpecError, load_spec
+from jobs.core.errors import QslmError
+from jobs.core.spec import GATE_FAILED, load_spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,17 +24,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--previous", type=Path, help="previous build's report folder, for regression checks")
     args = parser.parse_args(argv)
 
-    from jobs.eval.gate import GateConfigError, gate_summary
-    from jobs.eval.run import run_eval
-    from jobs.core.suite import SuiteError
-
     try:
         spec = load_spec(args.spec)
+        from jobs.eval.run import run_eval  # the heavy imports (pandas, then torch) wait for a good spec
+
         gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous)
-    except (SpecError, SuiteError, BaseModelUnavailable, GateConfigError, FileNotFoundError, FileExistsError,
-            ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except QslmError as exc:
+        print(f"eval: error: {exc}", file=sys.stderr)
         return 2
+    from jobs.eval.gate import gate_summary
+
     print(gate_summary(gate))
     print(f"report: {args.out / 'report.html'}")
     return 0 if gate["passed"] else GATE_FAILED

@@ -3,7 +3,7 @@
 
 Batched vs one-at-a-time greedy generation on the spec's eval suite: prints a table of new tokens per second
 for each batch size (batch size 1 is one question at a time) and whether the answers match batch size 1.
-Results go into docs/bench/eval.md by hand, with the command, machine and date.
+Results go into docs/benchmarks.md by hand, with the command, machine and date.
 """
 
 from __future__ import annotations
@@ -16,9 +16,10 @@ import sys
 import time
 from pathlib import Path
 
+from jobs.core.loading import pick_device
 from jobs.core.spec import spec_by_tag
-from jobs.eval import generate
 from jobs.core.suite import load_suite
+from jobs.eval import generate
 
 
 def run(tag: str, adapter: Path | None, batch_sizes: list[int], max_new_tokens: int, device: str,
@@ -27,7 +28,7 @@ def run(tag: str, adapter: Path | None, batch_sizes: list[int], max_new_tokens: 
     if quantization:  # compare the 4-bit path with plain weights without writing another spec
         spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, quantization=quantization))
     questions = [q.question for q in load_suite(spec.eval.suite).questions]
-    model, tok = generate.load_model(spec, adapter, generate.pick_device(device))
+    model, tok = generate.load_model(spec, adapter, pick_device(device))
     # Warm-up: the first call pays for lazy initialisation (bitsandbytes weight packing, allocator growth).
     generate.generate(model, tok, questions[:2], system_prompt=None, max_new_tokens=4, batch_size=2)
     rows, reference = [], None

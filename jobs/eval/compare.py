@@ -13,8 +13,8 @@ import sys
 
 from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.registry import RegistryError, complete_tags, current_tag, read_manifest
-from jobs.core.store import StoreError, open_store
+from jobs.core.registry import complete_tags, current_tag, read_manifest
+from jobs.core.store import open_store
 from jobs.eval.report import comparison_rows, fmt, signed
 
 
@@ -94,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
             raise CompareError(f"no build is promoted in {store.url}, so A has no default; pass --a TAG "
                                f"(complete builds: {', '.join(complete_tags(store))})")
         print(comparison_text(a_tag, load_metrics(store, a_tag), b_tag, load_metrics(store, b_tag)))
-    except (CompareError, RegistryError, StoreError) as exc:
+    except QslmError as exc:
         print(f"compare: error: {exc}", file=sys.stderr)
         return 2
     return 0

@@ -8,17 +8,19 @@ from pathlib import Path
 
 import pandas as pd
 
+from jobs.eval import EvalError
+
 SPLITS = (("train.parquet", "trained on"), ("eval.parquet", "eval split"))
 
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: missing from the dataset folder; pass the curate stage's --out "
+        raise EvalError(f"{path}: missing from the dataset folder; pass the curate stage's --out "
                                 f"folder as --dataset (it writes train/eval/heldout.parquet and stats.json)")
     frame = pd.read_parquet(path)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(frame.columns)}); "
+        raise EvalError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(frame.columns)}); "
                          f"re-run curate with this version of the code")
     return frame
 

@@ -1,6 +1,6 @@
 """The model side of eval: load base (+ adapter), answer questions in batches, score held-out text.
 
-The base comes from the train stage's own loader (`jobs.train.model.load_base`: 4-bit NF4 with the spec's
+The base comes from the one loader every stage uses (`jobs.core.loading.load_base`: 4-bit NF4 with the spec's
 compute dtype, or unquantised), so the adapter meets exactly the base it was trained on. The adapter is attached
 with peft, and `model.disable_adapter()` gives the base model alone from the same weights, so the base answers
 cost no second load.
@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+from jobs.core.loading import ModelError, load_adapter, load_base, load_tokenizer
 from jobs.core.model import resolve_base_model
 from jobs.core.spec import BuildSpec
 
@@ -29,46 +30,18 @@ class Generation:
     stopped: bool  # ended on <|im_end|> / eos within max_new_tokens
 
 
-def pick_device(wanted: str = "auto") -> str:
-    import torch
-
-    if wanted == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError("eval.device is 'cuda' but torch sees no CUDA device; set it to 'auto' or 'cpu'")
-    if wanted == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return wanted
-
-
-def load_tokenizer(model_dir: Path):
-    from transformers import AutoTokenizer
-
-    tok = AutoTokenizer.from_pretrained(str(model_dir))
-    if tok.chat_template is None:
-        raise ValueError(f"{model_dir}: the tokenizer has no chat template; eval asks questions as chats. "
-                         f"Use an -Instruct checkpoint (or one whose tokenizer_config.json has chat_template)")
-    if END_OF_TURN not in tok.get_vocab():
-        raise ValueError(f"{model_dir}: the tokenizer has no {END_OF_TURN} token to stop answers on "
-                         f"(eval expects a Qwen2.5-style chat model)")
-    if tok.pad_token is None:  # some checkpoints ship without one; padding is masked out, any token will do
-        tok.pad_token = tok.eos_token
-    return tok
-
-
-def load_model(spec: BuildSpec, adapter_dir: Path | None, device: str):
+def load_model(spec: BuildSpec, adapter_dir: Path | None, device):
     """(model, tokenizer): the base as the train stage loads it, with the adapter attached when given."""
-    from jobs.train.model import load_base
-
     base_dir = resolve_base_model(spec)
+    tokenizer = load_tokenizer(base_dir)
+    if END_OF_TURN not in tokenizer.get_vocab():
+        raise ModelError(f"{base_dir}: the tokenizer has no {END_OF_TURN} token to stop answers on "
+                         f"(eval expects a Qwen2.5-style chat model)")
     model = load_base(spec, base_dir, device)
     if adapter_dir is not None:
-        from peft import PeftModel
-
-        if not (Path(adapter_dir) / "adapter_config.json").is_file():
-            raise FileNotFoundError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
-                                    f"pass the train stage's --out folder as --adapter")
-        model = PeftModel.from_pretrained(model, str(adapter_dir))
+        model = load_adapter(model, adapter_dir)
     model.eval()
-    return model, load_tokenizer(base_dir)
+    return model, tokenizer
 
 
 def chat_prompts(tokenizer, questions: Sequence[str], system_prompt: str | None) -> list[str]:

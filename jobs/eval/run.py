@@ -24,19 +24,20 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.core.loading import pick_device
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
-from jobs.eval import bootstrap, dataset, generate, metrics
+from jobs.core.suite import Suite, load_suite
+from jobs.eval import EvalError, bootstrap, dataset, generate, metrics
 from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
-from jobs.core.suite import Suite, load_suite
 
 MODELS = ("adapter", "base")
 WORST_ANSWERS = 5
 PARAGRAPHS_PER_ANSWER = 2
 def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
-        raise FileExistsError(f"{out_dir}: report folder is not empty; eval never overwrites a report. "
+        raise EvalError(f"{out_dir}: report folder is not empty; eval never overwrites a report. "
                               f"Pass a new --out folder (or delete this one)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
@@ -46,7 +47,7 @@ def read_previous(previous_dir: Path | None) -> dict | None:
         return None
     path = Path(previous_dir) / "metrics.json"
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: --previous must be a previous build's report folder (with metrics.json)")
+        raise EvalError(f"{path}: --previous must be a previous build's report folder (with metrics.json)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 
@@ -140,7 +141,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     suite = load_suite(spec.eval.suite)
     previous = read_previous(previous_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
-        raise FileNotFoundError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
+        raise EvalError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
                                 f"pass the train stage's --out folder as --adapter")
     heldout = dataset.heldout_texts(dataset_dir)
     system = dataset.system_prompt(dataset_dir)
@@ -148,7 +149,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     timings = {}
 
     t = time.perf_counter()
-    device = generate.pick_device(spec.eval.device)
+    device = str(pick_device(spec.eval.device))
     model, tokenizer = generate.load_model(spec, adapter_dir, device)
     timings["load_s"] = time.perf_counter() - t
     questions = [q.question for q in suite.questions]

@@ -1,0 +1,14 @@
+"""The train stage: dataset folder + build spec in, LoRA adapter folder out.
+
+    python -m jobs.train --spec SPEC --dataset DATASET_DIR --out ADAPTER_DIR
+
+run.py the stage function; model.py the base with a fresh LoRA adapter; data.py tokenisation, loss mask and
+step plan; loop.py one optimizer step; checkpoint.py resume state; preflight.py the memory check;
+progress.py the bar, Argo's progress and the metrics log; bench.py the throughput benchmark.
+"""
+
+from jobs.core.errors import QslmError
+
+
+class TrainError(QslmError):
+    """An adapter folder that cannot be written or resumed (it holds another spec's or dataset's work)."""

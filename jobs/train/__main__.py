@@ -10,10 +10,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from jobs.core.model import BaseModelUnavailable
-from jobs.core.spec import SpecError, load_spec
-from jobs.train.data import DatasetError
-from jobs.train.preflight import MemoryBudgetExceeded
+from jobs.core.errors import QslmError
+from jobs.core.spec import load_spec
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -24,11 +22,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.spec)
-        from jobs.train.run import train  # torch is imported only once the arguments are known to be good
+        from jobs.train.run import train  # torch is imported only once the spec is known to be good
 
         info = train(spec, args.dataset, args.out)
-    except (SpecError, DatasetError, BaseModelUnavailable, MemoryBudgetExceeded, FileExistsError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except QslmError as exc:
+        print(f"train: error: {exc}", file=sys.stderr)
         return 2
     print(f"train: wrote {args.out} ({info['steps']} steps, final loss {info['final_loss']:.4f}, "
           f"{info['seconds']:.1f} s)")

@@ -121,11 +121,12 @@ def host_probe(model_dir: Path, dataset: Path, n: int = 14) -> dict:
 
     from jobs.train.data import read_conversations, tokenize
     from jobs.train.loop import accumulate, make_optimizer, optimizer_step
-    from jobs.train.model import compute_dtype, load_model, load_tokenizer, pick_device
+    from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
+    from jobs.train.model import load_model
     from jobs.train.preflight import cap_memory, preflight
 
     spec = spec_by_tag("v1")
-    device, dtype = pick_device(spec), compute_dtype(spec)
+    device, dtype = pick_device(spec.train.execution.device), compute_dtype(spec)
     tokenizer = load_tokenizer(model_dir)
     examples = tokenize(read_conversations(dataset), tokenizer, 1024, "truncate").examples[:n]
     model = load_model(spec, model_dir, device)

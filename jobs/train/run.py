@@ -10,7 +10,6 @@ tokenizer, metrics.json, loss.png and train-info.json (last: its presence marks 
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import platform
@@ -19,21 +18,16 @@ from pathlib import Path
 
 import torch
 
+from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
 from jobs.core.model import resolve_base_model
-from jobs.core.provenance import library_versions, sha256_file
+from jobs.core.provenance import library_versions, sha256_file, training_fingerprint
 from jobs.core.spec import BuildSpec
-from jobs.train import checkpoint
+from jobs.train import TrainError, checkpoint
 from jobs.train.data import read_conversations, step_plan, tokenize
 from jobs.train.loop import accumulate, make_optimizer, optimizer_step
-from jobs.train.model import compute_dtype, load_model, load_tokenizer, pick_device
+from jobs.train.model import load_model
 from jobs.train.preflight import cap_memory, preflight
 from jobs.train.progress import Progress, peak_memory_gib, write_metrics
-
-
-def fingerprint(spec: BuildSpec, dataset_sha256: str) -> str:
-    """What a checkpoint or a finished folder was made from: base model, train section, dataset."""
-    what = {"base_model": spec.to_dict()["base_model"], "train": spec.to_dict()["train"], "dataset": dataset_sha256}
-    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 
 def device_info(device: torch.device) -> dict:
@@ -50,23 +44,19 @@ def train(spec: BuildSpec, dataset_dir: str | Path, out_dir: str | Path) -> dict
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     rows = read_conversations(dataset_dir)
     dataset_sha = sha256_file(dataset_dir / "train.parquet")
-    fp = fingerprint(spec, dataset_sha)
+    fp = training_fingerprint(spec, dataset_sha)
     info_path = out_dir / "train-info.json"  # a finished folder is never overwritten
     if info_path.is_file():
         done = json.loads(info_path.read_text())
         if done.get("fingerprint") == fp:
             print(f"train: {out_dir} already holds this adapter (same spec and dataset); nothing to do")
             return done
-        raise FileExistsError(f"{out_dir} already holds an adapter trained from another spec or dataset "
+        raise TrainError(f"{out_dir} already holds an adapter trained from another spec or dataset "
                               f"(train-info.json); choose a new --out folder, it is never overwritten")
     t = spec.train
     micro = t.execution.micro_batch_size or t.batch_size
-    if micro < 1 or t.execution.loss_chunk_tokens < 0 or t.execution.preflight_steps < 0 or \
-            (t.execution.cpu_threads is not None and t.execution.cpu_threads < 1):
-        raise ValueError(f"{spec.source_file}: train.execution.micro_batch_size and cpu_threads must be at least 1 "
-                         f"(or left out), loss_chunk_tokens and preflight_steps at least 0")
 
-    device = pick_device(spec)
+    device = pick_device(spec.train.execution.device)
     if device.type == "cpu" and t.execution.cpu_threads:
         torch.set_num_threads(t.execution.cpu_threads)
     cap_memory(spec, device)
@@ -96,7 +86,7 @@ def train(spec: BuildSpec, dataset_dir: str | Path, out_dir: str | Path) -> dict
     last = checkpoint.latest(ckpt_root)
     if last is not None:
         if checkpoint.read_progress(last)["fingerprint"] != fp:
-            raise FileExistsError(f"{ckpt_root} holds checkpoints of another spec or dataset; choose a new --out "
+            raise TrainError(f"{ckpt_root} holds checkpoints of another spec or dataset; choose a new --out "
                                   f"folder (or delete {ckpt_root} to start over)")
         progress = checkpoint.restore(last, model, optimizer, scheduler, scaler)
         start, tokens_done, metrics = progress["step"], progress["tokens"], progress["metrics"]

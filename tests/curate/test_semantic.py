@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from jobs.core.spec import REPO_ROOT
+from jobs.core.suite import parse_suite
 from jobs.curate import select
 from jobs.curate.documents import load_documents
 from tests.curate.conftest import curate_spec
@@ -19,8 +20,9 @@ The swap test estimates the overlap of two states with one ancilla qubit and a c
 
 We cooked pasta for the group dinner on Friday and everybody brought a dessert to share with the others.
 """
-SUITE = {"questions": [{"id": "q1", "topic": "quantum-kernels", "question": "Why is compute-uncompute preferred "
-                        "over the swap test?", "concepts": [{"name": "controlled-swap"}, {"name": "ancilla"}]}]}
+SUITE = parse_suite({"name": "s", "questions": [
+    {"id": "q1", "topic": "quantum-kernels", "question": "Why is compute-uncompute preferred over the swap test?",
+     "reference": "It needs no ancilla.", "concepts": [{"name": "controlled-swap"}, {"name": "ancilla"}]}]}, "s")
 
 
 def test_curate_imports_no_torch():

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.eval import dataset
+from jobs.eval import EvalError, dataset
 
 from .conftest import write_dataset
 
@@ -22,12 +22,12 @@ def test_reads_heldout_system_prompt_and_candidates(tmp_path):
 
 
 def test_missing_file_and_column_name_the_fix(tmp_path):
-    with pytest.raises(FileNotFoundError, match="heldout.parquet: missing from the dataset folder"):
+    with pytest.raises(EvalError, match="heldout.parquet: missing from the dataset folder"):
         dataset.heldout_texts(tmp_path)
     import pandas as pd
 
     pd.DataFrame([{"id": "x", "body": "y"}]).to_parquet(tmp_path / "heldout.parquet")
-    with pytest.raises(ValueError, match="missing column"):
+    with pytest.raises(EvalError, match="missing column"):
         dataset.heldout_texts(tmp_path)
 
 

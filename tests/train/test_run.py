@@ -8,6 +8,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
+from jobs.train import TrainError
 from jobs.train.run import train
 from tests.train.conftest import conversations, with_train, write_dataset
 
@@ -50,7 +51,7 @@ def test_trains_and_writes_the_adapter_folder(small_spec, tmp_path, monkeypatch)
     # the same command again: nothing to do; another spec into the same folder: refused, nothing changed
     before = (out / "adapter_model.safetensors").read_bytes()
     assert train(small_spec, data, out)["fingerprint"] == info["fingerprint"]
-    with pytest.raises(FileExistsError, match="never overwritten"):
+    with pytest.raises(TrainError, match="never overwritten"):
         train(with_train(small_spec, learning_rate=1e-4), data, out)
     assert (out / "adapter_model.safetensors").read_bytes() == before
 
