@@ -1,9 +1,8 @@
 """Documents in: find the files under the source folders, check them, and parse each by its extension.
 
-Every parser returns `Block`s (section path, kind, text, file, char offsets); this module numbers them into
-`Paragraph`s with stable ids `<document>#<section-slug-path>#p<index>`. Bad input (empty, binary, not UTF-8,
-an absurdly long line, an unreadable or encrypted PDF) raises `BadInput` naming the file and the fix; the
-caller skips and reports it or fails, as the spec's `curate.on_bad_input` says.
+Every parser returns `Block`s (blocks.py); this module numbers them into `Paragraph`s with stable ids
+`<document>#<section-slug-path>#p<index>`. A document that raises `BadInput` is skipped and reported, or fails
+the stage, as the spec's `curate.on_bad_input` says.
 """
 
 from __future__ import annotations
@@ -14,37 +13,14 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.core.errors import QslmError
 from jobs.core.spec import REPO_ROOT
+from jobs.curate import parse_md, parse_pdf, parse_rst, parse_tex
+from jobs.curate.blocks import BadInput, Block, CurateError, read_text
 
 TEXT_SUFFIXES = {".tex", ".md", ".markdown", ".rst", ".txt"}
 DOCUMENT_SUFFIXES = TEXT_SUFFIXES | {".pdf"}
 # Files that travel with documents but are not prose about the domain.
 NOT_PROSE = re.compile(r"^(license|licence|notice|copying|authors|changelog)(\.[a-z]+)?$", re.I)
-MAX_LINE_CHARS = 50_000  # a longer line is a minified or generated blob, not prose
-PARAGRAPH_KINDS = ("prose", "code", "caption", "table")
-
-
-class CurateError(QslmError):
-    """Input the curate stage cannot use; the message names the file and the fix."""
-
-
-class BadInput(CurateError):
-    """One document that cannot be read; skipped or fatal depending on `curate.on_bad_input`."""
-
-    def __init__(self, path: Path | str, reason: str):
-        super().__init__(f"{path}: {reason}")
-        self.path, self.reason = str(path), reason
-
-
-@dataclass(frozen=True)
-class Block:
-    section: tuple[str, ...]
-    kind: str  # one of PARAGRAPH_KINDS
-    text: str
-    file: Path
-    start: int  # char offsets into `file` (for PDF: into the page-joined text after header removal)
-    end: int
 
 
 @dataclass(frozen=True)
@@ -81,33 +57,6 @@ def display_path(path: Path, source_root: Path) -> str:
 
 def sha256_bytes(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
-
-
-def check_text(path: Path, data: bytes) -> str:
-    """Decode a text document, or raise BadInput saying what is wrong and how to fix it."""
-    if not data.strip():
-        raise BadInput(path, "the file is empty; remove it from the sources or give it content")
-    if b"\x00" in data[:65536]:
-        raise BadInput(path, f"binary data in a {path.suffix} file (NUL bytes); this is not a text document, "
-                             f"remove it from the sources or give it the right extension")
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        raise BadInput(path, f"not UTF-8 (byte 0x{data[exc.start]:02x} at offset {exc.start}); re-save it as "
-                             f"UTF-8, e.g. `iconv -f latin1 -t utf-8 {path.name} > fixed{path.suffix}`") from None
-    longest, lineno = 0, 0
-    for i, line in enumerate(text.splitlines(), 1):
-        if len(line) > longest:
-            longest, lineno = len(line), i
-    if longest > MAX_LINE_CHARS:
-        raise BadInput(path, f"line {lineno} is {longest:,} characters long (limit {MAX_LINE_CHARS:,}); this looks "
-                             f"like generated or minified data, not prose: remove it from the sources")
-    return unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def read_text(path: Path) -> tuple[str, bytes]:
-    data = path.read_bytes()
-    return check_text(path, data), data
 
 
 def slug(title: str) -> str:
@@ -171,8 +120,6 @@ def discover(sources: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
 
 def load_documents(sources: list[Path], on_bad_input: str) -> tuple[list[Document], list[dict], list[str]]:
     """Parse every document under `sources`. Returns (documents, skipped [{path, reason}], ignored files)."""
-    from jobs.curate import parse_md, parse_pdf, parse_rst, parse_tex
-
     found, ignored = discover(sources)
     tex_files = [p for p, _ in found if p.suffix.lower() == ".tex"]
     mains, included, unreferenced = parse_tex.plan(tex_files)

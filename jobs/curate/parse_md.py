@@ -16,7 +16,7 @@ from pathlib import Path
 from itertools import accumulate
 
 from jobs.curate import tex_macros
-from jobs.curate.documents import Block
+from jobs.curate.blocks import Block
 
 FENCE = re.compile(r"^(\s*)(`{3,}|~{3,}|:{3,})\s*(\{([\w:-]+)\})?\s*(.*)$")
 HEADING = re.compile(r"^(#{1,6})\s+(.*?)\s*#*\s*$")

@@ -13,7 +13,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from jobs.curate.documents import BadInput, Block
+from jobs.curate.blocks import BadInput, Block
 
 ROMAN = re.compile(r"^[ivxlcdm]+$", re.I)
 NUMBERED_HEADING = re.compile(r"^(\d+(?:\.\d+)+)\.?\s+([A-ZÁÉÍÓÚÑÜ¿¡].{1,80})$")

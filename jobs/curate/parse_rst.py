@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 from itertools import accumulate
 
-from jobs.curate.documents import Block
+from jobs.curate.blocks import Block
 
 ADORNMENT = re.compile(r"^([=\-~#*^\"+`'.:_])\1{2,}\s*$")
 DIRECTIVE = re.compile(r"^\.\.\s+([\w:-]+)::\s*(.*)$")

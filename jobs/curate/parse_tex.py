@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 from jobs.curate import tex_macros, tex_text
-from jobs.curate.documents import Block, CurateError, read_text
+from jobs.curate.blocks import Block, CurateError, read_text
 
 INCLUDE = re.compile(r"\\(input|include|subfile)\s*(?:\{([^}]*)\}|\s([^\s\\{}%]+))")
 USEPACKAGE = re.compile(r"\\usepackage\s*(?:\[[^\]]*\])?\s*\{([^}]*)\}")

@@ -23,7 +23,8 @@ from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.suite import load_suite
 from jobs.curate import dedup, examples, select, split, stats
-from jobs.curate.documents import CurateError, load_documents
+from jobs.curate.blocks import CurateError
+from jobs.curate.documents import load_documents
 
 EXAMPLE_SCHEMA = pa.schema([
     ("id", pa.string()),

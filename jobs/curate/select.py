@@ -9,7 +9,8 @@ from dataclasses import dataclass
 
 from jobs.core.overrides import Overrides, read_overrides
 from jobs.core.suite import Suite
-from jobs.curate.documents import CurateError, Document, Paragraph
+from jobs.curate.blocks import CurateError
+from jobs.curate.documents import Document, Paragraph
 
 # Sections that list sources or thank people: keyword hits there are citations, not explanations.
 NON_CONTENT = re.compile(r"^(references?|bibliograph|bibliografía|referencias|acknowledg|agradecimientos|"

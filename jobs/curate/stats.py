@@ -7,7 +7,7 @@ import re
 from collections import Counter
 from pathlib import Path
 
-from jobs.curate.documents import CurateError
+from jobs.curate.blocks import CurateError
 
 TOKEN_BINS = [32, 64, 128, 256, 512, 1024, 2048, 4096]  # upper edges, tokens per chat-formatted example
 DISPLAY_MATH = re.compile(r"^\$\$$", re.M)

@@ -8,7 +8,8 @@ import pypdf
 import pytest
 
 from jobs.curate import parse_pdf
-from jobs.curate.documents import BadInput, CurateError, load_documents
+from jobs.curate.blocks import BadInput, CurateError
+from jobs.curate.documents import load_documents
 from tests.curate.pdfs import make_pdf
 
 HEADER = "Estudio de algoritmos cuánticos."

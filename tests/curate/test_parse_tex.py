@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from jobs.curate import parse_tex
-from jobs.curate.documents import CurateError
+from jobs.curate.blocks import CurateError
 
 MAIN = r"""\documentclass{article}
 \usepackage{mymacros}

@@ -13,7 +13,8 @@ import pyarrow.parquet as pq
 import pytest
 
 from jobs.core.spec import REPO_ROOT
-from jobs.curate.documents import CurateError, load_documents
+from jobs.curate.blocks import CurateError
+from jobs.curate.documents import load_documents
 from jobs.curate.run import DATA_FILES, curate
 from tests.curate.conftest import read_rows
 

@@ -8,7 +8,8 @@ import pytest
 
 from jobs.core.suite import parse_suite
 from jobs.curate import dedup, examples, select, split
-from jobs.curate.documents import CurateError, load_documents
+from jobs.curate.blocks import CurateError
+from jobs.curate.documents import load_documents
 from tests.curate.conftest import curate_spec
 
 DOC = """# Kernels
