@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from pathlib import Path
+from dataclasses import dataclass, field
 from itertools import accumulate
+from pathlib import Path
 
 from jobs.curate import tex_macros
 from jobs.curate.blocks import Block
@@ -108,116 +109,155 @@ def _directive_body(lines: list[str]) -> tuple[list[str], dict]:
     return lines[i:], options
 
 
+@dataclass
+class _Page:
+    """The parser's state while it walks one page's lines: the blocks so far, the open paragraph, the section."""
+
+    path: Path
+    lines: list[str]
+    offsets: list[int]  # char offset of each line's start
+    blocks: list[Block] = field(default_factory=list)
+    section: list[str] = field(default_factory=list)
+    levels: list[tuple[int, str]] = field(default_factory=list)
+    para: list[str] = field(default_factory=list)
+    para_start: int = 0
+    macros: dict = field(default_factory=dict)
+    continuation: bool = False  # indented lines continue a list item or an admonition, they are not code
+
+    def emit(self, kind: str, body: str, start: int, stop: int) -> None:
+        if body.strip():
+            end = self.offsets[stop - 1] + len(self.lines[stop - 1])
+            self.blocks.append(Block(tuple(self.section), kind, body, self.path, self.offsets[start], end))
+
+    def flush(self, stop: int) -> None:
+        if self.para:
+            table = all(l.lstrip().startswith("|") for l in self.para if l.strip())
+            self.emit("table" if table else "prose", _join(self.para), self.para_start, stop)
+            self.para.clear()
+
+
+def _fenced(page: _Page, i: int, fence: re.Match) -> int:
+    """A fenced block or MyST directive at line i: code, math, a caption or admonition prose. Returns the
+    line after it."""
+    lines = page.lines
+    page.flush(i)
+    marker, name, info = fence.group(2), (fence.group(4) or ""), fence.group(5).strip()
+    end = next((k for k in range(i + 1, len(lines)) if lines[k].strip().startswith(marker[0] * len(marker))
+                and lines[k].strip().strip(marker[0]) == ""), len(lines))
+    body, options = _directive_body(lines[i + 1:end]) if name else (lines[i + 1:end], {})
+    stop = min(end + 1, len(lines))
+    if not name or name in CODE_DIRECTIVES:
+        lang = LANG_ALIASES.get((info or options.get("language", "")).split(" ")[0], info.split(" ")[0])
+        code = "\n".join(body).strip("\n")
+        if name != "literalinclude" and code.strip():
+            page.emit("code", f"```{lang}\n{code}\n```", i, stop)
+    elif name == "math":
+        page.emit("prose", "$$\n" + "\n".join(body).strip() + "\n$$", i, stop)
+    elif name in CAPTION_DIRECTIVES or name in ("image",):
+        caption = _join(body) if name != "image" else ""
+        if caption:
+            page.emit("caption", "Figure: " + caption, i, stop)
+    elif name in PROSE_DIRECTIVES or name.startswith(("admonition", "prf:")):
+        joined = _join(body)
+        if joined:
+            page.emit("prose", (info + ": " if info else "") + joined, i, stop)
+    page.para_start = end + 1
+    return end + 1
+
+
+def _heading(page: _Page, i: int, heading: re.Match) -> int:
+    page.flush(i)
+    level, title = len(heading.group(1)), inline(heading.group(2))
+    page.levels = [lv for lv in page.levels if lv[0] < level] + [(level, title)]
+    page.section[:] = [t for _, t in page.levels]
+    page.continuation = False
+    page.para_start = i + 1
+    return i + 1
+
+
+def _display_math(page: _Page, i: int) -> int:
+    """A $$ block that may hold blank lines: taken whole into the open paragraph."""
+    lines = page.lines
+    end = next((k for k in range(i + 1, len(lines)) if "$$" in lines[k]), len(lines) - 1)
+    if not page.para:
+        page.para_start = i
+    page.para.extend(lines[i:end + 1])
+    return end + 1
+
+
+def _indented_code(page: _Page, i: int) -> int:
+    """A CommonMark indented code block: only after a blank line, and not a list item's continuation."""
+    lines = page.lines
+    end = i
+    while end < len(lines) and (INDENTED.match(lines[end]) or not lines[end].strip()):
+        end += 1
+    while not lines[end - 1].strip():
+        end -= 1
+    code = "\n".join(l[4:] if l.startswith("    ") else l.lstrip("\t") for l in lines[i:end])
+    page.emit("code", f"```\n{code}\n```", i, end)
+    page.para_start = end
+    return end
+
+
+def _skipped(s: str) -> bool:
+    """Blank lines, jupytext `+++` cell markers, `(label)=` anchors and comments end a paragraph."""
+    return (not s or s.startswith("+++") or bool(re.match(r"^\([\w:.-]+\)=\s*$", s)) or s.startswith("% ")
+            or bool(re.match(r"^<!--.*-->$", s)))
+
+
 def parse(path: Path, text: str) -> list[Block]:
     lines = text.split("\n")
-    offsets = [0, *accumulate(len(line) + 1 for line in lines)]  # char offset of each line's start
+    page = _Page(path, lines, [0, *accumulate(len(line) + 1 for line in lines)])
     i = 0
     if lines and lines[0].strip() == "---":  # YAML front matter
         end = next((k for k in range(1, len(lines)) if lines[k].strip() in ("---", "...")), None)
         if end is not None:
             i = end + 1
-    blocks, section, para, para_start = [], [], [], 0
-    levels: list[tuple[int, str]] = []
-    macros: dict = {}
-    continuation = False  # indented lines continue a list item or an admonition, they are not code
-
-    def emit(kind, body, start, stop):
-        if body.strip():
-            blocks.append(Block(tuple(section), kind, body, path, offsets[start], offsets[stop - 1] +
-                                len(lines[stop - 1])))
-
-    def flush(stop):
-        if para:
-            emit("prose" if not all(l.lstrip().startswith("|") for l in para if l.strip()) else "table",
-                 _join(para), para_start, stop)
-            para.clear()
-
     while i < len(lines):
         line = lines[i]
         s = line.strip()
         fence = FENCE.match(line)
-        if fence and (fence.group(2)[0] != ":" or fence.group(4)):
-            flush(i)
-            marker, name, info = fence.group(2), (fence.group(4) or ""), fence.group(5).strip()
-            end = next((k for k in range(i + 1, len(lines)) if lines[k].strip().startswith(marker[0] * len(marker))
-                        and lines[k].strip().strip(marker[0]) == ""), len(lines))
-            body, options = _directive_body(lines[i + 1:end]) if name else (lines[i + 1:end], {})
-            if not name or name in CODE_DIRECTIVES:
-                lang = LANG_ALIASES.get((info or options.get("language", "")).split(" ")[0], info.split(" ")[0])
-                code = "\n".join(body).strip("\n")
-                if name != "literalinclude" and code.strip():
-                    emit("code", f"```{lang}\n{code}\n```", i, end + 1 if end < len(lines) else end)
-            elif name == "math":
-                emit("prose", "$$\n" + "\n".join(body).strip() + "\n$$", i, min(end + 1, len(lines)))
-            elif name in CAPTION_DIRECTIVES or name in ("image",):
-                caption = _join(body) if name != "image" else ""
-                if caption:
-                    emit("caption", "Figure: " + caption, i, min(end + 1, len(lines)))
-            elif name in PROSE_DIRECTIVES or name.startswith(("admonition", "prf:")):
-                joined = _join(body)
-                if joined:
-                    emit("prose", (info + ": " if info else "") + joined, i, min(end + 1, len(lines)))
-            i = end + 1
-            para_start = i
-            continue
         heading = HEADING.match(line) if not line.startswith((" ", "\t")) else None
+        if fence and (fence.group(2)[0] != ":" or fence.group(4)):
+            i = _fenced(page, i, fence)
+            continue
         if heading:
-            flush(i)
-            level, title = len(heading.group(1)), inline(heading.group(2))
-            levels = [lv for lv in levels if lv[0] < level] + [(level, title)]
-            section[:] = [t for _, t in levels]
-            continuation = False
-            i += 1
-            para_start = i
+            i = _heading(page, i, heading)
             continue
         if s.startswith("$$") and not (len(s) > 4 and s.endswith("$$")):
-            # display math may hold blank lines: take it whole
-            end = next((k for k in range(i + 1, len(lines)) if "$$" in lines[k]), len(lines) - 1)
-            if not para:
-                para_start = i
-            para.extend(lines[i:end + 1])
-            i = end + 1
+            i = _display_math(page, i)
             continue
         admonition = re.match(r'^(?:!!!|\?\?\?\+?)\s*[\w-]+(?:\s+"([^"]*)")?\s*$', s)
         if admonition:  # MkDocs `!!! note "Title"`: the title leads the indented body, read as prose
-            flush(i)
-            para_start = i
-            continuation = True
+            page.flush(i)
+            page.para_start = i
+            page.continuation = True
             s = admonition.group(1) or ""
             line = s + ":" if s else ""
             if not s:
                 i += 1
                 continue
         if re.match(r"^\$\\(re)?newcommand", s):  # MyST math macros: expanded below, then dropped
-            macros.update(tex_macros.collect_macros(s))
+            page.macros.update(tex_macros.collect_macros(s))
             s = ""
-        if (not s or s.startswith("+++") or re.match(r"^\([\w:.-]+\)=\s*$", s) or s.startswith("% ")
-                or re.match(r"^<!--.*-->$", s)):
-            flush(i)
+        if _skipped(s):
+            page.flush(i)
             i += 1
-            para_start = i
+            page.para_start = i
             continue
-        if not para and INDENTED.match(line) and not continuation:
-            # an indented code block (CommonMark): only after a blank line, and not a list item's continuation
-            end = i
-            while end < len(lines) and (INDENTED.match(lines[end]) or not lines[end].strip()):
-                end += 1
-            while not lines[end - 1].strip():
-                end -= 1
-            code = "\n".join(l[4:] if l.startswith("    ") else l.lstrip("\t") for l in lines[i:end])
-            emit("code", f"```\n{code}\n```", i, end)
-            i = para_start = end
+        if not page.para and INDENTED.match(line) and not page.continuation:
+            i = _indented_code(page, i)
             continue
-        if not para:
-            para_start = i
-        para.append(line)
-        continuation = bool(LIST_ITEM.match(line)) or (continuation and line.startswith((" ", "\t")))
+        if not page.para:
+            page.para_start = i
+        page.para.append(line)
+        page.continuation = bool(LIST_ITEM.match(line)) or (page.continuation and line.startswith((" ", "\t")))
         i += 1
-    flush(len(lines))
-    if macros:
-        blocks = [b if b.kind == "code" else dataclasses.replace(b, text=tex_macros.expand(b.text, macros))
-                  for b in blocks]
-    return blocks
+    page.flush(len(lines))
+    if page.macros:
+        return [b if b.kind == "code" else dataclasses.replace(b, text=tex_macros.expand(b.text, page.macros))
+                for b in page.blocks]
+    return page.blocks
 
 
 def parse_plain(path: Path, text: str) -> list[Block]:

@@ -8,8 +8,9 @@ their caption.
 from __future__ import annotations
 
 import re
-from pathlib import Path
+from dataclasses import dataclass, field
 from itertools import accumulate
+from pathlib import Path
 
 from jobs.curate.blocks import Block
 
@@ -56,109 +57,132 @@ def _dedent(lines: list[str]) -> list[str]:
     return [l[width:] for l in lines]
 
 
+@dataclass
+class _Page:
+    """The parser's state while it walks one page's lines: the blocks so far, the open paragraph, the section."""
+
+    path: Path
+    lines: list[str]
+    offsets: list[int]  # char offset of each line's start
+    blocks: list[Block] = field(default_factory=list)
+    section: list[str] = field(default_factory=list)
+    styles: list[tuple[str, bool]] = field(default_factory=list)  # adornments in order of first use = levels
+    para: list[str] = field(default_factory=list)
+    para_start: int = 0
+
+    def emit(self, kind: str, body: str, start: int, stop: int) -> None:
+        if body.strip():
+            end = self.offsets[stop - 1] + len(self.lines[stop - 1]) if stop > 0 else 0
+            self.blocks.append(Block(tuple(self.section), kind, body, self.path, self.offsets[start], end))
+
+    def flush(self, stop: int) -> None:
+        if not self.para:
+            return
+        rows = []
+        for l in self.para:
+            if re.match(r"^\s*([-*+]|\d+[.)]|#\.)\s+", l) or not rows:
+                rows.append(l.strip())
+            else:
+                rows[-1] += " " + l.strip()
+        joined = "\n".join(inline(r) for r in rows)
+        alone = re.fullmatch(r"\$([^$]+)\$([,.;]?)", joined)
+        if alone:  # a paragraph that is one :math: role is a display equation
+            joined = f"$$\n{alone.group(1).strip()}{alone.group(2)}\n$$"
+        self.emit("prose", joined, self.para_start, stop)
+        self.para.clear()
+
+    def set_section(self, title: str, style: tuple[str, bool]) -> None:
+        if style not in self.styles:
+            self.styles.append(style)
+        del self.section[self.styles.index(style):]
+        self.section.append(inline(title))
+
+
+def _directive(page: _Page, i: int, d: re.Match) -> int:
+    """`.. name:: arg` and its indented body at line i: code, math, a caption, a rubric or prose. Returns the
+    line after it."""
+    lines = page.lines
+    page.flush(i)
+    name, arg = d.group(1), d.group(2).strip()
+    end = _block_end(lines, i, _indent(lines[i]))
+    body = _dedent(lines[i + 1:end])
+    options = [l for l in body if re.match(r"^:[\w-]+:", l)]
+    content = [l for l in body if l not in options]
+    while content and not content[0].strip():
+        content.pop(0)
+    if name in CODE_DIRECTIVES:
+        lang = arg.split()[0] if arg else ("python" if name in ("jupyter-execute", "ipython", "doctest",
+                                                                "testcode") else "")
+        code = "\n".join(content).strip("\n")
+        if code.strip():
+            page.emit("code", f"```{lang}\n{code}\n```", i, end)
+    elif name == "math":
+        page.emit("prose", "$$\n" + "\n".join(content + ([arg] if arg else [])).strip() + "\n$$", i, end)
+    elif name == "figure":
+        caption = " ".join(l.strip() for l in content if l.strip())
+        if caption:
+            page.emit("caption", "Figure: " + inline(caption), i, end)
+    elif name == "rubric":
+        page.set_section(arg, ("rubric", False))
+    elif name in PROSE_DIRECTIVES:
+        page.emit("prose", inline(" ".join([arg] + [l.strip() for l in content if l.strip()])), i, end)
+    page.para_start = end
+    return end
+
+
+def _literal_block(page: _Page, i: int) -> int:
+    """A paragraph line ending in `::` followed by a blank line: the indented block after it is code."""
+    lines, line, s = page.lines, page.lines[i], page.lines[i].strip()
+    page.para[-1] = line.rstrip()[:-1] if not s == "::" else ""
+    page.flush(i + 1)
+    end = _block_end(lines, i, _indent(line))
+    code = "\n".join(_dedent(lines[i + 1:end])).strip("\n")
+    if code.strip():
+        page.emit("code", f"```\n{code}\n```", i + 1, end)
+    page.para_start = end
+    return end
+
+
+def _title(page: _Page, i: int) -> int | None:
+    """A section title at line i (overlined ===/Title/=== or underlined Title/===): the line after it, else None."""
+    lines, line, s = page.lines, page.lines[i], page.lines[i].strip()
+    nxt = lines[i + 1] if i + 1 < len(lines) else ""
+    if ADORNMENT.match(line) and i + 2 < len(lines) and lines[i + 2].strip() == s and lines[i + 1].strip():
+        page.flush(i)
+        page.set_section(lines[i + 1].strip(), (s[0], True))
+        return i + 3
+    if s and not page.para and ADORNMENT.match(nxt) and len(nxt.strip()) >= len(s) and not line.startswith(" "):
+        page.flush(i)
+        page.set_section(s, (nxt.strip()[0], False))
+        return i + 2
+    return None
+
+
 def parse(path: Path, text: str) -> list[Block]:
     lines = text.split("\n")
-    offsets = [0, *accumulate(len(line) + 1 for line in lines)]  # char offset of each line's start
-    styles: list[tuple[str, bool]] = []  # adornment styles in order of first use = section levels
-    section: list[str] = []
-    blocks, para, para_start = [], [], 0
-
-    def emit(kind, body, start, stop):
-        if body.strip():
-            end = offsets[stop - 1] + len(lines[stop - 1]) if stop > 0 else 0
-            blocks.append(Block(tuple(section), kind, body, path, offsets[start], end))
-
-    def flush(stop):
-        if para:
-            rows = []
-            for l in para:
-                if re.match(r"^\s*([-*+]|\d+[.)]|#\.)\s+", l) or not rows:
-                    rows.append(l.strip())
-                else:
-                    rows[-1] += " " + l.strip()
-            joined = "\n".join(inline(r) for r in rows)
-            alone = re.fullmatch(r"\$([^$]+)\$([,.;]?)", joined)
-            if alone:  # a paragraph that is one :math: role is a display equation
-                joined = f"$$\n{alone.group(1).strip()}{alone.group(2)}\n$$"
-            emit("prose", joined, para_start, stop)
-            para.clear()
-
-    def set_section(title: str, style: tuple[str, bool]):
-        if style not in styles:
-            styles.append(style)
-        level = styles.index(style)
-        del section[level:]
-        section.append(inline(title))
-
+    page = _Page(path, lines, [0, *accumulate(len(line) + 1 for line in lines)])
     i = 0
     while i < len(lines):
         line, s = lines[i], lines[i].strip()
-        nxt = lines[i + 1] if i + 1 < len(lines) else ""
-        # overlined title: ===, Title, ===
-        if ADORNMENT.match(line) and i + 2 < len(lines) and lines[i + 2].strip() == s and lines[i + 1].strip():
-            flush(i)
-            set_section(lines[i + 1].strip(), (s[0], True))
-            i += 3
-            para_start = i
+        after_title = _title(page, i)
+        if after_title is not None:
+            i = page.para_start = after_title
             continue
-        if s and not para and ADORNMENT.match(nxt) and len(nxt.strip()) >= len(s) and not line.startswith(" "):
-            flush(i)
-            set_section(s, (nxt.strip()[0], False))
-            i += 2
-            para_start = i
-            continue
-        d = DIRECTIVE.match(s) if not line.startswith(" ") or not para else None
+        d = DIRECTIVE.match(s) if not line.startswith(" ") or not page.para else None
         if d:
-            flush(i)
-            name, arg = d.group(1), d.group(2).strip()
-            end = _block_end(lines, i, _indent(line))
-            body = _dedent(lines[i + 1:end])
-            options = [l for l in body if re.match(r"^:[\w-]+:", l)]
-            content = [l for l in body if l not in options]
-            while content and not content[0].strip():
-                content.pop(0)
-            if name in CODE_DIRECTIVES:
-                lang = arg.split()[0] if arg else ("python" if name in ("jupyter-execute", "ipython", "doctest",
-                                                                        "testcode") else "")
-                code = "\n".join(content).strip("\n")
-                if code.strip():
-                    emit("code", f"```{lang}\n{code}\n```", i, end)
-            elif name == "math":
-                emit("prose", "$$\n" + "\n".join(content + ([arg] if arg else [])).strip() + "\n$$", i, end)
-            elif name == "figure":
-                caption = " ".join(l.strip() for l in content if l.strip())
-                if caption:
-                    emit("caption", "Figure: " + inline(caption), i, end)
-            elif name == "rubric":
-                set_section(arg, ("rubric", False))
-            elif name in PROSE_DIRECTIVES:
-                emit("prose", inline(" ".join([arg] + [l.strip() for l in content if l.strip()])), i, end)
-            i = end
-            para_start = i
+            i = _directive(page, i, d)
             continue
-        if s.startswith(".. "):  # comments and label targets (`.. _name:`)
-            flush(i)
-            i = _block_end(lines, i, _indent(line))
-            para_start = i
+        if s.startswith(".. ") or not s:  # comments and label targets (`.. _name:`), blank lines
+            page.flush(i)
+            i = _block_end(lines, i, _indent(line)) if s else i + 1
+            page.para_start = i
             continue
-        if not s:
-            flush(i)
-            i += 1
-            para_start = i
-            continue
-        if not para:
-            para_start = i
-        para.append(line)
+        if not page.para:
+            page.para_start = i
+        page.para.append(line)
         if s.endswith("::") and (i + 1 >= len(lines) or not lines[i + 1].strip()):
-            para[-1] = line.rstrip()[:-1] if not s == "::" else ""
-            flush(i + 1)
-            end = _block_end(lines, i, _indent(line))
-            code = "\n".join(_dedent(lines[i + 1:end])).strip("\n")
-            if code.strip():
-                emit("code", f"```\n{code}\n```", i + 1, end)
-            i = end
-            para_start = i
+            i = _literal_block(page, i)
             continue
         i += 1
-    flush(len(lines))
-    return blocks
+    page.flush(len(lines))
+    return page.blocks
