@@ -170,7 +170,7 @@ def score_answer(answer: str, reference: str, concepts: Sequence[Concept], simil
     """All text scores of one answer (similarity is computed batched by `similarities`)."""
     hits = concept_hits(answer, concepts)
     return {
-        "concept_recall": sum(hits) / len(hits) if hits else 0.0,
+        "concept_recall": concept_recall(answer, concepts),
         "concepts_hit": [c.name for c, h in zip(concepts, hits) if h],
         "concepts_missed": [c.name for c, h in zip(concepts, hits) if not h],
         "similarity": similarity,
