@@ -21,7 +21,7 @@ from jobs.core import keys
 from jobs.core.errors import QslmError
 from jobs.core.model import resolve_base_model
 from jobs.core.provenance import sha256_file, training_fingerprint
-from jobs.core.registry import previous_build
+from jobs.core.registry import fetch_artifact, previous_build
 from jobs.core.spec import GATE_FAILED, REPO_ROOT, spec_by_tag
 from jobs.core.store import open_store
 
@@ -67,8 +67,8 @@ def build(tag: str, work_root: Path) -> int:
                          "command resumes from the last checkpoint.")
     eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report)]
     prev = previous_build(store, tag)
-    if prev and store.exists(keys.artifact_prefix(prev, "report") + "metrics.json"):
-        store.get_file(keys.artifact_prefix(prev, "report") + "metrics.json", previous / "metrics.json")
+    if prev:
+        fetch_artifact(store, prev, "report", previous)  # checked against its manifest
         eval_args += ["--previous", str(previous)]
         print(f"comparing against previous build {prev}", flush=True)
     rc = _stage("eval", eval_args)

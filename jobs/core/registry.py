@@ -7,10 +7,13 @@
 from __future__ import annotations
 
 import json
+import shutil
 from datetime import datetime, timezone
+from pathlib import Path
 
 from jobs.core import keys
 from jobs.core.errors import QslmError
+from jobs.core.provenance import sha256_file
 from jobs.core.store import StoreError
 
 
@@ -100,3 +103,37 @@ def previous_build(store, tag: str) -> str | None:
         if m.get("status") == "passed" and (best is None or m["created_at"] > best[0]):
             best = (m["created_at"], t)
     return best[1] if best else None
+
+
+class IntegrityError(RegistryError):
+    """A committed build whose stored files do not match its manifest (tampered, or damaged in the store)."""
+
+
+def _files(manifest: dict, tag: str, artifact: str) -> list[tuple[str, dict]]:
+    """(store key, {path, sha256, bytes}) of every file of one artifact, as its manifest lists them."""
+    prefix = keys.artifact_prefix(tag, artifact)
+    return [(prefix + rec["path"], rec) for rec in manifest["artifacts"][artifact]]
+
+
+def fetch_artifact(store, tag: str, artifact: str, dest: str | Path) -> dict:
+    """Download one artifact folder of a complete build (dataset, adapter or report) into `dest`, checking every
+    file against the sha256 its manifest records; returns the manifest. A file that is missing or differs
+    raises IntegrityError naming it, and nothing of that artifact is left in `dest` half-checked."""
+    manifest = read_manifest(store, tag)
+    dest = Path(dest)
+    bad = []
+    for key, rec in _files(manifest, tag, artifact):
+        path = dest / rec["path"]
+        try:
+            store.get_file(key, path)
+        except StoreError:
+            bad.append(f"{rec['path']} (missing)")
+            continue
+        if sha256_file(path) != rec["sha256"]:
+            bad.append(f"{rec['path']} (sha256 differs from the manifest)")
+    if bad:
+        shutil.rmtree(dest, ignore_errors=True)
+        raise IntegrityError(f"build {tag!r} in {store.url}: its {artifact} does not match its manifest: "
+                             f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}. Do not use or promote it; "
+                             f"`make verify VERSION={tag}` lists every damaged file")
+    return manifest

@@ -98,3 +98,16 @@ def test_promote_rollback_and_failed_gate(store, spec, tmp_path):
     assert [e["action"] for e in history(store)] == ["promote", "promote", "rollback"]
     with pytest.raises(RegistryError, match="nothing to roll back"):
         rollback(store)
+
+
+def test_fetch_artifact_checks_every_file_against_the_manifest(store, spec, tmp_path):
+    from jobs.core.registry import IntegrityError, fetch_artifact
+
+    publish(spec, "t1", *stage_folders(tmp_path), store=store)
+    manifest = fetch_artifact(store, "t1", "report", tmp_path / "got")
+    assert {r["path"] for r in manifest["artifacts"]["report"]} == \
+        {p.relative_to(tmp_path / "got").as_posix() for p in (tmp_path / "got").rglob("*") if p.is_file()}
+    store.put_bytes(keys.artifact_prefix("t1", "report") + "metrics.json", b'{"headline": {}}')  # tampered
+    with pytest.raises(IntegrityError, match="metrics.json .sha256 differs"):
+        fetch_artifact(store, "t1", "report", tmp_path / "again")
+    assert not (tmp_path / "again").exists()
