@@ -126,7 +126,7 @@ def adapter_dir(workdir, eval_spec) -> Path:
 
 @pytest.fixture(scope="session")
 def embed():
-    from jobs.eval.metrics import load_embedder
+    from jobs.core.embed import load_embedder
 
     return load_embedder("cpu")
 
