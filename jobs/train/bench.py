@@ -36,10 +36,10 @@ QWEN25_1P5B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=2
                    eos_token_id=151645)
 B32 = {"grad_accum": 32}  # the bench variant of v1 with 32 examples per optimizer step (batch 1 x grad-accum 32)
 # name: (optimizer steps, changes to v1.yaml's train section, its whole execution section over the defaults)
-VARIANTS = {
+VARIANTS = {  # in the order they run: the ones the targets are read from first
     "v1-padded": (50, {}, {"micro_batch_size": 4, "packing": False}),  # v1 as shipped before packing
     "v1-packed": (50, {}, {"micro_batch_size": 4}),
-    "v1-packed-dq": (30, {}, {"micro_batch_size": 4, "dequantize_once": True}),
+    "v1-packed-dq": (30, {}, {"micro_batch_size": 4, "dequantize_once": True}),  # v1.yaml's execution now
     "v1-packed-dq-fit": (30, {}, {"micro_batch_size": 4, "dequantize_once": True, "checkpoint_layers": "fit"}),
     "b32-packed": (20, B32, {"micro_batch_size": 32}),
     "b32-mb16-dq-fit": (20, B32, {"micro_batch_size": 16, "dequantize_once": True, "checkpoint_layers": "fit"}),
@@ -158,7 +158,8 @@ def baselines(folder: Path, work: Path, out: Path, model_dir: Path, log) -> list
 
 def packing_check(model_dir: Path, dataset: Path) -> dict:
     """On the GPU, the real model: one micro-step of the same 8 examples padded and packed (v1 without LoRA
-    dropout, so both draw nothing random): the two losses, and the gradient norms, should agree to fp16 rounding."""
+    dropout, so both draw nothing random, and with fp16 loss scaling as in training, so small gradients do not
+    underflow): the two losses and gradients should agree to fp16 rounding."""
     import traceback
 
     try:
@@ -183,7 +184,8 @@ def packing_check(model_dir: Path, dataset: Path) -> dict:
         out = {}
         for packed in (False, True):
             layout = Layout(micro_batch_size=8, packed=packed, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=2048)
-            loss, _, _ = accumulate(model, examples, layout, device, compute_dtype(spec))
+            scaler = torch.amp.GradScaler(device.type) if compute_dtype(spec) == torch.float16 else None
+            loss, _, _ = accumulate(model, examples, layout, device, compute_dtype(spec), scaler)
             grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.requires_grad])
             out["packed" if packed else "padded"] = {"loss": loss, "grad_norm": float(grads.norm())}
             out.setdefault("grads", []).append(grads)
