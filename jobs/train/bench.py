@@ -222,16 +222,17 @@ def table(results: list[dict], references: list[dict], budget: float) -> str:
         lines.append(f"| {r['reference']} | | | {r['tokens_per_s']:,} | | | {r['peak_reserved_gib']} | | | "
                      f"{'yes' if r['peak_reserved_gib'] <= budget else 'NO'} |")
     for r in results:
-        steps, train, execution = VARIANTS[r["variant"]]
+        execution = VARIANTS[r["variant"]][2]
         ex = ", ".join(f"{k}={v}" for k, v in execution.items())
         per_step = r["train"]["batch_size"] * r["train"]["grad_accum"]
         if r["rc"] != 0:
             lines.append(f"| {r['variant']} | {per_step} | {ex} | failed: {r['error'][:300]} | | | | | | |")
             continue
         pre, peak = r["preflight"], r["peak_reserved_gib"]
+        fits = "yes" if max(peak, pre["peak_reserved_gib"]) <= budget else "NO"
         lines.append(f"| {r['variant']} | {per_step} | {ex} | {r['tokens_per_s']:,} | {r['step_s']} | "
                      f"{r['tokens_per_step']} | {peak} | {pre.get('peak_reserved_gib', '-')} | "
-                     f"{pre.get('checkpoint_layers', '-')} | {'yes' if max(peak, pre['peak_reserved_gib']) <= budget else 'NO'} |")
+                     f"{pre.get('checkpoint_layers', '-')} | {fits} |")
     return "\n".join(lines)
 
 

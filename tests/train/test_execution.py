@@ -13,20 +13,14 @@ from jobs.train import execution
 from jobs.train.data import tokenize
 from jobs.train.loop import Layout, accumulate
 from jobs.train.model import load_model
-from tests.train.conftest import conversations, with_train
+from tests.train.conftest import conversations, perturb_lora_b, take_grads, with_train
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def model(smoke_spec, tiny_model):
-    model = load_model(smoke_spec, tiny_model, torch.device("cpu"))  # LoRA dropout on: masks must replay
-    torch.manual_seed(1)
-    with torch.no_grad():  # B starts at zero, which makes A's gradient zero: perturb so both are tested
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
-    return model
+    return perturb_lora_b(load_model(smoke_spec, tiny_model, torch.device("cpu")))  # dropout on: masks replay
 
 
 @pytest.fixture(scope="module")
@@ -39,9 +33,7 @@ def step(tokenizer):
 def _run(model, step) -> tuple[float, dict[str, torch.Tensor]]:
     torch.manual_seed(7)  # the same dropout masks for every call
     loss, _, _ = accumulate(model, *step, device=torch.device("cpu"), dtype=torch.float32)
-    grads = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    model.zero_grad(set_to_none=True)
-    return loss, grads
+    return loss, take_grads(model)
 
 
 def _same(a, b, atol: float) -> None:

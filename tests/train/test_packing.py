@@ -10,7 +10,7 @@ import torch
 from jobs.train.data import IGNORE, pack, tokenize
 from jobs.train.loop import Layout, accumulate
 from jobs.train.model import load_model
-from tests.train.conftest import conversations, with_train
+from tests.train.conftest import conversations, perturb_lora_b, take_grads, with_train
 
 pytestmark = pytest.mark.slow
 
@@ -29,23 +29,11 @@ def test_a_packed_row_restarts_positions_and_never_labels_across_examples(tokeni
     assert slots[starts[1]] == max(lengths)  # the second example starts the grid's second row
 
 
-def _grads(model) -> dict[str, torch.Tensor]:
-    out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    model.zero_grad(set_to_none=True)
-    return out
-
-
 @pytest.fixture(scope="module")
 def model(smoke_spec, tiny_model):
     spec = with_train(smoke_spec, lora={"dropout": 0.0})  # dropout would draw different masks per layout
     assert spec.train.quantization == "nf4" and spec.train.execution.gradient_checkpointing
-    model = load_model(spec, tiny_model, torch.device("cpu"))
-    torch.manual_seed(1)
-    with torch.no_grad():  # B starts at zero, which makes A's gradient zero: perturb so both are tested
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
-    return model
+    return perturb_lora_b(load_model(spec, tiny_model, torch.device("cpu")))
 
 
 def test_packed_and_padded_give_the_same_loss_and_gradients(model, tokenizer):
@@ -55,11 +43,11 @@ def test_packed_and_padded_give_the_same_loss_and_gradients(model, tokenizer):
     kw = dict(device=torch.device("cpu"), dtype=torch.float32)
     padded = Layout(micro_batch_size=6, packed=False, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
     loss_padded, n_padded, tokens_padded = accumulate(model, examples, padded, **kw)
-    grads_padded = _grads(model)
+    grads_padded = take_grads(model)
     for micro in (6, 4):  # the whole step in one row, and a row of 4 then a row of 2
         packed = Layout(micro_batch_size=micro, packed=True, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
         loss_packed, n_packed, tokens_packed = accumulate(model, examples, packed, **kw)
-        grads_packed = _grads(model)
+        grads_packed = take_grads(model)
         assert (n_packed, tokens_packed) == (n_padded, tokens_padded)
         assert abs(loss_packed - loss_padded) <= 1e-5, (loss_packed, loss_padded)
         assert any(g.abs().sum() > 0 for n, g in grads_packed.items() if "lora_A" in n)
