@@ -30,7 +30,9 @@ class Example:
 
     @property
     def label_tokens(self) -> int:
-        return sum(1 for t in self.labels if t != IGNORE)
+        """Tokens the loss is taken on. Token t is predicted from t-1, so a label on the first position is
+        never trained (none has one: a prompt comes first)."""
+        return sum(1 for t in self.labels[1:] if t != IGNORE)
 
 
 @dataclass

@@ -58,17 +58,12 @@ def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int) -> torch.Tensor:
     return total
 
 
-def label_tokens(examples: list[Example]) -> int:
-    # Token t is predicted from t-1, so a label on the first position is never trained (it never has one here).
-    return sum(sum(1 for t in e.labels[1:] if t != IGNORE) for e in examples)
-
-
 def accumulate(model, examples: list[Example], layout: Layout, device: torch.device, dtype: torch.dtype,
                scaler=None) -> tuple[float, int, int]:
     """Forward + backward over one step's examples; grads accumulate in the LoRA parameters.
 
     Returns (mean loss per label token, label tokens, input tokens: real ones, padding never counted)."""
-    n_labels = label_tokens(examples)
+    n_labels = sum(e.label_tokens for e in examples)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext())
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
     for batch in layout.batches(examples):
