@@ -10,13 +10,18 @@ metrics.json (for machines; every float may be null where it cannot be computed)
                   (adapter - base) prefixes. Publish copies it into the manifest.
     overall       {adapter|base|delta: {metric: {mean, low, high}}}   95% bootstrap intervals over questions
     perplexity    {adapter|base: {mean, low, high}, paragraphs, tokens}   over heldout.parquet
-    topics        {topic: {questions, adapter: {...}, base: {...}}}
-    questions     per question: id, topic, source, question, reference, adapter/base: answer and scores
+    topics        {topic: {questions, adapter: {...}, base: {...}}}   (answerable questions; abstain items apart)
+    questions     per question: id, topic, source, expect, question, reference, concepts, outcome, sources
+                  {how, paragraphs, missing}; adapter/base: answer, scores, right, abstained, faithfulness
+    diagnostics   thresholds, outcomes {overall, topics: {outcome: [ids]}}, faithfulness, abstention, probes
+                  {summary, rows}, where_to_add_data (see diagnose.py, faithfulness.py, probes.py)
+    diff          against the previous build: lost / gained questions with both answers (null without one)
     suite, gate, tag, previous_tag, previous {tag, path, headline}
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import time
@@ -29,13 +34,13 @@ from jobs.core.loading import pick_device
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.suite import Suite, load_suite
-from jobs.eval import EvalError, bootstrap, dataset, generate, metrics
+from jobs.eval import EvalError, bootstrap, dataset, diagnose, faithfulness, generate, metrics, probes, sources
 from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
 
-MODELS = ("adapter", "base")
+MODELS = diagnose.MODELS
 WORST_ANSWERS = 5
-PARAGRAPHS_PER_ANSWER = 2
+
 def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise EvalError(f"{out_dir}: report folder is not empty; eval never overwrites a report. "
@@ -58,7 +63,8 @@ def score_rows(suite: Suite, answers: dict, embed, max_new_tokens: int) -> list[
     sims = {m: metrics.similarities([g.text for g in answers[m]], refs, embed) for m in MODELS}
     rows = []
     for i, q in enumerate(suite.questions):
-        row = {"id": q.id, "topic": q.topic, "source": q.source, "question": q.question, "reference": q.reference}
+        row = {"id": q.id, "topic": q.topic, "source": q.source, "expect": q.expect, "question": q.question,
+               "reference": q.reference, "concepts": [c.name for c in q.concepts], "paragraphs": list(q.paragraphs)}
         for m in MODELS:
             g = answers[m][i]
             scores = metrics.score_answer(g.text, q.reference, q.concepts, sims[m][i])
@@ -102,21 +108,48 @@ def summarise(rows: list[dict], nll: dict, samples: int, seed: int) -> dict:
     return {"headline": headline, "overall": overall, "perplexity": perplexity, "topics": topics}
 
 
-def attach_sources(rows: list[dict], dataset_dir: Path, embed) -> list[dict]:
-    """The worst answers (by concept recall + similarity), each with its nearest source paragraphs."""
-    worst = sorted(rows, key=lambda r: (r["adapter"]["quality"], r["id"]))[:WORST_ANSWERS]
-    paragraphs = dataset.candidate_paragraphs(dataset_dir)
-    if not paragraphs:
-        return [dict(r, paragraphs=[]) for r in worst]
-    vectors = embed([p["text"] for p in paragraphs])
-    out = []
-    for r in worst:
-        query = embed([r["question"] + "\n" + r["reference"]])[0]
-        same = [i for i, p in enumerate(paragraphs) if dataset.same_source(r["source"], p["source_path"])]
-        pool = same or list(range(len(paragraphs)))  # the question's own document first, else anywhere
-        ranked = sorted(pool, key=lambda i: -float(vectors[i] @ query))[:PARAGRAPHS_PER_ANSWER]
-        out.append(dict(r, paragraphs=[paragraphs[i] | {"similarity": float(vectors[i] @ query)} for i in ranked]))
-    return out
+def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embed, probe_rows: list[dict],
+                    keywords: list[str], stats: dict, previous: dict | None) -> dict:
+    """Verdicts, sources, faithfulness and outcomes on the rows (in place); the diagnostics section and diff."""
+    diagnose.judge(rows)
+    found = sources.question_sources(list(suite.questions), paragraphs, embed)
+    for r, src in zip(rows, found):
+        r["sources"] = src
+    texts = [[p["text"] for p in r["sources"]["paragraphs"]] for r in rows]
+    for m in MODELS:
+        for r, f in zip(rows, faithfulness.check([r[m]["answer"] for r in rows], texts, embed)):
+            r[m]["faithfulness"] = f
+    outcomes = diagnose.outcome_table(rows)
+    faith = faithfulness.summary(rows)
+    absent = [r for r in rows if r["expect"] == "abstain"]
+    return {
+        "thresholds": {"right_concept_recall": diagnose.RIGHT_CONCEPT_RECALL, "right_similarity": diagnose.RIGHT_SIMILARITY,
+                       "support_similarity": faithfulness.SUPPORT_SIMILARITY, "low_learned_rate": diagnose.LOW_LEARNED_RATE,
+                       "memorised_gap": probes.MEMORISED_GAP, "not_taken_in": probes.NOT_TAKEN_IN},
+        "outcomes": outcomes, "faithfulness": faith,
+        "abstention": {"items": [r["id"] for r in absent], "answerable": len(rows) - len(absent)},
+        "probes": {"summary": probes.summary(probe_rows, rows), "rows": probe_rows},
+        "where_to_add_data": diagnose.where_to_add_data(rows, outcomes, stats, keywords),
+        "diff": None if previous is None else diagnose.question_diff(previous.get("questions", []), rows),
+    }
+
+
+def _chat(model, tokenizer, batch_size: int):
+    """(conversations, adapter?, max_new_tokens) -> generations in input order (one system prompt per batch run)."""
+    def chat(conversations: list[list[dict]], adapter: bool, max_new_tokens: int) -> list:
+        groups: dict[str | None, list[int]] = {}
+        for i, c in enumerate(conversations):
+            groups.setdefault(next((m["content"] for m in c if m["role"] == "system"), None), []).append(i)
+        out = [None] * len(conversations)
+        with contextlib.nullcontext() if adapter else model.disable_adapter():
+            for system, idx in groups.items():
+                users = [next(m["content"] for m in conversations[i] if m["role"] == "user") for i in idx]
+                answers, _ = generate.generate(model, tokenizer, users, system_prompt=system,
+                                               max_new_tokens=max_new_tokens, batch_size=batch_size)
+                for i, g in zip(idx, answers):
+                    out[i] = g
+        return out
+    return chat
 
 
 def _json_safe(value):
@@ -146,11 +179,18 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                                 f"pass the train stage's --out folder as --adapter")
     heldout = dataset.heldout_texts(dataset_dir)
     system = dataset.system_prompt(dataset_dir)
+    paragraphs = dataset.source_paragraphs(dataset_dir)
+    examples = probes.sample(dataset.training_examples(dataset_dir), spec.eval.train_questions, spec.eval.seed)
+    stats = dataset.stats(dataset_dir)
     _prepare_out(out_dir)
     timings = {}
 
     t = time.perf_counter()
     device = str(pick_device(spec.eval.device))
+    if device == "cpu" and spec.train.execution.cpu_threads:  # the tiny model decodes ~30x faster on 1 busy core
+        import torch
+
+        torch.set_num_threads(spec.train.execution.cpu_threads)
     model, tokenizer = generate.load_model(spec, adapter_dir, device)
     timings["load_s"] = time.perf_counter() - t
     questions = [q.question for q in suite.questions]
@@ -163,13 +203,21 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     with model.disable_adapter():
         answers["base"], generation["base"] = generate.generate(model, tokenizer, questions, **kw)
         nll["base"] = generate.paragraph_nll(model, tokenizer, heldout)
+    embed = load_embedder(device)
+    t = time.perf_counter()
+    probe_rows = probes.run(examples, _chat(model, tokenizer, spec.eval.batch_size), embed, spec.eval.max_new_tokens)
+    timings["probes_s"] = time.perf_counter() - t
     del model
 
     t = time.perf_counter()
-    embed = load_embedder(device)
     rows = score_rows(suite, answers, embed, spec.eval.max_new_tokens)
-    summary = summarise(rows, nll, spec.eval.bootstrap_samples, spec.eval.seed)
-    worst = attach_sources(rows, dataset_dir, embed)
+    answerable = [r for r in rows if r["expect"] == "answer"]  # abstain items count only in the abstention rates
+    summary = summarise(answerable, nll, spec.eval.bootstrap_samples, spec.eval.seed)
+    diagnostics = add_diagnostics(rows, suite, paragraphs, embed, probe_rows, list(spec.curate.keywords), stats,
+                                  previous)
+    summary["headline"].update(diagnose.headline(rows, {m: diagnostics["faithfulness"][m]["rate"] for m in MODELS},
+                                                 diagnostics["probes"]["summary"]))
+    worst = sorted(answerable, key=lambda r: (r["adapter"]["quality"], r["id"]))[:WORST_ANSWERS]
     timings["score_s"] = time.perf_counter() - t
 
     gate = evaluate_gate(spec.eval.gate, summary["headline"], previous["headline"] if previous else None)
@@ -180,7 +228,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
         "previous_tag": None if previous is None else previous.get("tag"),
         "previous": None if previous is None else {"tag": previous.get("tag"), "path": str(previous_dir),
                                                   "headline": previous["headline"]},
-        "gate": gate, "questions": rows,
+        "gate": gate, "diff": diagnostics.pop("diff"), "diagnostics": diagnostics, "questions": rows,
     }
     _write_json(out_dir / "metrics.json", result)
     _write_json(out_dir / "gate.json", gate)
@@ -190,8 +238,8 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                                 "reference": r["reference"], "adapter": r["adapter"]["answer"],
                                 "base": r["base"]["answer"], "adapter_stopped": r["adapter"]["stopped"],
                                 "base_stopped": r["base"]["stopped"]}, ensure_ascii=False) + "\n")
-    render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir,
-                  dataset_stats=dataset.stats(dataset_dir), spec=spec)
+    render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir, dataset_stats=stats,
+                  spec=spec)
     timings["seconds"] = time.perf_counter() - start
     _write_json(out_dir / "eval-info.json", {
         "stage": "eval", "seconds": timings["seconds"], "timings": timings, "versions": library_versions(),
