@@ -1,8 +1,9 @@
 """The eval stage as one function: dataset + adapter (+ previous report) in, report folder out.
 
 Order: validate everything cheap (suite, gate, folders) before loading a model; answer the suite with the
-adapter and with the base alone (same weights, adapter disabled); score held-out paragraphs; embed; score;
-bootstrap; gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
+adapter and with the base alone (jobs/core/engine.py: one loaded base, the adapter switched off); score held-out
+paragraphs; ask a sample of training questions verbatim and reworded (probes.py); embed; score; diagnose; bootstrap;
+gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
 
 metrics.json (for machines; every float may be null where it cannot be computed):
     headline      flat {metric: float}: concept_recall, similarity, rougeL, bleu, perplexity, stop_rate,
@@ -17,11 +18,11 @@ metrics.json (for machines; every float may be null where it cannot be computed)
                   {summary, rows}, where_to_add_data (see diagnose.py, faithfulness.py, probes.py)
     diff          against the previous build: lost / gained questions with both answers (null without one)
     suite, gate, tag, previous_tag, previous {tag, path, headline}
+    generation    {path, note}: which generation path produced the answers (engine.path, engine.path_note)
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import time
@@ -30,7 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.core.embed import load_embedder
-from jobs.core.loading import pick_device
+from jobs.core.engine import Engine, Sampling
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.suite import Suite, load_suite
@@ -134,24 +135,6 @@ def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embe
     }
 
 
-def _chat(model, tokenizer, batch_size: int):
-    """(conversations, adapter?, max_new_tokens) -> generations in input order (one system prompt per batch run)."""
-    def chat(conversations: list[list[dict]], adapter: bool, max_new_tokens: int) -> list:
-        groups: dict[str | None, list[int]] = {}
-        for i, c in enumerate(conversations):
-            groups.setdefault(next((m["content"] for m in c if m["role"] == "system"), None), []).append(i)
-        out = [None] * len(conversations)
-        with contextlib.nullcontext() if adapter else model.disable_adapter():
-            for system, idx in groups.items():
-                users = [next(m["content"] for m in conversations[i] if m["role"] == "user") for i in idx]
-                answers, _ = generate.generate(model, tokenizer, users, system_prompt=system,
-                                               max_new_tokens=max_new_tokens, batch_size=batch_size)
-                for i, g in zip(idx, answers):
-                    out[i] = g
-        return out
-    return chat
-
-
 def _json_safe(value):
     # NaN/inf are not JSON; write null so every reader (jq, JavaScript, the manifest) can parse the file.
     if isinstance(value, float) and not math.isfinite(value):
@@ -186,28 +169,30 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     timings = {}
 
     t = time.perf_counter()
-    device = str(pick_device(spec.eval.device))
+    engine = Engine.load(spec, {"adapter": adapter_dir}, device=spec.eval.device)
+    device = engine.device
     if device == "cpu" and spec.train.execution.cpu_threads:  # the tiny model decodes ~30x faster on 1 busy core
         import torch
 
         torch.set_num_threads(spec.train.execution.cpu_threads)
-    model, tokenizer = generate.load_model(spec, adapter_dir, device)
+    print(f"eval: answers by the {engine.path} generation path: {engine.path_note}", flush=True)
     timings["load_s"] = time.perf_counter() - t
     questions = [q.question for q in suite.questions]
-    kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens, "batch_size": spec.eval.batch_size}
-    answers, generation, nll = {}, {}, {}
-    answers["adapter"], generation["adapter"] = generate.generate(model, tokenizer, questions, **kw)
+    kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens}
+    answers, generation, nll = {}, {"path": engine.path, "note": engine.path_note}, {}
+    answers["adapter"], generation["adapter"] = generate.answer(engine, questions, adapter="adapter", **kw)
     t = time.perf_counter()
-    nll["adapter"] = generate.paragraph_nll(model, tokenizer, heldout)
+    nll["adapter"] = engine.nll(heldout, "adapter")
     timings["perplexity_s"] = time.perf_counter() - t
-    with model.disable_adapter():
-        answers["base"], generation["base"] = generate.generate(model, tokenizer, questions, **kw)
-        nll["base"] = generate.paragraph_nll(model, tokenizer, heldout)
+    # The base alone from the same loaded weights: the adapter switched off (or unmerged), no reload.
+    answers["base"], generation["base"] = generate.answer(engine, questions, adapter=None, **kw)
+    nll["base"] = engine.nll(heldout, None)
     embed = load_embedder(device)
     t = time.perf_counter()
-    probe_rows = probes.run(examples, _chat(model, tokenizer, spec.eval.batch_size), embed, spec.eval.max_new_tokens)
+    probe_rows = probes.run(examples, lambda convs, adapter, tokens: engine.chat(
+        convs, "adapter" if adapter else None, Sampling(max_new_tokens=tokens)), embed, spec.eval.max_new_tokens)
     timings["probes_s"] = time.perf_counter() - t
-    del model
+    del engine
 
     t = time.perf_counter()
     rows = score_rows(suite, answers, embed, spec.eval.max_new_tokens)
@@ -229,6 +214,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
         "previous": None if previous is None else {"tag": previous.get("tag"), "path": str(previous_dir),
                                                   "headline": previous["headline"]},
         "gate": gate, "diff": diagnostics.pop("diff"), "diagnostics": diagnostics, "questions": rows,
+        "generation": {"path": generation["path"], "note": generation["note"]},
     }
     _write_json(out_dir / "metrics.json", result)
     _write_json(out_dir / "gate.json", gate)
