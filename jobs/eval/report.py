@@ -69,6 +69,13 @@ def pct(value) -> str:
     return f"{100 * value:.0f}%"
 
 
+def points(value) -> str:
+    """A change of a share in percentage points ('+12 pts'); a dash when it cannot be computed."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:+.0f} pts"
+
+
 def comparison_rows(new: dict, old: dict | None, old_prefix: str = "", metrics: tuple = HEADLINE) -> list[dict]:
     """`metrics` of `new` against `old` (another headline, or the same one with old_prefix='base_')."""
     rows = []
@@ -175,6 +182,7 @@ def render_report(path: Path, result: dict, *, worst: list[dict], adapter_dir: P
     env.filters["fmt"] = fmt
     env.filters["signed"] = signed
     env.filters["pct"] = pct
+    env.filters["points"] = points
     headline = result["headline"]
     previous = result["previous"]["headline"] if result.get("previous") else None
     html = env.get_template("report.html.j2").render(

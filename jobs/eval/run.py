@@ -7,8 +7,10 @@ gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.js
 
 metrics.json (for machines; every float may be null where it cannot be computed):
     headline      flat {metric: float}: concept_recall, similarity, rougeL, bleu, perplexity, stop_rate,
-                  repetition_rate, mean_new_tokens; the same with base_ (adapter disabled) and delta_
-                  (adapter - base) prefixes. Publish copies it into the manifest.
+                  repetition_rate, mean_new_tokens, and the diagnostics right_rate, abstention_rate,
+                  false_abstention_rate, unsupported_rate, train_verbatim_right, train_reworded_right; the same
+                  with base_ (adapter disabled) and delta_ (adapter - base) prefixes; learned_rate and
+                  forgotten_rate (no base twin). Publish copies it into the manifest.
     overall       {adapter|base|delta: {metric: {mean, low, high}}}   95% bootstrap intervals over questions
     perplexity    {adapter|base: {mean, low, high}, paragraphs, tokens}   over heldout.parquet
     topics        {topic: {questions, adapter: {...}, base: {...}}}   (answerable questions; abstain items apart)
@@ -117,16 +119,20 @@ def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embe
     for r, src in zip(rows, found):
         r["sources"] = src
     texts = [[p["text"] for p in r["sources"]["paragraphs"]] for r in rows]
-    for m in MODELS:
-        for r, f in zip(rows, faithfulness.check([r[m]["answer"] for r in rows], texts, embed)):
+    # Both models in one call, so each source sentence is embedded once.
+    checked = faithfulness.check([r[m]["answer"] for m in MODELS for r in rows], texts * len(MODELS), embed)
+    for i, m in enumerate(MODELS):
+        for r, f in zip(rows, checked[i * len(rows):(i + 1) * len(rows)]):
             r[m]["faithfulness"] = f
     outcomes = diagnose.outcome_table(rows)
     faith = faithfulness.summary(rows)
     absent = [r for r in rows if r["expect"] == "abstain"]
     return {
-        "thresholds": {"right_concept_recall": diagnose.RIGHT_CONCEPT_RECALL, "right_similarity": diagnose.RIGHT_SIMILARITY,
-                       "support_similarity": faithfulness.SUPPORT_SIMILARITY, "low_learned_rate": diagnose.LOW_LEARNED_RATE,
-                       "memorised_gap": probes.MEMORISED_GAP, "not_taken_in": probes.NOT_TAKEN_IN},
+        "thresholds": {"right_concept_recall": diagnose.RIGHT_CONCEPT_RECALL,
+                       "right_similarity": diagnose.RIGHT_SIMILARITY, "low_learned_rate": diagnose.LOW_LEARNED_RATE,
+                       "support_similarity": faithfulness.SUPPORT_SIMILARITY,
+                       "min_claim_words": faithfulness.MIN_CLAIM_WORDS, "memorised_gap": probes.MEMORISED_GAP,
+                       "not_taken_in": probes.NOT_TAKEN_IN},
         "outcomes": outcomes, "faithfulness": faith,
         "abstention": {"items": [r["id"] for r in absent], "answerable": len(rows) - len(absent)},
         "probes": {"summary": probes.summary(probe_rows, rows), "rows": probe_rows},
@@ -220,8 +226,8 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     _write_json(out_dir / "gate.json", gate)
     with open(out_dir / "answers.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps({"id": r["id"], "topic": r["topic"], "question": r["question"],
-                                "reference": r["reference"], "adapter": r["adapter"]["answer"],
+            f.write(json.dumps({"id": r["id"], "topic": r["topic"], "expect": r["expect"], "outcome": r["outcome"],
+                                "question": r["question"], "reference": r["reference"], "adapter": r["adapter"]["answer"],
                                 "base": r["base"]["answer"], "adapter_stopped": r["adapter"]["stopped"],
                                 "base_stopped": r["base"]["stopped"]}, ensure_ascii=False) + "\n")
     render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir, dataset_stats=stats,

@@ -73,3 +73,6 @@ def test_memorised_training_answers_are_recalled_and_held_out_scores_stay_near_z
     assert probes["summary"]["verdict"].startswith("Memorised without transfer")
     html = (report / "report.html").read_text()
     assert "Memorised without transfer" in html
+    # A recited training answer given to a held-out question is a claim its sources do not support: marked.
+    assert m["headline"]["unsupported_rate"] > 0.5
+    assert '<mark class="unsupported"' in html
