@@ -141,6 +141,13 @@ def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embe
     }
 
 
+def ask_probes(engine: Engine, examples: list[dict], embed, max_new_tokens: int) -> list[dict]:
+    """The sampled training questions, as trained and reworded, through the engine (the adapter by its name)."""
+    def chat(conversations: list[list[dict]], adapter: bool, tokens: int) -> list:
+        return engine.chat(conversations, "adapter" if adapter else None, Sampling(max_new_tokens=tokens))
+    return probes.run(examples, chat, embed, max_new_tokens)
+
+
 def _json_safe(value):
     # NaN/inf are not JSON; write null so every reader (jq, JavaScript, the manifest) can parse the file.
     if isinstance(value, float) and not math.isfinite(value):
@@ -195,8 +202,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     nll["base"] = engine.nll(heldout, None)
     embed = load_embedder(device)
     t = time.perf_counter()
-    probe_rows = probes.run(examples, lambda convs, adapter, tokens: engine.chat(
-        convs, "adapter" if adapter else None, Sampling(max_new_tokens=tokens)), embed, spec.eval.max_new_tokens)
+    probe_rows = ask_probes(engine, examples, embed, spec.eval.max_new_tokens)
     timings["probes_s"] = time.perf_counter() - t
     del engine
 
@@ -227,7 +233,8 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     with open(out_dir / "answers.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
             f.write(json.dumps({"id": r["id"], "topic": r["topic"], "expect": r["expect"], "outcome": r["outcome"],
-                                "question": r["question"], "reference": r["reference"], "adapter": r["adapter"]["answer"],
+                                "question": r["question"], "reference": r["reference"],
+                                "adapter": r["adapter"]["answer"],
                                 "base": r["base"]["answer"], "adapter_stopped": r["adapter"]["stopped"],
                                 "base_stopped": r["base"]["stopped"]}, ensure_ascii=False) + "\n")
     render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir, dataset_stats=stats,
