@@ -168,8 +168,7 @@ def where_to_add_data(rows: list[dict], outcomes: dict, stats: dict, keywords: l
         paragraphs = {}
         for r in qs:
             for p in r["sources"]["paragraphs"]:
-                paragraphs.setdefault(p["id"], {k: p[k] for k in ("id", "source_path", "section", "split",
-                                                                  "train_examples")} | {"questions": []})
+                paragraphs.setdefault(p["id"], {k: p[k] for k in ("id", "split", "train_examples")} | {"questions": []})
                 paragraphs[p["id"]]["questions"].append(r["id"])
         out.append({
             "topic": topic, "learned_rate": rate, "learned": len(counts["learned"]), "never": len(counts["never"]),

@@ -102,9 +102,10 @@ def run(examples: list[dict], chat: Chat, embed, max_new_tokens: int) -> list[di
     reworded = reword([u for _, u, _ in turns], chat, embed)
     convs = {"verbatim": [s + [{"role": "user", "content": u}] for s, u, _ in turns],
              "reworded": [s + [{"role": "user", "content": r}] for (s, _, _), (r, _) in zip(turns, reworded)]}
+    # The trained answer stays in train.parquet (row `id`); a row keeps what was asked and answered.
     rows = [{"id": e["id"], "template": e["template"], "question": u, "reworded_question": r, "reword_method": how,
-             "reference": a, "paragraph_ids": e["paragraph_ids"], "verbatim": {}, "reworded": {}}
-            for e, (_, u, a), (r, how) in zip(examples, turns, reworded)]
+             "paragraph_ids": e["paragraph_ids"], "verbatim": {}, "reworded": {}}
+            for e, (_, u, _), (r, how) in zip(examples, turns, reworded)]
     for form in FORMS:
         for m in diagnose.MODELS:
             generations = chat(convs[form], m == "adapter", max_new_tokens) if examples else []

@@ -176,7 +176,7 @@ def dataset_view(data: dict) -> dict:
 
 
 def render_report(path: Path, result: dict, *, worst: list[dict], adapter_dir: Path, dataset_stats: dict,
-                  spec) -> None:
+                  spec, paragraph_text: dict[str, str]) -> None:
     env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
@@ -194,7 +194,7 @@ def render_report(path: Path, result: dict, *, worst: list[dict], adapter_dir: P
         previous_tag=(result["previous"] or {}).get("tag") or "previous",
         loss=loss_svg(adapter_dir), loss_png=None if loss_svg(adapter_dir) else loss_png(adapter_dir),
         dataset=dataset_view(dataset_stats), worst=worst, outcome_labels=OUTCOME_LABELS,
-        by_id={q["id"]: q for q in result["questions"]},
+        by_id={q["id"]: q for q in result["questions"]}, paragraph_text=paragraph_text,
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     Path(path).write_text(html, encoding="utf-8")

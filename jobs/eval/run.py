@@ -118,7 +118,8 @@ def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embe
     found = sources.question_sources(list(suite.questions), paragraphs, embed)
     for r, src in zip(rows, found):
         r["sources"] = src
-    texts = [[p["text"] for p in r["sources"]["paragraphs"]] for r in rows]
+    text = {p["id"]: p["text"] for p in paragraphs}
+    texts = [[text[p["id"]] for p in r["sources"]["paragraphs"]] for r in rows]
     # Both models in one call, so each source sentence is embedded once.
     checked = faithfulness.check([r[m]["answer"] for m in MODELS for r in rows], texts * len(MODELS), embed)
     for i, m in enumerate(MODELS):
@@ -238,7 +239,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                                 "base": r["base"]["answer"], "adapter_stopped": r["adapter"]["stopped"],
                                 "base_stopped": r["base"]["stopped"]}, ensure_ascii=False) + "\n")
     render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir, dataset_stats=stats,
-                  spec=spec)
+                  spec=spec, paragraph_text={p["id"]: p["text"] for p in paragraphs})
     timings["seconds"] = time.perf_counter() - start
     _write_json(out_dir / "eval-info.json", {
         "stage": "eval", "seconds": timings["seconds"], "timings": timings, "versions": library_versions(),

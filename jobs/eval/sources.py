@@ -13,10 +13,12 @@ from jobs.core.suite import Question
 from jobs.eval.dataset import same_source
 
 NEAREST_PARAGRAPHS = 3
+# What a question's row records of each source paragraph; the text stays in the dataset (looked up by id).
+FIELDS = ("id", "source_path", "split", "train_examples")  # the id names the document and section
 
 
 def question_sources(questions: list[Question], paragraphs: list[dict], embed: Embedder) -> list[dict]:
-    """Per question: {"how": referenced | nearest | none, "paragraphs": [paragraph + similarity], "missing": [ids]}."""
+    """Per question: {"how": referenced | nearest | none, "paragraphs": [FIELDS + similarity], "missing": [ids]}."""
     by_id = {p["id"]: i for i, p in enumerate(paragraphs)}
     vectors = embed([p["text"] for p in paragraphs])
     queries = embed([q.question + "\n" + q.reference for q in questions])
@@ -33,5 +35,6 @@ def question_sources(questions: list[Question], paragraphs: list[dict], embed: E
             chosen = sorted(same, key=lambda i: (-float(vectors[i] @ query), i))[:NEAREST_PARAGRAPHS]
             how = "nearest" if chosen else "none"
         out.append({"how": how, "missing": missing,
-                    "paragraphs": [paragraphs[i] | {"similarity": float(vectors[i] @ query)} for i in chosen]})
+                    "paragraphs": [{k: paragraphs[i][k] for k in FIELDS} | {"similarity": float(vectors[i] @ query)}
+                                   for i in chosen]})
     return out

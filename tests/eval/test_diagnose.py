@@ -103,8 +103,8 @@ def test_question_diff_reads_reports_written_before_the_diagnostics():
 
 
 def test_where_to_add_data_names_keywords_paragraphs_and_missing_references():
-    trained = {"id": "doc.md#kernels#p0", "source_path": "doc.md", "section": "Kernels", "split": "trained on",
-               "train_examples": 3, "text": "..."}
+    trained = {"id": "doc.md#kernels#p0", "source_path": "doc.md", "split": "trained on",
+               "train_examples": 3}
     held = dict(trained, id="doc.md#kernels#p1", split="held out", train_examples=0)
     rows = _rows() + [_row("k5", "kernels", WRONG, WRONG)]  # kernels: learned 1 of 3; noise: 1 of 2 (not low)
     diagnose.judge(rows)

@@ -65,7 +65,8 @@ def test_memorised_training_answers_are_recalled_and_held_out_scores_stay_near_z
     # Training questions, asked exactly as trained: recited by the adapter, not by the random base.
     assert m["headline"]["train_verbatim_right"] >= 0.75
     assert m["headline"]["base_train_verbatim_right"] == 0.0
-    recited = [p for p in probes["rows"] if p["verbatim"]["adapter"]["answer"] == p["reference"]]
+    trained = dict(FACTS)
+    recited = [p for p in probes["rows"] if p["verbatim"]["adapter"]["answer"] == trained[p["question"]]]
     assert len(recited) >= 3, [p["verbatim"]["adapter"]["answer"] for p in probes["rows"]]
     # Held out: the suite's facts were never trained, so nothing is right and little overlaps.
     assert m["headline"]["right_rate"] == 0.0 and m["headline"]["concept_recall"] <= 0.2
