@@ -34,7 +34,7 @@ def evaluate_gate(gate: GateSpec, headline: dict, previous: dict | None) -> dict
         value = headline.get(metric, math.nan)
         before = None if previous is None else previous.get(metric)
         if before is None:
-            why = "no previous build" if previous is None else "previous build has no such metric"
+            why = "no previous build" if previous is None else "the previous build did not measure it"
             checks.append({"metric": metric, "kind": "max_regression", "threshold": allowed, "value": value,
                            "previous": None, "passed": True, "skipped": True,
                            "message": f"{metric}: regression check skipped ({why})"})
@@ -43,10 +43,12 @@ def evaluate_gate(gate: GateSpec, headline: dict, previous: dict | None) -> dict
         regression = (value - before) if metric in LOWER_IS_BETTER else (before - value)
         ok = not math.isnan(regression) and regression <= allowed + 1e-12
         word = "rose" if metric in LOWER_IS_BETTER else "fell"
+        message = f"{metric} {word} by {max(regression, 0.0):.4f} vs previous build ({before:.4f} -> {value:.4f}); " \
+                  f"allowed {allowed:.4f}"
+        if math.isnan(value):
+            message = f"{metric} was not measured in this build (previous build: {before:.4f}); regression check failed"
         checks.append({"metric": metric, "kind": "max_regression", "threshold": allowed, "value": value,
-                       "previous": before, "passed": ok, "skipped": False,
-                       "message": f"{metric} {word} by {max(regression, 0.0):.4f} vs previous build "
-                                  f"({before:.4f} -> {value:.4f}); allowed {allowed:.4f}"})
+                       "previous": before, "passed": ok, "skipped": False, "message": message})
     return {"passed": all(c["passed"] for c in checks), "checks": checks}
 
 

@@ -54,5 +54,12 @@ def test_a_minimum_abstention_rate():
     assert failed == {"abstention_rate": "abstention_rate 0.4000 < minimum 0.6000",
                       "unsupported_rate": "unsupported_rate rose by 0.1000 vs previous build (0.2000 -> 0.3000); "
                                           "allowed 0.0500"}
-    unmeasured = evaluate_gate(GateSpec(min={"abstention_rate": 0.6}), {"abstention_rate": float("nan")}, None)
-    assert "abstention_rate was not measured in this build" in unmeasured["checks"][0]["message"]
+    nan = float("nan")
+    unmeasured = evaluate_gate(GateSpec(min={"abstention_rate": 0.6}, max_regression={"unsupported_rate": 0.1}),
+                               {"abstention_rate": nan, "unsupported_rate": nan}, {"unsupported_rate": 0.2})
+    assert not unmeasured["passed"]
+    assert [c["message"].split(" (")[0] for c in unmeasured["checks"]] == [
+        "abstention_rate was not measured in this build", "unsupported_rate was not measured in this build"]
+    skipped = evaluate_gate(GateSpec(max_regression={"unsupported_rate": 0.1}), {"unsupported_rate": 0.3},
+                            {"unsupported_rate": None})["checks"][0]  # null in the previous build's metrics.json
+    assert skipped["skipped"] and "the previous build did not measure it" in skipped["message"]
