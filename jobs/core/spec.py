@@ -138,8 +138,14 @@ class TrainSpec:
 
 # What eval measures and the gate may name (eval.gate.min / max_regression), by direction. A regression is a
 # drop for the first kind and a rise for the second; lower-is-better metrics cannot take a `min`.
-HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate")
-LOWER_IS_BETTER = ("perplexity", "repetition_rate")
+# The knowledge diagnostics (jobs/eval/diagnose.py) add: right_rate (share of answerable questions answered right),
+# learned_rate (right now, of those the base got wrong), forgotten_rate (wrong now, of those the base got right),
+# abstention_rate (says "not in the documents" on `expect: abstain` items), false_abstention_rate (says so on
+# answerable ones), unsupported_rate (answer sentences the source paragraphs do not support), and
+# train_verbatim_right / train_reworded_right (right answers to sampled training questions, as trained / reworded).
+HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate", "right_rate", "learned_rate",
+                    "abstention_rate", "train_verbatim_right", "train_reworded_right")
+LOWER_IS_BETTER = ("perplexity", "repetition_rate", "forgotten_rate", "unsupported_rate", "false_abstention_rate")
 GATED = HIGHER_IS_BETTER + LOWER_IS_BETTER
 # The headline metrics, most telling first: the report's summary table, the manifest's `metrics` keys (with
 # base_ and delta_ twins), `make list` (the first four) and the workflow's Prometheus gauges (the first two).
@@ -162,6 +168,8 @@ class EvalSpec:
     bootstrap_samples: int = 1000
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where eval runs the model; auto = cuda when present
+    # training questions asked again (verbatim and reworded) to tell memorised from generalised; 0 = skip
+    train_questions: int = 24
     gate: GateSpec = GateSpec()
 
 
@@ -340,6 +348,7 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
         return  # not a mapping: already reported
     _at_least({"eval.max_new_tokens": e.max_new_tokens, "eval.batch_size": e.batch_size,
                "eval.bootstrap_samples": e.bootstrap_samples}, 1, errors)
+    _at_least({"eval.train_questions": e.train_questions}, 0, errors)
     for kind, table in (("min", e.gate.min), ("max_regression", e.gate.max_regression)):
         for metric, value in table.items():
             where = f"eval.gate.{kind}.{metric}"
