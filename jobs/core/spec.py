@@ -99,6 +99,16 @@ class ExecutionSpec:
     # examples and the loss is normalised by that step's label tokens, so only speed and memory change.
     micro_batch_size: int | None = None
     loss_chunk_tokens: int = 2048  # cross-entropy over the vocabulary in chunks of this many label tokens
+    # A micro-batch's examples end to end in one row, attention kept inside each example: no padding computed.
+    # False: right-padded rows (each micro-batch padded to its longest example).
+    packing: bool = True
+    # NF4 only: each 4-bit weight dequantized once at load instead of at every use (3 times per step with
+    # checkpointing); the same values, +2 bytes per weight in memory (jobs/train/execution.py).
+    dequantize_once: bool = False
+    # With gradient checkpointing, which decoder layers are recomputed in backward: "all", or "fit": the fewest
+    # (the first ones) whose worst case the GPU preflight measures inside the budget, spending spare memory on
+    # speed (all on CPU, where nothing is measured). Either way the same loss and gradients.
+    checkpoint_layers: Literal["all", "fit"] = "all"
     preflight_steps: int = 2  # micro-steps at the longest examples to measure peak GPU memory; 0 skips it
     cpu_threads: int | None = None  # torch threads when training on CPU; None = torch's default (all cores)
 
@@ -317,6 +327,12 @@ def _check_train(t: TrainSpec, errors: list[str]) -> None:
             errors.append(f"{where}: must be positive, got {value}")
     if not t.lora.target_modules:
         errors.append("train.lora.target_modules: give at least one module name")
+    if t.execution.dequantize_once is True and t.quantization != "nf4":
+        errors.append("train.execution.dequantize_once: applies to an nf4 base only (this one is unquantized); "
+                      "remove it")
+    if t.execution.checkpoint_layers == "fit" and t.execution.gradient_checkpointing is False:
+        errors.append("train.execution.checkpoint_layers: fit chooses which layers to checkpoint; it needs "
+                      "gradient_checkpointing: true")
 
 
 def _check_eval(e: EvalSpec, errors: list[str]) -> None:

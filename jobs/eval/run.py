@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from jobs.core.embed import load_embedder
 from jobs.core.engine import Engine
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
@@ -167,7 +168,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     del engine
 
     t = time.perf_counter()
-    embed = metrics.load_embedder(device)
+    embed = load_embedder(device)
     rows = score_rows(suite, answers, embed, spec.eval.max_new_tokens)
     summary = summarise(rows, nll, spec.eval.bootstrap_samples, spec.eval.seed)
     worst = attach_sources(rows, dataset_dir, embed)

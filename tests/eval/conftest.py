@@ -117,7 +117,7 @@ def adapter_dir(workdir, tiny_adapter) -> Path:
 
 @pytest.fixture(scope="session")
 def embed():
-    from jobs.eval.metrics import load_embedder
+    from jobs.core.embed import load_embedder
 
     return load_embedder("cpu")
 
