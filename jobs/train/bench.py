@@ -27,13 +27,9 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.core.model import make_tiny_model
-from jobs.core.spec import REPO_ROOT, ExecutionSpec, TinyModelSpec, spec_by_tag
+from jobs.core.benchmodel import build_model
+from jobs.core.spec import REPO_ROOT, ExecutionSpec, spec_by_tag
 
-QWEN25_1P5B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                   num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=32768,
-                   rope_theta=1e6, rms_norm_eps=1e-6, use_sliding_window=False, bos_token_id=151643,
-                   eos_token_id=151645)
 B32 = {"grad_accum": 32}  # the bench variant of v1 with 32 examples per optimizer step (batch 1 x grad-accum 32)
 # name: (optimizer steps, changes to v1.yaml's train section, its whole execution section over the defaults)
 VARIANTS = {  # in the order they run: the ones the targets are read from first
@@ -46,26 +42,6 @@ VARIANTS = {  # in the order they run: the ones the targets are read from first
 }
 LOSS_REFERENCE = {"v1-packed": "v1-padded"}  # loss curves compared step by step (same data, seed and steps)
 WARMUP_STEPS = 3  # left out of tokens/s: CUDA/cuBLAS initialisation and allocator growth
-
-
-def build_model(work: Path) -> Path:
-    """Random Qwen2.5-1.5B-shaped checkpoint (bf16 safetensors) with the tiny model's tokenizer files."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    out = work / "qwen25-1p5b-shape"
-    if (out / "config.json").is_file():
-        return out
-    tiny = make_tiny_model(TinyModelSpec(), REPO_ROOT / "data" / "raw", work / "tiny")
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN25_1P5B), dtype=torch.bfloat16)
-    model.save_pretrained(out)
-    del model
-    torch.cuda.empty_cache()
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(tiny / name, out / name)
-    return out
 
 
 def build_dataset(work: Path, n: int, seed: int = 0) -> Path:
