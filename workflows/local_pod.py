@@ -37,6 +37,9 @@ PLACE = """
 import json, os, sys
 for item in json.loads(sys.argv[1]):
     path, gid = item["path"], item.get("fsgroup")
+    if item["kind"] == "claim":  # k3s's local-path provisioner makes a claim's folder 0777; its content stays
+        os.chmod(path, 0o777)
+        continue
     for top, dirs, files in os.walk(path):
         for p in [top] + [os.path.join(top, f) for f in files]:
             if item["kind"] == "volume":
@@ -146,27 +149,27 @@ class Pod:
             raise PodError(f"{self.name}: image {self.c['image']} is not on this Docker engine ({out.stderr.strip()})")
         return out.stdout.strip()
 
-    def volumes(self) -> tuple[dict[str, Path], list[str], list[str]]:
-        """{mount path: host folder}, docker options (memory-backed mounts), and the emptyDirs among the folders."""
+    def volumes(self) -> tuple[dict[str, Path], list[str], dict[str, str]]:
+        """{mount path: host folder}, docker options (memory-backed mounts), and {mount path: "volume" for an
+        emptyDir or "claim" for a PVC}: what the init step prepares."""
         declared = {v["name"]: v for v in self.t.get("volumes", [])}
-        mounts, options, empty = {PROGRESS_DIR: self.work / "argo"}, [], [PROGRESS_DIR]
+        mounts, options, kinds = {PROGRESS_DIR: self.work / "argo"}, [], {PROGRESS_DIR: "volume"}
         for vm in self.c.get("volumeMounts", []):
             v, path = declared.get(vm["name"]), vm["mountPath"]
             if v is None and vm["name"] in self.claims:  # a volumeClaimTemplate of this run
-                mounts[path] = self.claims[vm["name"]]
+                mounts[path], kinds[path] = self.claims[vm["name"]], "claim"
             elif v is None:
                 raise PodError(f"{self.name}: volumeMount {vm['name']} names no volume of the template")
             elif v.get("emptyDir", {}).get("medium") == "Memory":
                 size = v["emptyDir"].get("sizeLimit", "64Mi").replace("Gi", "g").replace("Mi", "m")
                 options += ["--shm-size", size] if path == "/dev/shm" else ["--tmpfs", f"{path}:size={size},mode=1777"]
             elif "emptyDir" in v:
-                mounts[path] = self.work / "volumes" / vm["name"]
-                empty.append(path)
+                mounts[path], kinds[path] = self.work / "volumes" / vm["name"], "volume"
             elif "persistentVolumeClaim" in v:
-                mounts[path] = self.claims[v["persistentVolumeClaim"]["claimName"]]
+                mounts[path], kinds[path] = self.claims[v["persistentVolumeClaim"]["claimName"]], "claim"
             else:
                 raise PodError(f"{self.name}: volume {vm['name']} has a type the local runner does not emulate")
-        return mounts, options, empty
+        return mounts, options, kinds
 
     def environment(self) -> dict[str, str]:
         env = {"ARGO_PROGRESS_FILE": PROGRESS_DIR + "/progress"}
@@ -200,12 +203,11 @@ class Pod:
         shutil.rmtree(self.work, ignore_errors=True)
         (self.work / "inputs").mkdir(parents=True)
         user, fs_group = self.user()
-        mounts, options, empty = self.volumes()
+        mounts, options, kinds = self.volumes()
         placed = []
-        for host in mounts.values():
-            host.mkdir(parents=True, exist_ok=True)
-        for path in empty:
-            placed.append({"host": mounts[path], "kind": "volume", "fsgroup": fs_group})
+        for path, kind in kinds.items():
+            mounts[path].mkdir(parents=True, exist_ok=True)
+            placed.append({"host": mounts[path], "kind": kind, "fsgroup": fs_group})
         for art in self.t.get("inputs", {}).get("artifacts", []):
             source, host = sources.get(art["name"]), self.work / "inputs" / art["name"]
             kind = fetch_git(source["git"], host) if source and "git" in source else \

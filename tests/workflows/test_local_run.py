@@ -175,15 +175,18 @@ def _run_step(tmp_path, monkeypatch, template: dict) -> tuple[str, dict]:
 
 @pytest.mark.docker
 @pytest.mark.parametrize("out_volume, phase", [(True, "Succeeded"), (False, "Failed")])
-def test_outputs_need_a_declared_volume(s3_env, tmp_path, monkeypatch, curate_image, out_volume, phase):
+def test_outputs_need_a_declared_volume(s3_env, tmp_path, monkeypatch, capfd, curate_image, out_volume, phase):
     """The first blocker: uid 10001 cannot create /out on the image's read-only root unless the template declares
     a volume there (the old runner mounted a writable /out for every step)."""
-    code = "import pathlib; p = pathlib.Path('/out/dataset'); p.mkdir(); (p / 'a.txt').write_text('x')"
+    code = ("import pathlib; pathlib.Path('/tmp/scratch').write_text('x'); p = pathlib.Path('/out/dataset'); "
+            "p.mkdir(parents=True); (p / 'a.txt').write_text('x')")
     template = step_template(curate_image, ["python", "-c", code], outputs={"dataset": "/out/dataset"},
                              out_volume=out_volume)
     got, results = _run_step(tmp_path, monkeypatch, template)
     assert got == phase
     assert open_store().exists("runs/qslm-conditions-1/step/dataset/a.txt") is out_volume
+    logs = "".join(capfd.readouterr())  # the container's own output
+    assert ("Read-only file system: '/out'" in logs) is not out_volume
 
 
 @pytest.mark.docker

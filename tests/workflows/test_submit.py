@@ -336,3 +336,16 @@ def test_wait_exits_3_when_the_only_failure_is_a_failed_gate(argo):
     assert submit.exit_status({"a": "Succeeded", "b": "Succeeded"}) == 0
     assert submit.exit_status({"a": "Succeeded", "b": "GateFailed"}) == 3
     assert submit.exit_status({"a": "GateFailed", "b": "Failed"}) == 1
+
+
+def test_make_submit_validates_every_spec_before_anything_else():
+    import os
+    import subprocess
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    proc = subprocess.run(["make", "-n", "submit", "VERSION=v2,v3", "WAIT=1"], cwd=repo, capture_output=True,
+                          text=True, env={**os.environ, "MAKEFLAGS": ""})
+    lines = [line for line in proc.stdout.splitlines() if "-m jobs." in line or "-m workflows." in line]
+    assert proc.returncode == 0 and lines[0].endswith("-m jobs.core.spec v2 v3"), proc.stdout
+    assert "-m workflows.submit --version v2,v3 --wait" in lines[1]
