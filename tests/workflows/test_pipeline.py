@@ -312,21 +312,17 @@ def test_lint_catches_what_a_real_cluster_refuses(template, fault, expected):
     assert any(expected in p for p in lint(bad)), lint(bad)
 
 
-def test_workflows_package_imports_no_ml_code():
-    code = ("import sys, workflows.pipeline, workflows.push, workflows.render, workflows.submit, workflows.lint, "
-            "workflows.local_run; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'transformers', 'peft') "
-            "or m.startswith(('jobs.curate', 'jobs.train', 'jobs.eval'))); print(bad); sys.exit(1 if bad else 0)")
-    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-
-
-def test_steps_that_run_in_the_curate_image_need_no_hera():
-    """workflows.trigger and workflows.verdict run inside the curate image, which has jobs.core and no Hera."""
-    code = ("import sys, workflows.trigger, workflows.verdict; "
-            "bad = sorted(m for m in sys.modules if m.split('.')[0] in ('hera', 'requests', 'torch') or "
-            "m.startswith(('workflows.pipeline', 'workflows.steps', 'jobs.curate'))); print(bad); "
-            "sys.exit(1 if bad else 0)")
+@pytest.mark.parametrize("modules, forbidden", [
+    # orchestration never imports ML code
+    ("workflows.pipeline, workflows.push, workflows.render, workflows.submit, workflows.lint, workflows.local_run",
+     ("torch", "transformers", "peft", "jobs.curate", "jobs.train", "jobs.eval")),
+    # the steps that run inside the curate image, which has jobs.core and no Hera
+    ("workflows.trigger, workflows.verdict", ("hera", "requests", "torch", "workflows.pipeline", "workflows.steps",
+                                              "jobs.curate")),
+])
+def test_workflow_modules_import_only_what_their_place_has(modules, forbidden):
+    code = (f"import sys, {modules}; bad = sorted(m for m in sys.modules "
+            f"if any(m == f or m.startswith(f + '.') for f in {forbidden!r})); print(bad); sys.exit(1 if bad else 0)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=REPO, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stdout + proc.stderr
 
