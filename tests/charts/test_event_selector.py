@@ -76,7 +76,9 @@ def test_event_expressions_give_the_parameters(expr_eval, binding):
     params = {p["name"]: p["valueFrom"]["event"] for p in binding["spec"]["submit"]["arguments"]["parameters"]}
     assert evaluate(expr_eval, params["image-tag"], event(payload)) == "v1"
     assert evaluate(expr_eval, params["image-prefix"], event(payload)) == ""
-    title = binding["spec"]["submit"]["metadata"]["annotations"]["workflows.argoproj.io/title"]
+    metadata = binding["spec"]["submit"]["metadata"]  # Argo evaluates these as expressions too
+    assert evaluate(expr_eval, metadata["generateName"], event(payload)) == "qslm-push-"
+    title = metadata["annotations"]["workflows.argoproj.io/title"]
     assert evaluate(expr_eval, title, event(payload)) == f"push @ {payload['after'][:8]}"
     other = render_chart(VALUES | {"trigger": {"imageTag": "v2", "imagePrefix": "reg.lan:5000/"}})
     (b,) = other["workfloweventbinding.yaml"]
