@@ -107,7 +107,8 @@ def stage(name: str, stage_image: str, command: list[str], args: list[str], *, i
     written = [o.path if isinstance(o, Artifact) else o.value_from.path for o in outputs]
     if any(path.startswith(OUT + "/") for path in written):  # a non-root user cannot create /out itself
         volumes.append(EmptyDirVolume(name="out", mount_path=OUT))
-    env = []
+    # Libraries cache under the home folder (~/.cache, Triton's kernels on a GPU); the image's is on the read-only root.
+    env = [Env(name="HOME", value="/tmp")]
     if cache:  # the images default to offline; here the hub may be reached, so the first build fills the cache
         volumes.append(ExistingVolume(name="models", claim_name=MODELS_CLAIM, mount_path="/cache"))
         env.append(Env(name="HF_HUB_OFFLINE", value="0"))

@@ -283,6 +283,7 @@ def test_every_step_meets_the_conditions_of_a_real_cluster(name, request):
         if "container" in t:
             assert t["container"]["imagePullPolicy"] == "IfNotPresent"
             assert t["container"]["securityContext"]["readOnlyRootFilesystem"] is True
+            assert {"name": "HOME", "value": "/tmp"} in t["container"]["env"]  # caches under ~ land on /tmp
     assert rendered["spec"]["securityContext"] == {"fsGroup": 10001, "runAsGroup": 10001, "runAsNonRoot": True,
                                                    "runAsUser": 10001, "seccompProfile": {"type": "RuntimeDefault"}}
 
