@@ -104,7 +104,9 @@ def main() -> None:
     parser.add_argument("--tag", required=True, help="build tag, e.g. v2 (the image tag)")
     parser.add_argument("--registry", default="", help="registry host[:port][/path] to name (and --push) the images")
     parser.add_argument("--push", action="store_true", help="docker push each image (needs --registry)")
-    parser.add_argument("--k3s-import", action="store_true", help="load the images into k3s's containerd")
+    parser.add_argument("--k3s-import", action="store_true", help="load the images into k3s's containerd, pinned")
+    parser.add_argument("--k3s-images-dir", type=Path, default=K3S_IMAGES_DIR,
+                        help=f"k3s's agent images folder (default {K3S_IMAGES_DIR})")
     parser.add_argument("--python-base", help="base image for curate instead of its Dockerfile default")
     parser.add_argument("--torch-base", help="base image for train and eval instead of their Dockerfile default")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line on stdout")
@@ -130,7 +132,7 @@ def main() -> None:
         for r in results:
             subprocess.run(["docker", "push", r["ref"]], check=True, stdout=sys.stderr)
     if args.k3s_import:
-        archive = k3s_import([r["ref"] for r in results], args.tag)
+        archive = k3s_import([r["ref"] for r in results], args.tag, args.k3s_images_dir)
         print(f"imported into k3s and pinned; archive {archive}", file=sys.stderr)
 
     table = sys.stderr if args.json else sys.stdout
