@@ -50,6 +50,7 @@ CONTAINER_SECURITY = SecurityContext(allow_privilege_escalation=False, capabilit
 # therefore sets a mode, applied to the whole folder, that lets the step's own user read it.
 READABLE = 0o755
 
+
 def image(stage_image: str) -> str:
     # images/build.py names them qslm-<stage>:<tag>, optionally under a registry
     return "{{workflow.parameters.image-prefix}}qslm-" + stage_image + ":{{workflow.parameters.image-tag}}"

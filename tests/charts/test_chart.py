@@ -121,7 +121,8 @@ def test_everything_the_templates_name_exists(rendered):
     assert store["QSLM_STORE"] == "s3://quantum-slm"
     assert store["S3_ENDPOINT_URL"] == "http://quantum-slm-minio.builds.svc:9000"
     assert objs[("ConfigMap", steps.GPU_SEMAPHORE.name)]["data"] == {steps.GPU_SEMAPHORE.key: "1"}
-    assert objs[("ConfigMap", push.TRIGGER_CONFIG)]["data"] == {"QSLM_TRIGGER_SPECS": "v1", "QSLM_TRIGGER_BRANCH": "main"}
+    assert objs[("ConfigMap", push.TRIGGER_CONFIG)]["data"] == {"QSLM_TRIGGER_SPECS": "v1",
+                                                                "QSLM_TRIGGER_BRANCH": "main"}
     for account in (pipeline.SERVICE_ACCOUNT, push.SERVICE_ACCOUNT):
         assert objs[("RoleBinding", account)]["subjects"][0]["name"] == account
         assert {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]} \

@@ -121,7 +121,8 @@ def test_dry_run_prints_every_command_and_check_and_changes_nothing(machine):
                     "would run: helm upgrade --install nvdp nvdp/nvidia-device-plugin",
                     "would run: kubectl apply --server-side --force-conflicts -n argo -f "
                     "https://github.com/argoproj/argo-workflows/releases/download/v4.0.10/install.yaml",
-                    "would run: kubectl label namespace builds --overwrite pod-security.kubernetes.io/enforce=restricted",
+                    "would run: kubectl label namespace builds --overwrite "
+                    "pod-security.kubernetes.io/enforce=restricted",
                     "would run: kubectl -n builds create secret generic quantum-slm-store",
                     f"would run: helm upgrade --install qslm {CHART} -n builds"):
         assert planned in out, out
