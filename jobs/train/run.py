@@ -4,9 +4,9 @@
     info = train(spec, dataset_dir, out_dir)           # checkpoints under out_dir/checkpoints unless given
 
 `train` runs one function per phase: read and tokenise the data, load the model (base, seeded LoRA adapter,
-the execution knobs), preflight the memory on the longest examples (GPU), resume from OUT/checkpoints if a
-previous attempt left one, the loop, and the outputs: adapter, tokenizer, metrics.json, loss.png and
-train-info.json (last: its presence marks a finished folder).
+the execution knobs), preflight the memory on the longest examples (GPU), resume from the checkpoints folder
+(OUT/checkpoints unless given) if a previous attempt left one, the loop, and the outputs: adapter, tokenizer,
+metrics.json, loss.png and train-info.json (last: its presence marks a finished folder).
 """
 
 from __future__ import annotations
