@@ -137,6 +137,28 @@ def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix
              "image_tag": image_tag or b.spec, "image_prefix": image_prefix} for b in builds]
 
 
+def plan_command(args: argparse.Namespace) -> None:
+    """What `plan` prints and writes: the tags on stdout, why on stderr, the records in --json."""
+    try:
+        push = parse_push(json.loads(args.payload.read_text()), str(args.payload))
+    except (OSError, ValueError) as exc:
+        raise TriggerError(f"{args.payload}: cannot read a JSON payload ({exc})") from None
+    store = None
+    if args.store:
+        from jobs.core import keys
+        from jobs.core.store import open_store
+
+        store = open_store()
+    builds, notes = plan(push, [s for s in args.specs.split(",") if s], args.branch,
+                         exists=(lambda tag: store.exists(keys.manifest_key(tag))) if store else lambda tag: False)
+    for note in notes + [f"{b.tag}: {b.why}" for b in builds]:
+        print(f"trigger: {note}", file=sys.stderr)
+    print("".join(f"{b.tag}\n" for b in builds), end="")
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(records(push, builds, store, args.image_tag, args.image_prefix)) + "\n")
+
+
 def main(argv: list[str] | None = None) -> int:
     env = os.environ
     p = argparse.ArgumentParser(prog="python -m workflows.trigger", description=__doc__.split("\n\n")[1])
@@ -151,32 +173,12 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--json", type=Path, help="also write the builds as JSON records (the workflow's fan-out)")
     q.add_argument("--image-tag", default="", help="the stage images' tag for --json (default: the spec name)")
     q.add_argument("--image-prefix", default="", help="registry prefix of the images for --json")
-    args = p.parse_args(argv)
     try:
-        try:
-            push = parse_push(json.loads(args.payload.read_text()), str(args.payload))
-        except (OSError, ValueError) as exc:
-            raise TriggerError(f"{args.payload}: cannot read a JSON payload ({exc})") from None
-        store = None
-        if args.store:
-            from jobs.core import keys
-            from jobs.core.store import open_store
-
-            store = open_store()
-        builds, notes = plan(push, [s for s in args.specs.split(",") if s], args.branch,
-                             exists=(lambda tag: store.exists(keys.manifest_key(tag))) if store else lambda tag: False)
-        for note in notes:
-            print(f"trigger: {note}", file=sys.stderr)
-        for build in builds:
-            print(f"trigger: {build.tag}: {build.why}", file=sys.stderr)
-            print(build.tag)
-        if args.json:
-            args.json.parent.mkdir(parents=True, exist_ok=True)
-            args.json.write_text(json.dumps(records(push, builds, store, args.image_tag, args.image_prefix)) + "\n")
+        plan_command(p.parse_args(argv))
+        return 0
     except QslmError as exc:
         print(f"trigger: error: {exc}", file=sys.stderr)
         return 2
-    return 0
 
 
 if __name__ == "__main__":
