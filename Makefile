@@ -9,9 +9,10 @@ EXTRAS ?= curate,train,eval,workflows,dev
 SPECS := $(sort $(basename $(notdir $(wildcard data/builds/*.yaml))))
 A ?=
 B ?=
+comma := ,
 
 .DEFAULT_GOAL := help
-.PHONY: help venv need-version build test test-fast list show compare promote rollback images constraints render submit local-run bench clean
+.PHONY: help venv need-version build test test-fast list show compare promote rollback images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -69,12 +70,17 @@ constraints: venv ## Re-pin the images' packages to the venv's exact versions (a
 render: venv ## Write the Argo YAML from workflows/pipeline.py (committed; a test fails when it drifts)
 	$(PY) -m workflows.render
 
-submit: need-version venv ## Start a build on the cluster: make submit VERSION=v2 [WAIT=1] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
+submit: need-version venv ## Start builds on the cluster, side by side: make submit VERSION=v2[,v3] [WAIT=1] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
+	$(PY) -m jobs.core.spec $(subst $(comma), ,$(VERSION))
 	$(PY) -m workflows.submit --version $(VERSION) $(if $(WAIT),--wait) $(if $(IMAGES),--build-images) \
 	  $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(K3S),--k3s-import)
 
-local-run: need-version venv ## Run the rendered workflow with Docker, no cluster (needs QSLM_STORE=s3://... and S3_ENDPOINT_URL)
-	$(PY) -m workflows.local_run --version $(VERSION)
+local-run: venv ## Run the rendered workflows with Docker as a cluster would: VERSION=smoke, or PAYLOAD=push.json IMAGE_TAG=smoke (needs QSLM_STORE=s3://..., S3_ENDPOINT_URL)
+	@if [ -z "$(VERSION)$(PAYLOAD)" ]; then echo "error: give VERSION=<tag> (a build as make submit starts it) or PAYLOAD=<push.json> IMAGE_TAG=<tag> (a git push)" >&2; exit 2; fi
+	$(PY) -m workflows.local_run $(if $(PAYLOAD),--payload $(PAYLOAD),--version $(VERSION)) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+
+cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan)
+	DRY_RUN=$(DRY_RUN) scripts/cluster.sh
 
 bench: venv ## Curation benchmark on this machine (GPU benchmarks: see docs/benchmarks.md)
 	$(PY) -m jobs.curate.bench

@@ -163,17 +163,19 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
 
 
 def test_k3s_import_gets_all_three_images(images, tmp_path):
-    """`make images K3S_IMPORT=1` streams `docker save` into `k3s ctr images import -`; a stand-in k3s on PATH
-    records what it was given (no k3s runs here)."""
-    seen = tmp_path / "imported.json"
+    """`make images K3S_IMPORT=1` saves the images into k3s's agent images folder (here a temp folder) and imports
+    that archive with `k3s ctr`; a stand-in k3s on PATH records what it was given (no k3s runs here)."""
+    seen, agent = tmp_path / "imported.json", tmp_path / "agent-images"
     fake = tmp_path / "bin" / "k3s"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\n[ "$*" = "ctr images import -" ] || exit 9\ntar -xO manifest.json > {seen}\n')
+    fake.write_text(f'#!/bin/sh\ncase "$*" in\n  "ctr images import "*) tar -xOf "$4" manifest.json > {seen} ;;\n'
+                    '  "ctr images label "*) ;;\n  *) exit 9 ;;\nesac\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
     proc = subprocess.run([sys.executable, str(REPO / "images" / "build.py"), "--tag", TAG, "--k3s-import",
-                           "--python-base", PYTHON_BASE, "--torch-base", TORCH_BASE],
+                           "--k3s-images-dir", str(agent), "--python-base", PYTHON_BASE, "--torch-base", TORCH_BASE],
                           env=env, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tags = sorted(t for entry in json.loads(seen.read_text()) for t in entry["RepoTags"])
     assert tags == sorted(images.values())
+    assert [p.name for p in agent.iterdir()] == [f"qslm-{TAG}.tar"]
