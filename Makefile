@@ -60,7 +60,7 @@ rollback: venv ## Move `current` back to the previously promoted build
 	$(PY) -m jobs.core.cli rollback
 
 images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
-	$(PYTHON) images/build.py --tag $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push) \
+	$(PYTHON) images/build_images.py --tag $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push) \
 	  $(if $(K3S_IMPORT),--k3s-import) $(if $(PYTHON_BASE),--python-base $(PYTHON_BASE)) $(if $(TORCH_BASE),--torch-base $(TORCH_BASE))
 
 constraints: venv ## Re-pin the images' packages to the venv's exact versions (after changing pyproject.toml)

@@ -2,7 +2,7 @@
 # The steps that need only core run from this image too: the spec check (python -m jobs.core.spec), publish
 # (python -m jobs.core.publish), and the workflow's own small steps that read no ML code: the git push's plan
 # (python -m workflows.trigger) and the build's verdict (python -m workflows.verdict).
-#   python images/build.py --tag v2 curate        # or: make images VERSION=v2
+#   python images/build_images.py --tag v2 curate        # or: make images VERSION=v2
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 

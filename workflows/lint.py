@@ -17,7 +17,7 @@ import re
 VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 DEPENDS_RESULTS = {"Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed"}
-# Variables Argo itself provides (docs/variables.md), by prefix or exact name.
+# Variables Argo itself provides (its documentation's docs/variables.md), by prefix or exact name.
 BUILTIN = ("workflow.name", "workflow.namespace", "workflow.uid", "workflow.duration", "workflow.status",
            "workflow.creationTimestamp", "workflow.failures", "pod.name", "retries", "exitCode", "status",
            "duration")

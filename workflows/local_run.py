@@ -18,6 +18,7 @@ fall back to CPU), concurrency (steps run one at a time), deadlines, metrics.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import re
@@ -35,7 +36,7 @@ from workflows import pipeline, push, steps
 from workflows.lint import depends_on
 from workflows.local_pod import Pod, save_artifact
 from workflows.names import run_name
-from workflows.submit import REPO, data_snapshot, git_state, run_name as submit_run_name
+from workflows.submit import REPO, data_snapshot, data_state, run_name as submit_run_name
 
 RENDERED = {pipeline.NAME: REPO / "workflows" / "rendered" / "pipeline.yaml",
             push.NAME: REPO / "workflows" / "rendered" / "push.yaml"}
@@ -59,10 +60,37 @@ def substitute(obj, values: dict[str, str]):
 
 
 def _boolean(expression: str, names: dict[str, bool | str]) -> bool:
-    """Evaluate Argo's small `depends`/`when` language: names, literals, == != && || ! and parentheses."""
+    """Evaluate Argo's small `depends`/`when` language: names, literals, == != && || ! and parentheses.
+
+    `when` holds substituted parameters, and a push payload's values reach them, so this is a walk over the
+    parsed expression that knows those operators alone, never Python's eval."""
     py = expression.replace("&&", " and ").replace("||", " or ")
     py = re.sub(r"!(?!=)", " not ", py)
-    return bool(eval(py, {"__builtins__": {}}, names))  # our own template's expressions, never user input
+    try:
+        return bool(_value(ast.parse(py.strip(), mode="eval").body, names))
+    except (SyntaxError, KeyError, TypeError) as exc:
+        raise RunError(f"cannot evaluate the expression {expression!r} ({type(exc).__name__}); only names, "
+                       f"literals, ==, !=, &&, || and ! are understood") from None
+
+
+def _value(node, names: dict[str, bool | str]):
+    if isinstance(node, ast.Constant):
+        return node.value
+    if isinstance(node, ast.Name):
+        return names[node.id]
+    if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+        return not _value(node.operand, names)
+    if isinstance(node, ast.BoolOp):
+        values = (_value(v, names) for v in node.values)
+        return all(values) if isinstance(node.op, ast.And) else any(values)
+    if isinstance(node, ast.Compare) and all(isinstance(op, (ast.Eq, ast.NotEq)) for op in node.ops):
+        left, result = _value(node.left, names), True
+        for op, comparator in zip(node.ops, node.comparators):
+            right = _value(comparator, names)
+            result = result and ((left == right) if isinstance(op, ast.Eq) else (left != right))
+            left = right
+        return result
+    raise TypeError(type(node).__name__)
 
 
 def depends_met(depends: str, phases: dict[str, str]) -> bool:
@@ -271,7 +299,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     """Run build `tag` as `make submit` starts it (data/ uploaded from the checkout); returns (run name, phase)."""
     repo, store = repo or REPO, open_store()
     default_cluster, work = _cluster(store, work, volumes)
-    git = git_state(repo)
+    git = data_state(repo)
     if git["dirty"] and not allow_dirty:
         raise RunError("data/ has uncommitted changes; commit them or pass --allow-dirty")
     name = submit_run_name(tag)

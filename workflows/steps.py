@@ -52,7 +52,7 @@ READABLE = 0o755
 
 
 def image(stage_image: str) -> str:
-    # images/build.py names them qslm-<stage>:<tag>, optionally under a registry
+    # images/build_images.py names them qslm-<stage>:<tag>, optionally under a registry
     return "{{workflow.parameters.image-prefix}}qslm-" + stage_image + ":{{workflow.parameters.image-tag}}"
 
 
@@ -117,7 +117,7 @@ def stage(name: str, stage_image: str, command: list[str], args: list[str], *, i
     return Container(
         name=name,
         image=image(stage_image),
-        image_pull_policy="IfNotPresent",  # images imported into k3s cannot be pulled (images/build.py pins them)
+        image_pull_policy="IfNotPresent",  # images imported into k3s cannot be pulled (images/build_images.py pins them)
         command=command,
         args=args,
         inputs=([_data_input()] if data else []) + list(inputs),

@@ -99,7 +99,7 @@ def _git(repo: Path, *args: str) -> str:
         raise SubmitError(f"git {' '.join(args)} failed in {repo}: {str(detail).strip()}") from None
 
 
-def git_state(repo: Path) -> dict:
+def data_state(repo: Path) -> dict:
     """HEAD's commit, whether data/ differs from it, and data/'s tree hash at HEAD."""
     return {"commit": _git(repo, "rev-parse", "HEAD"),
             "dirty": bool(_git(repo, "status", "--porcelain", "--", "data")),
@@ -168,8 +168,8 @@ def check_template(argo: Argo, service: WorkflowsService) -> str:
 
 
 def build_images(image_tag: str, registry: str, k3s_import: bool) -> None:
-    """images/build.py (`make images`): pushed to the registry, or loaded into this node's k3s."""
-    cmd = [sys.executable, str(REPO / "images" / "build.py"), "--tag", image_tag]
+    """images/build_images.py (`make images`): pushed to the registry, or loaded into this node's k3s."""
+    cmd = [sys.executable, str(REPO / "images" / "build_images.py"), "--tag", image_tag]
     if registry:
         cmd += ["--registry", registry, "--push"]
     if k3s_import:
@@ -220,7 +220,7 @@ def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: s
     repo = repo or REPO
     if spec and len(tags) > 1:
         raise SubmitError(f"--spec names one spec, but {len(tags)} tags were given: give one tag per spec")
-    git = git_state(repo)
+    git = data_state(repo)
     if git["dirty"] and not allow_dirty:
         raise SubmitError("data/ has uncommitted changes; the cluster builds a commit. Commit them, or pass "
                           "--allow-dirty to build the working tree's data/ (recorded as dirty in the manifest).")

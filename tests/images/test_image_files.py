@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
 STAGES = ("curate", "train", "eval")
 requirements = runpy.run_path(str(IMAGES / "requirements.py"))["requirements"]
-build = runpy.run_path(str(IMAGES / "build.py"))
+build = runpy.run_path(str(IMAGES / "build_images.py"))
 
 
 def name_of(requirement: str) -> str:
@@ -76,9 +76,9 @@ def test_dockerfile_habits(stage):
 def test_image_names_and_tag_check():
     assert build["image_ref"]("train", "v2") == "qslm-train:v2"
     assert build["image_ref"]("eval", "v2", "registry.lan:5000/") == "registry.lan:5000/qslm-eval:v2"
-    proc = subprocess.run([sys.executable, str(IMAGES / "build.py"), "--tag", "v 2"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(IMAGES / "build_images.py"), "--tag", "v 2"], capture_output=True, text=True)
     assert proc.returncode == 2 and "not a valid image tag" in proc.stderr
-    proc = subprocess.run([sys.executable, str(IMAGES / "build.py"), "--tag", "v2", "--push"], capture_output=True,
+    proc = subprocess.run([sys.executable, str(IMAGES / "build_images.py"), "--tag", "v2", "--push"], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and "--push needs --registry" in proc.stderr
 

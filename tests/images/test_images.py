@@ -172,7 +172,7 @@ def test_k3s_import_gets_all_three_images(images, tmp_path):
                     '  "ctr images label "*) ;;\n  *) exit 9 ;;\nesac\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
-    proc = subprocess.run([sys.executable, str(REPO / "images" / "build.py"), "--tag", TAG, "--k3s-import",
+    proc = subprocess.run([sys.executable, str(REPO / "images" / "build_images.py"), "--tag", TAG, "--k3s-import",
                            "--k3s-images-dir", str(agent), "--python-base", PYTHON_BASE, "--torch-base", TORCH_BASE],
                           env=env, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]

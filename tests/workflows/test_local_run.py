@@ -34,6 +34,13 @@ def test_depends_and_when_follow_argo():
     assert local_run.when_met("'v1' != ''") and not local_run.when_met("'' != ''")
 
 
+def test_a_substituted_value_is_never_run_as_code():
+    # `when` holds parameters a push payload can set; an expression beyond Argo's little language is refused.
+    for hostile in ("__import__('os').system('true') == 0", "().__class__ == 1", "[1] == [1]"):
+        with pytest.raises(local_run.RunError, match="cannot evaluate"):
+            local_run.when_met(hostile)
+
+
 def test_substitute_leaves_unknown_variables_for_argo():
     out = local_run.substitute({"a": ["{{workflow.name}}/x", "{{pod.name}}"]}, {"workflow.name": "run-1"})
     assert out == {"a": ["run-1/x", "{{pod.name}}"]}

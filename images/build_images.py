@@ -1,10 +1,10 @@
 """Build the stage images (curate, train, eval) tagged with a build tag, print their sizes, and optionally push
 them to a registry or load them into k3s's containerd.
 
-    python images/build.py --tag v2                               # qslm-curate:v2, qslm-train:v2, qslm-eval:v2
-    python images/build.py --tag v2 --registry registry.lan:5000 --push
-    python images/build.py --tag v2 --k3s-import                  # into k3s, pinned (as root: sudo)
-    python images/build.py --tag v2 --torch-base my/torch:cpu train
+    python images/build_images.py --tag v2                               # qslm-curate:v2, qslm-train:v2, qslm-eval:v2
+    python images/build_images.py --tag v2 --registry registry.lan:5000 --push
+    python images/build_images.py --tag v2 --k3s-import                  # into k3s, pinned (as root: sudo)
+    python images/build_images.py --tag v2 --torch-base my/torch:cpu train
 
 Each image's base is its Dockerfile's BASE_IMAGE default (python:3.11-slim-bookworm; pytorch/pytorch's CUDA
 runtime image) unless --python-base / --torch-base name another (the tests pass locally made bases).
