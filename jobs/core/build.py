@@ -4,14 +4,19 @@
 
 Stages run as subprocesses with exactly the commands the images and the Argo workflow run, in a work folder
 (.work/<tag>/); publish then writes the store, manifest last. A tag already complete in the store is refused
-before any work starts, and the store is left untouched.
+before any work starts, and the store is left untouched. Each stage runs in a process group of its own that
+dies with the driver, however the driver ends (Ctrl-C, SIGTERM, SIGKILL): no stage outlives it to keep writing
+into the work folder a rerun uses.
 """
 
 from __future__ import annotations
 
 import argparse
+import ctypes
 import json
+import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -30,11 +35,44 @@ class BuildError(QslmError):
     pass
 
 
+# Runs in the stage's process group and holds the read end of a pipe whose write end only the driver has: when
+# the driver ends in any way (exit, exception, SIGKILL), the pipe closes and this kills the whole group.
+WATCHER = "import os, signal, sys; sys.stdin.buffer.read(); os.killpg(0, signal.SIGKILL)"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
+
+
+def _die_with(driver: int):
+    """preexec_fn for the stage (Linux): SIGKILL when the driver dies, even before the watcher is in place."""
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):  # not Linux: the watcher alone kills the stage
+        return None
+
+    def arm() -> None:
+        prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+        if os.getppid() != driver:  # the driver died before prctl took effect
+            os._exit(1)
+    return arm
+
+
+def run_in_group(cmd: list[str]) -> int:
+    """Run `cmd` in a process group of its own that dies with this process; returns its exit status."""
+    read, write = os.pipe()
+    watcher = subprocess.Popen([sys.executable, "-c", WATCHER], stdin=read, process_group=0)
+    os.close(read)
+    try:
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, process_group=watcher.pid, preexec_fn=_die_with(os.getpid()))
+        return proc.wait()
+    finally:
+        os.close(write)  # the watcher wakes and kills what is left of the group: the stage's own children too
+        watcher.wait()
+
+
 def _stage(name: str, args: list[str]) -> int:
     cmd = [sys.executable, "-m", f"jobs.{name}", *args]
     print(f"\n==> {name}: {' '.join(cmd[1:])}", flush=True)
     started = time.perf_counter()
-    rc = subprocess.run(cmd, cwd=REPO_ROOT).returncode
+    rc = run_in_group(cmd)
     print(f"<== {name}: exit {rc} after {time.perf_counter() - started:.1f} s", flush=True)
     return rc
 
@@ -42,6 +80,7 @@ def _stage(name: str, args: list[str]) -> int:
 def build(tag: str, work_root: Path) -> int:
     spec = spec_by_tag(tag)
     store = open_store()
+    store.check()  # a store that cannot be written fails now, not after the stages have run
     if store.exists(keys.manifest_key(tag)):
         raise BuildError(f"build {tag!r} already exists in the store {store.url} and a tag is immutable; nothing "
                          f"was changed. See it with `make show VERSION={tag}`, or build under a new tag "
@@ -96,11 +135,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--tag", required=True, help="build tag: data/builds/<tag>.yaml")
     p.add_argument("--work", type=Path, default=REPO_ROOT / ".work", help="scratch folder (default .work/)")
     args = p.parse_args(argv)
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # unwinds through run_in_group: the stage dies too
     try:
         return build(args.tag, args.work)
     except QslmError as exc:
         print(f"build: error: {exc}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        print("build: interrupted; the running stage was stopped. Rerun the same command to continue (training "
+              "resumes from its last checkpoint).", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":
