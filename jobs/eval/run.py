@@ -138,7 +138,10 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     """Evaluate and write the report folder; returns the gate result ({"passed", "checks"})."""
     start = time.perf_counter()
     dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
-    suite = load_suite(spec.eval.suite)
+    suite = load_suite(spec.eval.suite)  # bounded at load: jobs.core.suite.MAX_QUESTIONS and LIMITS
+    n = len(suite.questions)
+    print(f"eval: suite {suite.name}: {n} questions, each answered by the adapter and by the base model with up "
+          f"to {spec.eval.max_new_tokens} new tokens (at most {2 * n * spec.eval.max_new_tokens:,})", flush=True)
     previous = read_previous(previous_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise EvalError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
@@ -156,6 +159,8 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens, "batch_size": spec.eval.batch_size}
     answers, generation, nll = {}, {}, {}
     answers["adapter"], generation["adapter"] = generate.generate(model, tokenizer, questions, **kw)
+    print(f"eval: the adapter answered {n} questions in {generation['adapter']['seconds']:.0f} s; the base model "
+          f"answers next, in about as long (estimated {generation['adapter']['seconds']:.0f} s)", flush=True)
     t = time.perf_counter()
     nll["adapter"] = generate.paragraph_nll(model, tokenizer, heldout)
     timings["perplexity_s"] = time.perf_counter() - t
