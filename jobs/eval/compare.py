@@ -1,7 +1,7 @@
 """python -m jobs.eval.compare [--a TAG] [--b TAG]      (also: python -m jobs.eval.compare A B)
 
-Prints the report's comparison of two builds in the terminal, from builds/<tag>/report/metrics.json in the
-store (QSLM_STORE). --b defaults to the newest complete build, --a to the promoted `current` build.
+Prints the report's comparison of two builds in the terminal, from each build's report/metrics.json in the
+store (QSLM_STORE), found through its manifest and checked against the sha256 there. --b defaults to the newest complete build, --a to the promoted `current` build.
 What `make compare A=v1 B=v2` runs.
 """
 
@@ -11,9 +11,8 @@ import argparse
 import json
 import sys
 
-from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.registry import complete_tags, current_tag, read_manifest
+from jobs.core.registry import complete_tags, current_tag, read_artifact_file, read_manifest
 from jobs.core.store import open_store
 from jobs.eval.report import comparison_rows, fmt, signed
 
@@ -28,12 +27,8 @@ def latest_tag(store) -> str | None:
 
 
 def load_metrics(store, tag: str) -> dict:
-    key = keys.artifact_prefix(tag, "report") + "metrics.json"
-    if not store.exists(key):
-        known = ", ".join(complete_tags(store)) or "(none)"
-        raise CompareError(f"no eval report for build {tag!r} in the store {store.url} ({key} is missing); "
-                           f"complete builds: {known}")
-    return json.loads(store.get_bytes(key))
+    """The build's report/metrics.json, found through its manifest and checked against the sha256 there."""
+    return json.loads(read_artifact_file(store, tag, "report", "metrics.json"))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -13,11 +14,18 @@ from jobs.eval.compare import main
 
 
 def _put_build(store, tag: str, created_at: str, headline: dict, topics: dict, status: str = "passed") -> None:
+    """A committed build as publish leaves it: files under an attempt, listed with their sha256 by the manifest."""
     metrics = {"tag": tag, "suite": {"name": "core", "sha256": "a" * 64, "questions": 3}, "headline": headline,
                "topics": topics, "gate": {"passed": status == "passed", "checks": []}}
-    store.put_bytes(keys.artifact_prefix(tag, "report") + "metrics.json", json.dumps(metrics).encode())
-    store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": status,
-                                                        "created_at": created_at}).encode())
+    files = {"dataset": ("train.parquet", b"rows"), "adapter": ("adapter_model.safetensors", b"weights"),
+             "report": ("metrics.json", json.dumps(metrics).encode())}
+    attempt = keys.new_attempt()
+    for artifact, (name, data) in files.items():
+        store.put_bytes(keys.artifact_prefix(tag, artifact, attempt) + name, data)
+    listed = {artifact: [{"path": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}]
+              for artifact, (name, data) in files.items()}
+    store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": status, "created_at": created_at,
+                                                        "attempt": attempt, "artifacts": listed}).encode())
 
 
 def _topic(recall: float, similarity: float) -> dict:
