@@ -200,7 +200,7 @@ class S3Store:
             return StoreError(f"no S3 credentials for {self.url}: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY")
         error = getattr(exc, "response", {}).get("Error", {})
         code = str(error.get("Code", type(exc).__name__))
-        if code == "NoSuchBucket":
+        if code == "NoSuchBucket" or (op == "HEAD bucket" and code in ("404", "NotFound")):
             return StoreError(f"bucket {self.bucket!r} does not exist at {self._where()}: create it (e.g. "
                               f"`mc mb`), or fix QSLM_STORE / S3_ENDPOINT_URL")
         if code in CREDENTIAL_CODES:

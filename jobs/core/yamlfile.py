@@ -70,6 +70,20 @@ def _measure(node: Node, sizes: dict[int, tuple[int, int]], open_: set[int]) -> 
 
 
 class _Loader(yaml.SafeLoader):
+    depth = composed = 0
+
+    def compose_node(self, parent, index):
+        # Refused while composing: PyYAML would recurse until a RecursionError, or build millions of nodes.
+        self.depth, self.composed = self.depth + 1, self.composed + 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise _Refused(f"it nests deeper than {MAX_DEPTH} levels")
+            if self.composed > MAX_VALUES:
+                raise _Refused(f"it holds more than {MAX_VALUES:,} values")
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
+
     def construct_mapping(self, node, deep=False):
         seen = set()
         for key_node, _ in node.value:

@@ -49,10 +49,11 @@ class Document:
 def display_path(path: Path, source_root: Path) -> str:
     """A stable relative name: repository-relative inside the repo, else `<source folder name>/<rel>`."""
     path = path.resolve()
-    try:
+    if path.is_relative_to(REPO_ROOT):
         return path.relative_to(REPO_ROOT).as_posix()
-    except ValueError:
+    if path.is_relative_to(source_root.resolve()):
         return (Path(source_root.resolve().name) / path.relative_to(source_root.resolve())).as_posix()
+    return path.as_posix()  # outside both: named in a message only, such a file is never read
 
 
 def sha256_bytes(data: bytes) -> str:

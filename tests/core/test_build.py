@@ -2,8 +2,10 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -70,3 +72,49 @@ def test_smoke_build_writes_a_complete_immutable_tag(build_env):
     assert again.returncode == 2 and "already exists" in again.stderr and "immutable" in again.stderr
     assert "==> curate" not in again.stdout
     assert {k: store.get_bytes(k) for k in store.list("")} == before
+
+
+# ---------------------------------------------------------------- a stage never outlives the driver
+
+STAGE = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # the stage's own child
+open(sys.argv[1], "w").write(f"{os.getpid()} {child.pid}")
+time.sleep(600)
+"""
+DRIVER = "import sys; from jobs.core.build import run_in_group; sys.exit(run_in_group(sys.argv[1:]))"
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait() is missing
+
+
+def wait_for(condition, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def start_driver(tmp_path):
+    pids = tmp_path / "pids"
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, sys.executable, "-c", STAGE, str(pids)], cwd=REPO)
+    assert wait_for(lambda: pids.is_file() and len(pids.read_text().split()) == 2), "the stage did not start"
+    return driver, [int(p) for p in pids.read_text().split()]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_the_stage_and_its_children_die_with_the_driver(tmp_path, how):
+    driver, pids = start_driver(tmp_path)
+    assert all(alive(p) for p in pids)
+    driver.send_signal(how)
+    driver.wait()
+    # Each wait is a bound, not a timing claim: the processes die within milliseconds of the driver.
+    assert wait_for(lambda: not any(alive(p) for p in pids)), f"orphaned stage processes: {pids}"
