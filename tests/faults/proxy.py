@@ -38,6 +38,7 @@ class Proxy:
         with self._lock:
             was, self.mode = self.mode, mode
             if mode == "stop" and was != "stop":
+                self._listener.shutdown(socket.SHUT_RDWR)  # wakes the accepting thread and stops listening now
                 self._listener.close()
             elif was == "stop" and mode != "stop":
                 listener = socket.socket()
