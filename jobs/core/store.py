@@ -6,10 +6,12 @@
 `create_bytes` is the commit point: it writes a key only if it does not exist yet (O_EXCL locally,
 If-None-Match: * on S3), so two builds of one tag cannot both complete.
 
-Every S3 request has a connect and a read timeout and is tried QSLM_S3_ATTEMPTS times (default 4) with a
-doubling pause between tries; each failed try prints one line, and the last raises a StoreError naming the
-endpoint and the fix. A frozen endpoint therefore ends in an error after about ATTEMPTS x TIMEOUT seconds, never
-a hang. Files go up in one PUT each (no multipart upload), so a killed upload leaves nothing behind in S3.
+S3 requests have a connect and a read timeout (QSLM_S3_TIMEOUT_S, default 30 s; connect at most 10 s) and are
+tried QSLM_S3_ATTEMPTS times (default 4) on a connection fault, a timeout or a 5xx answer, with pauses of 1, 2,
+4 ... s; each failed try prints one line on stderr, and the last raises a StoreError naming the endpoint and the
+fix. A frozen endpoint therefore ends in an error after about ATTEMPTS x TIMEOUT seconds, never a hang. Refusals
+another try will not change (no such bucket, bad credentials) raise at once. Files go up in one PUT each (no
+multipart upload), so a killed upload leaves nothing behind in the bucket.
 """
 
 from __future__ import annotations
