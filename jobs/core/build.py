@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import json
 import os
 import shutil
 import signal
@@ -26,7 +25,7 @@ from jobs.core import keys
 from jobs.core.errors import QslmError
 from jobs.core.model import resolve_base_model
 from jobs.core.provenance import sha256_file, training_fingerprint
-from jobs.core.registry import fetch_artifact, previous_build
+from jobs.core.registry import fetch_artifact, previous_build, read_manifest
 from jobs.core.spec import GATE_FAILED, REPO_ROOT, spec_by_tag
 from jobs.core.store import open_store
 
@@ -116,13 +115,13 @@ def build(tag: str, work_root: Path) -> int:
     if _stage("core.publish", ["--spec", spec_file, "--tag", tag, "--dataset", str(dataset),
                                "--adapter", str(adapter), "--report", str(report)]) != 0:
         raise BuildError("publish failed (see its message above)")
-    manifest = json.loads(store.get_bytes(keys.manifest_key(tag)))
+    manifest = read_manifest(store, tag)
     shutil.rmtree(work, ignore_errors=True)
-    print(f"\nbuild {tag}: {manifest['status']} -> {store.url}/builds/{tag}/")
+    print(f"\nbuild {tag}: {manifest['status']} -> {store.url}/{keys.build_prefix(tag)}")
     for name, value in sorted(manifest.get("metrics", {}).items()):
         if isinstance(value, (int, float)):
             print(f"  {name:<24} {value:.4f}")
-    print(f"  report: {store.url}/builds/{tag}/report/report.html")
+    print(f"  report: {store.url}/{keys.artifact_prefix(tag, 'report', manifest.get('attempt'))}report.html")
     if manifest["status"] != "passed":
         print(f"build {tag} FAILED its eval gate; it is stored as failed-gate and cannot be promoted.",
               file=sys.stderr)

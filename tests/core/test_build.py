@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from jobs.core import keys
+from jobs.core.registry import read_artifact_file, verify_build
 from jobs.core.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -56,16 +57,16 @@ def test_smoke_build_writes_a_complete_immutable_tag(build_env):
     assert set(m["timings_s"]) == {"curate", "train", "eval", "publish"}
     assert {"torch", "transformers", "peft"} <= set(m["versions"]["train"])
     assert "concept_recall" in m["metrics"] and "similarity" in m["metrics"]
-    for name, files in m["artifacts"].items():
-        assert files, name
-        for f in files:
-            assert store.exists(keys.artifact_prefix("smoke", name) + f["path"])
-    adapter = json.loads(store.get_bytes(keys.artifact_prefix("smoke", "adapter") + "adapter_config.json"))
+    assert all(m["artifacts"][name] for name in keys.ARTIFACTS)
+    assert verify_build(store, "smoke").damaged == []  # every listed file is there, with its sha256
+    adapter = json.loads(read_artifact_file(store, "smoke", "adapter", "adapter_config.json"))
     assert adapter["r"] == 16 and adapter["lora_alpha"] == 32
     assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
-    assert store.exists(keys.artifact_prefix("smoke", "adapter") + "adapter_model.safetensors")
-    assert store.exists(keys.artifact_prefix("smoke", "dataset") + "train.parquet")
-    assert store.exists(keys.artifact_prefix("smoke", "report") + "report.html")
+    listed = {name: {f["path"] for f in m["artifacts"][name]} for name in keys.ARTIFACTS}
+    assert "adapter_model.safetensors" in listed["adapter"] and "train.parquet" in listed["dataset"]
+    assert "report.html" in listed["report"]
+    assert {s["path"] for s in m["sources"]} == {f["path"] for f in json.loads(read_artifact_file(
+        store, "smoke", "dataset", "curate-info.json"))["sources"]}  # only what curate read
 
     before = {k: store.get_bytes(k) for k in store.list("")}
     again = run_build("smoke", build_env)
