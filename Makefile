@@ -40,7 +40,7 @@ build: need-version venv ## Run a whole build locally: make build VERSION=smoke 
 test: venv ## Run every test tier (unit, tiny-model, docker when an engine can be started)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
-test-fast: venv ## Run the unit tests only (no tiny-model or docker tests)
+test-fast: venv ## Run the unit tests only (no tiny-model, fault or docker tests)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not docker"
 
 test-faults: venv ## Run the fault tier only: kill -9 in publish/train/eval/build, racing publishes, S3 endpoint faults
