@@ -133,14 +133,20 @@ def publish(spec, tag: str, dataset: Path, adapter: Path, report: Path, sources:
 
 def commit(store, tag: str, body: bytes, attempt: str) -> None:
     """Write the manifest if the tag has none. A retried write whose first try landed (the answer was lost on
-    the way back) finds its own manifest there: that is a commit, not a lost race."""
+    the way back) finds its own manifest there: that is a commit, not a lost race. S3 answers 409 when another
+    conditional write to the key is in flight; if that one then fails, the key is still free: try again."""
+    key = keys.manifest_key(tag)
     try:
-        store.create_bytes(keys.manifest_key(tag), body)
-    except KeyExists:
-        if store.get_bytes(keys.manifest_key(tag)) != body:
+        for _ in range(3):
+            try:
+                store.create_bytes(key, body)
+                return
+            except KeyExists:
+                if store.exists(key):
+                    break
+        if store.get_bytes(key) != body:
             raise PublishError(f"build {tag!r} was completed by another run while this one was publishing; this "
-                               f"run's files (attempt {attempt}) are in no manifest, and `make gc` removes them"
-                               ) from None
+                               f"run's files (attempt {attempt}) are in no manifest, and `make gc` removes them")
     except StoreError as exc:
         raise PublishError(f"{exc}. Whether build {tag!r} was committed is unknown: `make show VERSION={tag}` "
                            f"tells; if it is not complete, run publish again") from None
