@@ -16,6 +16,13 @@ The shape (data/eval/core.yaml):
           - fidelity                      # a plain string is a concept without synonyms
         topic: quantum-kernels
         source: data/raw/thesis/chapters/kernels.tex
+        paragraphs:                       # optional: the source paragraphs (ids as curate writes them) that
+          - data/raw/thesis/main.tex#quantum-kernel-methods/fidelity-kernels#p0   # hold the answer
+      - id: out-01
+        question: "What T1 did the Zurich device have?"
+        reference: "The documents do not report it."   # what is absent, in words
+        expect: abstain                   # the answer is not in the documents: the model should say so
+        topic: out-of-scope               # (concepts optional for abstain items)
 
 Every problem in a suite file is collected and raised together as one SuiteError that names the file and,
 where it can, the question id. A suite is bounded (MAX_QUESTIONS, and LIMITS on every text field, in
@@ -42,8 +49,11 @@ LIMITS = {"name": 100, "description": 2000, "id": 64, "question": 4000, "referen
           "source": 500, "concept": 200}
 MAX_CONCEPTS = 50  # per question, and synonyms per concept
 SUITE_KEYS = {"name", "description", "questions"}
-QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source"}
-REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "concepts", "topic")
+QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source", "expect", "paragraphs"}
+REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "topic")  # and concepts, unless expect: abstain
+EXPECT = ("answer", "abstain")  # answer: the documents hold the answer; abstain: they do not, say so
+# A paragraph id as curate writes it: <document>#<section-slug-path>#p<index>
+PARAGRAPH_ID = re.compile(r"^[^#\s]+#[^#\s]*#p\d+\Z")
 CONCEPT_KEYS = {"name", "synonyms"}
 
 
@@ -70,6 +80,8 @@ class Question:
     concepts: tuple[Concept, ...]
     topic: str
     source: str = ""  # the document the answer comes from (repository-relative path), for the report
+    expect: str = "answer"  # "abstain": the documents do not hold the answer and the model should say so
+    paragraphs: tuple[str, ...] = ()  # ids of the source paragraphs that hold the answer (faithfulness checks)
 
 
 @dataclass(frozen=True)
@@ -127,14 +139,18 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
     where = f"question {brief(qid, 40)}" if isinstance(qid, str) and qid else f"questions[{index}]"
     for key in sorted(map(str, value.keys() - QUESTION_KEYS)):
         errors.append(f"{where}: unknown key {brief(key, 40)} (known keys: {', '.join(sorted(QUESTION_KEYS))})")
-    missing = [k for k in REQUIRED_QUESTION_KEYS if k not in value]
+    expect = value.get("expect", "answer")
+    if expect not in EXPECT:
+        errors.append(f"{where}.expect: {brief(expect)} is not one of {', '.join(EXPECT)}")
+        expect = "answer"
+    missing = [k for k in REQUIRED_QUESTION_KEYS + (("concepts",) if expect == "answer" else ()) if k not in value]
     if missing:
         errors.append(f"{where}: missing key(s) {', '.join(missing)}")
         return None
     if isinstance(qid, str) and not ID_PATTERN.match(qid):
         errors.append(f"{where}: id must be letters, digits, '.', '_' or '-' (it names rows in reports)")
-    concepts = _list(value["concepts"], f"{where}.concepts", errors, "concepts")
-    if not concepts and isinstance(value["concepts"], list) and not value["concepts"]:
+    concepts = _list(value.get("concepts", []), f"{where}.concepts", errors, "concepts")
+    if not concepts and expect == "answer" and isinstance(value.get("concepts"), list):
         errors.append(f"{where}.concepts: expected a non-empty list of concepts, got an empty list")
     parsed = tuple(c for c in (_concept(v, f"{where}.concepts[{i}]", errors) for i, v in enumerate(concepts)) if c)
     source = value.get("source", "")
@@ -146,7 +162,26 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
     return Question(id=_text(qid, f"{where}.id", errors, "id"),
                     question=_text(value["question"], f"{where}.question", errors, "question"),
                     reference=_text(value["reference"], f"{where}.reference", errors, "reference"), concepts=parsed,
-                    topic=_text(value["topic"], f"{where}.topic", errors, "topic"), source=source)
+                    topic=_text(value["topic"], f"{where}.topic", errors, "topic"), source=source, expect=expect,
+                    paragraphs=_paragraphs(value.get("paragraphs", []), expect, where, errors))
+
+
+def _paragraphs(value, expect: str, where: str, errors: list[str]) -> tuple[str, ...]:
+    """Source references: paragraph ids as the dataset records them (its `paragraph_ids` column)."""
+    if isinstance(value, str) or not isinstance(value, list):
+        errors.append(f"{where}.paragraphs: expected a list of paragraph ids, got {brief(value)}")
+        return ()
+    if len(value) > MAX_CONCEPTS:
+        errors.append(f"{where}.paragraphs: {len(value)} paragraph ids, more than the {MAX_CONCEPTS} allowed")
+        return ()
+    if value and expect == "abstain":
+        errors.append(f"{where}.paragraphs: an `expect: abstain` item has no source paragraphs (the documents "
+                      f"do not hold its answer); remove them or drop `expect: abstain`")
+    bad = [v for v in value if not isinstance(v, str) or not PARAGRAPH_ID.match(v)]
+    for v in bad:
+        errors.append(f"{where}.paragraphs: {brief(v)} is not a paragraph id (<document>#<section-slugs>#p<index>, "
+                      f"as in the dataset's paragraph_ids column)")
+    return tuple(v for v in value if v not in bad)
 
 
 def parse_suite(data, path: str, sha256: str = "") -> Suite:

