@@ -95,7 +95,7 @@ def gc_text(store, garbage: list[Garbage], kept: list[str], applied: bool, min_a
     verb = "removed" if applied else "would remove"
     lines = [f"{verb}: {g.key}  ({g.why})" for g in garbage]
     lines += [f"kept: {k}" for k in kept]
-    lines.append(f"\n{store.url}: {len(garbage)} item(s) {verb}, {len(kept)} left alone "
+    lines.append(f"\n{store.url}: {len(garbage)} item(s) {'removed' if applied else 'to remove'}, {len(kept)} left alone "
                  f"(uncommitted attempts and unfinished writes younger than {_age(min_age_s)} may still be running)")
     if garbage and not applied:
         lines.append("dry run: nothing was changed; `make gc APPLY=1` removes them")

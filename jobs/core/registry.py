@@ -177,7 +177,7 @@ def verify_build(store, tag: str) -> Verification:
 
 
 def _damaged(store, tag: str, what: str, bad: list[str]) -> IntegrityError:
-    return IntegrityError(f"build {tag!r} in {store.url}: {what} does not match its manifest: "
+    return IntegrityError(f"build {tag!r} in {store.url} does not match its manifest ({what}): "
                           f"{', '.join(bad[:5])}{' ...' if len(bad) > 5 else ''}. Do not use or promote it; "
                           f"`make verify VERSION={tag}` lists every damaged file")
 
@@ -185,7 +185,7 @@ def _damaged(store, tag: str, what: str, bad: list[str]) -> IntegrityError:
 def _check_intact(store, tag: str) -> Verification:
     result = verify_build(store, tag)
     if result.damaged:
-        raise _damaged(store, tag, "its stored files", result.damaged)
+        raise _damaged(store, tag, "stored files", result.damaged)
     return result
 
 
@@ -223,7 +223,7 @@ def fetch_artifact(store, tag: str, artifact: str, dest: str | Path) -> dict:
             if sha256_file(tmp / rec["path"]) != rec["sha256"]:
                 bad.append(f"{rec['path']} (sha256 differs from the manifest)")
         if bad:
-            raise _damaged(store, tag, f"its {artifact}", bad)
+            raise _damaged(store, tag, artifact, bad)
         for path in sorted(tmp.rglob("*")):  # checked: now into dest, which may already exist
             if path.is_file():
                 target = dest / path.relative_to(tmp)
