@@ -13,6 +13,7 @@ import sys
 import time
 from pathlib import Path
 
+import pytest
 from safetensors.numpy import load_file
 
 from jobs.core import keys
@@ -22,6 +23,8 @@ from jobs.core.suite import load_suite
 from tests.conftest import REPO
 from tests.faults.harness import FIGURES, fault_env, wait_for
 from tests.train.conftest import conversations, with_train, write_dataset
+
+pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds stage processes through /proc")
 
 
 def children(pid: int) -> list[tuple[int, str]]:
