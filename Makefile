@@ -12,7 +12,7 @@ B ?=
 comma := ,
 
 .DEFAULT_GOAL := help
-.PHONY: help venv need-version build test test-fast list show compare promote rollback images constraints render submit local-run cluster bench clean
+.PHONY: help venv need-version build test test-fast test-faults list show verify compare promote rollback gc images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -41,14 +41,20 @@ build: need-version venv ## Run a whole build locally: make build VERSION=smoke 
 test: venv ## Run every test tier (unit, tiny-model, docker when an engine can be started)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
 
-test-fast: venv ## Run the unit tests only (no tiny-model or docker tests)
+test-fast: venv ## Run the unit tests only (no tiny-model, fault or docker tests)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m "not slow and not docker"
+
+test-faults: venv ## Run the fault tier only: kill -9 in publish/train/eval/build, racing publishes, S3 endpoint faults
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m faults
 
 list: venv ## List the builds in the store with status and headline scores
 	$(PY) -m jobs.core.cli list
 
-show: need-version venv ## Print a build's manifest: make show VERSION=v1
+show: need-version venv ## Print a build's manifest and re-hash its files: make show VERSION=v1
 	$(PY) -m jobs.core.cli show $(VERSION)
+
+verify: need-version venv ## Re-hash every file of a build against its manifest: make verify VERSION=v1
+	$(PY) -m jobs.core.cli verify $(VERSION)
 
 compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (A: current, B: newest by default)
 	$(PY) -m jobs.eval.compare $(if $(A),--a $(A)) $(if $(B),--b $(B))
@@ -58,6 +64,9 @@ promote: need-version venv ## Make a build that passed its gate current: make pr
 
 rollback: venv ## Move `current` back to the previously promoted build
 	$(PY) -m jobs.core.cli rollback
+
+gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24]
+	$(PY) -m jobs.core.cli gc $(if $(APPLY),--apply) $(if $(MIN_AGE_HOURS),--min-age-hours $(MIN_AGE_HOURS))
 
 images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
 	$(PYTHON) images/build_images.py --tag $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push) \

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import types
 import typing
@@ -21,11 +22,12 @@ from typing import Literal
 from jobs.core.errors import QslmError
 from jobs.core.overrides import OverridesError, read_overrides
 from jobs.core.suite import SuiteError, load_suite
-from jobs.core.yamlfile import read_yaml
+from jobs.core.yamlfile import brief, problems, read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILDS_DIR = REPO_ROOT / "data" / "builds"
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")  # \Z: `$` would accept a trailing newline
+DATA_ROOT_ENV = "QSLM_DATA_ROOT"  # folders outside the repository that specs may name (os.pathsep-separated)
 
 
 class SpecError(QslmError):
@@ -209,51 +211,76 @@ def _convert(value, tp, where: str, errors: list[str], is_path: bool):
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            errors.append(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+            errors.append(f"{where}: {brief(value)} is not one of {', '.join(map(repr, choices))}")
         return value
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            errors.append(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a list, got {type(value).__name__} {brief(value)}")
             return ()
         item_tp = typing.get_args(tp)[0]
         return tuple(_convert(v, item_tp, f"{where}[{i}]", errors, is_path) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            errors.append(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a mapping, got {type(value).__name__} {brief(value)}")
             return {}
         key_tp, val_tp = typing.get_args(tp)
-        return {str(k): _convert(v, val_tp, f"{where}.{k}", errors, False) for k, v in value.items()}
+        return {str(k): _convert(v, val_tp, f"{where}.{str(k)[:40]}", errors, False) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, errors)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a number, got {type(value).__name__} {brief(value)}")
             return value
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected an integer, got {type(value).__name__} {brief(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            errors.append(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected true or false, got {type(value).__name__} {brief(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            errors.append(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a string, got {type(value).__name__} {brief(value)}")
             return value
         if is_path:
-            resolved = (REPO_ROOT / value).resolve()
-            if not resolved.exists():
-                errors.append(f"{where}: file or folder {value!r} does not exist (looked for {resolved})")
-            return str(resolved)
+            return _confined_path(value, where, errors)
         return value
     raise TypeError(f"spec field type {_type_name(tp)} at {where} is not supported")  # a bug in this file
 
 
+def allowed_roots() -> list[Path]:
+    """Where the files a spec names may live: the repository, and the folders QSLM_DATA_ROOT names."""
+    extra = [Path(p).resolve() for p in os.environ.get(DATA_ROOT_ENV, "").split(os.pathsep) if p.strip()]
+    return [REPO_ROOT, *extra]
+
+
+def _confined_path(value: str, where: str, errors: list[str]) -> str | None:
+    """The absolute path (symlinks resolved) of a file a spec names; it must exist inside an allowed root, so a
+    spec cannot make a stage read (and publish) the rest of the machine. None when it is outside (reported):
+    the checks that read the suite and the overrides file then leave it unread."""
+    try:
+        resolved = (REPO_ROOT / value).resolve()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+        errors.append(f"{where}: {brief(value)} is not a usable path ({getattr(exc, 'strerror', None) or exc})")
+        return None
+    roots = allowed_roots()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        allowed = ", ".join(map(str, roots[1:]))
+        via = f" ({brief(value)} leads there)" if value != str(resolved) else ""
+        errors.append(f"{where}: {resolved}{via} is outside the repository {REPO_ROOT}"
+                      f"{f' and {DATA_ROOT_ENV} ({allowed})' if allowed else ''}; keep documents, suites and "
+                      f"overrides in the repository, or allow their folder with {DATA_ROOT_ENV}=/path/to/folder")
+        return None
+    if not resolved.exists():
+        errors.append(f"{where}: file or folder {brief(value)} does not exist (looked for {resolved})")
+    return str(resolved)
+
+
 def _build(cls, data, where: str, errors: list[str]):
     if not isinstance(data, dict):
-        errors.append(f"{where or 'top level'}: expected a mapping, got {type(data).__name__} {data!r}")
+        errors.append(f"{where or 'top level'}: expected a mapping, got {type(data).__name__} {brief(data)}")
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("name", "source_file")}
@@ -261,7 +288,7 @@ def _build(cls, data, where: str, errors: list[str]):
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            errors.append(f"{prefix}{key}: unknown key (known keys here: {known})")
+            errors.append(f"{prefix}{str(key)[:40]}: unknown key (known keys here: {known})")
     values = {}
     for name, f in fields.items():
         if name in data:
@@ -392,8 +419,7 @@ def load_spec(path: str | Path) -> BuildSpec:
         spec = dataclasses.replace(spec, name=name, source_file=str(path.resolve()))
         _check_values(spec, errors)
     if errors:
-        listing = "\n".join(f"  - {e}" for e in errors)
-        raise SpecError(f"{path}: {len(errors)} problem(s) in this build spec:\n{listing}")
+        raise SpecError(problems(path, "build spec", errors))
     return spec
 
 
@@ -405,7 +431,7 @@ def spec_by_tag(tag: str) -> BuildSpec:
     """Load data/builds/<tag>.yaml; refuse names that are not plain tags, and name the tags that exist."""
     known = ", ".join(available_tags()) or "(none)"
     if not tag or not TAG_PATTERN.match(tag):
-        raise SpecError(f"{tag!r} is not a valid build tag: use letters, digits, '.', '_' or '-' "
+        raise SpecError(f"{brief(tag)} is not a valid build tag: use letters, digits, '.', '_' or '-' "
                         f"(no slashes). Build specs in {BUILDS_DIR}: {known}")
     path = BUILDS_DIR / f"{tag}.yaml"
     if not path.is_file():
