@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from jobs.core.errors import QslmError
-from jobs.core.registry import previous_build
+from jobs.core.registry import checked_key, previous_build
 from jobs.core.store import open_store
 from workflows import pipeline, push, steps
 from workflows.lint import depends_on
@@ -305,9 +305,11 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     name = submit_run_name(tag)
     store.put_bytes(steps.DATA_KEY.replace("{{workflow.name}}", name),
                     data_snapshot(repo, None if git["dirty"] else git["commit"]))
+    previous = previous_build(store, tag) or ""
     wf = pipeline.run_workflow(tag, tag, image_tag or tag, git["commit"], name=name, git_dirty=git["dirty"],
-                               data_hash=git["data_hash"], previous=previous_build(store, tag) or "",
-                               image_prefix=image_prefix).to_dict()
+                               data_hash=git["data_hash"], previous=previous,
+                               previous_report=checked_key(store, previous, "report", "metrics.json") if previous
+                               else "", image_prefix=image_prefix).to_dict()
     return name, LocalRun(wf, cluster or default_cluster, work).run()
 
 

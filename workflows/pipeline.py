@@ -55,6 +55,9 @@ ARGUMENTS = [
                                                      "make submit uploaded data/ itself"),
     Parameter(name="data-hash", value="", description="git tree hash of data/ at the commit"),
     Parameter(name="previous", value="", description="Tag of the build to compare with (empty: first build)"),
+    Parameter(name="previous-report", value="", description="Store key of that build's report/metrics.json, "
+                                                           "resolved through its manifest and re-hashed by the "
+                                                           "submitter (empty: first build)"),
 ]
 
 
@@ -120,7 +123,7 @@ def eval_(compare: bool) -> Container:
     if compare:
         args += ["--previous", "/in/previous"]
         inputs.append(folder_in("previous", "/in/previous/metrics.json",
-                                key="builds/{{workflow.parameters.previous}}/report/metrics.json"))
+                                key="{{workflow.parameters.previous-report}}"))
     return stage(
         "eval-vs-previous" if compare else "eval-first", "eval", ["python", "-m", "jobs.eval"], args,
         inputs=inputs,
@@ -243,7 +246,8 @@ def pipeline_template(namespace: str | None = None) -> WorkflowTemplate:
 
 
 def run_workflow(tag: str, spec: str, image_tag: str, git_commit: str, *, name: str, git_dirty: bool = False,
-                 data_hash: str = "", previous: str = "", image_prefix: str = "", git_repo: str = "",
+                 data_hash: str = "", previous: str = "", previous_report: str = "", image_prefix: str = "",
+                 git_repo: str = "",
                  namespace: str | None = None, short: str | None = None) -> Workflow:
     """One build: a Workflow that references the template, with a title and description for the Argo UI.
     `short` is the commit as shown (default: its first 8 characters)."""
@@ -267,5 +271,6 @@ def run_workflow(tag: str, spec: str, image_tag: str, git_commit: str, *, name: 
                    Parameter(name="git-commit", value=git_commit),
                    Parameter(name="git-dirty", value="true" if git_dirty else "false"),
                    Parameter(name="git-repo", value=git_repo), Parameter(name="data-hash", value=data_hash),
-                   Parameter(name="previous", value=previous)],
+                   Parameter(name="previous", value=previous),
+                   Parameter(name="previous-report", value=previous_report)],
     )

@@ -44,6 +44,7 @@ def start() -> Resource:
     """Apply one build's Workflow; its fields come from the plan's record (BUILD_FIELDS)."""
     p = {f: "{{inputs.parameters." + f + "}}" for f in BUILD_FIELDS}
     wf = run_workflow(p["tag"], p["spec"], p["image_tag"], p["commit"], name=p["name"], previous=p["previous"],
+                      previous_report=p["previous_report"],
                       image_prefix=p["image_prefix"], git_repo=p["repo"], short=p["short"])
     return Resource(
         name="start",

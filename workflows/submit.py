@@ -41,7 +41,7 @@ from hera.workflows.models import WorkflowCreateRequest
 
 from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.registry import previous_build
+from jobs.core.registry import RegistryError, checked_key, previous_build
 from jobs.core.spec import GATE_FAILED, TAG_PATTERN, SpecError, load_spec
 from jobs.core.store import StoreError, open_store
 from workflows import names
@@ -183,6 +183,7 @@ class Planned:
     tag: str
     spec: str
     previous: str
+    previous_report: str  # store key of the previous build's report/metrics.json, checked against its manifest
 
 
 def check(tag: str, spec: str, repo: Path, store, previous: str | None) -> Planned:
@@ -205,11 +206,12 @@ def check(tag: str, spec: str, repo: Path, store, previous: str | None) -> Plann
                               f"tag (copy data/builds/{spec}.yaml to a new name).")
         if previous is None:
             previous = previous_build(store, tag) or ""
-        elif previous and not store.exists(keys.artifact_prefix(previous, "report") + "metrics.json"):
-            raise SubmitError(f"--previous {previous}: builds/{previous}/report/metrics.json is not in {store.url}")
+        report = checked_key(store, previous, "report", "metrics.json") if previous else ""
+    except RegistryError as exc:
+        raise SubmitError(f"--previous {previous}: {exc}") from None
     except StoreError as exc:
         raise SubmitError(f"store: {exc}") from None
-    return Planned(tag, spec, previous)
+    return Planned(tag, spec, previous, report)
 
 
 def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: str | None = None,
@@ -246,7 +248,8 @@ def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: s
         except StoreError as exc:
             raise SubmitError(f"store: {exc}") from None
         wf = run_workflow(p.tag, p.spec, image_tag or p.tag, git["commit"], name=name, git_dirty=git["dirty"],
-                          data_hash=git["data_hash"], previous=p.previous, image_prefix=image_prefix,
+                          data_hash=git["data_hash"], previous=p.previous, previous_report=p.previous_report,
+                          image_prefix=image_prefix,
                           namespace=argo.namespace)
         _call(argo, "submitting the Workflow", service.create_workflow, WorkflowCreateRequest(workflow=wf.build()),
               argo.namespace)

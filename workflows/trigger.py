@@ -35,7 +35,8 @@ DOCUMENTS = ("data/raw/", "data/eval/")  # what the listed specs are built from
 NO_COMMIT = "0" * 40  # `after` of a deleted branch, `before` of a new one
 GITHUB_MAX_COMMITS = 2048  # GitHub lists at most this many commits in a push payload
 # One record per build to start: the push workflow passes each field as a parameter of the same name.
-BUILD_FIELDS = ("name", "tag", "spec", "commit", "short", "repo", "previous", "image_tag", "image_prefix")
+BUILD_FIELDS = ("name", "tag", "spec", "commit", "short", "repo", "previous", "previous_report", "image_tag",
+                "image_prefix")
 
 
 class TriggerError(QslmError):
@@ -128,13 +129,18 @@ def _chart_default(key: str, fallback):
 
 def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix: str) -> list[dict]:
     """One record per build, with the fields the push workflow gives each Workflow it starts."""
-    from jobs.core.registry import previous_build
+    from jobs.core.registry import checked_key, previous_build
 
     short = push.after[:8]
-    return [{"name": run_name(b.tag, short) if not b.tag.endswith(short) else run_name(b.tag, "push"),
-             "tag": b.tag, "spec": b.spec, "commit": push.after, "short": short, "repo": push.repo,
-             "previous": (previous_build(store, b.tag) or "") if store else "",
-             "image_tag": image_tag or b.spec, "image_prefix": image_prefix} for b in builds]
+    out = []
+    for b in builds:
+        previous = (previous_build(store, b.tag) or "") if store else ""
+        out.append({"name": run_name(b.tag, short) if not b.tag.endswith(short) else run_name(b.tag, "push"),
+                    "tag": b.tag, "spec": b.spec, "commit": push.after, "short": short, "repo": push.repo,
+                    "previous": previous,
+                    "previous_report": checked_key(store, previous, "report", "metrics.json") if previous else "",
+                    "image_tag": image_tag or b.spec, "image_prefix": image_prefix})
+    return out
 
 
 def plan_command(args: argparse.Namespace) -> None:

@@ -202,6 +202,13 @@ def read_artifact_file(store, tag: str, artifact: str, path: str) -> bytes:
     return data
 
 
+def checked_key(store, tag: str, artifact: str, path: str) -> str:
+    """The store key of one file of a committed build, after re-hashing it against the manifest: for readers
+    that fetch by key themselves (a cluster run's eval takes the previous build's report/metrics.json so)."""
+    read_artifact_file(store, tag, artifact, path)
+    return next(key for key, rec in artifact_files(read_manifest(store, tag), tag, artifact) if rec["path"] == path)
+
+
 def fetch_artifact(store, tag: str, artifact: str, dest: str | Path) -> dict:
     """Download one artifact folder of a complete build (dataset, adapter or report) into `dest`, checking every
     file against the sha256 its manifest records; returns the manifest. A file that is missing or differs

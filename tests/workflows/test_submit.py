@@ -6,6 +6,7 @@ from __future__ import annotations
 import datetime
 import gzip
 import io
+import hashlib
 import json
 import socket
 import ssl
@@ -230,11 +231,19 @@ def test_a_stock_argo_servers_self_signed_certificate(data_repo, s3_env, tmp_pat
 
 def test_previous_build_is_the_current_one(argo, data_repo, s3_env):
     store = open_store()
-    store.put_bytes(keys.manifest_key("v1"), json.dumps({"status": "passed", "created_at": "2026-01-01"}).encode())
+    report = {"path": "metrics.json", "sha256": hashlib.sha256(b"{}").hexdigest(), "bytes": 2}
+    store.put_bytes(keys.manifest_key("v1"), json.dumps({"tag": "v1", "status": "passed", "created_at": "2026-01-01",
+                                                          "artifacts": {"report": [report]}}).encode())
     store.put_bytes(keys.artifact_prefix("v1", "report") + "metrics.json", b"{}")
     submit.submit(["smoke"], _argo_env(argo.url), repo=data_repo)
     wf = argo.calls("POST", "workflows")[0]["body"]["workflow"]
-    assert {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}["previous"] == "v1"
+    params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
+    assert params["previous"] == "v1"
+    # eval reads the previous report by the key its manifest gives, after the submitter re-hashed it
+    assert params["previous-report"] == keys.artifact_prefix("v1", "report") + "metrics.json"
+    store.put_bytes(keys.artifact_prefix("v1", "report") + "metrics.json", b'{"headline": {}}')  # damaged
+    with pytest.raises(submit.SubmitError, match="sha256 differs"):
+        submit.submit(["smoke"], _argo_env(argo.url), repo=data_repo)
 
 
 def test_bad_token_says_so(argo, data_repo, s3_env):

@@ -3,6 +3,7 @@ them (tests/workflows/payloads/), and the command the push workflow's first step
 
 from __future__ import annotations
 
+import hashlib
 import json
 import subprocess
 import sys
@@ -108,8 +109,11 @@ def test_the_workflow_step_skips_complete_tags_and_writes_the_fan_out(s3_env, tm
     """`plan --store --json` as the push workflow runs it: complete tags are left out, each build gets a fixed run
     name (so applying it twice is one Workflow) and the build to compare with."""
     store = open_store()
-    store.put_bytes(keys.manifest_key("v1"), json.dumps({"status": "passed", "created_at": "2026-11-01"}).encode())
-    store.put_bytes(keys.manifest_key("v3"), json.dumps({"status": "passed", "created_at": "2026-11-02"}).encode())
+    for tag, created in (("v1", "2026-11-01"), ("v3", "2026-11-02")):  # committed builds (schema-1 layout)
+        report = {"path": "metrics.json", "sha256": hashlib.sha256(b"{}").hexdigest(), "bytes": 2}
+        store.put_bytes(keys.artifact_prefix(tag, "report") + "metrics.json", b"{}")
+        store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": "passed", "created_at": created,
+                                                             "artifacts": {"report": [report]}}).encode())
     monkeypatch.setenv("QSLM_TRIGGER_SPECS", "v1")
     out = tmp_path / "out" / "builds.json"
     payload = load("gitea-push-spec-and-documents.json")
@@ -119,5 +123,6 @@ def test_the_workflow_step_skips_complete_tags_and_writes_the_fan_out(s3_env, tm
     short = payload["after"][:8]
     assert record == {"name": f"qslm-v1-{short}-push", "tag": f"v1-{short}", "spec": "v1",
                       "commit": payload["after"], "short": short, "repo": payload["repository"]["clone_url"],
-                      "previous": "v3", "image_tag": "v1", "image_prefix": ""}
+                      "previous": "v3", "previous_report": keys.artifact_prefix("v3", "report") + "metrics.json",
+                      "image_tag": "v1", "image_prefix": ""}
     assert set(record) == set(trigger.BUILD_FIELDS)
