@@ -10,7 +10,6 @@ runs/<run-id>/<stage>/. The publish step then runs in the curate image and write
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from jobs.core import keys
+from jobs.core.registry import artifact_files, read_artifact_file, verify_build
 from jobs.core.store import download_folder, open_store, upload_folder
 from tests.docker_support import (PYTHON_BASE, TORCH_BASE, build_images, image_config, image_uid_gid,
                                    run_container)
@@ -147,19 +147,21 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
     assert len(made) == 1 and made[0].stat().st_uid == uid
     print("[docker] stage containers (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
 
-    stored = set(store.list(keys.build_prefix(TAG)))
-    for name in ["manifest.json", "dataset/train.parquet", "dataset/eval.parquet", "dataset/curate-info.json",
-                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/train-info.json",
-                 "report/metrics.json", "report/report.html", "report/gate.json", "report/eval-info.json"]:
-        assert keys.build_prefix(TAG) + name in stored, f"{name} missing from the published build"
-    assert not [k for k in stored if "/checkpoints/" in k]
     manifest = json.loads(store.get_bytes(keys.manifest_key(TAG)))
     assert manifest["tag"] == TAG and manifest["status"] in ("passed", "failed-gate")
     assert manifest["git"]["commit"] == commit.removesuffix("-dirty")
-    published = {a["path"] for a in manifest["artifacts"]["adapter"]}
-    assert {"adapter_config.json", "adapter_model.safetensors"} <= published
-    raw = [p for p in (REPO / "data" / "raw").rglob("*") if p.is_file()]
-    assert {s["sha256"] for s in manifest["sources"]} == {hashlib.sha256(p.read_bytes()).hexdigest() for p in raw}
+    listed = {f"{artifact}/{rec['path']}" for artifact in keys.ARTIFACTS
+              for _, rec in artifact_files(manifest, TAG, artifact)}
+    for name in ["dataset/train.parquet", "dataset/eval.parquet", "dataset/curate-info.json",
+                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/train-info.json",
+                 "report/metrics.json", "report/report.html", "report/gate.json", "report/eval-info.json"]:
+        assert name in listed, f"{name} missing from the published build"
+    assert not [k for k in store.list(keys.build_prefix(TAG)) if "/checkpoints/" in k]
+    check = verify_build(store, TAG)  # every file the manifest lists is stored, byte for byte
+    assert check.files == len(listed) + len(manifest["sources"]) and not check.damaged
+    # only the documents curate read are stored: curate-info.json's sources, not every file in data/raw
+    curated = json.loads(read_artifact_file(store, TAG, "dataset", "curate-info.json"))["sources"]
+    assert {s["sha256"] for s in manifest["sources"]} == {s["sha256"] for s in curated}
 
 
 def test_k3s_import_gets_all_three_images(images, tmp_path):

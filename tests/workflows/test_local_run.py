@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from jobs.core import keys
+from jobs.core.registry import artifact_files, verify_build
 from jobs.core.store import open_store
 from workflows import local_pod, local_run, trigger
 from tests.workflows.one_step import step_template
@@ -151,7 +152,7 @@ def test_a_push_is_planned_built_and_a_second_delivery_is_a_no_op(s3_env, tmp_pa
     assert local_run.local_push(payload, image_tag="v2", work=tmp_path / "work", cluster=cluster)[1:] == \
         ("Succeeded", {})
     assert [t for _, t in steps.ran] == ["plan"]
-    open_store().put_bytes(keys.manifest_key("v2"), b"{}")  # ... and once it is complete: nothing is planned
+    open_store().put_bytes(keys.manifest_key("v2"), b'{"tag": "v2"}')  # ... and once it is complete: nothing planned
     assert local_run.local_push(payload, image_tag="v2", work=tmp_path / "work", cluster=cluster)[1:] == \
         ("Succeeded", {})
 
@@ -252,9 +253,9 @@ def test_smoke_build_through_the_faithful_runner(s3_env, data_repo, tmp_path, mo
     assert manifest["sources"] and all(s["path"].startswith("data/raw/") for s in manifest["sources"])
     for artifact, must in {"dataset": "train.parquet", "adapter": "adapter_model.safetensors",
                            "report": "report.html"}.items():
-        stored = store.list(keys.artifact_prefix("smoke", artifact))
-        assert keys.artifact_prefix("smoke", artifact) + must in stored
-        assert len(stored) == len(manifest["artifacts"][artifact])
+        assert must in {rec["path"] for _, rec in artifact_files(manifest, "smoke", artifact)}
+    check = verify_build(store, "smoke")  # every file the manifest lists is stored, byte for byte
+    assert check.files and not check.damaged
     # intermediates under runs/<run>/<stage>/, as the cluster leaves them; checkpoints stay on the run's volume
     assert store.list(f"runs/{name}/curate/dataset/") and store.list(f"runs/{name}/train/adapter/")
     assert not any("checkpoints" in k for k in store.list(f"runs/{name}/"))
