@@ -71,7 +71,9 @@ class CurateSpec:
     min_paragraph_chars: int = 120
     templates: tuple[str, ...] = TEMPLATES
     eval_fraction: float = 0.2  # share of sections held out from training
-    semantic_selection: bool = False  # MiniLM similarity to eval topics (needs the curate-embed extra)
+    # MiniLM similarity to the eval topics: "auto" = on where the embedder (extra curate-embed) is installed;
+    # true requires it; false turns it off.
+    semantic_selection: Literal["auto", True, False] = "auto"
     semantic_threshold: float = 0.35
     overrides: str | None = _path(default=None)
     max_examples: int = 10000
@@ -284,6 +286,8 @@ def _check_curate(c: CurateSpec, errors: list[str]) -> None:
             errors.append(f"{where}: must be in [0, 1), got {value}")
     if isinstance(c.semantic_threshold, float) and not -1.0 <= c.semantic_threshold <= 1.0:
         errors.append(f"curate.semantic_threshold: a cosine similarity, must be in [-1, 1], got {c.semantic_threshold}")
+    if not isinstance(c.semantic_selection, (bool, str)):  # 1 == True would pass the Literal check
+        errors.append(f"curate.semantic_selection: must be auto, true or false, got {c.semantic_selection!r}")
     if not c.keywords:
         errors.append("curate.keywords: give at least one keyword")
     unknown = [t for t in c.templates if isinstance(t, str) and t not in TEMPLATES]
