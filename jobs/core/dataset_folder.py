@@ -6,6 +6,7 @@ another; train and eval read it.
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -34,6 +35,11 @@ PARAGRAPH_SCHEMA = pa.schema([
     ("before", CONTEXT), ("after", CONTEXT),
 ])
 DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "paragraphs.parquet", "stats.json")
+
+
+def example_id(messages: list[dict]) -> str:
+    """An example's id: a hash of its messages, so equal examples share it wherever they were made."""
+    return hashlib.sha256(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def write_parquet(rows: list[dict], schema: pa.Schema, path: Path) -> None:

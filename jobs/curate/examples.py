@@ -8,10 +8,10 @@ equations or code), never invented text; each example carries its provenance.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
 from jobs.core.audiences import audience_prompt
+from jobs.core.dataset_folder import example_id
 from jobs.core.text import language, sentences as split_sentences
 from jobs.curate.select import Selected
 
@@ -55,10 +55,6 @@ def _join(sentences: list[str]) -> str:
 
 def _prose(paragraphs) -> list:
     return [p for p in paragraphs if p.kind in ("prose", "caption")]
-
-
-def example_id(messages: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
 
 
 def _row(sel: Selected, template: str, messages: list[dict], paragraphs) -> dict:
