@@ -10,6 +10,7 @@ so a rerun resumes there.
 from __future__ import annotations
 
 import os
+import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -116,15 +117,19 @@ class OpenAIWriter:
             max_tokens=r.max_new_tokens, seed=r.seed)
         return reply.choices[0].message.content or ""
 
-    def ask(self, r: Request) -> str:
+    def ask(self, r: Request, stop: threading.Event) -> str | None:
+        """The reply, after retries; None when another request already failed for good (`stop` is set)."""
         import openai
 
         started, last = time.monotonic(), None
         for attempt in range(self.w.retries + 1):
+            if stop.is_set():
+                return None
             try:
                 return self._once(r)
             except openai.APIStatusError as exc:
                 if exc.status_code not in RETRY_STATUS and exc.status_code < 500:
+                    stop.set()  # before raising: the worker's next request must see it
                     raise SynthesisError(f"writer endpoint {self.base_url} refused the request for model "
                                          f"{self.model}: HTTP {exc.status_code} {exc.message}; check "
                                          f"synthesize.writer.model and the endpoint's key") from None
@@ -135,24 +140,23 @@ class OpenAIWriter:
                 last = f"{exc.message} ({exc.__cause__ or 'no detail'})"
             if attempt < self.w.retries:
                 time.sleep(self.w.backoff_s * 2 ** attempt)
+        stop.set()
         raise SynthesisError(f"writer endpoint {self.base_url} (model {self.model}) failed {self.w.retries + 1} "
                              f"times over {time.monotonic() - started:.0f} s; last: {last}. Is the server up and "
                              f"serving that model? Replies received so far are cached: rerun to resume")
 
     def run(self, requests: list[Request], done: Done) -> None:
-        error = None
+        error, stop = None, threading.Event()
         with ThreadPoolExecutor(self.w.concurrency) as pool:
-            futures = {pool.submit(self.ask, r): i for i, r in enumerate(requests)}
+            futures = {pool.submit(self.ask, r, stop): i for i, r in enumerate(requests)}
             for future in as_completed(futures):
-                if future.cancelled():
-                    continue
                 try:
-                    done(futures[future], future.result())
-                except SynthesisError as exc:  # stop sending; replies already in flight are still cached
-                    if error is None:
-                        error = exc
-                        for f in futures:
-                            f.cancel()
+                    reply = future.result()
+                except SynthesisError as exc:  # ask() has set `stop`; replies already in flight are still cached
+                    error = error or exc
+                    continue
+                if reply is not None:
+                    done(futures[future], reply)
         if error:
             raise error
 

@@ -59,10 +59,11 @@ def scripted(prompt: str) -> str:
 
 class Endpoint:
     """A chat-completions server on 127.0.0.1: `script(prompt) -> reply`; `fail` makes the next N requests
-    answer 500; `delay_s` makes every request slow. Counts the requests it received."""
+    answer 500; `delay_s` makes every request slow; `refuse` answers every request with that HTTP status.
+    Counts the requests it received."""
 
     def __init__(self, script=scripted):
-        self.script, self.fail, self.delay_s, self.requests = script, 0, 0.0, 0
+        self.script, self.fail, self.delay_s, self.refuse, self.requests = script, 0, 0.0, 0, 0
         self.lock = threading.Lock()
         outer = self
 
@@ -77,8 +78,8 @@ class Endpoint:
                     failing = outer.fail > 0
                     outer.fail -= failing
                 time.sleep(outer.delay_s)
-                if failing:
-                    self._send(500, {"error": {"message": "scripted failure", "type": "server_error"}})
+                if failing or outer.refuse:
+                    self._send(outer.refuse or 500, {"error": {"message": "scripted failure", "type": "scripted"}})
                     return
                 reply = outer.script(body["messages"][-1]["content"])
                 self._send(200, {"id": "x", "object": "chat.completion", "created": 0, "model": body["model"],
@@ -93,7 +94,11 @@ class Endpoint:
                 self.end_headers()
                 self.wfile.write(data)
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        class Server(ThreadingHTTPServer):
+            def handle_error(self, request, client_address):
+                pass  # a client that timed out and hung up: expected in the slow-endpoint test
+
+        self.server = Server(("127.0.0.1", 0), Handler)
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
