@@ -78,17 +78,25 @@ class EngineWriter:
                 batch = idx[start:start + size]
                 for i, g in zip(batch, engine.chat([requests[i].messages for i in batch], None, sampling)):
                     done(i, g.text)
-        for i in (i for i, r in enumerate(requests) if r.options):
-            done(i, self._choose(engine, requests[i]))
+        choices = [i for i, r in enumerate(requests) if r.options]
+        for start in range(0, len(choices), size):
+            batch = choices[start:start + size]
+            for i, option in zip(batch, self._choose(engine, [requests[i] for i in batch])):
+                done(i, option)
 
     @staticmethod
-    def _choose(engine, r: Request) -> str:
-        """The option the model finds likeliest after the prompt: constrained by construction, so even a
-        random model answers within the protocol. The prompt is the same for every option, so comparing whole
-        texts' NLL compares the options'."""
-        prompt = engine.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
-        scores = engine.nll([prompt + o for o in r.options], None)
-        return r.options[min(range(len(r.options)), key=lambda k: (scores[k][0], k))]
+    def _choose(engine, batch: list[Request]) -> list[str]:
+        """Per request, the option the model finds likeliest after the prompt: constrained by construction, so
+        even a random model answers within the protocol. The prompt is the same for every option of a request,
+        so comparing whole texts' NLL compares the options'."""
+        texts, spans = [], []
+        for r in batch:
+            prompt = engine.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+            spans.append((len(texts), len(r.options)))
+            texts += [prompt + o for o in r.options]
+        scores = engine.nll(texts, None)  # one batched call for the whole batch's options
+        return [r.options[min(range(n), key=lambda k: (scores[first + k][0], k))]
+                for r, (first, n) in zip(batch, spans)]
 
 
 class OpenAIWriter:
