@@ -18,7 +18,8 @@ def main(argv: list[str] | None = None) -> int:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--spec", required=True, help="build spec YAML (data/builds/<tag>.yaml) or resolved JSON")
     parser.add_argument("--dataset", required=True, type=Path, metavar="CURATED_DIR", help="curate's output folder")
-    parser.add_argument("--out", required=True, type=Path, metavar="DATASET_DIR", help="dataset folder to create (must not hold files)")
+    parser.add_argument("--out", required=True, type=Path, metavar="DATASET_DIR",
+                        help="dataset folder to create (must not hold files)")
     args = parser.parse_args(argv)
 
     from jobs.core.errors import QslmError

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from jobs.synthesize import prompts
 from jobs.synthesize.filters import check_text, parse_choice, parse_qa
-from jobs.synthesize.writers import Request
+from jobs.synthesize.writers import TOO_LONG, Request
 
 
 @dataclass
@@ -108,7 +108,7 @@ def candidates(spec, what: list[tuple], replies: list[str], facts: list[tuple[di
             c = Candidate("fact-qa", p, qa[0], qa[1], w[2], w[3])
         else:
             c = Candidate("paraphrase", p, prompts.paraphrase_question(p, w[2]), reply.strip())
-            if not c.answer:
+            if not c.answer or reply == TOO_LONG:
                 rejected("malformed", "paraphrase", p, "an empty reply", reply)
                 continue
         failed = check_text(c.kind, c.question, c.answer, p, spec)

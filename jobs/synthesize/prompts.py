@@ -8,7 +8,8 @@ Per training paragraph, with its context:
   qa       per fact, K times: one question and its answer, free text as JSON, in the audience and form of slot k.
   para     per paragraph, M times: a rewrite in other words, free text.
 Choices are constrained by construction: the engine scores each option's likelihood and takes the best; an
-endpoint must reply with one of the options. Free text goes through the filters (filters.py).
+endpoint must reply with one of the options. Choice prompts show the paragraph without its context, to stay
+within the engine's scoring window (1,024 tokens). Free text goes through the filters (filters.py).
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ def units(text: str) -> list[str]:
     return [u.strip() for u in sentences(text) if len(u.strip()) >= MIN_UNIT_CHARS]
 
 
-def _material(p: dict) -> str:
-    before = "\n\n".join(c["text"] for c in p["before"])
-    after = "\n\n".join(c["text"] for c in p["after"])
+def _material(p: dict, context: bool = True) -> str:
+    before = "\n\n".join(c["text"] for c in p["before"]) if context else ""
+    after = "\n\n".join(c["text"] for c in p["after"]) if context else ""
     return (f"Section: {p['section'] or p['source_path']}\n"
             + (f"Context before:\n\"\"\"\n{before}\n\"\"\"\n" if before else "")
             + f"Paragraph:\n\"\"\"\n{p['text']}\n\"\"\"\n"
@@ -61,9 +62,9 @@ def chat(user: str) -> list[dict]:
 
 
 def fact_prompt(p: dict, unit: str) -> list[dict]:
-    return chat(_material(p) + f"\nSentence:\n\"\"\"\n{unit}\n\"\"\"\n\nDoes this sentence state a fact on its "
-                "own: a definition, a result, a number, a method, a cause or a condition? Answer No if it only "
-                "announces, points to a figure or a section, or cites. Answer Yes or No.")
+    return chat(_material(p, context=False) + f"\nSentence:\n\"\"\"\n{unit}\n\"\"\"\n\nDoes this sentence "
+                "state a fact on its own: a definition, a result, a number, a method, a cause or a condition? "
+                "Answer No if it only announces, points to a figure or a section, or cites. Answer Yes or No.")
 
 
 def blanks(unit: str, keywords: tuple[str, ...]) -> list[str]:
@@ -84,8 +85,8 @@ def blanks(unit: str, keywords: tuple[str, ...]) -> list[str]:
 
 def cloze_prompt(p: dict, unit: str, options: list[str]) -> list[dict]:
     listing = "\n".join(f"{i}. {o}" for i, o in enumerate(options, 1))
-    return chat(_material(p) + f"\nSentence:\n\"\"\"\n{unit}\n\"\"\"\n\nWhich of these phrases of the sentence "
-                f"carries what a reader must remember? Reply with its number only.\n{listing}")
+    return chat(_material(p, context=False) + f"\nSentence:\n\"\"\"\n{unit}\n\"\"\"\n\nWhich of these "
+                f"phrases of the sentence carries what a reader must remember? Reply with its number only.\n{listing}")
 
 
 def qa_prompt(p: dict, unit: str, audience: str, k: int) -> list[dict]:

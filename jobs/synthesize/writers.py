@@ -20,6 +20,7 @@ from jobs.core.errors import QslmError
 from jobs.core.spec import BuildSpec
 
 RETRY_STATUS = (408, 409, 429)  # and every 5xx: the server may answer next time
+TOO_LONG = "[prompt too long for the writer's context]"  # the engine writer's reply to a prompt it cannot take
 
 
 class SynthesisError(QslmError):
@@ -63,12 +64,18 @@ class EngineWriter:
         return self.engine
 
     def run(self, requests: list[Request], done: Done) -> None:
-        from jobs.core.engine import Sampling
+        from jobs.core.engine import NLL_MAX_TOKENS, Sampling
 
         engine, size = self._load(), self.spec.synthesize.writer.batch_size
-        free = [i for i, r in enumerate(requests) if not r.options]
+        lengths = [len(ids) for ids in engine.prompt_ids([r.messages for r in requests])]
+        # A prompt the model cannot take (or, for a choice, that the engine would score truncated, before the
+        # options) gets TOO_LONG as its reply, which the filters count as malformed, instead of stopping the run.
+        limit = [NLL_MAX_TOKENS - 16 if r.options else engine.context - r.max_new_tokens for r in requests]
+        for i in (i for i in range(len(requests)) if lengths[i] > limit[i]):
+            done(i, TOO_LONG)
+        todo = [i for i in range(len(requests)) if lengths[i] <= limit[i]]
         groups: dict[tuple, list[int]] = {}
-        for i in free:  # one Sampling per batched call
+        for i in (i for i in todo if not requests[i].options):  # one Sampling per batched call
             groups.setdefault(tuple(requests[i].sampling().values()), []).append(i)
         for idx in groups.values():
             s = requests[idx[0]]
@@ -78,7 +85,7 @@ class EngineWriter:
                 batch = idx[start:start + size]
                 for i, g in zip(batch, engine.chat([requests[i].messages for i in batch], None, sampling)):
                     done(i, g.text)
-        choices = [i for i, r in enumerate(requests) if r.options]
+        choices = [i for i in todo if requests[i].options]
         for start in range(0, len(choices), size):
             batch = choices[start:start + size]
             for i, option in zip(batch, self._choose(engine, [requests[i] for i in batch])):
