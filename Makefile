@@ -49,7 +49,7 @@ list: venv ## List the builds in the store with status and headline scores
 show: need-version venv ## Print a build's manifest: make show VERSION=v1
 	$(PY) -m jobs.core.cli show $(VERSION)
 
-compare: venv ## Compare two builds: make compare A=v1 B=v2 (A defaults to current, B to the newest build)
+compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (A: current, B: newest by default)
 	$(PY) -m jobs.eval.compare $(if $(A),--a $(A)) $(if $(B),--b $(B))
 
 promote: need-version venv ## Make a build that passed its gate current: make promote VERSION=v2

@@ -153,8 +153,7 @@ class Engine:
 
     def prompt_ids(self, conversations: list[list[dict]]) -> list[list[int]]:
         """Token ids of each conversation under the chat template, with its generation prompt."""
-        return [self.tokenizer(self.tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
-                               add_special_tokens=False)["input_ids"] for m in conversations]
+        return chat_prompt_ids(self.tokenizer, conversations)
 
     def complete_ids(self, prompts: list[list[int]], adapter: str | None, sampling: Sampling,
                      names: list[str] | None = None) -> list[list[int]]:
@@ -210,6 +209,12 @@ class Engine:
         encoded = [self.tokenizer(t, add_special_tokens=False, truncation=True, max_length=NLL_MAX_TOKENS)["input_ids"]
                    for t in texts]
         return self._backend.nll(encoded, adapter, self.tokenizer.pad_token_id)
+
+
+def chat_prompt_ids(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
+    """Token ids of each conversation under the tokenizer's chat template, with its generation prompt."""
+    return [tokenizer(tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True),
+                      add_special_tokens=False)["input_ids"] for m in conversations]
 
 
 def _names(conversations: list[list[dict]]) -> list[str]:

@@ -65,7 +65,7 @@ class ExactBackend:
     def stream(self, prompt: list[int], adapter, sampling, stop_ids) -> Iterator[int]:
         """Token ids one at a time: the model's forward with its cache, one token per step (what generate does)."""
         generator = generator_for(sampling.seed, self.device)
-        stops = torch.tensor(stop_ids, device=self.device)
+        stops = torch.tensor(stop_ids, dtype=torch.long, device=self.device)
         with self._use(adapter):  # stays on while the stream is suspended: one call at a time (engine docstring)
             ids, past = torch.tensor([prompt], device=self.device), None
             for step in range(sampling.max_new_tokens):

@@ -150,20 +150,26 @@ class FastBackend:
         if adapter == self.current:
             return
         lora = self.loras[adapter] if adapter is not None else {}
-        for key, (live, base) in self.targets.items():
-            if key in lora:
-                a, b, scale = lora[key]
-                live.copy_((base.float() + scale * (b @ a)).to(live.dtype))
-            else:
-                live.copy_(base)
+        with torch.inference_mode():  # the weights are inference tensors
+            for key, (live, base) in self.targets.items():
+                if key in lora:
+                    a, b, scale = lora[key]
+                    live.copy_((base.float() + scale * (b @ a)).to(live.dtype))
+                else:
+                    live.copy_(base)
         self.current = adapter
 
+    def bytes_read(self, rows: int, length: int) -> int:
+        """Bytes a decode step reads at least: every weight once (the embedding by row only) and the KV cache."""
+        tensors = [t for layer in self.w.layers for t in layer if t is not None] + [self.w.lm_head, self.w.norm]
+        return sum(t.numel() * t.element_size() for t in tensors) + rows * length * self.token_bytes
+
     def _session(self, rows: int, length: int) -> Session:
-        """Buffers for `rows` x `length`; another multi-row session is dropped first (a one-row one stays for
-        streams)."""
+        """Buffers for `rows` x `length`. One batch session and one stream (one-row) session are kept: a new one
+        replaces the old of its kind, with its graphs."""
         key = (rows, length)
         if key not in self.sessions:
-            for old in [k for k in self.sessions if k[0] != 1 or rows == 1]:
+            for old in [k for k in self.sessions if (k[0] == 1) == (rows == 1)]:
                 del self.sessions[old]
             self.sessions[key] = Session(self.w, rows, length, self.device)
         return self.sessions[key]
@@ -229,7 +235,7 @@ class FastBackend:
         also returns each prompt's float32 logits of its first keep_logits steps (checks against the 4-bit path)."""
         with torch.inference_mode():
             self.use(adapter)
-            stops = torch.tensor(stop_ids, device=self.device)
+            stops = torch.tensor(stop_ids, dtype=torch.long, device=self.device)
             generator = generator_for(sampling.seed, self.device)
             order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
             length = -(-(max(map(len, prompts)) + sampling.max_new_tokens) // LENGTH_STEP) * LENGTH_STEP
@@ -292,7 +298,7 @@ class FastBackend:
         on the reader."""
         with torch.inference_mode():
             self.use(adapter)
-            stops = torch.tensor(stop_ids, device=self.device)
+            stops = torch.tensor(stop_ids, dtype=torch.long, device=self.device)
             generator = generator_for(sampling.seed, self.device)
             length = -(-(len(prompt) + sampling.max_new_tokens) // LENGTH_STEP) * LENGTH_STEP
             session = self._session(1, length)

@@ -42,9 +42,12 @@ def file_records(folder: str | Path, exclude: tuple[str, ...] = ()) -> list[dict
 def training_fingerprint(spec, train_sha256: str) -> str:
     """What an adapter or a training checkpoint was made from: the base model, the train section of the spec
     and the training data (sha256 of train.parquet). Equal fingerprints, and only those, may resume each
-    other's checkpoints: the train stage and the local build decide with this one function."""
+    other's checkpoints: the train stage and the local build decide with this one function.
+    train.execution is left out: its knobs change speed and memory, never what is learned, so a run may
+    resume another's checkpoints with a different micro-batch size or packing."""
     d = spec.to_dict()
-    what = {"base_model": d["base_model"], "train": d["train"], "dataset": train_sha256}
+    train = {k: v for k, v in d["train"].items() if k != "execution"}
+    what = {"base_model": d["base_model"], "train": train, "dataset": train_sha256}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()
 
 

@@ -102,6 +102,16 @@ class ExecutionSpec:
     # examples and the loss is normalised by that step's label tokens, so only speed and memory change.
     micro_batch_size: int | None = None
     loss_chunk_tokens: int = 2048  # cross-entropy over the vocabulary in chunks of this many label tokens
+    # A micro-batch's examples end to end in one row, attention kept inside each example: no padding computed.
+    # False: right-padded rows (each micro-batch padded to its longest example).
+    packing: bool = True
+    # NF4 only: each 4-bit weight dequantized once at load instead of at every use (3 times per step with
+    # checkpointing); the same values, +2 bytes per weight in memory (jobs/train/execution.py).
+    dequantize_once: bool = False
+    # With gradient checkpointing, which decoder layers are recomputed in backward: "all", or "fit": the fewest
+    # (the first ones) whose worst case the GPU preflight measures inside the budget, spending spare memory on
+    # speed (all on CPU, where nothing is measured). Either way the same loss and gradients.
+    checkpoint_layers: Literal["all", "fit"] = "all"
     preflight_steps: int = 2  # micro-steps at the longest examples to measure peak GPU memory; 0 skips it
     cpu_threads: int | None = None  # torch threads when training on CPU; None = torch's default (all cores)
 
@@ -131,8 +141,14 @@ class TrainSpec:
 
 # What eval measures and the gate may name (eval.gate.min / max_regression), by direction. A regression is a
 # drop for the first kind and a rise for the second; lower-is-better metrics cannot take a `min`.
-HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate")
-LOWER_IS_BETTER = ("perplexity", "repetition_rate")
+# The knowledge diagnostics (jobs/eval/diagnose.py) add: right_rate (share of answerable questions answered right),
+# learned_rate (right now, of those the base got wrong), forgotten_rate (wrong now, of those the base got right),
+# abstention_rate (says "not in the documents" on `expect: abstain` items), false_abstention_rate (says so on
+# answerable ones), unsupported_rate (answer sentences the source paragraphs do not support), and
+# train_verbatim_right / train_reworded_right (right answers to sampled training questions, as trained / reworded).
+HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate", "right_rate", "learned_rate",
+                    "abstention_rate", "train_verbatim_right", "train_reworded_right")
+LOWER_IS_BETTER = ("perplexity", "repetition_rate", "forgotten_rate", "unsupported_rate", "false_abstention_rate")
 GATED = HIGHER_IS_BETTER + LOWER_IS_BETTER
 # The headline metrics, most telling first: the report's summary table, the manifest's `metrics` keys (with
 # base_ and delta_ twins), `make list` (the first four) and the workflow's Prometheus gauges (the first two).
@@ -155,6 +171,8 @@ class EvalSpec:
     bootstrap_samples: int = 1000
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where eval runs the model; auto = cuda when present
+    # training questions asked again (verbatim and reworded) to tell memorised from generalised; 0 = skip
+    train_questions: int = 24
     gate: GateSpec = GateSpec()
 
 
@@ -360,6 +378,12 @@ def _check_train(t: TrainSpec, errors: list[str]) -> None:
             errors.append(f"{where}: must be positive, got {value}")
     if not t.lora.target_modules:
         errors.append("train.lora.target_modules: give at least one module name")
+    if t.execution.dequantize_once is True and t.quantization != "nf4":
+        errors.append("train.execution.dequantize_once: applies to an nf4 base only (this one is unquantized); "
+                      "remove it")
+    if t.execution.checkpoint_layers == "fit" and t.execution.gradient_checkpointing is False:
+        errors.append("train.execution.checkpoint_layers: fit chooses which layers to checkpoint; it needs "
+                      "gradient_checkpointing: true")
 
 
 def _check_eval(e: EvalSpec, errors: list[str]) -> None:
@@ -367,6 +391,7 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
         return  # not a mapping: already reported
     _at_least({"eval.max_new_tokens": e.max_new_tokens, "eval.batch_size": e.batch_size,
                "eval.bootstrap_samples": e.bootstrap_samples}, 1, errors)
+    _at_least({"eval.train_questions": e.train_questions}, 0, errors)
     for kind, table in (("min", e.gate.min), ("max_regression", e.gate.max_regression)):
         for metric, value in table.items():
             where = f"eval.gate.{kind}.{metric}"

@@ -16,6 +16,13 @@ The shape (data/eval/core.yaml):
           - fidelity                      # a plain string is a concept without synonyms
         topic: quantum-kernels
         source: data/raw/thesis/chapters/kernels.tex
+        paragraphs:                       # optional: the source paragraphs (ids as curate writes them) that
+          - data/raw/thesis/main.tex#quantum-kernel-methods/fidelity-kernels#p0   # hold the answer
+      - id: out-01
+        question: "What T1 did the Zurich device have?"
+        reference: "The documents do not report it."   # what is absent, in words
+        expect: abstain                   # the answer is not in the documents: the model should say so
+        topic: out-of-scope               # (concepts optional for abstain items)
 
 Every problem in a suite file is collected and raised together as one SuiteError that names the file and,
 where it can, the question id.
@@ -33,8 +40,11 @@ from jobs.core.yamlfile import read_yaml
 
 ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 SUITE_KEYS = {"name", "description", "questions"}
-QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source"}
-REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "concepts", "topic")
+QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source", "expect", "paragraphs"}
+REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "topic")  # and concepts, unless expect: abstain
+EXPECT = ("answer", "abstain")  # answer: the documents hold the answer; abstain: they do not, say so
+# A paragraph id as curate writes it: <document>#<section-slug-path>#p<index>
+PARAGRAPH_ID = re.compile(r"^[^#\s]+#[^#\s]*#p\d+$")
 CONCEPT_KEYS = {"name", "synonyms"}
 
 
@@ -61,6 +71,8 @@ class Question:
     concepts: tuple[Concept, ...]
     topic: str
     source: str = ""  # the document the answer comes from (repository-relative path), for the report
+    expect: str = "answer"  # "abstain": the documents do not hold the answer and the model should say so
+    paragraphs: tuple[str, ...] = ()  # ids of the source paragraphs that hold the answer (faithfulness checks)
 
 
 @dataclass(frozen=True)
@@ -108,14 +120,18 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
     where = f"question {qid!r}" if isinstance(qid, str) and qid else f"questions[{index}]"
     for key in sorted(value.keys() - QUESTION_KEYS):
         errors.append(f"{where}: unknown key {key!r} (known keys: {', '.join(sorted(QUESTION_KEYS))})")
-    missing = [k for k in REQUIRED_QUESTION_KEYS if k not in value]
+    expect = value.get("expect", "answer")
+    if expect not in EXPECT:
+        errors.append(f"{where}.expect: {expect!r} is not one of {', '.join(EXPECT)}")
+        expect = "answer"
+    missing = [k for k in REQUIRED_QUESTION_KEYS + (("concepts",) if expect == "answer" else ()) if k not in value]
     if missing:
         errors.append(f"{where}: missing key(s) {', '.join(missing)}")
         return None
     if isinstance(qid, str) and not ID_PATTERN.match(qid):
         errors.append(f"{where}: id must be letters, digits, '.', '_' or '-' (it names rows in reports)")
-    concepts = value["concepts"]
-    if isinstance(concepts, str) or not isinstance(concepts, list) or not concepts:
+    concepts = value.get("concepts", [])
+    if isinstance(concepts, str) or not isinstance(concepts, list) or (not concepts and expect == "answer"):
         errors.append(f"{where}.concepts: expected a non-empty list of concepts, got {concepts!r}")
         concepts = []
     parsed = tuple(c for c in (_concept(v, f"{where}.concepts[{i}]", errors) for i, v in enumerate(concepts)) if c)
@@ -126,7 +142,23 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
     return Question(id=_text(qid, f"{where}.id", errors),
                     question=_text(value["question"], f"{where}.question", errors),
                     reference=_text(value["reference"], f"{where}.reference", errors), concepts=parsed,
-                    topic=_text(value["topic"], f"{where}.topic", errors), source=source)
+                    topic=_text(value["topic"], f"{where}.topic", errors), source=source, expect=expect,
+                    paragraphs=_paragraphs(value.get("paragraphs", []), expect, where, errors))
+
+
+def _paragraphs(value, expect: str, where: str, errors: list[str]) -> tuple[str, ...]:
+    """Source references: paragraph ids as the dataset records them (its `paragraph_ids` column)."""
+    if isinstance(value, str) or not isinstance(value, list):
+        errors.append(f"{where}.paragraphs: expected a list of paragraph ids, got {value!r}")
+        return ()
+    if value and expect == "abstain":
+        errors.append(f"{where}.paragraphs: an `expect: abstain` item has no source paragraphs (the documents "
+                      f"do not hold its answer); remove them or drop `expect: abstain`")
+    bad = [v for v in value if not isinstance(v, str) or not PARAGRAPH_ID.match(v)]
+    for v in bad:
+        errors.append(f"{where}.paragraphs: {v!r} is not a paragraph id (<document>#<section-slugs>#p<index>, "
+                      f"as in the dataset's paragraph_ids column)")
+    return tuple(v for v in value if v not in bad)
 
 
 def parse_suite(data, path: str, sha256: str = "") -> Suite:

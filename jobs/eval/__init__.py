@@ -2,9 +2,12 @@
 
     python -m jobs.eval --spec SPEC --dataset DATASET_DIR --adapter ADAPTER_DIR --out REPORT_DIR [--previous DIR]
 
-run.py the stage function; generate.py the suite as chats for the engine (jobs/core/engine.py); metrics.py pure per-answer scores; bootstrap.py
-intervals; gate.py the regression gate; report.py + templates/ the HTML report; dataset.py what eval reads from
-the dataset folder; compare.py two builds side by side; bench.py the generation benchmark.
+run.py the stage function; generate.py the suite as chats for the engine (jobs/core/engine.py); metrics.py pure
+per-answer scores; bootstrap.py intervals; the knowledge diagnostics: diagnose.py (verdicts, outcomes, rates, the
+build-to-build diff, where to add data), faithfulness.py (answer sentences against their sources), probes.py
+(training questions asked again: memorised vs generalised), sources.py (each question's source paragraphs);
+gate.py the regression gate; report.py + templates/ the HTML report; dataset.py what eval reads from the dataset
+folder; compare.py two builds side by side; bench.py the generation benchmark.
 """
 
 from jobs.core.errors import QslmError

@@ -1,8 +1,9 @@
 """python -m jobs.eval.compare [--a TAG] [--b TAG]      (also: python -m jobs.eval.compare A B)
 
-Prints the report's comparison of two builds in the terminal, from builds/<tag>/report/metrics.json in the
-store (QSLM_STORE). --b defaults to the newest complete build, --a to the promoted `current` build.
-What `make compare A=v1 B=v2` runs.
+Prints the report's comparison of two builds in the terminal: headline metrics, knowledge diagnostics, per-topic
+scores and the questions B lost or gained against A with both answers. Each build's report comes from the store
+(QSLM_STORE) through the registry, checked against its manifest. --b defaults to the newest complete build, --a
+to the promoted `current` build. What `make compare A=v1 B=v2` runs.
 """
 
 from __future__ import annotations
@@ -10,12 +11,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+import textwrap
+from pathlib import Path
 
-from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.registry import complete_tags, current_tag, read_manifest
+from jobs.core.registry import complete_tags, current_tag, fetch_artifact, read_manifest
 from jobs.core.store import open_store
-from jobs.eval.report import comparison_rows, fmt, signed
+from jobs.eval.diagnose import RIGHT_CONCEPT_RECALL, RIGHT_SIMILARITY, question_diff
+from jobs.eval.report import DIAGNOSTICS, comparison_rows, fmt, pct, signed
+
+ANSWER_CHARS = 300  # of each answer in the question-level diff
 
 
 class CompareError(QslmError):
@@ -28,12 +34,14 @@ def latest_tag(store) -> str | None:
 
 
 def load_metrics(store, tag: str) -> dict:
-    key = keys.artifact_prefix(tag, "report") + "metrics.json"
-    if not store.exists(key):
-        known = ", ".join(complete_tags(store)) or "(none)"
-        raise CompareError(f"no eval report for build {tag!r} in the store {store.url} ({key} is missing); "
-                           f"complete builds: {known}")
-    return json.loads(store.get_bytes(key))
+    """The build's report metrics.json, fetched through the registry (every file checked against the manifest)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        fetch_artifact(store, tag, "report", tmp)
+        path = Path(tmp) / "metrics.json"
+        if not path.is_file():
+            raise CompareError(f"build {tag!r} in the store {store.url} has no report metrics.json (its eval did not "
+                               f"write one); complete builds: {', '.join(complete_tags(store)) or '(none)'}")
+        return json.loads(path.read_text(encoding="utf-8"))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
@@ -71,6 +79,32 @@ def comparison_text(a_tag: str, a: dict, b_tag: str, b: dict) -> str:
                           fmt(sa), fmt(sb), signed(None if sa is None or sb is None else sb - sa)])
         out += ["", _table(["topic", "recall A", "recall B", "change", "similarity A", "similarity B", "change"],
                            trows)]
+    drows = [r for r in comparison_rows(b["headline"], a["headline"], "", DIAGNOSTICS)
+             if r["new"] is not None or r["old"] is not None]
+    if drows:
+        out += ["", _table(["diagnostic", f"A {a_tag}", f"B {b_tag}", "B - A", ""],
+                           [[r["label"], pct(r["old"]), pct(r["new"]), signed(r["delta"]), r["verdict"]]
+                            for r in drows])]
+    return "\n".join(out + ["", diff_text(a_tag, b_tag, question_diff(a.get("questions", []),
+                                                                     b.get("questions", [])))])
+
+
+def diff_text(a_tag: str, b_tag: str, diff: dict) -> str:
+    """The questions B lost (right in A, wrong in B) and gained, each with both answers."""
+    out = [f"questions: {len(diff['lost'])} lost, {len(diff['gained'])} gained, {diff['still_right']} right in "
+           f"both, {diff['still_wrong']} wrong in both (right: concept recall >= {RIGHT_CONCEPT_RECALL}, "
+           f"similarity >= {RIGHT_SIMILARITY}, no abstention; an abstain item: abstains)"]
+    for kind, items in (("lost", diff["lost"]), ("gained", diff["gained"])):
+        for c in items:
+            out.append(f"\n{kind}: {c['id']} [{c['topic']}] {c['question']}")
+            for tag, side in ((a_tag, c["previous"]), (b_tag, c["current"])):
+                answer = textwrap.shorten(side["answer"] or "(empty)", ANSWER_CHARS)
+                out.append(textwrap.fill(f"{tag} (recall {fmt(side['concept_recall'])}, similarity "
+                                         f"{fmt(side['similarity'])}): {answer}", 110, initial_indent="  ",
+                                         subsequent_indent="    "))
+    for label, ids in (("only in B", diff["new_questions"]), ("only in A", diff["dropped_questions"])):
+        if ids:
+            out.append(f"{label}: {', '.join(ids)}")
     return "\n".join(out)
 
 

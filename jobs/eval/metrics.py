@@ -56,7 +56,7 @@ def normalise(text: str) -> list[str]:
     return [_stem(w) for w in re.findall(r"[a-z0-9]+", text)]
 
 
-def _contains(words: list[str], phrase: list[str]) -> bool:
+def contains(words: list[str], phrase: list[str]) -> bool:
     n = len(phrase)
     return n > 0 and any(words[i:i + n] == phrase for i in range(len(words) - n + 1))
 
@@ -64,7 +64,7 @@ def _contains(words: list[str], phrase: list[str]) -> bool:
 def concept_hits(answer: str, concepts: Sequence[Concept]) -> list[bool]:
     """For each concept: does the answer say its name or one of its synonyms (as whole words)?"""
     words = normalise(answer)
-    return [any(_contains(words, normalise(form)) for form in c.forms) for c in concepts]
+    return [any(contains(words, normalise(form)) for form in c.forms) for c in concepts]
 
 
 def concept_recall(answer: str, concepts: Sequence[Concept]) -> float:

@@ -17,12 +17,22 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from jobs.core.spec import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
+from jobs.eval.diagnose import OUTCOME_LABELS
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LABELS = {"concept_recall": "concept recall", "similarity": "semantic similarity", "rougeL": "ROUGE-L",
           "bleu": "BLEU", "perplexity": "perplexity (held-out)", "stop_rate": "stopped on its own",
           "repetition_rate": "repetition (repeated n-grams)", "mean_new_tokens": "answer length (tokens)"}
 SAME = 1e-9
+# The knowledge diagnostics' metrics (jobs/eval/diagnose.py), in the report's order; the first six have base twins.
+DIAGNOSTICS = ("right_rate", "abstention_rate", "false_abstention_rate", "unsupported_rate", "train_verbatim_right",
+               "train_reworded_right", "learned_rate", "forgotten_rate")
+LABELS |= {"right_rate": "answered right", "abstention_rate": "abstains when the documents lack the answer",
+           "false_abstention_rate": "abstains although the documents hold the answer",
+           "unsupported_rate": "unsupported claims (share of answer sentences)",
+           "train_verbatim_right": "training questions as trained: right", "train_reworded_right":
+           "training questions reworded: right", "learned_rate": "learned (of what the base got wrong)",
+           "forgotten_rate": "forgotten (of what the base got right)"}
 
 
 def fmt(value, metric: str = "") -> str:
@@ -52,10 +62,24 @@ def verdict(metric: str, delta) -> str:
     return "better" if up == (metric in HIGHER_IS_BETTER) else "worse"
 
 
-def comparison_rows(new: dict, old: dict | None, old_prefix: str = "") -> list[dict]:
-    """Headline metrics of `new` against `old` (another headline, or the same one with old_prefix='base_')."""
+def pct(value) -> str:
+    """A share as a whole percentage ('42%'); a dash when it cannot be computed."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:.0f}%"
+
+
+def points(value) -> str:
+    """A change of a share in percentage points ('+12 pts'); a dash when it cannot be computed."""
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return "–"
+    return f"{100 * value:+.0f} pts"
+
+
+def comparison_rows(new: dict, old: dict | None, old_prefix: str = "", metrics: tuple = HEADLINE) -> list[dict]:
+    """`metrics` of `new` against `old` (another headline, or the same one with old_prefix='base_')."""
     rows = []
-    for m in HEADLINE:
+    for m in metrics:
         a = new.get(m)
         b = None if old is None else old.get(old_prefix + m)
         delta = None if a is None or b is None else a - b
@@ -152,20 +176,25 @@ def dataset_view(data: dict) -> dict:
 
 
 def render_report(path: Path, result: dict, *, worst: list[dict], adapter_dir: Path, dataset_stats: dict,
-                  spec) -> None:
+                  spec, paragraph_text: dict[str, str]) -> None:
     env = Environment(loader=FileSystemLoader(str(TEMPLATE_DIR)), autoescape=True, undefined=StrictUndefined,
                       trim_blocks=True, lstrip_blocks=True)
     env.filters["fmt"] = fmt
     env.filters["signed"] = signed
+    env.filters["pct"] = pct
+    env.filters["points"] = points
     headline = result["headline"]
     previous = result["previous"]["headline"] if result.get("previous") else None
     html = env.get_template("report.html.j2").render(
         r=result, tag=result.get("tag") or "", spec=spec, labels=LABELS,
         vs_base=comparison_rows(headline, headline, "base_"),
         vs_previous=comparison_rows(headline, previous) if previous else None,
+        diagnostics_vs_base=comparison_rows(headline, headline, "base_", DIAGNOSTICS[:6]),
+        diagnostics_vs_previous=comparison_rows(headline, previous, "", DIAGNOSTICS) if previous else None,
         previous_tag=(result["previous"] or {}).get("tag") or "previous",
         loss=loss_svg(adapter_dir), loss_png=None if loss_svg(adapter_dir) else loss_png(adapter_dir),
-        dataset=dataset_view(dataset_stats), worst=worst,
+        dataset=dataset_view(dataset_stats), worst=worst, outcome_labels=OUTCOME_LABELS,
+        by_id={q["id"]: q for q in result["questions"]}, paragraph_text=paragraph_text,
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     )
     Path(path).write_text(html, encoding="utf-8")

@@ -1,17 +1,24 @@
 """The eval stage as one function: dataset + adapter (+ previous report) in, report folder out.
 
 Order: validate everything cheap (suite, gate, folders) before loading a model; answer the suite with the
-adapter and with the base alone (jobs/core/engine.py: one loaded base, the adapter switched off); score held-out paragraphs; embed; score;
-bootstrap; gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
+adapter and with the base alone (jobs/core/engine.py: one loaded base, the adapter switched off); score held-out
+paragraphs; ask a sample of training questions verbatim and reworded (probes.py); embed; score; diagnose; bootstrap;
+gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
 
 metrics.json (for machines; every float may be null where it cannot be computed):
     headline      flat {metric: float}: concept_recall, similarity, rougeL, bleu, perplexity, stop_rate,
-                  repetition_rate, mean_new_tokens; the same with base_ (adapter disabled) and delta_
-                  (adapter - base) prefixes. Publish copies it into the manifest.
+                  repetition_rate, mean_new_tokens, and the diagnostics right_rate, abstention_rate,
+                  false_abstention_rate, unsupported_rate, train_verbatim_right, train_reworded_right; the same
+                  with base_ (adapter disabled) and delta_ (adapter - base) prefixes; learned_rate and
+                  forgotten_rate (no base twin). Publish copies it into the manifest.
     overall       {adapter|base|delta: {metric: {mean, low, high}}}   95% bootstrap intervals over questions
     perplexity    {adapter|base: {mean, low, high}, paragraphs, tokens}   over heldout.parquet
-    topics        {topic: {questions, adapter: {...}, base: {...}}}
-    questions     per question: id, topic, source, question, reference, adapter/base: answer and scores
+    topics        {topic: {questions, adapter: {...}, base: {...}}}   (answerable questions; abstain items apart)
+    questions     per question: id, topic, source, expect, question, reference, concepts, outcome, sources
+                  {how, paragraphs, missing}; adapter/base: answer, scores, right, abstained, faithfulness
+    diagnostics   thresholds, outcomes {overall, topics: {outcome: [ids]}}, faithfulness, abstention, probes
+                  {summary, rows}, where_to_add_data (see diagnose.py, faithfulness.py, probes.py)
+    diff          against the previous build: lost / gained questions with both answers (null without one)
     suite, gate, tag, previous_tag, previous {tag, path, headline}
     generation    {path, note}: which generation path produced the answers (engine.path, engine.path_note)
 """
@@ -26,17 +33,17 @@ from pathlib import Path
 import numpy as np
 
 from jobs.core.embed import load_embedder
-from jobs.core.engine import Engine
+from jobs.core.engine import Engine, Sampling
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.suite import Suite, load_suite
-from jobs.eval import EvalError, bootstrap, dataset, generate, metrics
+from jobs.eval import EvalError, bootstrap, dataset, diagnose, faithfulness, generate, metrics, probes, sources
 from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
 
-MODELS = ("adapter", "base")
+MODELS = diagnose.MODELS
 WORST_ANSWERS = 5
-PARAGRAPHS_PER_ANSWER = 2
+
 def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise EvalError(f"{out_dir}: report folder is not empty; eval never overwrites a report. "
@@ -59,7 +66,8 @@ def score_rows(suite: Suite, answers: dict, embed, max_new_tokens: int) -> list[
     sims = {m: metrics.similarities([g.text for g in answers[m]], refs, embed) for m in MODELS}
     rows = []
     for i, q in enumerate(suite.questions):
-        row = {"id": q.id, "topic": q.topic, "source": q.source, "question": q.question, "reference": q.reference}
+        row = {"id": q.id, "topic": q.topic, "source": q.source, "expect": q.expect, "question": q.question,
+               "reference": q.reference, "concepts": [c.name for c in q.concepts], "paragraphs": list(q.paragraphs)}
         for m in MODELS:
             g = answers[m][i]
             scores = metrics.score_answer(g.text, q.reference, q.concepts, sims[m][i])
@@ -103,21 +111,42 @@ def summarise(rows: list[dict], nll: dict, samples: int, seed: int) -> dict:
     return {"headline": headline, "overall": overall, "perplexity": perplexity, "topics": topics}
 
 
-def attach_sources(rows: list[dict], dataset_dir: Path, embed) -> list[dict]:
-    """The worst answers (by concept recall + similarity), each with its nearest source paragraphs."""
-    worst = sorted(rows, key=lambda r: (r["adapter"]["quality"], r["id"]))[:WORST_ANSWERS]
-    paragraphs = dataset.candidate_paragraphs(dataset_dir)
-    if not paragraphs:
-        return [dict(r, paragraphs=[]) for r in worst]
-    vectors = embed([p["text"] for p in paragraphs])
-    out = []
-    for r in worst:
-        query = embed([r["question"] + "\n" + r["reference"]])[0]
-        same = [i for i, p in enumerate(paragraphs) if dataset.same_source(r["source"], p["source_path"])]
-        pool = same or list(range(len(paragraphs)))  # the question's own document first, else anywhere
-        ranked = sorted(pool, key=lambda i: -float(vectors[i] @ query))[:PARAGRAPHS_PER_ANSWER]
-        out.append(dict(r, paragraphs=[paragraphs[i] | {"similarity": float(vectors[i] @ query)} for i in ranked]))
-    return out
+def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embed, probe_rows: list[dict],
+                    keywords: list[str], stats: dict, previous: dict | None) -> dict:
+    """Verdicts, sources, faithfulness and outcomes on the rows (in place); the diagnostics section and diff."""
+    diagnose.judge(rows)
+    found = sources.question_sources(list(suite.questions), paragraphs, embed)
+    for r, src in zip(rows, found):
+        r["sources"] = src
+    text = {p["id"]: p["text"] for p in paragraphs}
+    texts = [[text[p["id"]] for p in r["sources"]["paragraphs"]] for r in rows]
+    # Both models in one call, so each source sentence is embedded once.
+    checked = faithfulness.check([r[m]["answer"] for m in MODELS for r in rows], texts * len(MODELS), embed)
+    for i, m in enumerate(MODELS):
+        for r, f in zip(rows, checked[i * len(rows):(i + 1) * len(rows)]):
+            r[m]["faithfulness"] = f
+    outcomes = diagnose.outcome_table(rows)
+    faith = faithfulness.summary(rows)
+    absent = [r for r in rows if r["expect"] == "abstain"]
+    return {
+        "thresholds": {"right_concept_recall": diagnose.RIGHT_CONCEPT_RECALL,
+                       "right_similarity": diagnose.RIGHT_SIMILARITY, "low_learned_rate": diagnose.LOW_LEARNED_RATE,
+                       "support_similarity": faithfulness.SUPPORT_SIMILARITY,
+                       "min_claim_words": faithfulness.MIN_CLAIM_WORDS, "memorised_gap": probes.MEMORISED_GAP,
+                       "not_taken_in": probes.NOT_TAKEN_IN},
+        "outcomes": outcomes, "faithfulness": faith,
+        "abstention": {"items": [r["id"] for r in absent], "answerable": len(rows) - len(absent)},
+        "probes": {"summary": probes.summary(probe_rows, rows), "rows": probe_rows},
+        "where_to_add_data": diagnose.where_to_add_data(rows, outcomes, stats, keywords),
+        "diff": None if previous is None else diagnose.question_diff(previous.get("questions", []), rows),
+    }
+
+
+def ask_probes(engine: Engine, examples: list[dict], embed, max_new_tokens: int) -> list[dict]:
+    """The sampled training questions, as trained and reworded, through the engine (the adapter by its name)."""
+    def chat(conversations: list[list[dict]], adapter: bool, tokens: int) -> list:
+        return engine.chat(conversations, "adapter" if adapter else None, Sampling(max_new_tokens=tokens))
+    return probes.run(examples, chat, embed, max_new_tokens)
 
 
 def _json_safe(value):
@@ -147,12 +176,19 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                                 f"pass the train stage's --out folder as --adapter")
     heldout = dataset.heldout_texts(dataset_dir)
     system = dataset.system_prompt(dataset_dir)
+    paragraphs = dataset.source_paragraphs(dataset_dir)
+    examples = probes.sample(dataset.training_examples(dataset_dir), spec.eval.train_questions, spec.eval.seed)
+    stats = dataset.stats(dataset_dir)
     _prepare_out(out_dir)
     timings = {}
 
     t = time.perf_counter()
     engine = Engine.load(spec, {"adapter": adapter_dir}, device=spec.eval.device)
     device = engine.device
+    if device == "cpu" and spec.train.execution.cpu_threads:  # the tiny model decodes ~30x faster on 1 busy core
+        import torch
+
+        torch.set_num_threads(spec.train.execution.cpu_threads)
     print(f"eval: answers by the {engine.path} generation path: {engine.path_note}", flush=True)
     timings["load_s"] = time.perf_counter() - t
     questions = [q.question for q in suite.questions]
@@ -165,13 +201,21 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     # The base alone from the same loaded weights: the adapter switched off (or unmerged), no reload.
     answers["base"], generation["base"] = generate.answer(engine, questions, adapter=None, **kw)
     nll["base"] = engine.nll(heldout, None)
+    embed = load_embedder(device)
+    t = time.perf_counter()
+    probe_rows = ask_probes(engine, examples, embed, spec.eval.max_new_tokens)
+    timings["probes_s"] = time.perf_counter() - t
     del engine
 
     t = time.perf_counter()
-    embed = load_embedder(device)
     rows = score_rows(suite, answers, embed, spec.eval.max_new_tokens)
-    summary = summarise(rows, nll, spec.eval.bootstrap_samples, spec.eval.seed)
-    worst = attach_sources(rows, dataset_dir, embed)
+    answerable = [r for r in rows if r["expect"] == "answer"]  # abstain items count only in the abstention rates
+    summary = summarise(answerable, nll, spec.eval.bootstrap_samples, spec.eval.seed)
+    diagnostics = add_diagnostics(rows, suite, paragraphs, embed, probe_rows, list(spec.curate.keywords), stats,
+                                  previous)
+    summary["headline"].update(diagnose.headline(rows, {m: diagnostics["faithfulness"][m]["rate"] for m in MODELS},
+                                                 diagnostics["probes"]["summary"]))
+    worst = sorted(answerable, key=lambda r: (r["adapter"]["quality"], r["id"]))[:WORST_ANSWERS]
     timings["score_s"] = time.perf_counter() - t
 
     gate = evaluate_gate(spec.eval.gate, summary["headline"], previous["headline"] if previous else None)
@@ -182,19 +226,20 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
         "previous_tag": None if previous is None else previous.get("tag"),
         "previous": None if previous is None else {"tag": previous.get("tag"), "path": str(previous_dir),
                                                   "headline": previous["headline"]},
-        "gate": gate, "questions": rows,
+        "gate": gate, "diff": diagnostics.pop("diff"), "diagnostics": diagnostics, "questions": rows,
         "generation": {"path": generation["path"], "note": generation["note"]},
     }
     _write_json(out_dir / "metrics.json", result)
     _write_json(out_dir / "gate.json", gate)
     with open(out_dir / "answers.jsonl", "w", encoding="utf-8") as f:
         for r in rows:
-            f.write(json.dumps({"id": r["id"], "topic": r["topic"], "question": r["question"],
-                                "reference": r["reference"], "adapter": r["adapter"]["answer"],
+            f.write(json.dumps({"id": r["id"], "topic": r["topic"], "expect": r["expect"], "outcome": r["outcome"],
+                                "question": r["question"], "reference": r["reference"],
+                                "adapter": r["adapter"]["answer"],
                                 "base": r["base"]["answer"], "adapter_stopped": r["adapter"]["stopped"],
                                 "base_stopped": r["base"]["stopped"]}, ensure_ascii=False) + "\n")
-    render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir,
-                  dataset_stats=dataset.stats(dataset_dir), spec=spec)
+    render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir, dataset_stats=stats,
+                  spec=spec, paragraph_text={p["id"]: p["text"] for p in paragraphs})
     timings["seconds"] = time.perf_counter() - start
     _write_json(out_dir / "eval-info.json", {
         "stage": "eval", "seconds": timings["seconds"], "timings": timings, "versions": library_versions(),

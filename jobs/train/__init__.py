@@ -2,9 +2,11 @@
 
     python -m jobs.train --spec SPEC --dataset DATASET_DIR --out ADAPTER_DIR
 
-run.py the stage function; model.py the base with a fresh LoRA adapter; data.py tokenisation, loss mask and
-step plan; loop.py one optimizer step; checkpoint.py resume state; preflight.py the memory check;
-progress.py the bar, Argo's progress and the metrics log; bench.py the throughput benchmark.
+run.py the stage function, one function per phase; model.py the base with a fresh LoRA adapter; data.py
+tokenisation, loss mask, step plan and packed or padded micro-batches; packing.py attention kept inside each
+example of a packed row; loop.py one optimizer step; execution.py the speed knobs that act on the model
+(dequantize once, checkpointed layers); checkpoint.py resume state; preflight.py the memory check and the fit
+advisor; progress.py the bar, Argo's progress and the metrics log; bench.py the throughput benchmark.
 """
 
 from jobs.core.errors import QslmError

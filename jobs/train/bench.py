@@ -1,62 +1,47 @@
-"""python -m jobs.train.bench --out DIR [--steps 25] [--variants mb1,mb4,mb4-nogc] [--host-probe]
+"""python -m jobs.train.bench --out DIR [--variants NAME,...] [--baselines ../shared/bench]
 
-GPU benchmark of the train stage: the v1 spec (and execution variants of it) on a model with the exact shape
-of Qwen2.5-1.5B-Instruct, randomly initialised (no weights can be downloaded), saved and loaded back through
-the spec's 4-bit NF4 path. Each variant is the real command `python -m jobs.train` in its own process (clean
-peak-memory counters), with QSLM_BASE_MODEL pointing at the random model. Prints a table and writes
-DIR/table.md and DIR/results.json.
+GPU benchmark of the train stage: the v1 spec and execution variants of it, on a model with the exact shape of
+Qwen2.5-1.5B-Instruct, randomly initialised (no weights can be downloaded), saved and loaded back through the
+spec's 4-bit NF4 path. Each variant is the real command `python -m jobs.train` in its own process (clean
+peak-memory counters), with QSLM_BASE_MODEL pointing at the random model. With --baselines (the folder of the
+shared qlora_baseline.py and fastpath_probe.py) the two references run in the same call first, on the same
+model: the Trainer baseline (--only V1) and the hand-written probe at 4 x 1024 and 32 x 1024 tokens.
+Writes DIR/table.md and DIR/results.json (rewritten after every run, so a cut-off call keeps what it measured).
 
-The tokenizer is the tiny model's (1,024 words, trained on data/raw, Qwen2.5 chat template): token ids stay
-below 1,024 but the model computes over the full 151,936-word vocabulary, so speed and memory are Qwen's.
+tokens/s counts real tokens only (padding never), over the steps after the first WARMUP_STEPS: their tokens
+over their seconds. The tokenizer is the tiny model's (1,024 words, trained on data/raw, Qwen2.5 chat template):
+token ids stay below 1,024, but the model computes over the full 151,936-word vocabulary, so speed and memory
+are Qwen's.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import random
 import shutil
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-from jobs.core.model import make_tiny_model
-from jobs.core.spec import REPO_ROOT, TinyModelSpec, spec_by_tag
+from jobs.core.benchmodel import build_model
+from jobs.core.spec import REPO_ROOT, ExecutionSpec, spec_by_tag
 
-QWEN25_1P5B = dict(hidden_size=1536, intermediate_size=8960, num_hidden_layers=28, num_attention_heads=12,
-                   num_key_value_heads=2, vocab_size=151936, tie_word_embeddings=True, max_position_embeddings=32768,
-                   rope_theta=1e6, rms_norm_eps=1e-6, use_sliding_window=False, bos_token_id=151643,
-                   eos_token_id=151645)
-# name: train.execution settings over v1.yaml's (speed and memory only; the spec's meaning is v1's)
-VARIANTS = {
-    "mb1": {"micro_batch_size": 1},  # one example per forward pass: the seed configuration's layout
-    "mb4": {"micro_batch_size": 4},  # the step's 4 examples in one pass (v1.yaml ships this)
-    "mb4-nogc": {"micro_batch_size": 4, "gradient_checkpointing": False},  # expected: refused by the preflight
+B32 = {"grad_accum": 32}  # the bench variant of v1 with 32 examples per optimizer step (batch 1 x grad-accum 32)
+# name: (optimizer steps, changes to v1.yaml's train section, its whole execution section over the defaults)
+VARIANTS = {  # in the order they run: the ones the targets are read from first
+    "v1-padded": (50, {}, {"micro_batch_size": 4, "packing": False}),  # v1 as shipped before packing
+    "v1-packed": (50, {}, {"micro_batch_size": 4}),
+    "v1-packed-dq": (30, {}, {"micro_batch_size": 4, "dequantize_once": True}),  # v1.yaml's execution now
+    "v1-packed-dq-fit": (30, {}, {"micro_batch_size": 4, "dequantize_once": True, "checkpoint_layers": "fit"}),
+    "b32-packed": (20, B32, {"micro_batch_size": 32}),
+    "b32-mb16-dq-fit": (20, B32, {"micro_batch_size": 16, "dequantize_once": True, "checkpoint_layers": "fit"}),
 }
-WARMUP_STEPS = 3  # excluded from the median: CUDA/cuBLAS initialisation and allocator growth
-
-
-def build_model(work: Path) -> Path:
-    """Random Qwen2.5-1.5B-shaped checkpoint (bf16 safetensors) with the tiny model's tokenizer files."""
-    import torch
-    from transformers import AutoModelForCausalLM, Qwen2Config
-
-    out = work / "qwen25-1p5b-shape"
-    if (out / "config.json").is_file():
-        return out
-    tiny = make_tiny_model(TinyModelSpec(), REPO_ROOT / "data" / "raw", work / "tiny")
-    torch.manual_seed(0)
-    with torch.device("cuda"):
-        model = AutoModelForCausalLM.from_config(Qwen2Config(**QWEN25_1P5B), dtype=torch.bfloat16)
-    model.save_pretrained(out)
-    del model
-    torch.cuda.empty_cache()
-    for name in ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
-        shutil.copy(tiny / name, out / name)
-    return out
+LOSS_REFERENCE = {"v1-packed": "v1-padded"}  # loss curves compared step by step (same data, seed and steps)
+WARMUP_STEPS = 3  # left out of tokens/s: CUDA/cuBLAS initialisation and allocator growth
 
 
 def build_dataset(work: Path, n: int, seed: int = 0) -> Path:
@@ -82,10 +67,16 @@ def build_dataset(work: Path, n: int, seed: int = 0) -> Path:
     return folder
 
 
-def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, steps: int, timeout_s: float) -> dict:
+def variant_spec(name: str) -> dict:
+    steps, train, execution = VARIANTS[name]
     spec = spec_by_tag("v1").to_dict()
-    spec["train"]["max_steps"] = steps
-    spec["train"]["execution"].update(VARIANTS[name])
+    spec["train"].update(train, max_steps=steps)
+    spec["train"]["execution"] = {**dataclasses.asdict(ExecutionSpec()), **execution}
+    return spec
+
+
+def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, timeout_s: float, log) -> dict:
+    spec = variant_spec(name)
     spec_file = work / f"spec-{name}.json"
     spec_file.write_text(json.dumps(spec))
     out = work / f"adapter-{name}"
@@ -95,90 +86,129 @@ def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, steps: in
     try:
         proc = subprocess.run(cmd, cwd=REPO_ROOT, env=dict(os.environ, QSLM_BASE_MODEL=str(model_dir)),
                               capture_output=True, text=True, timeout=timeout_s)
-        rc, tail = proc.returncode, (proc.stdout + proc.stderr)[-1500:]
-    except subprocess.TimeoutExpired:
-        rc, tail = "timeout", ""
-    r = {"variant": name, "execution": spec["train"]["execution"], "rc": rc, "wall_s": time.perf_counter() - t0}
+        rc, text = proc.returncode, proc.stdout + proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        rc, text = "timeout", f"{exc.stdout or ''}{exc.stderr or ''}"
+    log.write(f"===== {name}: {' '.join(cmd)}\n{text}\n")
+    r = {"variant": name, "train": spec["train"], "rc": rc, "wall_s": round(time.perf_counter() - t0, 1)}
     if rc != 0:
-        r["error"] = next((line for line in tail.splitlines() if line.startswith("error:")), tail[-600:])
+        r["error"] = next((line for line in text.splitlines() if "error:" in line), text[-600:])
         return r
     info = json.loads((out / "train-info.json").read_text())
     metrics = json.loads((out / "metrics.json").read_text())
     timed = metrics[WARMUP_STEPS:] or metrics
-    r.update(tokens_per_s=statistics.median(m["tokens_per_s"] for m in timed),
-             step_s=statistics.median(m["tokens"] / m["tokens_per_s"] for m in timed),
-             tokens_per_step=statistics.mean(m["tokens"] for m in timed), final_loss=info["final_loss"],
-             peak_reserved_gib=info["peak_mem_gib"], preflight=info["preflight"], gpu=info["device"].get("gpu"),
-             versions=info["versions"], data=info["data"], train_loop_s=info["train_loop_seconds"])
+    r.update(tokens_per_s=round(sum(m["tokens"] for m in timed) / sum(m["seconds"] for m in timed)),
+             step_s=round(sum(m["seconds"] for m in timed) / len(timed), 4),
+             tokens_per_step=round(sum(m["tokens"] for m in timed) / len(timed)),
+             label_tokens_per_step=round(sum(m["label_tokens"] for m in timed) / len(timed)),
+             losses=[m["loss"] for m in metrics], peak_reserved_gib=info["peak_mem_gib"],
+             preflight=info["preflight"], execution_applied=info["execution_applied"], gpu=info["device"].get("gpu"),
+             versions=info["versions"], data=info["data"])
     return r
 
 
-def host_probe(model_dir: Path, dataset: Path, n: int = 14) -> dict:
-    """Median seconds per example at batch 1 (v1's layout) on one loaded model, condition by condition:
-    forward+backward alone, whole optimizer steps, with the memory cap, after a preflight, and with each kind of
-    gradient checkpointing. At batch 1 the GPU waits on the host, so host-side costs show up here."""
-    import torch
-
-    from jobs.train.data import read_conversations, tokenize
-    from jobs.train.loop import accumulate, make_optimizer, optimizer_step
-    from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
-    from jobs.train.model import load_model
-    from jobs.train.preflight import cap_memory, preflight
-
-    spec = spec_by_tag("v1")
-    device, dtype = pick_device(spec.train.execution.device), compute_dtype(spec)
-    tokenizer = load_tokenizer(model_dir)
-    examples = tokenize(read_conversations(dataset), tokenizer, 1024, "truncate").examples[:n]
-    model = load_model(spec, model_dir, device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer, scheduler = make_optimizer(params, spec, device, 1000)
-    scaler = torch.amp.GradScaler("cuda")
-    pad = tokenizer.pad_token_id
-
-    def per_example(whole_steps: bool) -> float:
-        times = []
-        for i in range(0, n - 1, 2 if not whole_steps else 4):
-            group = examples[i:i + (4 if whole_steps else 1)]
-            torch.cuda.synchronize()
-            t0 = time.perf_counter()
-            accumulate(model, group, 1, pad, device, dtype, 2048, scaler)
-            if whole_steps:
-                optimizer_step(params, optimizer, scheduler, scaler, 1.0)
-            torch.cuda.synchronize()
-            times.append((time.perf_counter() - t0) / len(group))
-        model.zero_grad(set_to_none=True)
-        return round(statistics.median(times[1:]), 4)
-
-    def checkpointing(reentrant: bool) -> None:
-        model.get_base_model().gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": reentrant})
-
-    per_example(False)  # warm-up
-    r = {"fwd_bwd": per_example(False), "whole_steps": per_example(True)}
-    cap_memory(spec, device)
-    r.update(fwd_bwd_capped=per_example(False), whole_steps_capped=per_example(True))
-    preflight(model, examples, spec, 1, pad, device, dtype, lambda ps: make_optimizer(ps, spec, device, 10)[0])
-    r["whole_steps_after_preflight"] = per_example(True)
-    checkpointing(False)
-    r["fwd_bwd_non_reentrant"] = per_example(False)
-    checkpointing(True)
-    r["fwd_bwd_reentrant_again"] = per_example(False)
-    model.get_base_model().gradient_checkpointing_disable()
-    r["fwd_bwd_no_checkpointing"] = per_example(False)
-    return r
+def baselines(folder: Path, work: Path, out: Path, model_dir: Path, log) -> list[dict]:
+    """The shared references on the same model: the Trainer baseline V1 and the probe at 4 and 32 x 1024."""
+    rows = []
+    cmd = [sys.executable, str(folder / "qlora_baseline.py"), "--only", "V1", "--out", str(out / "baseline"),
+           "--work", str(work / "qb"), "--model-dir", str(model_dir)]
+    proc = subprocess.run(cmd, capture_output=True, text=True)
+    log.write(f"===== {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
+    done = json.loads((out / "baseline" / "results.json").read_text())["results"] if proc.returncode == 0 else []
+    for r in [r for r in done if r.get("ok")]:
+        rows.append({"reference": f"Trainer baseline {r['variant']} (qlora_baseline.py, bf16, 1 x 4 x 512 tokens)",
+                     "tokens_per_s": round(r.get("tokens_per_s", 0)),
+                     "peak_reserved_gib": round(r["train_peak"]["peak_reserved_gib"], 2)})
+    probe = (f"import json, sys; sys.path.insert(0, {str(folder)!r}); import fastpath_probe as p; "
+             f"m = p.load({str(model_dir)!r}, True)\n"
+             f"for b in (4, 32): print('PROBE', json.dumps(p.run(m, b, 1024, 12, 3, 2048)), flush=True)")
+    proc = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    log.write(f"===== fastpath_probe.py at 4 and 32 x 1024\n{proc.stdout}{proc.stderr}\n")
+    for line in proc.stdout.splitlines():
+        if line.startswith("PROBE "):
+            r = json.loads(line[6:])
+            rows.append({"reference": f"fastpath_probe.py, {r['batch']} x {r['seq']}, checkpointing",
+                         "tokens_per_s": round(r["tok_s"]), "peak_reserved_gib": round(r["peak_resv_gib"], 2)})
+    return rows
 
 
-def table(results: list[dict], budget: float) -> str:
-    lines = ["| variant | execution | tokens/s (median) | step s | tokens/step | peak reserved GiB | "
-             f"preflight peak GiB | <= {budget} GiB | final loss |", "|---|---|---|---|---|---|---|---|---|"]
+def packing_check(model_dir: Path, dataset: Path) -> dict:
+    """On the GPU, the real model: one micro-step of the same 8 examples padded and packed (v1 without LoRA
+    dropout, so both draw nothing random, and with fp16 loss scaling as in training, so small gradients do not
+    underflow): the two losses and gradients should agree to fp16 rounding."""
+    import traceback
+
+    try:
+        import torch
+
+        from jobs.core.loading import compute_dtype, load_tokenizer
+        from jobs.train.data import read_conversations, tokenize
+        from jobs.train.loop import Layout, accumulate
+        from jobs.train.model import load_model
+
+        spec = spec_by_tag("v1")
+        spec = dataclasses.replace(spec, train=dataclasses.replace(
+            spec.train, lora=dataclasses.replace(spec.train.lora, dropout=0.0)))
+        tokenizer = load_tokenizer(model_dir)
+        examples = tokenize(read_conversations(dataset)[:8], tokenizer, 1024, "truncate").examples
+        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        model = load_model(spec, model_dir, device)
+        with torch.no_grad():  # B starts at zero: perturb so the LoRA path counts
+            for n, p in model.named_parameters():
+                if "lora_B" in n:
+                    p.normal_(0, 0.02)
+        out = {}
+        for packed in (False, True):
+            layout = Layout(micro_batch_size=8, packed=packed, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=2048)
+            scaler = torch.amp.GradScaler(device.type) if compute_dtype(spec) == torch.float16 else None
+            loss, _, _ = accumulate(model, examples, layout, device, compute_dtype(spec), scaler)
+            grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.requires_grad])
+            out["packed" if packed else "padded"] = {"loss": loss, "grad_norm": float(grads.norm())}
+            out.setdefault("grads", []).append(grads)
+            model.zero_grad(set_to_none=True)
+        a, b = out.pop("grads")
+        out["grad_rel_diff"] = float((a - b).norm() / b.norm())
+        out["tokens"] = sum(len(e.input_ids) for e in examples)
+        del model
+        if device.type == "cuda":
+            torch.cuda.empty_cache()  # the variants run in their own processes; leave them the card
+        return out
+    except Exception:  # noqa: BLE001 - a benchmark reports what broke and goes on to the other runs
+        return {"error": traceback.format_exc()[-1500:]}
+
+
+def loss_gap(results: list[dict]) -> dict:
+    """Per-step loss of each packed run against its padded reference: the largest and mean |difference|."""
+    by_name = {r["variant"]: r for r in results if r["rc"] == 0}
+    out = {}
+    for name, ref in LOSS_REFERENCE.items():
+        if name in by_name and ref in by_name:
+            a, b = by_name[name]["losses"], by_name[ref]["losses"]
+            gaps = [abs(x - y) for x, y in zip(a, b)]
+            out[f"{name} vs {ref}"] = {"steps": len(gaps), "max_abs": max(gaps), "mean_abs": sum(gaps) / len(gaps),
+                                       "reference_first_last": [b[0], b[-1]]}
+    return out
+
+
+def table(results: list[dict], references: list[dict], budget: float) -> str:
+    lines = ["| run | examples/step | execution (over the defaults) | tokens/s (real) | step s | tokens/step | "
+             f"loop peak reserved GiB | preflight peak GiB | checkpointed layers | <= {budget} GiB |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for r in references:
+        lines.append(f"| {r['reference']} | | | {r['tokens_per_s']:,} | | | {r['peak_reserved_gib']} | | | "
+                     f"{'yes' if r['peak_reserved_gib'] <= budget else 'NO'} |")
     for r in results:
-        ex = ", ".join(f"{k}={v}" for k, v in VARIANTS[r["variant"]].items())
+        execution = VARIANTS[r["variant"]][2]
+        ex = ", ".join(f"{k}={v}" for k, v in execution.items())
+        per_step = r["train"]["batch_size"] * r["train"]["grad_accum"]
         if r["rc"] != 0:
-            lines.append(f"| {r['variant']} | {ex} | refused/failed: {r['error'][:300]} | | | | | | |")
+            lines.append(f"| {r['variant']} | {per_step} | {ex} | failed: {r['error'][:300]} | | | | | | |")
             continue
-        pre, peak = r["preflight"].get("peak_reserved_gib", "-"), r["peak_reserved_gib"]  # None on CPU
-        fits = "-" if peak is None else ("yes" if peak <= budget else "NO")
-        lines.append(f"| {r['variant']} | {ex} | {r['tokens_per_s']:.0f} | {r['step_s']:.3f} | "
-                     f"{r['tokens_per_step']:.0f} | {peak} | {pre} | {fits} | {r['final_loss']:.3f} |")
+        pre, peak = r["preflight"], r["peak_reserved_gib"]
+        fits = "yes" if max(peak, pre["peak_reserved_gib"]) <= budget else "NO"
+        lines.append(f"| {r['variant']} | {per_step} | {ex} | {r['tokens_per_s']:,} | {r['step_s']} | "
+                     f"{r['tokens_per_step']} | {peak} | {pre.get('peak_reserved_gib', '-')} | "
+                     f"{pre.get('checkpoint_layers', '-')} | {fits} |")
     return "\n".join(lines)
 
 
@@ -186,32 +216,37 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qslm-train-bench"))
-    parser.add_argument("--steps", type=int, default=25)
     parser.add_argument("--variants", default=",".join(VARIANTS))
-    parser.add_argument("--timeout-s", type=float, default=240)
-    parser.add_argument("--host-probe", action="store_true", help="also time batch-1 examples by condition (~40 s)")
+    parser.add_argument("--baselines", type=Path, help="folder of qlora_baseline.py and fastpath_probe.py")
+    parser.add_argument("--timeout-s", type=float, default=150, help="per variant")
     args = parser.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    t0 = time.perf_counter()
+    names = args.variants.split(",")
     model_dir = build_model(args.work)
-    dataset = build_dataset(args.work, n=args.steps * 4)
-    print(f"bench: model and data ready in {time.perf_counter() - t0:.0f} s", flush=True)
-    probe = host_probe(model_dir, dataset) if args.host_probe else None
-    print(f"bench: seconds per example at batch 1, by condition: {probe}", flush=True)
-    results = []
-    for name in args.variants.split(","):
-        results.append(run_variant(name, args.work, model_dir, dataset, args.steps, args.timeout_s))
-        print(json.dumps({k: v for k, v in results[-1].items() if k != "versions"}), flush=True)
+    per_run = [variant_spec(n)["train"] for n in names]  # every run's steps x examples per step, one dataset
+    dataset = build_dataset(args.work, n=max(t["max_steps"] * t["batch_size"] * t["grad_accum"] for t in per_run))
+    budget = spec_by_tag("v1").train.memory_budget_gib
+    check = packing_check(model_dir, dataset)
+    print(f"packing check: {json.dumps(check)}", flush=True)
+    with open(args.out / "runs.log", "w") as log:
+        references = baselines(args.baselines, args.work, args.out, model_dir, log) if args.baselines else []
+        print(json.dumps(references), flush=True)
+        results = []
+        for name in names:
+            results.append(run_variant(name, args.work, model_dir, dataset, args.timeout_s, log))
+            log.flush()
+            print(json.dumps({k: v for k, v in results[-1].items() if k not in ("versions", "losses", "train")}),
+                  flush=True)
+            (args.out / "results.json").write_text(json.dumps(
+                {"packing_check": check, "references": references, "variants": results,
+                 "loss_gap": loss_gap(results)}, indent=1, default=str))
     ok = next((r for r in results if r["rc"] == 0), {})
-    header = (f"GPU: {ok.get('gpu')} | versions: {json.dumps(ok.get('versions', {}))}\n"
-              f"v1 spec: Qwen2.5-1.5B shape, NF4 + float16 compute, LoRA r16/a32 q/k/v/o, batch 1 x grad-accum 4, "
-              f"max_length 1024; {args.steps} steps; data: {json.dumps(ok.get('data', {}))}\n")
-    probe_line = f"host probe, median seconds per example at batch 1: {json.dumps(probe)}\n" if probe else ""
-    text = header + probe_line + "\n" + table(results, spec_by_tag("v1").train.memory_budget_gib)
+    text = (f"GPU: {ok.get('gpu')} | versions: {json.dumps(ok.get('versions', {}))}\n"
+            f"data: {json.dumps(ok.get('data', {}))}\npacking check: {json.dumps(check)}\n"
+            f"loss curves: {json.dumps(loss_gap(results))}\n\n"
+            + table(results, references, budget))
     (args.out / "table.md").write_text(text + "\n")
-    (args.out / "results.json").write_text(json.dumps({"variants": results, "host_probe": probe},
-                                                      indent=1, default=str))
     print("\n" + text)
     return 0
 

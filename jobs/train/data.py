@@ -11,6 +11,8 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
+
 from jobs.core.errors import QslmError
 
 IGNORE = -100  # label of a token that is not trained on (torch cross_entropy's ignore_index)
@@ -28,7 +30,9 @@ class Example:
 
     @property
     def label_tokens(self) -> int:
-        return sum(1 for t in self.labels if t != IGNORE)
+        """Tokens the loss is taken on. Token t is predicted from t-1, so a label on the first position is
+        never trained (none has one: a prompt comes first)."""
+        return sum(1 for t in self.labels[1:] if t != IGNORE)
 
 
 @dataclass
@@ -140,8 +144,37 @@ def step_plan(n_examples: int, batch_size: int, grad_accum: int, epochs: int, ma
     return steps[:max_steps] if max_steps is not None else steps
 
 
-def micro_batches(step: list[int], micro_batch_size: int) -> list[list[int]]:
+def micro_batches(step: list, micro_batch_size: int) -> list[list]:
     return [step[i:i + micro_batch_size] for i in range(0, len(step), micro_batch_size)]
+
+
+class Packed(NamedTuple):
+    """Where each token of a packed row sits when the row is cut back into one row per example: token i of
+    the row goes to slot `slots[i]` of a [rows x width] grid (example r's tokens at r*width + 0..len-1)."""
+
+    slots: object  # torch.LongTensor [tokens]
+    rows: int  # examples in the row
+    width: int  # tokens of the longest of them
+
+
+def pack(examples: list[Example]) -> dict:
+    """One row of the micro-batch's examples end to end, no padding: input_ids, labels, position_ids (0 at
+    each example's start, so RoPE sees each example as it would alone) and the Packed layout that keeps
+    attention inside each example (jobs/train/packing.py).
+
+    An example's first label is IGNORE: in the row, the token before it is the previous example's last one,
+    and it must not learn to predict across the boundary (a first position never carries a label anyway)."""
+    import torch
+
+    lengths = [len(e.input_ids) for e in examples]
+    width = max(lengths)
+    ids = [t for e in examples for t in e.input_ids]
+    labels = [t for e in examples for t in [IGNORE] + e.labels[1:]]
+    positions = [p for n in lengths for p in range(n)]
+    slots = [r * width + p for r, n in enumerate(lengths) for p in range(n)]
+    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
+            "position_ids": torch.tensor([positions]),
+            "packed": Packed(torch.tensor(slots), len(examples), width)}
 
 
 def collate(examples: list[Example], pad_id: int):

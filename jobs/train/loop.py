@@ -5,17 +5,37 @@ so batch 1 x grad-accum 4 gives the same loss and gradients as batch 4 x grad-ac
 would weight a short answer's tokens more than a long one's). The logits are only formed for label tokens
 (assistant response + end-of-turn), in chunks, so the 151,936-word vocabulary never needs a [tokens, vocab]
 tensor for the whole sequence.
+
+How a step's examples become forward passes (micro-batch size, packed rows or padded ones) changes speed and
+memory only: a packed row keeps attention inside each example (jobs/train/packing.py) and gives each token
+the loss it has alone, so packed and padded steps have the same loss and gradients (a CPU test checks it).
 """
 
 from __future__ import annotations
 
 import contextlib
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch.utils.checkpoint import checkpoint
 
-from jobs.train.data import IGNORE, Example, collate, micro_batches
+from jobs.train.data import IGNORE, Example, collate, micro_batches, pack
+from jobs.train.packing import model_inputs, to_device
+
+
+@dataclass(frozen=True)
+class Layout:
+    """How one step's examples go through the model (train.execution): never what is learned."""
+
+    micro_batch_size: int  # examples per forward pass
+    packed: bool  # one row of the examples end to end (True) or right-padded rows (False)
+    pad_id: int
+    loss_chunk_tokens: int  # label tokens per cross-entropy chunk; 0 = all at once
+
+    def batches(self, examples: list[Example]) -> list[dict]:
+        groups = micro_batches(examples, self.micro_batch_size)
+        return [pack(g) if self.packed else collate(g, self.pad_id) for g in groups]
 
 
 def _chunk_ce(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -25,7 +45,7 @@ def _chunk_ce(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Ten
 def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int) -> torch.Tensor:
     """Sum of next-token cross-entropy over the label tokens of one micro-batch (float32 scalar)."""
     base = model.get_base_model()
-    hidden = base.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).last_hidden_state
+    hidden = base.model(**model_inputs(batch, base.config)).last_hidden_state
     targets = batch["labels"][:, 1:]
     keep = targets != IGNORE
     hidden, targets = hidden[:, :-1][keep], targets[keep]  # position t predicts token t+1
@@ -38,23 +58,18 @@ def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int) -> torch.Tensor:
     return total
 
 
-def label_tokens(examples: list[Example]) -> int:
-    # Token t is predicted from t-1, so a label on the first position is never trained (it never has one here).
-    return sum(sum(1 for t in e.labels[1:] if t != IGNORE) for e in examples)
-
-
-def accumulate(model, examples: list[Example], micro_batch_size: int, pad_id: int, device: torch.device,
-               dtype: torch.dtype, chunk_tokens: int, scaler=None) -> tuple[float, int, int]:
+def accumulate(model, examples: list[Example], layout: Layout, device: torch.device, dtype: torch.dtype,
+               scaler=None) -> tuple[float, int, int]:
     """Forward + backward over one step's examples; grads accumulate in the LoRA parameters.
 
-    Returns (mean loss per label token, label tokens, input tokens)."""
-    n_labels = label_tokens(examples)
+    Returns (mean loss per label token, label tokens, input tokens: real ones, padding never counted)."""
+    n_labels = sum(e.label_tokens for e in examples)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext())
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
-    for group in micro_batches(list(range(len(examples))), micro_batch_size):
-        batch = {k: v.to(device) for k, v in collate([examples[i] for i in group], pad_id).items()}
+    for batch in layout.batches(examples):
+        batch = to_device(batch, device)
         with autocast:
-            part = micro_batch_loss_sum(model, batch, chunk_tokens)
+            part = micro_batch_loss_sum(model, batch, layout.loss_chunk_tokens)
         loss = part / max(n_labels, 1)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         loss_sum += part.detach()  # read once per step: a .item() per micro-batch would wait for the GPU

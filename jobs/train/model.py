@@ -11,6 +11,7 @@ import torch
 
 from jobs.core.loading import ModelError, load_base
 from jobs.core.spec import BuildSpec
+from jobs.train.packing import use_packed_attention
 
 
 def load_model(spec: BuildSpec, model_dir: Path, device: torch.device):
@@ -22,6 +23,7 @@ def load_model(spec: BuildSpec, model_dir: Path, device: torch.device):
 
     t = spec.train
     model = load_base(spec, model_dir, device)
+    use_packed_attention(model)  # packed rows keep attention per example; padded rows get plain sdpa
     model.config.use_cache = False
     for p in model.parameters():
         p.requires_grad_(False)

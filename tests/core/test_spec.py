@@ -112,3 +112,18 @@ def test_the_spec_command_validates_tags_and_files(capsys, tmp_path):
     assert main(["smoke", str(bad)]) == 2
     err = capsys.readouterr().err
     assert err.startswith(f"spec: error: {bad}") and "curate.keywords: give at least one keyword" in err
+
+
+def test_the_gate_can_name_the_knowledge_diagnostics(tmp_path):
+    good = tmp_path / "good.yaml"
+    good.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\n"
+                    "eval: {train_questions: 0, gate: {min: {abstention_rate: 0.6, learned_rate: 0.3}, "
+                    "max_regression: {unsupported_rate: 0.05, forgotten_rate: 0.1}}}\n")
+    spec = load_spec(good)
+    assert spec.eval.gate.min == {"abstention_rate": 0.6, "learned_rate": 0.3} and spec.eval.train_questions == 0
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\n"
+                   "eval: {train_questions: -1, gate: {min: {unsupported_rate: 0.1}}}\n")
+    msg = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert "eval.train_questions: must be at least 0, got -1" in msg
+    assert "eval.gate.min.unsupported_rate: unsupported_rate is lower-is-better" in msg

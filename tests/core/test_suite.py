@@ -12,11 +12,20 @@ from jobs.core.suite import Concept, SuiteError, load_suite
 from tests.eval.conftest import REPO, SUITE
 
 
+def _problems(tmp_path, data) -> tuple[Path, str]:
+    """Write `data` as a suite file and return (its path, the SuiteError's message)."""
+    path = tmp_path / "broken.yaml"
+    path.write_text(yaml.safe_dump(data))
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    return path, str(err.value)
+
+
 def test_valid_suite_loads(tmp_path):
     suite_file = tmp_path / "mini.yaml"
     suite_file.write_text(yaml.safe_dump(SUITE, sort_keys=False))
     suite = load_suite(suite_file)
-    assert suite.name == "mini" and len(suite.questions) == 3 and suite.topics == ["noise", "quantum-kernels"]
+    assert suite.name == "mini" and len(suite.questions) == 4 and suite.topics == ["noise", "quantum-kernels"]
     q = suite.questions[0]
     assert q.concepts == (Concept("feature map", ("encoding circuit", "embedding")), Concept("fidelity"))
     assert q.source == "data/raw/thesis/kernels.tex"
@@ -32,11 +41,7 @@ def test_every_mistake_is_listed_with_file_and_question_id(tmp_path):
     data["questions"].append({"id": "x-1", "question": "Q?", "reference": "R.", "topic": "t",
                               "concepts": [{"name": "a", "synonyms": "b"}]})  # synonyms not a list
     data["extra"] = 1
-    path = tmp_path / "broken.yaml"
-    path.write_text(yaml.safe_dump(data))
-    with pytest.raises(SuiteError) as err:
-        load_suite(path)
-    text = str(err.value)
+    path, text = _problems(tmp_path, data)
     assert text.startswith(f"{path}: 6 problem(s)")
     assert "question 'qk-01'.concepts: expected a non-empty list" in text
     assert "question 'qk-01': id used 2 times" in text
@@ -57,8 +62,41 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 @pytest.mark.parametrize("path", sorted((REPO / "data" / "eval").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_suites_load(path: Path):
+    from jobs.curate.documents import load_documents
+
     suite = load_suite(path)
     assert suite.questions
+    docs, _, _ = load_documents([REPO / "data" / "raw"], "fail")
+    paragraph_ids = {p.id for d in docs for p in d.paragraphs}
     for q in suite.questions:
         if q.source:  # a source names a document of the repository, so the report can point at it
             assert (REPO / q.source).exists(), f"{path}: question {q.id}: source {q.source} does not exist"
+        for pid in q.paragraphs:  # a source reference names a paragraph curate finds in data/raw
+            assert pid in paragraph_ids, f"{path}: question {q.id}: no paragraph {pid} in data/raw"
+    assert any(q.expect == "abstain" for q in suite.questions), "a shipped suite measures abstention too"
+
+
+def test_abstain_items_and_source_paragraphs(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(SUITE))
+    suite_file = tmp_path / "mini.yaml"
+    suite_file.write_text(yaml.safe_dump(data))
+    suite = load_suite(suite_file)
+    absent = next(q for q in suite.questions if q.id == "nz-02")
+    assert absent.expect == "abstain" and absent.concepts == () and absent.paragraphs == ()
+    assert suite.questions[0].expect == "answer"
+    assert suite.questions[0].paragraphs == ("thesis/kernels.tex#kernels/definition#p0",)
+
+
+def test_bad_expect_and_paragraph_references_are_listed(tmp_path):
+    data = yaml.safe_load(yaml.safe_dump(SUITE))
+    data["questions"][0]["paragraphs"] = ["kernels.tex p0", "thesis/kernels.tex#kernels#p1"]  # one malformed id
+    data["questions"][1]["expect"] = "refuse"
+    del data["questions"][2]["concepts"]  # concepts stay required for answerable items
+    data["questions"][3]["paragraphs"] = ["notes/noise.md#noise#p0"]  # an abstain item has no sources
+    path, text = _problems(tmp_path, data)
+    assert text.startswith(f"{path}: 4 problem(s)")
+    for expected in ("question 'qk-01'.paragraphs: 'kernels.tex p0' is not a paragraph id",
+                     "question 'qk-02'.expect: 'refuse' is not one of answer, abstain",
+                     "question 'nz-01': missing key(s) concepts",
+                     "question 'nz-02'.paragraphs: an `expect: abstain` item has no source paragraphs"):
+        assert expected in text

@@ -29,16 +29,22 @@ SUITE = {
          "reference": "It replaces the state with the maximally mixed state with probability p.",
          "concepts": [{"name": "maximally mixed state", "synonyms": ["identity"]}, "probability"],
          "topic": "noise", "source": "data/raw/notes/noise.md"},
+        {"id": "nz-02", "question": "What T1 did the Zurich device have in 2019?",
+         "reference": "The documents do not report a device in Zurich.", "expect": "abstain", "topic": "noise"},
     ],
 }
+# qk-01 names its source paragraph; the others are matched to the nearest paragraphs of their document.
+SUITE["questions"][0]["paragraphs"] = ["thesis/kernels.tex#kernels/definition#p0"]
 
-PARAGRAPHS = [
+PARAGRAPHS = [  # (text, file, section, paragraph id)
     ("A quantum kernel compares two data points through the fidelity of the states a feature map prepares.",
-     "thesis/kernels.tex", "Kernels > Definition"),
+     "thesis/kernels.tex", "Kernels > Definition", "thesis/kernels.tex#kernels/definition#p0"),
     ("Kernel values concentrate exponentially in the number of qubits, which makes training hard.",
-     "thesis/kernels.tex", "Kernels > Concentration"),
+     "thesis/kernels.tex", "Kernels > Concentration", "thesis/kernels.tex#kernels/concentration#p0"),
     ("Depolarizing noise mixes the state with the identity with some probability p on every gate.",
-     "notes/noise.md", "Noise > Channels"),
+     "notes/noise.md", "Noise > Channels", "notes/noise.md#noise/channels#p0"),
+    ("Amplitude damping relaxes the excited state to the ground state; its rate is set by the time T1.",
+     "notes/noise.md", "Noise > Damping", "notes/noise.md#noise/damping#p0"),
 ]
 
 
@@ -57,17 +63,16 @@ def write_spec(tmp: Path, suite_path: Path, **gate) -> Path:
 def write_dataset(folder: Path) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     rows = []
-    for i, (text, src, section) in enumerate(PARAGRAPHS[:2]):
+    for i, (text, src, section, pid) in enumerate(PARAGRAPHS[:2]):
         rows.append({"id": f"ex{i}", "messages": [{"role": "system", "content": "You answer about quantum ML."},
                                                   {"role": "user", "content": f"Explain: {section}"},
                                                   {"role": "assistant", "content": text}],
                      "template": "explain", "source_path": src, "source_sha256": "0" * 64, "section": section,
-                     "paragraph_ids": [f"p{i}"], "keywords": ["kernel"]})
+                     "paragraph_ids": [pid], "keywords": ["kernel"]})
     pd.DataFrame(rows).to_parquet(folder / "train.parquet")
     pd.DataFrame(rows[:1]).to_parquet(folder / "eval.parquet")
-    pd.DataFrame([{"id": "h0", "text": PARAGRAPHS[2][0], "source_path": PARAGRAPHS[2][1], "section": PARAGRAPHS[2][2]},
-                  {"id": "h1", "text": PARAGRAPHS[0][0], "source_path": PARAGRAPHS[0][1], "section": PARAGRAPHS[0][2]}]
-                 ).to_parquet(folder / "heldout.parquet")
+    pd.DataFrame([{"id": pid, "text": text, "source_path": src, "section": section}
+                  for text, src, section, pid in PARAGRAPHS[2:]]).to_parquet(folder / "heldout.parquet")
     (folder / "stats.json").write_text(json.dumps({"documents": 2, "paragraphs": {"seen": 40, "kept": 3},
                                                    "examples": {"train": 2, "eval": 1}}))
     return folder

@@ -1,7 +1,9 @@
-"""`python -m jobs.eval.compare` reads two builds' reports from the store and prints the comparison."""
+"""`python -m jobs.eval.compare` reads two builds' reports from the store and prints the comparison, down to the
+questions one build lost or gained against the other."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -12,12 +14,22 @@ from jobs.core.store import open_store
 from jobs.eval.compare import main
 
 
-def _put_build(store, tag: str, created_at: str, headline: dict, topics: dict, status: str = "passed") -> None:
+def _question(qid: str, answer: str, recall: float, similarity: float) -> dict:
+    side = {"answer": answer, "concept_recall": recall, "similarity": similarity}
+    return {"id": qid, "topic": "kernels", "expect": "answer", "question": f"What about {qid}?", "adapter": side,
+            "base": side}
+
+
+def _put_build(store, tag: str, created_at: str, headline: dict, topics: dict, status: str = "passed",
+               questions: list | None = None) -> None:
+    """A committed build whose report holds metrics.json, listed in its manifest with its sha256 (as publish does)."""
     metrics = {"tag": tag, "suite": {"name": "core", "sha256": "a" * 64, "questions": 3}, "headline": headline,
-               "topics": topics, "gate": {"passed": status == "passed", "checks": []}}
-    store.put_bytes(keys.artifact_prefix(tag, "report") + "metrics.json", json.dumps(metrics).encode())
-    store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": status,
-                                                        "created_at": created_at}).encode())
+               "topics": topics, "gate": {"passed": status == "passed", "checks": []}, "questions": questions or []}
+    body = json.dumps(metrics).encode()
+    store.put_bytes(keys.artifact_prefix(tag, "report") + "metrics.json", body)
+    record = {"path": "metrics.json", "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+    store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": status, "created_at": created_at,
+                                                        "artifacts": {"report": [record]}}).encode())
 
 
 def _topic(recall: float, similarity: float) -> dict:
@@ -30,10 +42,18 @@ def store(tmp_path, monkeypatch):
     s = open_store()
     _put_build(s, "v1", "2026-01-01T00:00:00+00:00",
                {"concept_recall": 0.40, "similarity": 0.60, "perplexity": 12.0, "base_concept_recall": 0.2},
-               {"kernels": _topic(0.4, 0.6)})
+               {"kernels": _topic(0.4, 0.6)},
+               questions=[_question("qk-01", "The overlap of two embedded states.", 1.0, 0.8),
+                          _question("qk-02", "A Gaussian kernel.", 0.0, 0.3),
+                          _question("qk-03", "Shot noise limits small values.", 1.0, 0.7)])
     _put_build(s, "v2", "2026-01-02T00:00:00+00:00",
-               {"concept_recall": 0.55, "similarity": 0.58, "perplexity": 9.0, "base_concept_recall": 0.2},
-               {"kernels": _topic(0.5, 0.6), "noise": _topic(0.7, 0.5)})
+               {"concept_recall": 0.55, "similarity": 0.58, "perplexity": 9.0, "base_concept_recall": 0.2,
+                "right_rate": 0.5, "learned_rate": 0.25},
+               {"kernels": _topic(0.5, 0.6), "noise": _topic(0.7, 0.5)},
+               questions=[_question("qk-01", "It is a classical kernel.", 0.0, 0.4),
+                          _question("qk-02", "The squared overlap of the feature-map states.", 1.0, 0.9),
+                          _question("qk-03", "Shot noise limits small values.", 1.0, 0.7),
+                          _question("qk-04", "New question.", 1.0, 0.7)])
     return s
 
 
@@ -63,3 +83,21 @@ def test_unknown_tag_names_the_builds_that_exist(store, capsys):
     assert main(["--a", "v1", "--b", "v9"]) == 2
     err = capsys.readouterr().err
     assert "v9" in err and "complete builds: v1, v2" in err
+
+
+def test_the_question_level_diff_shows_lost_and_gained_with_both_answers(store, capsys):
+    assert main(["--a", "v1", "--b", "v2"]) == 0
+    out = capsys.readouterr().out
+    assert "questions: 1 lost, 1 gained, 1 right in both, 0 wrong in both" in out
+    lost = out[out.index("lost: qk-01"):]
+    assert lost.splitlines()[1].strip().startswith("v1 (recall 1.000, similarity 0.800): The overlap of two")
+    assert lost.splitlines()[2].strip().startswith("v2 (recall 0.000, similarity 0.400): It is a classical")
+    assert "gained: qk-02 [kernels] What about qk-02?" in out and "only in B: qk-04" in out
+    right = next(line for line in out.splitlines() if line.startswith("answered right"))
+    assert right.split()[2:4] == ["–", "50%"]  # a diagnostic the older build did not have
+
+
+def test_a_damaged_report_is_refused(store, capsys):
+    store.put_bytes(keys.artifact_prefix("v1", "report") + "metrics.json", b"{}")
+    assert main(["--a", "v1", "--b", "v2"]) == 2
+    assert "does not match its manifest" in capsys.readouterr().err

@@ -44,3 +44,22 @@ def test_first_build_skips_regression_checks():
 
 def test_missing_metric_fails_a_minimum():
     assert evaluate_gate(GateSpec(min={"bleu": 0.1}), {}, None)["passed"] is False
+
+
+def test_a_minimum_abstention_rate():
+    gate = GateSpec(min={"abstention_rate": 0.6}, max_regression={"unsupported_rate": 0.05})
+    result = evaluate_gate(gate, {"abstention_rate": 0.4, "unsupported_rate": 0.30}, {"unsupported_rate": 0.20})
+    failed = {c["metric"]: c["message"] for c in result["checks"] if not c["passed"]}
+    # unsupported claims are lower-is-better: a rise of 0.10 is a regression
+    assert failed == {"abstention_rate": "abstention_rate 0.4000 < minimum 0.6000",
+                      "unsupported_rate": "unsupported_rate rose by 0.1000 vs previous build (0.2000 -> 0.3000); "
+                                          "allowed 0.0500"}
+    nan = float("nan")
+    unmeasured = evaluate_gate(GateSpec(min={"abstention_rate": 0.6}, max_regression={"unsupported_rate": 0.1}),
+                               {"abstention_rate": nan, "unsupported_rate": nan}, {"unsupported_rate": 0.2})
+    assert not unmeasured["passed"]
+    assert [c["message"].split(" (")[0] for c in unmeasured["checks"]] == [
+        "abstention_rate was not measured in this build", "unsupported_rate was not measured in this build"]
+    skipped = evaluate_gate(GateSpec(max_regression={"unsupported_rate": 0.1}), {"unsupported_rate": 0.3},
+                            {"unsupported_rate": None})["checks"][0]  # null in the previous build's metrics.json
+    assert skipped["skipped"] and "the previous build did not measure it" in skipped["message"]

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from jobs.eval.report import comparison_rows, dataset_view, flat_stats, loss_svg, verdict
+from jobs.eval.report import DIAGNOSTICS, comparison_rows, dataset_view, flat_stats, loss_svg, pct, points, verdict
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 
@@ -27,6 +27,18 @@ def test_comparison_rows_against_base_and_previous():
     assert rows["perplexity"]["verdict"] == "better"
     assert rows["bleu"]["delta"] is None  # missing on either side: shown as a dash, never a crash
     assert all(r["old"] is None for r in comparison_rows(headline, None))
+
+
+def test_shares_and_their_changes_read_as_percentages():
+    assert pct(0.425) == "42%" and pct(None) == "–" and pct(float("nan")) == "–"
+    assert points(0.25) == "+25 pts" and points(-0.1) == "-10 pts" and points(None) == "–"
+    rows = {r["metric"]: r for r in comparison_rows({"unsupported_rate": 0.2, "base_unsupported_rate": 0.5,
+                                                     "learned_rate": 0.4}, None, "", DIAGNOSTICS)}
+    assert rows["unsupported_rate"]["new"] == 0.2 and rows["learned_rate"]["label"].startswith("learned")
+    both = {r["metric"]: r for r in comparison_rows({"unsupported_rate": 0.2, "base_unsupported_rate": 0.5},
+                                                    {"unsupported_rate": 0.2, "base_unsupported_rate": 0.5}, "base_",
+                                                    DIAGNOSTICS[:6])}
+    assert both["unsupported_rate"]["verdict"] == "better"  # fewer unsupported claims than the base
 
 
 def test_loss_curve_and_stats_helpers(tmp_path):
@@ -55,9 +67,14 @@ def test_report_is_self_contained(first_report):
     html = (first_report / "report.html").read_text()
     assert "<script" not in html.lower()
     assert not re.search(r"""(src|href)=["']?(https?:)?//""", html), "the report must not load anything remote"
-    for section in ("Headline", "Adapter vs base model", "Gate", "Training loss", "Dataset", "By topic",
-                    "Worst answers", "Every question"):
-        assert section in html
+    for section in ("Headline", "Adapter vs base model", "Gate", "What the model learned", "Memorised vs generalised",
+                    "Faithfulness", "Abstention", "Changes since", "Where to add data", "Training loss", "Dataset",
+                    "By topic", "Worst answers", "Every question"):
+        assert section in html, section
+    # The thresholds behind every verdict are stated on the page.
+    assert re.search(r"names at least 50% of the\s+expected concepts, its MiniLM similarity to the reference is "
+                     r"at least 0.600", html)
+    assert "nz-02" in html and "(abstain item)" in html
     assert "<polyline" in html  # the loss curve, drawn from the adapter's training log
     assert "qk-01" in html and "Depolarizing noise mixes the state" in html  # a source paragraph
 

@@ -21,8 +21,12 @@ def test_report_folder_contract(first_report):
         assert isinstance(m["headline"][k], float)
         assert isinstance(m["headline"]["base_" + k], float)
         assert m["headline"]["delta_" + k] == pytest.approx(m["headline"][k] - m["headline"]["base_" + k])
-    assert all(isinstance(v, float) for v in m["headline"].values())  # a flat metric -> float mapping
-    assert [q["id"] for q in m["questions"]] == ["qk-01", "qk-02", "nz-01"]
+    # A flat metric -> float mapping; null only where a metric cannot be computed (no claim to check here).
+    assert all(isinstance(v, float) or v is None for v in m["headline"].values())
+    for k in ("right_rate", "learned_rate", "abstention_rate", "false_abstention_rate", "train_verbatim_right",
+              "train_reworded_right"):
+        assert isinstance(m["headline"][k], float), k
+    assert [q["id"] for q in m["questions"]] == ["qk-01", "qk-02", "nz-01", "nz-02"]
     assert set(m["topics"]) == {"quantum-kernels", "noise"}
     ci = m["overall"]["adapter"]["similarity"]
     assert ci["low"] <= ci["mean"] <= ci["high"]
@@ -33,7 +37,7 @@ def test_report_folder_contract(first_report):
             a = q[side]
             assert a["stopped"] or a["new_tokens"] == 12
     lines = (first_report / "answers.jsonl").read_text().splitlines()
-    assert len(lines) == 3 and json.loads(lines[0])["id"] == "qk-01"
+    assert len(lines) == 4 and json.loads(lines[0])["id"] == "qk-01"
     info = json.loads((first_report / "eval-info.json").read_text())
     assert info["stage"] == "eval" and info["seconds"] > 0 and info["versions"]["torch"]
     assert info["system_prompt"] == "You answer about quantum ML."

@@ -45,6 +45,25 @@ def with_train(spec, **changes):
     return dataclasses.replace(spec, train=dataclasses.replace(t, **changes))
 
 
+def perturb_lora_b(model, seed: int = 1):
+    """B (the LoRA up-projection) starts at zero, which makes A's gradient zero: perturb it so both are tested."""
+    import torch
+
+    torch.manual_seed(seed)
+    with torch.no_grad():
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.02)
+    return model
+
+
+def take_grads(model) -> dict:
+    """The trainable parameters' gradients (copies), then cleared for the next pass."""
+    out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    model.zero_grad(set_to_none=True)
+    return out
+
+
 @pytest.fixture
 def dataset(tmp_path) -> Path:
     return write_dataset(tmp_path / "dataset", conversations(16))

@@ -6,40 +6,33 @@ import pytest
 import torch
 
 from jobs.train.data import tokenize
-from jobs.train.loop import accumulate, label_tokens
+from jobs.train.loop import Layout, accumulate
 from jobs.train.model import load_model
-from tests.train.conftest import conversations, with_train
+from tests.train.conftest import conversations, perturb_lora_b, take_grads, with_train
 
 pytestmark = pytest.mark.slow
 
 
-def _grads(model) -> dict[str, torch.Tensor]:
-    out = {n: p.grad.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
-    model.zero_grad(set_to_none=True)
-    return out
-
-
 def test_grad_accumulation_equals_the_larger_batch(smoke_spec, tiny_model, tokenizer):
     spec = with_train(smoke_spec, lora={"dropout": 0.0})  # dropout would draw different masks per layout
-    model = load_model(spec, tiny_model, torch.device("cpu"))
-    # B (the LoRA up-projection) starts at zero, which makes A's gradient zero: perturb so both are tested
-    with torch.no_grad():
-        for n, p in model.named_parameters():
-            if "lora_B" in n:
-                p.normal_(0, 0.02)
+    model = perturb_lora_b(load_model(spec, tiny_model, torch.device("cpu")))
     rows = [(r["id"], r["messages"]) for r in conversations(4, answer_words=(2, 40))]
     examples = tokenize(rows, tokenizer, 4096, "truncate").examples
     assert len({e.label_tokens for e in examples}) > 1  # unequal lengths: a per-micro-batch mean would differ
-    kw = dict(pad_id=tokenizer.pad_token_id, device=torch.device("cpu"), dtype=torch.float32, chunk_tokens=7)
-    loss_ga, n_ga, _ = accumulate(model, examples, 1, **kw)
-    grads_ga = _grads(model)
-    loss_big, n_big, _ = accumulate(model, examples, 4, **kw)
-    grads_big = _grads(model)
-    assert n_ga == n_big == label_tokens(examples)
+    kw = dict(device=torch.device("cpu"), dtype=torch.float32)
+
+    def layout(micro: int) -> Layout:  # padded rows: the packed ones are checked against them in test_packing.py
+        return Layout(micro_batch_size=micro, packed=False, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
+
+    loss_ga, n_ga, _ = accumulate(model, examples, layout(1), **kw)
+    grads_ga = take_grads(model)
+    loss_big, n_big, _ = accumulate(model, examples, layout(4), **kw)
+    grads_big = take_grads(model)
+    assert n_ga == n_big == sum(e.label_tokens for e in examples)
     assert loss_ga == pytest.approx(loss_big, rel=1e-5)
     assert any(g.abs().sum() > 0 for n, g in grads_ga.items() if "lora_A" in n)
     for name in grads_ga:
         torch.testing.assert_close(grads_ga[name], grads_big[name], rtol=1e-4, atol=1e-6)
     # the mean of per-micro-batch means (what a naive loop reports) is not the same number
-    naive = sum(accumulate(model, [e], 1, **kw)[0] for e in examples) / len(examples)
+    naive = sum(accumulate(model, [e], layout(1), **kw)[0] for e in examples) / len(examples)
     assert naive != pytest.approx(loss_big, rel=1e-3)

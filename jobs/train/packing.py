@@ -1,0 +1,68 @@
+"""Attention for packed rows: several examples end to end in one row, each attending only to itself.
+
+A packed micro-batch (jobs/train/data.py `pack`) is one row of all its examples with no padding, so the
+linears, norms, MLP and loss (about 98 % of the FLOPs) see real tokens only. What transformers would do with
+it is not enough: with `sdpa` and position ids that restart per example, transformers 5.17 to 5.23
+(`masking_utils.find_packed_sequence_indices`) builds a dense [tokens x tokens] block-diagonal mask, which
+sdpa cannot send to its flash kernel, costs tokens^2 memory (441 MB for a row of 21,000 tokens) and a host
+sync per forward. Here instead each layer's q, k, v are scattered into a [examples x longest] grid, sdpa
+runs causally on it (the flash kernel on a GPU; pads sit after each example's tokens, so a causal mask
+already keeps them out of every real token's view), and the output is gathered back into the row. The only
+padding computed is inside the attention core, about 2 % of the FLOPs.
+
+The function is registered with transformers' AttentionInterface under NAME; a call without a packed
+layout (the padded path) is exactly transformers' own sdpa attention.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from jobs.train.data import Packed
+
+NAME = "qslm_packed"
+
+
+def _to_rows(x: torch.Tensor, packed: Packed) -> torch.Tensor:
+    """[1, heads, tokens, dim] of the packed row -> [rows, heads, width, dim], zeros after each example."""
+    flat = x[0].transpose(0, 1)  # [tokens, heads, dim]
+    grid = flat.new_zeros(packed.rows * packed.width, *flat.shape[1:]).index_copy(0, packed.slots, flat)
+    return grid.view(packed.rows, packed.width, *flat.shape[1:]).transpose(1, 2)
+
+
+def attention(module, query, key, value, attention_mask, packed: Packed | None = None, **kwargs):
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    if packed is None:
+        return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+    out, _ = sdpa_attention_forward(module, _to_rows(query, packed), _to_rows(key, packed),
+                                    _to_rows(value, packed), None, is_causal=True, **kwargs)
+    # out: [rows, width, heads, dim] -> the row's own order, [1, tokens, heads, dim]
+    return out.reshape(-1, *out.shape[2:]).index_select(0, packed.slots).unsqueeze(0), None
+
+
+def use_packed_attention(model) -> None:
+    """Route a transformers model's attention through `attention` (padded batches are unaffected)."""
+    from transformers import AttentionInterface, AttentionMaskInterface
+    from transformers.masking_utils import sdpa_mask
+
+    AttentionInterface.register(NAME, attention)
+    AttentionMaskInterface.register(NAME, sdpa_mask)  # padded batches get sdpa's own causal + padding mask
+    model.set_attn_implementation(NAME)
+    if model.config._attn_implementation != NAME:  # transformers only warns when a model cannot switch
+        raise RuntimeError(f"{type(model).__name__} kept attention {model.config._attn_implementation!r}: packed "
+                           f"rows would attend across examples")
+
+
+def model_inputs(batch: dict, config) -> dict:
+    """Keyword arguments of the base model's forward for a collated (padded) or packed micro-batch."""
+    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    if "packed" in inputs:
+        # A prepared mask per layer type: transformers then builds none (`packed` keeps attention per example).
+        inputs["attention_mask"] = {layer_type: None for layer_type in set(config.layer_types)}
+    return inputs
+
+
+def to_device(batch: dict, device: torch.device) -> dict:
+    return {k: (v._replace(slots=v.slots.to(device)) if isinstance(v, Packed) else v.to(device))
+            for k, v in batch.items()}
