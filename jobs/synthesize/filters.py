@@ -3,8 +3,8 @@
   length         question and answer within synthesize.question_chars / answer_chars; a paraphrase within
                  synthesize.paraphrase_ratio of its paragraph's length
   language       the same language as the paragraph
-  ungrounded     a number, a LaTeX symbol, a Greek letter or a display equation that the paragraph and its
-                 context do not contain
+  ungrounded     a number, a symbol or an equation that the paragraph and its context do not state
+                 (jobs/core/grounding.py, the check eval's faithfulness uses too)
   off_topic      MiniLM cosine to the paragraph with its context below synthesize.min_similarity
   leakage        a near copy of a question or reference answer of any eval suite
   near_duplicate a near copy of another synthetic example (word 5-shingles, curate.near_duplicate_threshold)
@@ -15,17 +15,10 @@ from __future__ import annotations
 import json
 import re
 
+from jobs.core.grounding import absent
 from jobs.core.text import language
 
 FILTERS = ("malformed", "length", "language", "ungrounded", "off_topic", "leakage", "near_duplicate")
-NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d+)?")
-LATEX_COMMAND = re.compile(r"\\[A-Za-z]+")
-GREEK = re.compile(r"[\u0370-\u03ff]")
-DISPLAY_EQUATION = re.compile(r"\$\$(.+?)\$\$", re.S)
-# Typesetting, not content: a writer may format an equation differently from the source.
-FORMATTING = {"\\text", "\\mathrm", "\\mathbf", "\\mathit", "\\mathcal", "\\left", "\\right", "\\cdot", "\\quad",
-              "\\qquad", "\\big", "\\Big", "\\bigl", "\\bigr", "\\frac", "\\tfrac", "\\dfrac", "\\textbf",
-              "\\emph", "\\boldsymbol", "\\operatorname", "\\times", "\\ldots", "\\dots", "\\cdots"}
 FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
 
 
@@ -53,26 +46,6 @@ def parse_choice(reply: str, options: tuple[str, ...]) -> str | None:
     return next((o for o in options if o.lower() == first), None)
 
 
-def _numbers(text: str) -> set[float]:
-    return {float(n) for n in NUMBER.findall(text)}
-
-
-def ungrounded(text: str, source: str) -> str | None:
-    """The first number, symbol or display equation of `text` that `source` does not state, or None."""
-    extra = sorted(_numbers(text) - _numbers(source))
-    if extra:
-        return f"number {extra[0]:g} is not in the source"
-    symbols = sorted(set(LATEX_COMMAND.findall(text)) - set(LATEX_COMMAND.findall(source)) - FORMATTING)
-    symbols += sorted(set(GREEK.findall(text)) - set(GREEK.findall(source)))
-    if symbols:
-        return f"symbol {symbols[0]} is not in the source"
-    flat = re.sub(r"\s+", "", source)
-    for eq in DISPLAY_EQUATION.findall(text):
-        if re.sub(r"\s+", "", eq) not in flat:
-            return "a display equation that the source does not contain"
-    return None
-
-
 def check_text(kind: str, question: str, answer: str, p: dict, spec) -> tuple[str, str] | None:
     """(filter, why) for the first filter before the similarity one that a candidate fails, or None."""
     y = spec.synthesize
@@ -87,6 +60,7 @@ def check_text(kind: str, question: str, answer: str, p: dict, spec) -> tuple[st
                 return "length", f"{what} of {len(text)} chars, outside {low}-{high}"
     if language(answer) != p["language"]:
         return "language", f"written in {language(answer)}, the paragraph in {p['language']}"
-    source = "\n".join([p["text"]] + [c["text"] for c in p["before"] + p["after"]])
-    why = ungrounded(question + "\n" + answer, source)
-    return ("ungrounded", why) if why else None
+    missing = absent(question + "\n" + answer, [p["text"]] + [c["text"] for c in p["before"] + p["after"]])
+    if missing:
+        return "ungrounded", f"states {', '.join(missing[:3])}, which the paragraph and its context do not"
+    return None

@@ -25,7 +25,7 @@ def test_each_bad_reply_reaches_its_filter_and_the_rest_become_examples(smoke_sp
     assert [s["why"] for s in _samples(st, "malformed")] == ["not JSON with a question and an answer"] * 2
     assert "swap-test" not in json.dumps(rejected["off_topic"])
     assert [s["reply"][:29] for s in _samples(st, "off_topic")] == ["What should I cook tonight?\nB"] * 2
-    assert {s["why"] for s in _samples(st, "ungrounded")} == {"number 4096 is not in the source"}
+    assert {s["why"].split(",")[0] for s in _samples(st, "ungrounded")} == {"states 4096"}
     assert {s["why"].split(" (")[0] for s in _samples(st, "leakage")} == {"near copy of core/qk-01"}
     assert rejected["malformed"]["count"] == rejected["off_topic"]["count"] == rejected["ungrounded"]["count"] == 2
     rows = [r for r in read_rows(tmp_path / "out" / "train.parquet") if r["origin"] != "template"]
@@ -39,6 +39,9 @@ def test_each_bad_reply_reaches_its_filter_and_the_rest_become_examples(smoke_sp
     assert all(r["messages"][0]["role"] == "system" for r in qa)  # the audience's system prompt
     f = st["synthesis"]["facts"]
     assert f["found"] == 5 and f["with_k_kept_questions"] == 1  # only the depolarizing fact keeps 2 questions
+    # the swap-test fact: its Q&A are malformed and it has no phrase for a cloze (no number, keyword or acronym)
+    assert st["fact_coverage"] == {"facts": 5, "facts_with_2_questions": 1, "facts_with_no_question": 1,
+                                   "paragraphs": 5, "paragraphs_with_no_example": 0}
     assert st["synthesis"]["paragraphs_with_no_example"]["count"] == 0  # clozes and paraphrases cover all
     assert st["examples"]["train"] == len(read_rows(tmp_path / "out" / "train.parquet"))
     info = json.loads((tmp_path / "out" / "synthesize-info.json").read_text())

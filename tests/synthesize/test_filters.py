@@ -20,12 +20,22 @@ def test_parse_choice_takes_the_option_named_first():
     assert filters.parse_choice("Maybe", ("Yes", "No")) is None and filters.parse_choice("", ("1",)) is None
 
 
-def test_grounding_finds_numbers_symbols_and_equations_the_source_does_not_state():
-    source = "With $\\rho(x)$ on 8 qubits the value is 0.25:\n$$\nk(x, y) = \\mathrm{Tr}[\\rho(x)\\rho(y)]\n$$"
-    assert filters.ungrounded("It is 0.250 on eight qubits, $\\mathrm{Tr}[\\rho\\rho]$.", source) is None
-    assert "0.3" in filters.ungrounded("It is 0.3.", source)
-    assert "\\sigma" in filters.ungrounded("It uses $\\sigma$.", source)
-    assert "equation" in filters.ungrounded("$$\nk(x, y) = \\rho(x)\n$$", source)
+def test_text_filters_in_order_length_language_grounding(smoke_spec):
+    import dataclasses
+
+    from jobs.core.spec import SynthesizeSpec
+
+    spec = dataclasses.replace(smoke_spec, synthesize=SynthesizeSpec())
+    p = {"text": "On 8 qubits the off-diagonal kernel values fall to 0.031 under depolarizing noise, which "
+                 "flattens the Gram matrix $K$ with $\\rho(x)$.", "language": "en", "before": [], "after": []}
+    ok = "Under depolarizing noise the off-diagonal values of the kernel fall to 0.031 on 8 qubits."
+    assert filters.check_text("fact-qa", "What happens to the values?", ok, p, spec) is None
+    assert filters.check_text("fact-qa", "Why?", ok, p, spec)[0] == "length"
+    es = "Con ruido despolarizante los valores de la matriz caen a 0.031 para los qubits del dispositivo."
+    assert filters.check_text("fact-qa", "What happens to the values?", es, p, spec)[0] == "language"
+    bad = filters.check_text("fact-qa", "What happens at 16 qubits?", ok.replace("0.031", "0.004"), p, spec)
+    assert bad[0] == "ungrounded" and "0.004" in bad[1] and "16" in bad[1]
+    assert filters.check_text("paraphrase", "", "Too short.", p, spec)[0] == "length"
 
 
 def test_blanks_are_phrases_of_the_fact():
