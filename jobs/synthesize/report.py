@@ -49,7 +49,7 @@ def stats(spec, curated: dict, paragraphs: list[dict], facts: list[tuple[dict, i
     examples["train_by_origin"] = dict(sorted(origins.items()))
     st["examples"] = examples
     # the flat mapping eval's "where to add data" shows as written (docs/architecture.md, stats.json)
-    st["fact_coverage"] = {"facts": len(facts), f"facts_with_{k}_questions": sum(
+    st["fact_coverage"] = {"facts": len(facts), "questions_per_fact": k, "facts_with_k_questions": sum(
         1 for p, j in facts if per_fact[(p["id"], j)] >= k), "facts_with_no_question": sum(
         1 for p, j in facts if per_fact[(p["id"], j)] == 0), "paragraphs": len(paragraphs),
         "paragraphs_with_no_example": len(without)}
@@ -57,7 +57,7 @@ def stats(spec, curated: dict, paragraphs: list[dict], facts: list[tuple[dict, i
         "writer": writer, "prompt_version": PROMPT_VERSION, "requests": requests,
         "paragraphs": len(paragraphs), "sentences": sum(len(units(p["text"])) for p in paragraphs),
         "facts": {"found": len(facts), "questions_per_fact": k,
-                  "with_k_kept_questions": st["fact_coverage"][f"facts_with_{k}_questions"],
+                  "with_k_kept_questions": st["fact_coverage"]["facts_with_k_questions"],
                   "with_no_kept_question": st["fact_coverage"]["facts_with_no_question"]},
         "paragraphs_with_no_example": {"count": len(without), "ids": without},
         "examples": dict(sorted(kinds.items())), "added": len(rows),

@@ -40,7 +40,7 @@ def test_each_bad_reply_reaches_its_filter_and_the_rest_become_examples(smoke_sp
     f = st["synthesis"]["facts"]
     assert f["found"] == 5 and f["with_k_kept_questions"] == 1  # only the depolarizing fact keeps 2 questions
     # the swap-test fact: its Q&A are malformed and it has no phrase for a cloze (no number, keyword or acronym)
-    assert st["fact_coverage"] == {"facts": 5, "facts_with_2_questions": 1, "facts_with_no_question": 1,
+    assert st["fact_coverage"] == {"facts": 5, "questions_per_fact": 2, "facts_with_k_questions": 1, "facts_with_no_question": 1,
                                    "paragraphs": 5, "paragraphs_with_no_example": 0}
     assert st["synthesis"]["paragraphs_with_no_example"]["count"] == 0  # clozes and paraphrases cover all
     assert st["examples"]["train"] == len(read_rows(tmp_path / "out" / "train.parquet"))
