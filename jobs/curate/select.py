@@ -183,7 +183,7 @@ def select(docs: list[Document], spec_curate, suite: Suite | None, counts: dict)
     unmatched = [i for i, (_, decision, _) in enumerate(decided) if decision == ""]
     run, out.semantic = semantic_mode(spec_curate.semantic_selection)
     if run and not unmatched:
-        out.semantic = "on (every other paragraph already matched: nothing to score)"
+        out.semantic = "on (no candidate was left unmatched: nothing to score)"
     if run and unmatched:
         scores = semantic_scores([decided[i][0] for i in unmatched], eval_topics(suite))
         threshold = spec_curate.semantic_threshold
