@@ -80,6 +80,34 @@ def read_facts(what: list[tuple], replies: list[str], rejected) -> list[tuple[di
     return facts
 
 
+def _candidate(spec, w: tuple, reply: str, rejected) -> Candidate | None:
+    """One reply of phase 2 or a paraphrase as a candidate, or None (reported to `rejected`)."""
+    kind, p = w[0], w[1]
+    if kind == "cloze":
+        phrase = parse_choice(reply, tuple(str(i) for i in range(1, len(w[3]) + 1)))
+        if phrase is None:
+            rejected("malformed", "fact-cloze", p, "not one of the option numbers", reply)
+            return None
+        return Candidate("fact-cloze", p, *prompts.cloze_messages(p, prompts.units(p["text"])[w[2]],
+                                                                  w[3][int(phrase) - 1]), w[2])
+    if kind == "qa":
+        qa = parse_qa(reply)
+        if qa is None:
+            rejected("malformed", "fact-qa", p, "not JSON with a question and an answer", reply)
+            return None
+        c = Candidate("fact-qa", p, qa[0], qa[1], w[2], w[3])
+    else:
+        c = Candidate("paraphrase", p, prompts.paraphrase_question(p, w[2]), reply.strip())
+        if not c.answer or reply == TOO_LONG:
+            rejected("malformed", "paraphrase", p, "an empty reply" if not c.answer else "prompt too long", reply)
+            return None
+    failed = check_text(c.kind, c.question, c.answer, p, spec)
+    if failed:
+        rejected(failed[0], c.kind, p, failed[1], reply)
+        return None
+    return c
+
+
 def candidates(spec, what: list[tuple], replies: list[str], facts: list[tuple[dict, int]], rejected) -> list[Candidate]:
     """Cloze, Q&A and paraphrase candidates that pass the text filters (format, length, language, grounding)."""
     out = []
@@ -89,31 +117,7 @@ def candidates(spec, what: list[tuple], replies: list[str], facts: list[tuple[di
         if len(options) == 1:
             out.append(Candidate("fact-cloze", p, *prompts.cloze_messages(p, unit, options[0]), j))
     for w, reply in zip(what, replies):
-        kind, p = w[0], w[1]
-        if kind == "fact":
-            continue
-        if kind == "cloze":
-            phrase = parse_choice(reply, tuple(str(i) for i in range(1, len(w[3]) + 1)))
-            if phrase is None:
-                rejected("malformed", "fact-cloze", p, "not one of the option numbers", reply)
-                continue
-            unit = prompts.units(p["text"])[w[2]]
-            out.append(Candidate("fact-cloze", p, *prompts.cloze_messages(p, unit, w[3][int(phrase) - 1]), w[2]))
-            continue
-        if kind == "qa":
-            qa = parse_qa(reply)
-            if qa is None:
-                rejected("malformed", "fact-qa", p, "not JSON with a question and an answer", reply)
-                continue
-            c = Candidate("fact-qa", p, qa[0], qa[1], w[2], w[3])
-        else:
-            c = Candidate("paraphrase", p, prompts.paraphrase_question(p, w[2]), reply.strip())
-            if not c.answer or reply == TOO_LONG:
-                rejected("malformed", "paraphrase", p, "an empty reply", reply)
-                continue
-        failed = check_text(c.kind, c.question, c.answer, p, spec)
-        if failed:
-            rejected(failed[0], c.kind, p, failed[1], reply)
-        else:
+        c = None if w[0] == "fact" else _candidate(spec, w, reply, rejected)
+        if c is not None:
             out.append(c)
     return out
