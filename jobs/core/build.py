@@ -1,4 +1,4 @@
-"""The local build: curate -> train -> eval -> publish, each stage run as its own command.
+"""The local build: curate -> [synthesize] -> train -> eval -> publish, each stage run as its own command.
 
     python -m jobs.core.build --tag smoke          # what `make build VERSION=smoke` runs
 
@@ -87,11 +87,16 @@ def build(tag: str, work_root: Path) -> int:
     print(f"base model: {resolve_base_model(spec)}", flush=True)  # fail fast, before any stage runs
     work = work_root / tag
     dataset, adapter, report, previous = (work / d for d in ("dataset", "adapter", "report", "previous"))
-    for d in (dataset, report, previous):  # the adapter folder keeps its checkpoints: a rerun resumes training
+    curated = work / "curated" if spec.synthesize else dataset  # with synthesis, train reads synthesize's output
+    for d in (curated, dataset, report, previous):  # the adapter keeps its checkpoints: a rerun resumes training
         shutil.rmtree(d, ignore_errors=True)
     spec_file = spec.source_file
-    if _stage("curate", ["--spec", spec_file, "--out", str(dataset)]) != 0:
+    if _stage("curate", ["--spec", spec_file, "--out", str(curated)]) != 0:
         raise BuildError("curate failed (see its message above); nothing was published")
+    if spec.synthesize and _stage("synthesize", ["--spec", spec_file, "--dataset", str(curated),
+                                                 "--out", str(dataset)]) != 0:
+        raise BuildError("synthesize failed (see its message above); nothing was published. Its replies are "
+                         "cached in the store: rerunning resumes")
     # A rerun resumes training only from checkpoints made from the same inputs (the train stage's own rule);
     # others are set aside before the stage would refuse them.
     stamp = work / "adapter.fingerprint"

@@ -73,3 +73,13 @@ def tag_of_manifest_key(key: str) -> str | None:
     if len(parts) == 3 and parts[0] == "builds" and parts[2] == "manifest.json":
         return parts[1]
     return None
+
+
+def synthesis_cache_key(writer_slug: str, key: str) -> str:
+    """One cached generation of the synthesis stage. Outside builds/: builds are immutable and written only by
+    their committing run, while the cache is shared by every build that uses the same writer (v3 reuses v2's)."""
+    return f"cache/synthesis/{writer_slug}/{key[:2]}/{key}.json"
+
+
+def synthesis_cache_prefix(writer_slug: str) -> str:
+    return f"cache/synthesis/{writer_slug}/"

@@ -74,6 +74,9 @@ def build_manifest(spec, tag: str, attempt: str, folders: dict[str, Path], git: 
         "train": _read_json(folders["adapter"] / "train-info.json", "adapter"),
         "eval": _read_json(folders["report"] / "eval-info.json", "report"),
     }
+    synthesized = None
+    if (folders["dataset"] / "synthesize-info.json").is_file():
+        synthesized = infos["synthesize"] = _read_json(folders["dataset"] / "synthesize-info.json", "dataset")
     gate = _read_json(folders["report"] / "gate.json", "report")
     metrics = _read_json(folders["report"] / "metrics.json", "report")
     for required in ("adapter_config.json", "adapter_model.safetensors"):
@@ -88,7 +91,8 @@ def build_manifest(spec, tag: str, attempt: str, folders: dict[str, Path], git: 
         "git": git,
         "spec": spec.to_dict(),
         "base_model": spec.base_model.id,
-        "dataset_sha256": infos["curate"].get("dataset_sha256"),
+        # a synthesized dataset folder carries curate's info (unchanged) and its own, with the final hash
+        "dataset_sha256": (synthesized or infos["curate"]).get("dataset_sha256"),
         "sources": infos["curate"].get("sources"),
         "artifacts": {name: file_records(folder, exclude=NOT_PUBLISHED) for name, folder in folders.items()},
         "versions": {stage: info.get("versions", {}) for stage, info in infos.items()} | {"publish": library_versions()},

@@ -54,7 +54,7 @@ def test_smoke_build_writes_a_complete_immutable_tag(build_env):
     assert len(m["git"]["commit"]) == 40 and isinstance(m["git"]["dirty"], bool)
     assert m["sources"] and all(len(s["sha256"]) == 64 for s in m["sources"])
     assert m["spec"]["train"]["lora"]["r"] == 16 and m["dataset_sha256"]
-    assert set(m["timings_s"]) == {"curate", "train", "eval", "publish"}
+    assert set(m["timings_s"]) == {"curate", "synthesize", "train", "eval", "publish"}
     assert {"torch", "transformers", "peft"} <= set(m["versions"]["train"])
     assert "concept_recall" in m["metrics"] and "similarity" in m["metrics"]
     assert all(m["artifacts"][name] for name in keys.ARTIFACTS)
