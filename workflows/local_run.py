@@ -211,7 +211,8 @@ class LocalRun:
         return result
 
     def _inputs(self, task: dict) -> dict:
-        return {f"inputs.parameters.{p['name']}": p.get("value", "")
+        # An argument's value may itself name an upstream output ({{tasks.spec.outputs.parameters.x}}): resolve it.
+        return {f"inputs.parameters.{p['name']}": substitute(p.get("value", ""), self._scope())
                 for p in task.get("arguments", {}).get("parameters", [])}
 
     def _apply(self, t: dict, label: str) -> dict:

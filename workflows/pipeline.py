@@ -28,6 +28,7 @@ from hera.workflows.models import (
 )
 
 from jobs.core.spec import GATE_FAILED, HEADLINE
+from workflows.stages import CURATED_FOR_SYNTHESIS, DATASET
 from workflows.steps import (
     DATA, DATA_KEY, HOUR, OUT, READABLE, RUN, backoff, common_spec, folder_in, folder_out, stage, store_env,
     with_digest,
@@ -80,17 +81,26 @@ def checkout() -> Container:
 
 
 def spec() -> Container:
-    # The first work of every build: the whole spec at the build's commit, every problem listed, before any stage.
-    return stage("spec", "curate", ["python", "-m", "jobs.core.spec"], [SPEC],
+    # The first work of every build: the whole spec at the build's commit, every problem listed, before any stage;
+    # it also says whether synthesis runs and where curate leaves its dataset (workflows/stages.py).
+    return stage("spec", "curate", ["python", "-m", "workflows.stages"], ["--spec", SPEC, "--out", OUT],
+                 outputs=[Parameter(name=n, value_from=ValueFrom(path=f"{OUT}/{n}")) for n in ("synthesize", "curated")],
                  resources=Resources(cpu_request="100m", memory_request="256Mi", memory_limit="512Mi"),
                  deadline_s=10 * 60)
+
+
+def dataset_in() -> Artifact:
+    """The dataset train, eval and publish read: runs/<run>/dataset/, written by synthesize or, without synthesis,
+    by curate itself (the spec step decides), so no conditional artifact is needed."""
+    return folder_in("dataset", "/in/dataset", key=f"{RUN}/{DATASET}/")
 
 
 def curate() -> Container:
     return stage(
         "curate", "curate", ["python", "-m", "jobs.curate"],
         ["--spec", SPEC, "--out", OUT + "/dataset"],  # sources: the spec's, inside the mounted data/
-        outputs=[folder_out("dataset", OUT + "/dataset", RUN + "/curate/dataset")],
+        inputs=[Parameter(name="curated")],
+        outputs=[folder_out("dataset", OUT + "/dataset", RUN + "/{{inputs.parameters.curated}}")],
         cache=True,
         resources=Resources(cpu_request="1", memory_request="2Gi", memory_limit="6Gi"),
         retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),
@@ -98,11 +108,26 @@ def curate() -> Container:
     )
 
 
+def synthesize() -> Container:
+    # The train image: the engine writer runs the base model on the GPU; the reply cache lives in the store.
+    return stage(
+        "synthesize", "train", ["python", "-m", "jobs.synthesize"],
+        ["--spec", SPEC, "--dataset", "/in/curated", "--out", OUT + "/dataset"],
+        inputs=[folder_in("curated", "/in/curated", key=f"{RUN}/{CURATED_FOR_SYNTHESIS}/")],
+        outputs=[folder_out("dataset", OUT + "/dataset", f"{RUN}/{DATASET}")],
+        cache=True,
+        gpu_memory_gib=12,
+        retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),  # cached replies: a retry resumes
+        deadline_s=6 * HOUR,
+        **store_env(),
+    )
+
+
 def train() -> Container:
     return stage(
         "train", "train", ["python", "-m", "jobs.train"],
         ["--spec", SPEC, "--dataset", "/in/dataset", "--out", OUT + "/adapter", "--checkpoints", "/state/checkpoints"],
-        inputs=[folder_in("dataset", "/in/dataset")],
+        inputs=[dataset_in()],
         outputs=[folder_out("adapter", OUT + "/adapter", RUN + "/train/adapter")],
         cache=True,
         gpu_memory_gib=16,
@@ -119,7 +144,7 @@ def train() -> Container:
 def eval_(compare: bool) -> Container:
     """The eval step; `compare` adds the previous build's scores (--previous), for the regression checks."""
     args = ["--spec", SPEC, "--dataset", "/in/dataset", "--adapter", "/in/adapter", "--out", OUT + "/report"]
-    inputs = [folder_in("dataset", "/in/dataset"), folder_in("adapter", "/in/adapter")]
+    inputs = [dataset_in(), folder_in("adapter", "/in/adapter")]
     if compare:
         args += ["--previous", "/in/previous"]
         inputs.append(folder_in("previous", "/in/previous/metrics.json",
@@ -148,8 +173,7 @@ def publish() -> Container:
         ["--spec", SPEC, "--tag", "{{workflow.parameters.tag}}", "--dataset", "/in/dataset",
          "--adapter", "/in/adapter", "--report", "/in/report",
          "--git-commit", "{{workflow.parameters.git-commit}}", "--git-dirty", "{{workflow.parameters.git-dirty}}"],
-        inputs=[folder_in("dataset", "/in/dataset"), folder_in("adapter", "/in/adapter"),
-                folder_in("report", "/in/report")],
+        inputs=[dataset_in(), folder_in("adapter", "/in/adapter"), folder_in("report", "/in/report")],
         resources=Resources(cpu_request="500m", memory_request="1Gi", memory_limit="2Gi"),
         # Safe to retry: the manifest is written last and only if absent, so a retry either completes or refuses.
         **store_env(),
@@ -194,20 +218,24 @@ def _build_dag() -> None:
     first_build = "'{{workflow.parameters.previous}}' == ''"
     Task(name="checkout", template=checkout(), when="'{{workflow.parameters.git-repo}}' != ''")
     Task(name="spec", template=spec(), depends="checkout.Succeeded || checkout.Skipped")
-    Task(name="curate", template=curate(), depends="spec")
-    Task(name="train", template=train(), depends="curate", arguments=[_artifact("curate", "dataset")])
+    Task(name="curate", template=curate(), depends="spec",
+         arguments=[Parameter(name="curated", value="{{tasks.spec.outputs.parameters.curated}}")])
+    Task(name="synthesize", template=synthesize(), depends="curate",
+         when="'{{tasks.spec.outputs.parameters.synthesize}}' == 'true'")
+    # A bare `synthesize` is met when it succeeded or was skipped (no synthesis in the spec).
+    Task(name="train", template=train(), depends="curate && synthesize")
     # Two branches, one of which runs: eval has --previous only when there is a previous build.
     publish_template, verdict_template = publish(), verdict()
     for compare, suffix in ((False, "-first"), (True, "")):
         eval_task, publish_task = "eval" + suffix, "publish" + suffix
         Task(name=eval_task, template=eval_(compare), depends="train",
              when=first_build.replace("==", "!=") if compare else first_build,
-             arguments=[_artifact("curate", "dataset"), _artifact("train", "adapter")])
+             arguments=[_artifact("train", "adapter")])
         # The gate's verdict (exit 3) is published as failed-gate; any other eval failure publishes nothing.
         exit_code = "{{tasks." + eval_task + ".exitCode}}"
         Task(name=publish_task, template=publish_template, depends=f"{eval_task}.Succeeded || {eval_task}.Failed",
              when=f"{exit_code} == 0 || {exit_code} == {GATE_FAILED}",
-             arguments=[_artifact("curate", "dataset"), _artifact("train", "adapter"), _artifact(eval_task, "report")])
+             arguments=[_artifact("train", "adapter"), _artifact(eval_task, "report")])
         Task(name="verdict" + suffix, template=verdict_template, depends=publish_task + ".Succeeded",
              arguments=[_artifact(eval_task, "report")])
 

@@ -76,8 +76,8 @@ class StandIns:
     """Pod.run replaced: each step writes its declared outputs; eval exits with `eval_exit`, the verdict with 3 when
     the gate failed, the push's plan runs the real `workflows.trigger plan` on the placed payload."""
 
-    def __init__(self, eval_exit: int = 0):
-        self.eval_exit, self.ran = eval_exit, []
+    def __init__(self, eval_exit: int = 0, synthesize: bool = False):
+        self.eval_exit, self.synthesize, self.ran = eval_exit, synthesize, []
 
     def __call__(self, pod, store, sources, fetch_git):
         name = pod.t["name"]
@@ -103,6 +103,9 @@ class StandIns:
             artifacts[art["name"]] = folder
         if name.startswith("eval"):
             code = self.eval_exit
+        if name == "spec":  # what workflows.stages writes for a spec with or without a synthesize section
+            parameters = {"synthesize": "true", "curated": "curate/dataset"} if self.synthesize else \
+                {"synthesize": "false", "curated": "dataset"}
         if name == "verdict":
             parameters = {"headline": "{}", "gate": "passed"}
             code = 3 if self.eval_exit == 3 else 0
@@ -133,6 +136,22 @@ def test_gate_verdict_is_published_and_fails_the_run(s3_env, tmp_path, monkeypat
     assert ("verdict" in [t for _, t in steps.ran]) is published
     assert store.exists(f"runs/{name}/eval/report/gate.json")  # the report is kept even when eval fails
     assert runner.phases["eval"] == "Skipped" and runner.phases["publish"] == "Omitted"
+    assert runner.phases["synthesize"] == "Skipped"  # no synthesize section: curate wrote runs/<run>/dataset itself
+    assert store.exists(f"runs/{name}/dataset/train.parquet") and not store.list(f"runs/{name}/curate/")
+
+
+def test_with_synthesis_train_reads_what_synthesize_wrote(s3_env, tmp_path, monkeypatch):
+    steps = StandIns(synthesize=True)
+    monkeypatch.setattr(local_pod.Pod, "run", lambda pod, *a: steps(pod, *a))
+    store = open_store()
+    name = "qslm-v2-20260101-000000"
+    store.put_bytes(f"runs/{name}/checkout/data.tgz", gzip.compress(b""))
+    wf = local_run.pipeline.run_workflow("v2", "v2", "t", "0" * 40, name=name).to_dict()
+    runner = local_run.LocalRun(wf, _cluster(tmp_path), tmp_path / "work")
+    assert runner.run() == "Succeeded"
+    assert [t for _, t in steps.ran][:4] == ["spec", "curate", "synthesize", "train"]
+    assert store.exists(f"runs/{name}/curate/dataset/train.parquet")  # curate's output, synthesize's input
+    assert store.exists(f"runs/{name}/dataset/train.parquet")  # synthesize's output: what train, eval, publish read
 
 
 def test_a_push_is_planned_built_and_a_second_delivery_is_a_no_op(s3_env, tmp_path, monkeypatch):
