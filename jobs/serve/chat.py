@@ -1,0 +1,94 @@
+"""A conversation with one build, and the chat's commands (the terminal side lives in ask.py).
+
+Commands: /reset, /system TEXT, /audience researcher|engineer|student [en|es], /base, /sources, /help, /exit.
+The system message is the one the adapter was trained with unless the user sets another; /audience puts the
+audience's prompt after it, exactly as curate wrote the audience variants of the training examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from jobs.core.audiences import AUDIENCES, audience_prompt
+from jobs.serve.builds import Build
+from jobs.serve.sources import SourceIndex, format_sources
+
+HELP = """commands:
+  /reset                 forget the conversation (the system message stays)
+  /system TEXT           use TEXT as the system message (/system alone: back to the build's own)
+  /audience NAME [LANG]  steer by audience: researcher, engineer or student; LANG en (default) or es
+  /base                  the base model's answer to your last question, beside the adapter's
+  /sources               the build's source paragraphs nearest to the last answer (ids, file, section)
+  /help                  this list
+  /exit                  leave (Ctrl-D too)"""
+
+
+@dataclass
+class Chat:
+    build: Build
+    engine: object  # jobs.core.engine.Engine
+    sampling: object  # jobs.core.engine.Sampling
+    embed_loader: Callable  # () -> embedder; loaded on the first /sources only (MiniLM takes seconds)
+    system: str | None = None
+    history: list[dict] = field(default_factory=list)
+    last: object = None  # the last answer's Generation (tokens, finish reason)
+    _sources: SourceIndex | None = None
+
+    def __post_init__(self):
+        self.system = self.build.system_prompt()
+
+    def _conversation(self, turns: list[dict]) -> list[dict]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + turns
+
+    def ask(self, question: str) -> Iterator[str]:
+        """Stream the adapter's answer; the turn joins the history once it is complete."""
+        turns = self.history + [{"role": "user", "content": question}]
+        text = []
+        for chunk in self.engine.stream(self._conversation(turns), self.build.tag, self.sampling):
+            text.append(chunk.text)
+            self.last = chunk.generation or self.last
+            yield chunk.text
+        self.history = turns + [{"role": "assistant", "content": "".join(text)}]
+
+    def last_answer(self) -> str | None:
+        return self.history[-1]["content"] if self.history else None
+
+    def base(self) -> Iterator[str]:
+        """The base model alone on the last turn, with the same history and system message before it."""
+        for chunk in self.engine.stream(self._conversation(self.history[:-1]), None, self.sampling):
+            self.last = chunk.generation or self.last
+            yield chunk.text
+
+    def sources(self) -> str:
+        if self._sources is None:
+            self._sources = SourceIndex(self.build.artifact("dataset"), self.embed_loader())
+        return format_sources(self._sources.nearest(self.last_answer() or ""))
+
+    def command(self, line: str) -> tuple[str, Iterator[str] | str]:
+        """(label, output) for a /command: output is text, or a stream of text for /base. Raises EOFError on /exit."""
+        name, _, arg = line.strip().partition(" ")
+        arg = arg.strip()
+        if name in ("/exit", "/quit"):
+            raise EOFError
+        if name == "/reset":
+            self.history = []
+            return "", "(conversation forgotten)"
+        if name == "/system":
+            self.system = arg or self.build.system_prompt()
+            return "", f"(system message: {self.system or 'the base model default'})"
+        if name == "/audience":
+            who, _, lang = arg.partition(" ")
+            if who not in AUDIENCES or lang.strip() not in ("", "en", "es"):
+                return "", f"(usage: /audience {'|'.join(AUDIENCES)} [en|es])"
+            self.system = self.build.system_prompt(audience_prompt(who, lang.strip() or "en"))
+            return "", f"(system message: {self.system})"
+        if name == "/base":
+            if not self.history:
+                return "", "(ask a question first: /base answers your last one with the base model)"
+            return f"base {self.build.spec.base_model.id}> ", self.base()
+        if name == "/sources":
+            return "", self.sources()
+        if name == "/help":
+            return "", HELP
+        return "", f"(unknown command {name}; /help lists them)"
