@@ -1,5 +1,5 @@
 """Shared fixtures: a real S3 endpoint (moto's server, started here unless QSLM_TEST_S3_ENDPOINT is set),
-stores of both kinds, and the smoke spec's tiny model."""
+stores of both kinds, the smoke spec's tiny model and a random LoRA adapter on it."""
 
 from __future__ import annotations
 
@@ -90,3 +90,19 @@ def tiny_model(smoke_spec) -> Path:
     from jobs.core.model import resolve_base_model
 
     return resolve_base_model(smoke_spec)
+
+
+@pytest.fixture(scope="session")
+def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
+    """A LoRA adapter with random (non-zero) weights on the tiny model, saved the way the train stage saves it."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    base = AutoModelForCausalLM.from_pretrained(str(tiny_model), dtype=torch.float32)
+    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
+                      init_lora_weights=False, task_type="CAUSAL_LM")
+    out = tmp_path_factory.mktemp("tiny-adapter")
+    get_peft_model(base, lora).save_pretrained(str(out))
+    return out

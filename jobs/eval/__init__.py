@@ -2,7 +2,7 @@
 
     python -m jobs.eval --spec SPEC --dataset DATASET_DIR --adapter ADAPTER_DIR --out REPORT_DIR [--previous DIR]
 
-run.py the stage function; generate.py the model side; metrics.py pure per-answer scores; bootstrap.py
+run.py the stage function; generate.py the suite as chats for the engine (jobs/core/engine.py); metrics.py pure per-answer scores; bootstrap.py
 intervals; gate.py the regression gate; report.py + templates/ the HTML report; dataset.py what eval reads from
 the dataset folder; compare.py two builds side by side; bench.py the generation benchmark.
 """

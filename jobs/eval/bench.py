@@ -16,7 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.core.loading import pick_device
+from jobs.core.engine import Engine
 from jobs.core.spec import spec_by_tag
 from jobs.core.suite import load_suite
 from jobs.eval import generate
@@ -28,14 +28,16 @@ def run(tag: str, adapter: Path | None, batch_sizes: list[int], max_new_tokens: 
     if quantization:  # compare the 4-bit path with plain weights without writing another spec
         spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, quantization=quantization))
     questions = [q.question for q in load_suite(spec.eval.suite).questions]
-    model, tok = generate.load_model(spec, adapter, pick_device(device))
+    engine = Engine.load(spec, {"adapter": adapter} if adapter else None, device, fast=False)
+    name = "adapter" if adapter else None
+    kw = {"system_prompt": None, "adapter": name}
     # Warm-up: the first call pays for lazy initialisation (bitsandbytes weight packing, allocator growth).
-    generate.generate(model, tok, questions[:2], system_prompt=None, max_new_tokens=4, batch_size=2)
+    generate.answer(engine, questions[:2], max_new_tokens=4, **kw)
     rows, reference = [], None
     for bs in batch_sizes:
+        engine._backend.batch_size = bs  # the exact path's batch size (spec.eval.batch_size)
         # The fastest of `repeats` runs: on a shared machine the slower runs measure the neighbours, not us.
-        runs = [generate.generate(model, tok, questions, system_prompt=None, max_new_tokens=max_new_tokens,
-                                  batch_size=bs) for _ in range(repeats)]
+        runs = [generate.answer(engine, questions, max_new_tokens=max_new_tokens, **kw) for _ in range(repeats)]
         answers, timing = min(runs, key=lambda r: r[1]["seconds"])
         reference = reference if reference is not None else answers
         rows.append({"batch_size": bs, "questions": len(questions), **timing,

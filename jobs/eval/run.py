@@ -1,7 +1,7 @@
 """The eval stage as one function: dataset + adapter (+ previous report) in, report folder out.
 
 Order: validate everything cheap (suite, gate, folders) before loading a model; answer the suite with the
-adapter and with the base alone (same weights, adapter disabled); score held-out paragraphs; embed; score;
+adapter and with the base alone (jobs/core/engine.py: one loaded base, the adapter switched off); score held-out paragraphs; embed; score;
 bootstrap; gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
 
 metrics.json (for machines; every float may be null where it cannot be computed):
@@ -13,6 +13,7 @@ metrics.json (for machines; every float may be null where it cannot be computed)
     topics        {topic: {questions, adapter: {...}, base: {...}}}
     questions     per question: id, topic, source, question, reference, adapter/base: answer and scores
     suite, gate, tag, previous_tag, previous {tag, path, headline}
+    generation    {path, note}: which generation path produced the answers (engine.path, engine.path_note)
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.core.embed import load_embedder
-from jobs.core.loading import pick_device
+from jobs.core.engine import Engine
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.suite import Suite, load_suite
@@ -150,20 +151,21 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     timings = {}
 
     t = time.perf_counter()
-    device = str(pick_device(spec.eval.device))
-    model, tokenizer = generate.load_model(spec, adapter_dir, device)
+    engine = Engine.load(spec, {"adapter": adapter_dir}, device=spec.eval.device)
+    device = engine.device
+    print(f"eval: answers by the {engine.path} generation path: {engine.path_note}", flush=True)
     timings["load_s"] = time.perf_counter() - t
     questions = [q.question for q in suite.questions]
-    kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens, "batch_size": spec.eval.batch_size}
-    answers, generation, nll = {}, {}, {}
-    answers["adapter"], generation["adapter"] = generate.generate(model, tokenizer, questions, **kw)
+    kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens}
+    answers, generation, nll = {}, {"path": engine.path, "note": engine.path_note}, {}
+    answers["adapter"], generation["adapter"] = generate.answer(engine, questions, adapter="adapter", **kw)
     t = time.perf_counter()
-    nll["adapter"] = generate.paragraph_nll(model, tokenizer, heldout)
+    nll["adapter"] = engine.nll(heldout, "adapter")
     timings["perplexity_s"] = time.perf_counter() - t
-    with model.disable_adapter():
-        answers["base"], generation["base"] = generate.generate(model, tokenizer, questions, **kw)
-        nll["base"] = generate.paragraph_nll(model, tokenizer, heldout)
-    del model
+    # The base alone from the same loaded weights: the adapter switched off (or unmerged), no reload.
+    answers["base"], generation["base"] = generate.answer(engine, questions, adapter=None, **kw)
+    nll["base"] = engine.nll(heldout, None)
+    del engine
 
     t = time.perf_counter()
     embed = load_embedder(device)
@@ -181,6 +183,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
         "previous": None if previous is None else {"tag": previous.get("tag"), "path": str(previous_dir),
                                                   "headline": previous["headline"]},
         "gate": gate, "questions": rows,
+        "generation": {"path": generation["path"], "note": generation["note"]},
     }
     _write_json(out_dir / "metrics.json", result)
     _write_json(out_dir / "gate.json", gate)

@@ -4,6 +4,7 @@ made in temporary folders (once per session: the model-backed tests share them).
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -104,20 +105,10 @@ def dataset_dir(workdir) -> Path:
 
 
 @pytest.fixture(scope="session")
-def adapter_dir(workdir, eval_spec) -> Path:
-    """A LoRA adapter with random (non-zero) weights on the tiny model, saved the way the train stage saves it."""
-    import torch
-    from peft import LoraConfig, get_peft_model
-    from transformers import AutoModelForCausalLM
-
-    from jobs.core.model import resolve_base_model
-
-    torch.manual_seed(0)
-    base = AutoModelForCausalLM.from_pretrained(str(resolve_base_model(eval_spec)), dtype=torch.float32)
-    lora = LoraConfig(r=4, lora_alpha=8, target_modules=["q_proj", "k_proj", "v_proj", "o_proj"],
-                      init_lora_weights=False, task_type="CAUSAL_LM")
+def adapter_dir(workdir, tiny_adapter) -> Path:
+    """The tiny model's random LoRA adapter with a training log, as the train stage's folder has one."""
     out = workdir / "adapter"
-    get_peft_model(base, lora).save_pretrained(str(out))
+    shutil.copytree(tiny_adapter, out)
     log = [{"step": s, "loss": 7.0 - 0.4 * s + 0.1 * (s % 3), "lr": 1e-3, "tokens_per_s": 900.0, "peak_mem_gib": 0.1}
            for s in range(1, 13)]
     (out / "metrics.json").write_text(json.dumps(log))

@@ -37,6 +37,10 @@ def test_report_folder_contract(first_report):
     info = json.loads((first_report / "eval-info.json").read_text())
     assert info["stage"] == "eval" and info["seconds"] > 0 and info["versions"]["torch"]
     assert info["system_prompt"] == "You answer about quantum ML."
+    # Which generation path answered, in all three places a reader looks.
+    assert m["generation"]["path"] == info["generation"]["path"] == "cpu-exact"
+    assert info["generation"]["adapter"]["new_tokens"] == sum(q["adapter"]["new_tokens"] for q in m["questions"])
+    assert "<b>cpu-exact</b> generation path" in (first_report / "report.html").read_text()
     assert json.loads((first_report / "gate.json").read_text()) == {"passed": True, "checks": []}
 
 
