@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = Worker(engine, args.max_queue, args.max_batch)
     worker.start()
-    app = make_app(builds, worker, tokenizer, tokenizer.model_max_length)
+    app = make_app(builds, worker, tokenizer, engine.context)
     print(describe(list(builds.values()), engine), flush=True)
     print(f"serving {', '.join(builds)} at http://{args.host}:{args.port}/v1 (OpenAI API; Ctrl-C stops)", flush=True)
     try:

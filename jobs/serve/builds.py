@@ -127,11 +127,11 @@ def check_one_base(builds: list[Build]) -> None:
     way (model, 4-bit or not, compute dtype); anything else would answer with an adapter on a foreign base."""
     first = builds[0]
     for other in builds[1:]:
-        if _base_key(other) != _base_key(first):
-            raise ServeError(
-                f"builds {first.tag} and {other.tag} were trained on different bases ({first.tag}: "
-                f"{json.dumps(_base_key(first), sort_keys=True)}; {other.tag}: {json.dumps(_base_key(other), sort_keys=True)}), "
-                f"so they cannot share one loaded base; serve them separately (one server per base, each on its own PORT)")
+        a, b = (json.dumps(_base_key(x), sort_keys=True) for x in (first, other))
+        if a != b:
+            raise ServeError(f"builds {first.tag} and {other.tag} were trained on different bases ({first.tag}: {a}; "
+                             f"{other.tag}: {b}), so they cannot share one loaded base; serve them separately (one "
+                             f"server per base, each on its own PORT)")
 
 
 def quiet_libraries() -> None:

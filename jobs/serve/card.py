@@ -69,7 +69,8 @@ def _usage(build: Build, merges: tuple[str, ...], gguf: Path | None) -> list[str
                                                      else "") + f"--dtype {spec.train.compute_dtype} \\",
              f"    --enable-lora --max-lora-rank {spec.train.lora.r} --lora-modules {build.tag}=./adapter", "```",
              "`--quantization bitsandbytes` loads the base in 4 bits, as the adapter was trained (without it the "
-             "adapter runs on the 16-bit base, like `merged-original/`). The same API is served without a GPU by `make serve VERSION=" + build.tag + "`."]
+             "adapter runs on the 16-bit base, like `merged-original/`). The same API is served without a GPU by "
+             f"`make serve VERSION={build.tag}`."]
     if gguf:
         lines += ["", "llama.cpp and Ollama:", "```bash", f"llama-cli -m {gguf.name} -cnv",
                   f"printf 'FROM ./{gguf.name}\\n' > Modelfile && ollama create {build.tag} -f Modelfile", "```"]
@@ -88,13 +89,14 @@ def model_card(build: Build, report: dict, stats: dict, ppl: dict[str, float], m
                 "max_length": t.max_length, "seed": t.seed}
     front = ["---", f"base_model: {spec.base_model.id}", "library_name: transformers",
              "tags: [quantum-slm, qlora, lora]", "---"]
+    dirty = " (uncommitted changes)" if m["git"].get("dirty") else ""
+    revision = f" at revision `{spec.base_model.revision}`" if spec.base_model.revision else ""
     body = [
         f"# quantum-slm build `{build.tag}`", "", spec.description or "", "",
-        f"Made {m['created_at']} from commit `{m['git'].get('commit')}`" + (" (uncommitted changes)" if m["git"].get("dirty") else "")
-        + f"; the sha256 of every file it is made of is in its manifest, `builds/{build.tag}/manifest.json` in the "
-        "store.", "",
-        "## Base model", f"`{spec.base_model.id}`" + (f" at revision `{spec.base_model.revision}`" if spec.base_model.revision else "")
-        + f", trained on as {t.quantization} with {t.compute_dtype} compute.", "",
+        f"Made {m['created_at']} from commit `{m['git'].get('commit')}`{dirty}; the sha256 of every file it is made "
+        f"of is in its manifest, `builds/{build.tag}/manifest.json` in the store.", "",
+        "## Base model", f"`{spec.base_model.id}`{revision}, trained on as {t.quantization} with {t.compute_dtype} "
+        "compute.", "",
         "## Data provenance", f"Dataset sha256 `{m.get('dataset_sha256')}`; {examples.get('train', '?')} training and "
         f"{examples.get('eval', '?')} eval examples.", "", *docs, "",
         "## Training", "```json", json.dumps(training, indent=2), "```",

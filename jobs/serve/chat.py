@@ -24,6 +24,24 @@ HELP = """commands:
   /exit                  leave (Ctrl-D too)"""
 
 
+class WhitespaceTrim:
+    """Streams text so that its pieces join to the stripped answer, the engine's Generation.text (the engine's own
+    chunks join to the text before the strip): leading whitespace is dropped, trailing whitespace is held back
+    until more text follows it, and dropped at the end."""
+
+    def __init__(self):
+        self.started, self.held = False, ""
+
+    def feed(self, text: str) -> str:
+        text = self.held + text
+        if not self.started:
+            text = text.lstrip()
+        body = text.rstrip()
+        self.held = text[len(body):]
+        self.started = self.started or bool(body)
+        return body
+
+
 @dataclass
 class Chat:
     build: Build
@@ -41,26 +59,28 @@ class Chat:
     def _conversation(self, turns: list[dict]) -> list[dict]:
         return ([{"role": "system", "content": self.system}] if self.system else []) + turns
 
+    def _stream(self, turns: list[dict], adapter: str | None) -> Iterator[str]:
+        trim = WhitespaceTrim()
+        for chunk in self.engine.stream(self._conversation(turns), adapter, self.sampling):
+            self.last = chunk.generation or self.last
+            yield trim.feed(chunk.text)
+
     def ask(self, question: str) -> Iterator[str]:
         """Stream the adapter's answer; the turn joins the history once it is complete."""
         turns = self.history + [{"role": "user", "content": question}]
-        text = []
-        for chunk in self.engine.stream(self._conversation(turns), self.build.tag, self.sampling):
-            text.append(chunk.text)
-            self.last = chunk.generation or self.last
-            yield chunk.text
-        self.history = turns + [{"role": "assistant", "content": "".join(text)}]
+        yield from self._stream(turns, self.build.tag)
+        self.history = turns + [{"role": "assistant", "content": self.last.text}]
 
     def last_answer(self) -> str | None:
         return self.history[-1]["content"] if self.history else None
 
     def base(self) -> Iterator[str]:
         """The base model alone on the last turn, with the same history and system message before it."""
-        for chunk in self.engine.stream(self._conversation(self.history[:-1]), None, self.sampling):
-            self.last = chunk.generation or self.last
-            yield chunk.text
+        return self._stream(self.history[:-1], None)
 
     def sources(self) -> str:
+        if not (self.last_answer() or "").strip():
+            return "(no answer to compare with yet: ask a question first, or the last answer was blank)"
         if self._sources is None:
             self._sources = SourceIndex(self.build.artifact("dataset"), self.embed_loader())
         return format_sources(self._sources.nearest(self.last_answer() or ""))

@@ -51,7 +51,8 @@ def merge(build: Build, kind: str, out: Path, device: str = "auto") -> Path:
     load_tokenizer(base_dir).save_pretrained(tmp)
     if (base_dir / "generation_config.json").is_file():  # the base's stop tokens and sampling defaults
         GenerationConfig.from_pretrained(base_dir).save_pretrained(tmp)
-    missing = [f for f in HF_FILES if not (tmp / f).is_file()] + ([] if list(tmp.glob("*.safetensors")) else ["*.safetensors"])
+    missing = [f for f in HF_FILES if not (tmp / f).is_file()]
+    missing += [] if list(tmp.glob("*.safetensors")) else ["*.safetensors"]
     if missing:
         raise RuntimeError(f"{tmp}: save_pretrained left out {', '.join(missing)}")  # a bug, not a user error
     shutil.rmtree(out, ignore_errors=True)

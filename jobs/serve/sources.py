@@ -64,7 +64,7 @@ class SourceIndex:
 
 def format_sources(found: list[tuple[float, Passage]], width: int = 160) -> str:
     if not found:
-        return "(no source paragraphs to compare with: the build's dataset has none, or there is no answer yet)"
+        return "(the build's dataset holds no source paragraphs to compare with)"
     lines = []
     for score, p in found:
         snippet = " ".join(p.text.split())

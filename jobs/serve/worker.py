@@ -15,6 +15,8 @@ import threading
 from collections import deque
 from dataclasses import dataclass, field
 
+from jobs.serve.chat import WhitespaceTrim
+
 log = logging.getLogger("qslm.serve")
 
 
@@ -105,10 +107,12 @@ class Worker:
 
     def _stream(self, job: Job) -> None:
         # Leaving the loop drops the engine's generator, which ends it at once (CPython frees it on return).
+        trim = WhitespaceTrim()  # the streamed pieces join to the same text a plain request gets
         for chunk in self.engine.stream(job.conversation, job.adapter, job.sampling):
             if job.cancelled.is_set():
                 return  # the client left: stop generating and free the engine for the next request
-            if chunk.text:
-                job.send(("chunk", chunk.text))
+            text = trim.feed(chunk.text)
+            if text:
+                job.send(("chunk", text))
             if chunk.generation is not None:
                 job.send(("done", chunk.generation))
