@@ -106,7 +106,9 @@ class Chat:
         if name == "/base":
             if not self.history:
                 return "", "(ask a question first: /base answers your last one with the base model)"
-            return f"base {self.build.spec.base_model.id}> ", self.base()
+            # The adapter's answer again, then the base's to the same turn: the two read one above the other.
+            base = self.build.spec.base_model.id
+            return f"adapter {self.build.tag}> {self.last_answer()}\nbase {base}> ", self.base()
         if name == "/sources":
             return "", self.sources()
         if name == "/help":

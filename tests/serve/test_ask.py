@@ -58,6 +58,7 @@ def test_the_chat_in_a_real_terminal(smoke_store):
         child.expect(NOTE)
     child.expect_exact("you> ")
     child.sendline("/base")
+    child.expect_exact("adapter smoke> ")  # the adapter's last answer, then the base's beside it
     child.expect_exact("base tiny-qwen2> ")
     child.expect(NOTE)
     child.expect_exact("you> ")
