@@ -5,14 +5,15 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= curate,train,eval,workflows,dev
+EXTRAS ?= curate,train,eval,serve,workflows,dev
 SPECS := $(sort $(basename $(notdir $(wildcard data/builds/*.yaml))))
 A ?=
 B ?=
 comma := ,
+PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv need-version build test test-fast test-faults list show verify compare promote rollback gc images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version build test test-fast test-faults list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -31,6 +32,14 @@ $(VENV)/.installed: pyproject.toml
 	@touch $@
 
 venv: $(VENV)/.installed ## Create or update the virtual environment
+
+# llama-cpp-python has no wheels on the package index: pip compiles llama.cpp (minutes on 2 cores, once per
+# machine: pip keeps the wheel in its cache). Its multimodal library is not needed to convert or run a GGUF.
+$(VENV)/.gguf: $(VENV)/.installed
+	CMAKE_ARGS="-DLLAVA_BUILD=OFF $$CMAKE_ARGS" $(PY) -m pip install -q -e '.[gguf]'
+	@touch $@
+
+gguf: $(VENV)/.gguf ## Install llama.cpp's Python binding, for FORMAT=gguf exports and their test (compiles llama.cpp)
 
 need-version:
 	@if [ -z "$(VERSION)" ]; then echo "error: give a build tag: make $(MAKECMDGOALS) VERSION=<tag>  (build specs in data/builds/: $(SPECS))" >&2; exit 2; fi
@@ -68,6 +77,16 @@ rollback: venv ## Move `current` back to the previously promoted build
 gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24]
 	$(PY) -m jobs.core.cli gc $(if $(APPLY),--apply) $(if $(MIN_AGE_HOURS),--min-age-hours $(MIN_AGE_HOURS))
 
+ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; no VERSION: the promoted build)
+	$(PY) -m jobs.serve.ask $(if $(VERSION),--version $(VERSION)) $(if $(Q),-q "$$Q")
+
+serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
+	$(PY) -m jobs.serve.api $(if $(VERSION),--version $(VERSION)) --port $(PORT)
+
+export: need-version venv $(if $(filter gguf,$(FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
+	$(PY) -m jobs.serve.export --version $(VERSION) $(if $(FORMAT),--format $(FORMAT)) $(if $(QUANT),--quant $(QUANT)) \
+	  $(if $(OUT),--out $(OUT))
+
 images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
 	$(PYTHON) images/build_images.py --tag $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push) \
 	  $(if $(K3S_IMPORT),--k3s-import) $(if $(PYTHON_BASE),--python-base $(PYTHON_BASE)) $(if $(TORCH_BASE),--torch-base $(TORCH_BASE))
@@ -94,5 +113,5 @@ cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workst
 bench: venv ## Curation benchmark on this machine (GPU benchmarks: see docs/benchmarks.md)
 	$(PY) -m jobs.curate.bench
 
-clean: ## Remove scratch folders (.work/); the store and the venv stay
+clean: ## Remove scratch folders (.work/); the store, exports/ and the venv stay
 	rm -rf .work
