@@ -35,7 +35,7 @@ def test_a_tampered_adapter_file_is_refused(fake_store, smoke_spec_dict, capsys)
     commit_fake_build(fake_store, "good", smoke_spec_dict, {"adapter": ADAPTER_FILES})
     fake_store.put_bytes(keys.artifact_prefix("good", "adapter") + "adapter_model.safetensors", b"swapped")
     err = _run(ask.main, ["--version", "good", "-q", "hello"], capsys)
-    assert "adapter does not match its manifest: adapter_model.safetensors (sha256 differs" in err
+    assert "does not match its manifest (adapter): adapter_model.safetensors (sha256 differs" in err
     assert "Do not use or promote it" in err
 
 

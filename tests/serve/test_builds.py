@@ -47,7 +47,9 @@ def test_unknown_and_incomplete_tags_are_refused_naming_the_complete_ones(fake_s
 
 
 def test_no_version_means_the_promoted_build(fake_store, smoke_spec_dict):
-    commit_fake_build(fake_store, "good", smoke_spec_dict, {"adapter": ADAPTER_FILES})
+    # complete (promote re-hashes every artifact of the build first)
+    commit_fake_build(fake_store, "good", smoke_spec_dict, {"adapter": ADAPTER_FILES, "dataset": {"train.parquet": b"x"},
+                                                            "report": {"metrics.json": b"{}"}})
     with pytest.raises(ServeError, match="no build is promoted .*complete builds: good"):
         pick_tags(fake_store, None)
     promote(fake_store, "good")
