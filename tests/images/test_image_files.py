@@ -108,9 +108,24 @@ def test_k3s_import_pins_the_images(tmp_path, monkeypatch):
 
 
 def test_the_curate_image_carries_the_workflow_steps_it_runs():
-    """The git push's plan and the build's verdict run `python -m workflows.trigger|verdict` in the curate image."""
+    """Every `python -m workflows.X` step of the rendered templates runs in the curate image: X is copied into it
+    (and let through .dockerignore), with the workflows modules X imports."""
+    import yaml
+
     text = (IMAGES / "curate.Dockerfile").read_text()
     copied = re.search(r"^COPY (workflows/.*) /app/workflows/$", text, re.M).group(1).split()
-    assert copied == ["workflows/__init__.py", "workflows/names.py", "workflows/trigger.py", "workflows/verdict.py"]
+    steps = set()
+    for rendered in (REPO / "workflows" / "rendered").glob("*.yaml"):
+        for t in yaml.safe_load(rendered.read_text()).get("spec", {}).get("templates", []):
+            c = t.get("container") or {}
+            if c.get("command", [None] * 3)[1:3] == ["-m", c.get("command", [""] * 3)[2]] and \
+                    c["command"][2].startswith("workflows."):
+                assert "qslm-curate:" in c["image"], f"{t['name']} runs {c['command'][2]} outside the curate image"
+                steps.add(c["command"][2].split(".")[1])
+    assert {"stages", "trigger", "verdict"} <= steps
+    needed = set(steps)
+    for mod in list(steps):  # the workflows modules a step imports travel too
+        needed |= set(re.findall(r"^from workflows\.(\w+) import", (REPO / "workflows" / f"{mod}.py").read_text(), re.M))
+    assert sorted(copied) == sorted(["workflows/__init__.py"] + [f"workflows/{m}.py" for m in needed])
     allowed = (REPO / ".dockerignore").read_text().splitlines()
     assert all(f"!{path}" in allowed for path in copied)
