@@ -56,7 +56,7 @@ def use_packed_attention(model) -> None:
 
 def model_inputs(batch: dict, config) -> dict:
     """Keyword arguments of the base model's forward for a collated (padded) or packed micro-batch."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "loss_at", "targets")}
     if "packed" in inputs:
         # A prepared mask per layer type: transformers then builds none (`packed` keeps attention per example).
         inputs["attention_mask"] = {layer_type: None for layer_type in set(config.layer_types)}
@@ -64,5 +64,9 @@ def model_inputs(batch: dict, config) -> dict:
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v._replace(slots=v.slots.to(device)) if isinstance(v, Packed) else v.to(device))
-            for k, v in batch.items()}
+    """The batch's tensors on the device. To a GPU through pinned memory without waiting: a plain copy from
+    pageable memory waits for the GPU to finish all work queued before it."""
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+    return {k: (v._replace(slots=move(v.slots)) if isinstance(v, Packed) else move(v)) for k, v in batch.items()}

@@ -33,7 +33,7 @@ def step(tokenizer):
 def _run(model, step) -> tuple[float, dict[str, torch.Tensor]]:
     torch.manual_seed(7)  # the same dropout masks for every call
     loss, _, _ = accumulate(model, *step, device=torch.device("cpu"), dtype=torch.float32)
-    return loss, take_grads(model)
+    return float(loss), take_grads(model)
 
 
 def _same(a, b, atol: float) -> None:

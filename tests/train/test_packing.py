@@ -43,10 +43,12 @@ def test_packed_and_padded_give_the_same_loss_and_gradients(model, tokenizer):
     kw = dict(device=torch.device("cpu"), dtype=torch.float32)
     padded = Layout(micro_batch_size=6, packed=False, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
     loss_padded, n_padded, tokens_padded = accumulate(model, examples, padded, **kw)
+    loss_padded = float(loss_padded)
     grads_padded = take_grads(model)
     for micro in (6, 4):  # the whole step in one row, and a row of 4 then a row of 2
         packed = Layout(micro_batch_size=micro, packed=True, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
         loss_packed, n_packed, tokens_packed = accumulate(model, examples, packed, **kw)
+        loss_packed = float(loss_packed)
         grads_packed = take_grads(model)
         assert (n_packed, tokens_packed) == (n_padded, tokens_padded)
         assert abs(loss_packed - loss_padded) <= 1e-5, (loss_packed, loss_padded)

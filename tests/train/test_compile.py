@@ -1,0 +1,75 @@
+"""Compiled decoder layers (train.execution.compile) train what eager layers train: tiny model, real 4-bit NF4
+dequantized once, float32, CPU, inductor. Slow: each graph compiles for about half a minute on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jobs.train import execution
+from jobs.train.data import tokenize
+from jobs.train.loop import Layout, accumulate
+from jobs.train.model import load_model
+from tests.train.conftest import conversations, perturb_lora_b, take_grads, with_train
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def steps(tokenizer):
+    """Two steps of 4 examples with packed rows of different lengths: the second must reuse the first's graphs."""
+    rows = [(r["id"], r["messages"]) for r in conversations(8, answer_words=(2, 50))]
+    examples = tokenize(rows, tokenizer, 4096, "truncate").examples
+    assert sum(len(e.input_ids) for e in examples[:4]) != sum(len(e.input_ids) for e in examples[4:])
+    layout = Layout(micro_batch_size=4, packed=True, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
+    return [(examples[:4], layout), (examples[4:], layout)]
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    torch._dynamo.reset()  # graphs and counters of other tests' models out of the way
+    yield
+    torch._dynamo.reset()
+
+
+def _model(spec, tiny_model, compiled: bool):
+    spec = with_train(spec, execution={"dequantize_once": True, "compile": compiled})
+    model = load_model(spec, tiny_model, torch.device("cpu"))
+    execution.apply(model, spec)
+    return perturb_lora_b(model)
+
+
+def _run(model, examples, layout) -> tuple[float, dict[str, torch.Tensor]]:
+    torch.manual_seed(7)  # the same dropout masks for every call of the same graph
+    loss, _, _ = accumulate(model, examples, layout, device=torch.device("cpu"), dtype=torch.float32)
+    return float(loss), take_grads(model)
+
+
+def _same(a, b, atol: float) -> None:
+    assert abs(a[0] - b[0]) <= atol, (a[0], b[0])
+    assert any(g.abs().sum() > 0 for n, g in a[1].items() if "lora_A" in n)
+    for name, g in a[1].items():
+        torch.testing.assert_close(b[1][name], g, rtol=0, atol=atol)
+
+
+def test_compiled_layers_give_the_eager_loss_and_gradients(smoke_spec, tiny_model, steps):
+    spec = with_train(smoke_spec, lora={"dropout": 0.0})  # eager and compiled draw dropout masks differently
+    eager, compiled = _model(spec, tiny_model, False), _model(spec, tiny_model, True)
+    assert execution.checkpointed_layers(compiled) == [True, True]
+    execution.set_checkpoint_layers(compiled, 1)  # layer 0 recomputed in backward, layer 1 not: both graphs
+    assert execution.checkpointed_layers(compiled) == [True, False]
+    for examples, layout in steps:
+        _same(_run(eager, examples, layout), _run(compiled, examples, layout), atol=1e-5)
+    # one graph per checkpoint setting, whatever the row length (dynamic shapes: no recompile per step)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def test_a_checkpointed_compiled_layer_replays_its_dropout_masks(smoke_spec, tiny_model, steps):
+    compiled = _model(smoke_spec, tiny_model, True)  # LoRA dropout 0.05
+    assert smoke_spec.train.lora.dropout > 0
+    examples, layout = steps[0]
+    recomputed = _run(compiled, examples, layout)
+    execution.set_checkpoint_layers(compiled, 0)  # activations kept: the backward uses the forward's own masks
+    _same(recomputed, _run(compiled, examples, layout), atol=1e-6)
+    no_dropout = with_train(smoke_spec, lora={"dropout": 0.0})
+    assert abs(recomputed[0] - _run(_model(no_dropout, tiny_model, False), examples, layout)[0]) > 1e-4  # masks drawn
