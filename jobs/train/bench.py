@@ -55,7 +55,7 @@ VARIANTS = {
 DEFAULT = "v1-compile-fit,b32-compile-lc1024,v1-packed-dq,b32-packed,b32-compile,v1-compile"
 PROFILED = {"v1-shipped": V1_SHIPPED, "v1-compiled": {"micro_batch_size": 4, **COMPILED}}  # file-name safe
 LOSS_REFERENCE = {"v1-packed": "v1-padded"}  # loss curves compared step by step (same data, seed and steps)
-RESERVE_S = 120  # what the baselines (about 70 s with a shortened Trainer run) and the packing check need
+RESERVE_S = 130  # what the baselines (about 90 s with a shortened Trainer run) and the packing check need
 WARMUP_STEPS = 3  # left out of tokens/s: CUDA/cuBLAS initialisation and allocator growth
 
 
@@ -240,7 +240,7 @@ def table(results: list[dict], references: list[dict], budget: float) -> str:
                          f"{r['wall_s']} |")
             continue
         pre, peak = r["preflight"], r["peak_reserved_gib"]
-        fits = "yes" if max(peak, pre["peak_reserved_gib"]) <= budget else "NO"
+        fits = "yes" if max(peak or 0, pre.get("peak_reserved_gib") or 0) <= budget else "NO"  # CPU: no peaks
         lines.append(f"| {r['variant']} | {per_step} | {ex} | {r['tokens_per_s']:,} | {r['step_s']} | "
                      f"{r['tokens_per_step']} | {peak} | {pre.get('peak_reserved_gib', '-')} | "
                      f"{pre.get('checkpoint_layers', '-')} | {fits} | {r['wall_s']} |")

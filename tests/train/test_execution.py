@@ -77,3 +77,7 @@ def test_knobs_that_cannot_apply_are_refused_when_the_spec_loads(smoke_spec, tmp
     message = str(pytest.raises(SpecError, load_spec, bad).value)
     assert "dequantize_once: applies to an nf4 base only" in message
     assert "checkpoint_layers: fit chooses which layers to checkpoint; it needs gradient_checkpointing: true" in message
+    data["train"].update(quantization="nf4", execution={"compile": True})
+    bad.write_text(yaml.safe_dump(data))
+    message = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert "compile: bitsandbytes' 4-bit layers are not compiled; with an nf4 base set dequantize_once: true" in message
