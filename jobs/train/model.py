@@ -34,8 +34,8 @@ def load_model(spec: BuildSpec, model_dir: Path, device: torch.device):
         # LoRA dropout masks are the same in both passes.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
     if t.execution.gradient_checkpointing or t.execution.compile:
-        # Compiled layers: the first layer's input then requires grad like every other layer's, so all share one
-        # graph (a second graph compiles for tens of seconds; the extra input gradient costs under 1 % of a step).
+        # Compiled layers need it too: the first layer's input then requires grad like every other layer's, so all
+        # share one graph (another compiles for tens of seconds; the extra input gradient is under 1 % of a step).
         model.enable_input_require_grads()
     lora = LoraConfig(r=t.lora.r, lora_alpha=t.lora.alpha, lora_dropout=t.lora.dropout,
                       target_modules=list(t.lora.target_modules), bias="none", task_type="CAUSAL_LM")

@@ -60,7 +60,8 @@ def test_compiled_layers_give_the_eager_loss_and_gradients(smoke_spec, tiny_mode
     assert execution.checkpointed_layers(compiled) == [True, False]
     for examples, layout in steps:
         _same(_run(eager, examples, layout), _run(compiled, examples, layout), atol=1e-5)
-    # one graph per checkpoint setting, whatever the row length (dynamic shapes: no recompile per step)
+    # the checkpointed layer's no-grad forward and the training graph (its recompute, and layer 1), whatever the
+    # row length (dynamic shapes: no recompile per step)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
 
 
@@ -69,7 +70,9 @@ def test_a_checkpointed_compiled_layer_replays_its_dropout_masks(smoke_spec, tin
     assert smoke_spec.train.lora.dropout > 0
     examples, layout = steps[0]
     recomputed = _run(compiled, examples, layout)
-    execution.set_checkpoint_layers(compiled, 0)  # activations kept: the backward uses the forward's own masks
+    # Activations kept: the forward runs the training graph and its backward uses that forward's own masks; the
+    # same loss and gradients say the no-grad graph and the recompute drew those masks too.
+    execution.set_checkpoint_layers(compiled, 0)
     _same(recomputed, _run(compiled, examples, layout), atol=1e-6)
     no_dropout = with_train(smoke_spec, lora={"dropout": 0.0})
     assert abs(recomputed[0] - _run(_model(no_dropout, tiny_model, False), examples, layout)[0]) > 1e-4  # masks drawn
