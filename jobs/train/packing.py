@@ -8,7 +8,8 @@ sdpa cannot send to its flash kernel, costs tokens^2 memory (441 MB for a row of
 sync per forward. Here instead each layer's q, k, v are scattered into a [examples x longest] grid, sdpa
 runs causally on it (the flash kernel on a GPU; pads sit after each example's tokens, so a causal mask
 already keeps them out of every real token's view), and the output is gathered back into the row. The only
-padding computed is inside the attention core, about 2 % of the FLOPs.
+padding computed is inside the attention core (about 2 % of the FLOPs), whose grid width is rounded up to a
+multiple of data.GRID_WIDTH_STEP tokens so the attention kernels meet few shapes.
 
 The function is registered with transformers' AttentionInterface under NAME; a call without a packed
 layout (the padded path) is exactly transformers' own sdpa attention.
