@@ -21,7 +21,8 @@ from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
 from jobs.train.data import read_conversations, step_plan, tokenize
 from jobs.train.loop import accumulate, make_optimizer, optimizer_step
 
-LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx", "cudaLaunchCooperativeKernel")
+LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
+            "cudaLaunchCooperativeKernel")
 WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")  # blocking calls
 
 

@@ -8,9 +8,10 @@ import torch
 
 from jobs.train import execution
 from jobs.train.data import tokenize
-from jobs.train.loop import Layout, accumulate
+from jobs.train.loop import Layout
 from jobs.train.model import load_model
-from tests.train.conftest import conversations, perturb_lora_b, take_grads, with_train
+from tests.train.conftest import (assert_same_step, conversations, loss_and_grads, perturb_lora_b,
+                                  with_train)
 
 pytestmark = pytest.mark.slow
 
@@ -39,19 +40,6 @@ def _model(spec, tiny_model, compiled: bool):
     return perturb_lora_b(model)
 
 
-def _run(model, examples, layout) -> tuple[float, dict[str, torch.Tensor]]:
-    torch.manual_seed(7)  # the same dropout masks for every call of the same graph
-    loss, _, _ = accumulate(model, examples, layout, device=torch.device("cpu"), dtype=torch.float32)
-    return float(loss), take_grads(model)
-
-
-def _same(a, b, atol: float) -> None:
-    assert abs(a[0] - b[0]) <= atol, (a[0], b[0])
-    assert any(g.abs().sum() > 0 for n, g in a[1].items() if "lora_A" in n)
-    for name, g in a[1].items():
-        torch.testing.assert_close(b[1][name], g, rtol=0, atol=atol)
-
-
 def test_compiled_layers_give_the_eager_loss_and_gradients(smoke_spec, tiny_model, steps):
     spec = with_train(smoke_spec, lora={"dropout": 0.0})  # eager and compiled draw dropout masks differently
     eager, compiled = _model(spec, tiny_model, False), _model(spec, tiny_model, True)
@@ -59,7 +47,8 @@ def test_compiled_layers_give_the_eager_loss_and_gradients(smoke_spec, tiny_mode
     execution.set_checkpoint_layers(compiled, 1)  # layer 0 recomputed in backward, layer 1 not: both graphs
     assert execution.checkpointed_layers(compiled) == [True, False]
     for examples, layout in steps:
-        _same(_run(eager, examples, layout), _run(compiled, examples, layout), atol=1e-5)
+        expected = loss_and_grads(eager, examples, layout)
+        assert_same_step(expected, loss_and_grads(compiled, examples, layout), atol=1e-5)
     # the checkpointed layer's no-grad forward and the training graph (its recompute, and layer 1), whatever the
     # row length (dynamic shapes: no recompile per step)
     assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
@@ -69,10 +58,10 @@ def test_a_checkpointed_compiled_layer_replays_its_dropout_masks(smoke_spec, tin
     compiled = _model(smoke_spec, tiny_model, True)  # LoRA dropout 0.05
     assert smoke_spec.train.lora.dropout > 0
     examples, layout = steps[0]
-    recomputed = _run(compiled, examples, layout)
+    recomputed = loss_and_grads(compiled, examples, layout)
     # Activations kept: the forward runs the training graph and its backward uses that forward's own masks; the
     # same loss and gradients say the no-grad graph and the recompute drew those masks too.
     execution.set_checkpoint_layers(compiled, 0)
-    _same(recomputed, _run(compiled, examples, layout), atol=1e-6)
-    no_dropout = with_train(smoke_spec, lora={"dropout": 0.0})
-    assert abs(recomputed[0] - _run(_model(no_dropout, tiny_model, False), examples, layout)[0]) > 1e-4  # masks drawn
+    assert_same_step(recomputed, loss_and_grads(compiled, examples, layout), atol=1e-6)
+    no_dropout = _model(with_train(smoke_spec, lora={"dropout": 0.0}), tiny_model, False)
+    assert abs(recomputed[0] - loss_and_grads(no_dropout, examples, layout)[0]) > 1e-4  # masks were drawn
