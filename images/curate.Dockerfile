@@ -1,6 +1,8 @@
 # curate: documents in, dataset folder out (python -m jobs.curate). Core + the curate extra, no torch.
-# The store's publish step (python -m jobs.core.publish) needs only core, so it runs from this image too.
-#   python images/build.py --tag v2 curate        # or: make images VERSION=v2
+# The steps that need only core run from this image too: the spec check (python -m jobs.core.spec), publish
+# (python -m jobs.core.publish), and the workflow's own small steps that read no ML code: the git push's plan
+# (python -m workflows.trigger) and the build's verdict (python -m workflows.verdict).
+#   python images/build_images.py --tag v2 curate        # or: make images VERSION=v2
 ARG BASE_IMAGE=python:3.11-slim-bookworm
 FROM ${BASE_IMAGE}
 
@@ -33,6 +35,7 @@ RUN python /tmp/build/requirements.py curate > /tmp/build/requirements.txt \
  && rm -rf /tmp/build
 
 COPY jobs/ /app/jobs/
+COPY workflows/__init__.py workflows/names.py workflows/trigger.py workflows/verdict.py /app/workflows/
 COPY data/ /app/data/
 WORKDIR /app
 USER 10001:10001

@@ -2,7 +2,7 @@
 # The base brings torch with CUDA: pytorch/pytorch 2.13.0 (the version pyproject pins, so pip keeps the base's
 # build) on CUDA 12.6, which runs on NVIDIA drivers >= 560 (>= 525 through CUDA minor-version compatibility),
 # e.g. an RTX A2000 (Ampere, sm_86) workstation.
-#   python images/build.py --tag v2 train         # or: make images VERSION=v2
+#   python images/build_images.py --tag v2 train         # or: make images VERSION=v2
 ARG BASE_IMAGE=pytorch/pytorch:2.13.0-cuda12.6-cudnn9-runtime
 FROM ${BASE_IMAGE}
 

@@ -171,10 +171,10 @@ def ensure_local_bases() -> dict[str, str]:
 
 
 def build_images(tag: str, stages: tuple[str, ...] = ("curate", "train", "eval")) -> dict[str, str]:
-    """Build the stage images on the local bases through images/build.py (the `make images` path);
+    """Build the stage images on the local bases through images/build_images.py (the `make images` path);
     returns {stage: image ref}."""
     bases = ensure_local_bases()
-    out = subprocess.run([sys.executable, str(REPO / "images" / "build.py"), "--tag", tag,
+    out = subprocess.run([sys.executable, str(REPO / "images" / "build_images.py"), "--tag", tag,
                           "--python-base", bases["python"], "--torch-base", bases["torch"],
                           "--json", *stages], check=True, text=True, stdout=subprocess.PIPE, cwd=REPO)
     return {image["stage"]: image["ref"] for image in json.loads(out.stdout.strip().splitlines()[-1])}

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-STAGES = ("curate", "train", "eval")
+STAGES = ("curate", "synthesize", "train", "eval", "serve")
 
 
 def _module_name(path: Path) -> str:

@@ -1,6 +1,7 @@
 """Reference checks for a rendered WorkflowTemplate (and a Workflow that runs it) that no JSON schema makes:
 every task's template exists, every parameter and artifact a template uses is declared, every `from` names an
-output of an upstream task, and the GPU steps carry what the single GPU node needs.
+output of an upstream task, the GPU steps carry what a GPU node needs, and every step meets a real cluster's
+conditions (Pod Security "restricted", a read-only root, outputs on volumes, inputs its user can read).
 
     from workflows.lint import lint
     problems = lint(template_dict, workflow_dict)     # [] when clean
@@ -16,7 +17,7 @@ import re
 VARIABLE = re.compile(r"\{\{\s*([^{}]+?)\s*\}\}")
 TASK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
 DEPENDS_RESULTS = {"Succeeded", "Failed", "Errored", "Skipped", "Omitted", "Daemoned", "AnySucceeded", "AllFailed"}
-# Variables Argo itself provides (docs/variables.md), by prefix or exact name.
+# Variables Argo itself provides (its documentation's docs/variables.md), by prefix or exact name.
 BUILTIN = ("workflow.name", "workflow.namespace", "workflow.uid", "workflow.duration", "workflow.status",
            "workflow.creationTimestamp", "workflow.failures", "pod.name", "retries", "exitCode", "status",
            "duration")
@@ -33,16 +34,16 @@ def _strings(obj):
             yield from _strings(v)
 
 
-def _depends_on(task: dict) -> set[str]:
+def depends_on(task: dict) -> set[str]:
     words = set(TASK_NAME.findall(task.get("depends", "")))
     # "a.Succeeded" splits into "a" and "Succeeded"; result names are not tasks
     return {w for w in words if w not in DEPENDS_RESULTS}
 
 
-def _ancestors(name: str, tasks: dict[str, dict]) -> set[str]:
+def ancestors(name: str, tasks: dict[str, dict]) -> set[str]:
     seen, todo = set(), [name]
     while todo:
-        for dep in _depends_on(tasks[todo.pop()]):
+        for dep in depends_on(tasks[todo.pop()]):
             if dep in tasks and dep not in seen:
                 seen.add(dep)
                 todo.append(dep)
@@ -87,9 +88,9 @@ def _check_dag(dag_t: dict, templates: dict[str, dict], problems: list[str]) -> 
         if t is None:
             problems.append(f"{where}: template {task.get('template')!r} does not exist")
             continue
-        for dep in _depends_on(task) - set(tasks):
+        for dep in depends_on(task) - set(tasks):
             problems.append(f"{where}: depends on unknown task {dep!r}")
-        upstream = _ancestors(name, tasks)
+        upstream = ancestors(name, tasks)
         args = task.get("arguments", {})
         given_params = {p["name"] for p in args.get("parameters", [])}
         given_arts = {a["name"] for a in args.get("artifacts", [])}
@@ -135,8 +136,78 @@ def _check_gpu(t: dict, problems: list[str]) -> None:
     mounts = {m["name"]: m["mountPath"] for m in t.get("container", {}).get("volumeMounts", [])}
     if not any(mounts.get(v["name"]) == "/dev/shm" for v in shm):
         problems.append(f"{where}: no memory-backed /dev/shm")
-    if not t.get("synchronization", {}).get("mutexes"):
-        problems.append(f"{where}: no mutex, so two GPU steps could share the one card")
+    if not any("configMapKeyRef" in s for s in t.get("synchronization", {}).get("semaphores", [])):
+        problems.append(f"{where}: no GPU semaphore (a ConfigMap holding the GPU count), so GPU steps could "
+                        f"outnumber the cards")
+
+
+# Pod Security Standards, "restricted" profile (Kubernetes 1.33), the parts a pod spec states.
+RESTRICTED_VOLUMES = {"configMap", "csi", "downwardAPI", "emptyDir", "ephemeral", "persistentVolumeClaim",
+                      "projected", "secret"}
+
+
+def restricted_problems(where: str, pod: dict, containers: list[dict], volumes: list[dict]) -> list[str]:
+    """Why a pod (its securityContext, containers and volumes) would be refused by a namespace enforcing Pod
+    Security "restricted"; [] when it would be admitted."""
+    problems = []
+    for key in ("hostNetwork", "hostPID", "hostIPC"):
+        if pod.get(key):
+            problems.append(f"{where}: {key} is not allowed")
+    for v in volumes:
+        kind = next((k for k in v if k != "name"), None)
+        if kind not in RESTRICTED_VOLUMES:
+            problems.append(f"{where}: volume {v.get('name')} of type {kind} is not allowed")
+    psc = pod.get("securityContext") or {}
+    for c in containers:
+        sc, name = c.get("securityContext") or {}, f"{where} container {c.get('name', 'main')}"
+        if sc.get("privileged"):
+            problems.append(f"{name}: privileged")
+        if sc.get("allowPrivilegeEscalation") is not False:
+            problems.append(f"{name}: securityContext.allowPrivilegeEscalation must be false")
+        caps = sc.get("capabilities") or {}
+        if "ALL" not in (caps.get("drop") or []):
+            problems.append(f"{name}: securityContext.capabilities.drop must include ALL")
+        if set(caps.get("add") or []) - {"NET_BIND_SERVICE"}:
+            problems.append(f"{name}: may add only NET_BIND_SERVICE, adds {caps['add']}")
+        if not sc.get("runAsNonRoot", psc.get("runAsNonRoot")):
+            problems.append(f"{name}: runAsNonRoot must be true (pod or container)")
+        if sc.get("runAsUser", psc.get("runAsUser")) == 0:
+            problems.append(f"{name}: runAsUser 0")
+        seccomp = (sc.get("seccompProfile") or psc.get("seccompProfile") or {}).get("type")
+        if seccomp not in ("RuntimeDefault", "Localhost"):
+            problems.append(f"{name}: seccompProfile must be RuntimeDefault or Localhost (pod or container)")
+    return problems
+
+
+def _under(path: str, folder: str) -> bool:
+    return path == folder or path.startswith(folder.rstrip("/") + "/")
+
+
+def _check_container_conditions(t: dict, spec: dict, problems: list[str]) -> None:
+    """What a real cluster imposes and Argo does not check: a read-only root, where outputs can be written, who
+    can read the inputs, images that are never pulled again, Pod Security "restricted"."""
+    c, where = t["container"], f"template {t['name']}"
+    if c.get("imagePullPolicy") != "IfNotPresent":
+        problems.append(f"{where}: imagePullPolicy must be IfNotPresent (images imported into k3s cannot be pulled)")
+    if (c.get("securityContext") or {}).get("readOnlyRootFilesystem") is not True:
+        problems.append(f"{where}: securityContext.readOnlyRootFilesystem must be true")
+    mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+    inputs = [a["path"] for a in t.get("inputs", {}).get("artifacts", [])]
+    outputs = [a["path"] for a in t.get("outputs", {}).get("artifacts", [])] + \
+        [p["valueFrom"]["path"] for p in t.get("outputs", {}).get("parameters", []) if "path" in p.get("valueFrom", {})]
+    for path in outputs:
+        if not any(_under(path, m) for m in mounts + inputs):
+            problems.append(f"{where}: output {path} is on no volume the template declares: the step's user cannot "
+                            f"create it on a read-only root (add an emptyDir)")
+    for a in t.get("inputs", {}).get("artifacts", []):
+        mode = a.get("mode")
+        if mode is None or mode & 0o005 != 0o005 or not a.get("recurseMode"):
+            problems.append(f"{where}: input artifact {a['name']} needs mode (readable by others, e.g. 0o755) and "
+                            f"recurseMode: Argo writes inputs as its own user, 0700/0600 (argo-workflows#14792)")
+    pod = {"securityContext": t.get("securityContext") or spec.get("securityContext")}
+    volumes = t.get("volumes", []) + [{"name": v["metadata"]["name"], "persistentVolumeClaim": {}}
+                                      for v in spec.get("volumeClaimTemplates", [])]
+    problems.extend(restricted_problems(where, pod, [c], volumes))
 
 
 def lint(template: dict, workflow: dict | None = None) -> list[str]:
@@ -153,6 +224,7 @@ def lint(template: dict, workflow: dict | None = None) -> list[str]:
             _check_dag(t, templates, problems)
         if "container" in t:
             _check_gpu(t, problems)
+            _check_container_conditions(t, spec, problems)
             image = t["container"].get("image", "")
             if not image or image.endswith(":latest") or ":" not in image.rsplit("/", 1)[-1]:
                 problems.append(f"template {t['name']}: image {image!r} is not pinned to a tag")

@@ -1,57 +1,47 @@
-"""The build pipeline as one Argo WorkflowTemplate, defined with Hera: checkout -> curate -> train -> eval -> publish.
+"""The build pipeline as one Argo WorkflowTemplate, defined with Hera: spec -> curate -> train -> eval -> publish.
 
     from workflows.pipeline import pipeline_template, run_workflow
     pipeline_template().to_yaml()                      # what `make render` commits to workflows/rendered/
 
 Each run is a Workflow that references this template (`run_workflow`), with the build tag, the git commit and the
-image tag as parameters. Every task runs one stage image with exactly the stage's command (docs/architecture.md).
+image tag as parameters. Every task is one `stage()`: one stage image running exactly the stage's command
+(docs/architecture.md), under the conditions of a real cluster that `workflows/local_run.py` reproduces.
 
 How a build's inputs reach the pods at its exact commit: `data/` at that commit travels as one tar.gz under
 runs/<run>/checkout/data.tgz in the artifact repository. `make submit` uploads it (git archive of the commit),
 or, for a git-triggered run (`git-repo` set), the checkout task clones the commit with Argo's git artifact and
 saves data/ there. Every stage mounts it over the image's own data/ folder, so the spec, the documents and the
-eval suite are the commit's, and the spec's repo-relative paths resolve to them unchanged.
+eval suite are the commit's, and the spec's repo-relative paths resolve to them unchanged. The first step after
+that loads and validates the spec (`python -m jobs.core.spec`), before any other work.
 
 No network and no ML code here: this module only builds Hera objects.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
-
 from hera.workflows import (
-    DAG, Artifact, Container, Counter, EmptyDirVolume, Env, ExistingVolume, Gauge, GitArtifact, Label,
-    NoneArchiveStrategy, Parameter, Resources, RetryStrategy, S3Artifact, SecretEnv, Task, Volume, Workflow,
-    WorkflowTemplate,
+    DAG, Artifact, Container, Counter, Gauge, GitArtifact, Label, NoneArchiveStrategy, Parameter, Resources,
+    RetryStrategy, S3Artifact, Task, Volume, Workflow, WorkflowTemplate,
 )
 from hera.workflows.models import (
-    ArtifactRepositoryRef, Backoff, ConfigMapEnvSource, EnvFromSource, LabelValueFrom, Mutex, PodGC,
-    SecretKeySelector, Synchronization, Toleration, TTLStrategy, ValueFrom, VolumeClaimGC, WorkflowMetadata,
-    WorkflowTemplateRef,
+    Backoff, LabelValueFrom, SecretKeySelector, ValueFrom, VolumeClaimGC, WorkflowMetadata, WorkflowTemplateRef,
 )
 
 from jobs.core.spec import GATE_FAILED, HEADLINE
+from workflows.stages import CURATED_FOR_SYNTHESIS, DATASET
+from workflows.steps import (
+    DATA, DATA_KEY, HOUR, OUT, READABLE, RUN, backoff, common_spec, folder_in, folder_out, stage, store_env,
+    with_digest,
+)
 
 NAME = "quantum-slm"  # the WorkflowTemplate; the chart installs it under this name
-APP_ROOT = "/app"  # where the images keep the code (REPO_ROOT of jobs.core.spec); data/ is mounted over APP_ROOT/data
-DATA = f"{APP_ROOT}/data"
 SPEC = DATA + "/builds/{{workflow.parameters.spec}}.yaml"
-RUN = "runs/{{workflow.name}}"  # intermediates of this run: runs/<run-id>/<stage>/...
-DATA_KEY = RUN + "/checkout/data.tgz"
 
 # Names of objects the chart creates (charts/quantum-slm); the local runner provides the same ones.
 SERVICE_ACCOUNT = "quantum-slm-workflow"
-ARTIFACT_REPOSITORIES = "artifact-repositories"  # ConfigMap; key below
-ARTIFACT_REPOSITORY_KEY = "minio"
-STORE_CONFIG = "quantum-slm-store"  # ConfigMap: QSLM_STORE, S3_ENDPOINT_URL, AWS_DEFAULT_REGION
-STORE_SECRET = "quantum-slm-store"  # Secret: accesskey, secretkey
 GIT_SECRET = "quantum-slm-git"  # Secret: username, password (empty for a public repository)
-MODELS_CLAIM = "quantum-slm-models"  # PVC: Hugging Face cache and the tiny-model cache, kept between runs
 
-DIGEST_ANNOTATION = "quantum-slm/definition-sha256"
 GAUGES = HEADLINE[:2]  # headline scores exported as Prometheus gauges
-HOUR = 3600
 
 ARGUMENTS = [
     Parameter(name="tag", description="Build tag: the run publishes builds/<tag>/ in the store"),
@@ -66,112 +56,135 @@ ARGUMENTS = [
                                                      "make submit uploaded data/ itself"),
     Parameter(name="data-hash", value="", description="git tree hash of data/ at the commit"),
     Parameter(name="previous", value="", description="Tag of the build to compare with (empty: first build)"),
+    Parameter(name="previous-report", value="", description="Store key of that build's report/metrics.json, "
+                                                           "resolved through its manifest and re-hashed by the "
+                                                           "submitter (empty: first build)"),
 ]
-
-
-def _image(stage: str) -> str:
-    # images/build.py names them qslm-<stage>:<tag>, optionally under a registry
-    return "{{workflow.parameters.image-prefix}}qslm-" + stage + ":{{workflow.parameters.image-tag}}"
-
-
-def _dir(name: str, path: str, key: str) -> S3Artifact:
-    """A folder stored as plain files under key/ (archive none): browsable and previewable in the UI."""
-    return S3Artifact(name=name, path=path, key=key + "/", archive=NoneArchiveStrategy())
-
-
-def _data_input() -> S3Artifact:
-    # data/ at the build's commit, over the image's own copy; a tar.gz with one top folder `data` unpacks to path.
-    return S3Artifact(name="data", path=DATA, key=DATA_KEY)
-
-
-def _store_env() -> list:
-    return [
-        SecretEnv(name="AWS_ACCESS_KEY_ID", secret_name=STORE_SECRET, secret_key="accesskey"),
-        SecretEnv(name="AWS_SECRET_ACCESS_KEY", secret_name=STORE_SECRET, secret_key="secretkey"),
-    ]
-
-
-def _cache() -> dict:
-    """The model cache volume at the images' /cache (QSLM_CACHE; HF_HOME=/cache/huggingface), kept between runs.
-    The images default to offline; here the hub may be reached, so the first build fills the cache."""
-    return dict(volumes=[ExistingVolume(name="models", claim_name=MODELS_CLAIM, mount_path="/cache")],
-                env=[Env(name="HF_HUB_OFFLINE", value="0")])
-
-
-def _gpu(memory_gib: int, deadline_s: int, volumes: tuple = ()) -> dict:
-    """What a GPU step needs on the single k3s node: the card, its runtime, the taint, shared memory, the mutex."""
-    return dict(
-        resources=Resources(gpus=1, cpu_request="2", memory_request=f"{memory_gib}Gi",
-                            memory_limit=f"{memory_gib + 8}Gi"),  # the limit leaves room for the 2 GiB /dev/shm
-        pod_spec_patch='{"runtimeClassName": "nvidia"}',  # Argo templates have no runtimeClassName field
-        tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
-        # DataLoader workers use /dev/shm; the container default (64 MiB) is too small. Counts against the limit.
-        volumes=[EmptyDirVolume(name="dshm", mount_path="/dev/shm", medium="Memory", size_limit="2Gi"),
-                 *_cache()["volumes"], *volumes],
-        synchronization=Synchronization(mutexes=[Mutex(name="gpu")]),  # one GPU step at a time on the node
-        active_deadline_seconds=deadline_s,
-        env=_cache()["env"],
-    )
-
-
-def _backoff() -> Backoff:
-    return Backoff(duration="30s", factor="2", max_duration="10m")
 
 
 def checkout() -> Container:
     # Only for git-triggered runs: Argo clones the commit; this step saves its data/ where every stage reads it.
-    return Container(
-        name="checkout",
-        image=_image("curate"),
-        command=["python", "-c",
-                 "import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
-                 "sys.exit(0 if p.is_file() else f'{p}: no such build spec at this commit')"],
-        args=["/src/data/builds/{{workflow.parameters.spec}}.yaml"],
+    return stage(
+        "checkout", "curate",
+        ["python", "-c", "import pathlib, sys; p = pathlib.Path(sys.argv[1]); "
+                         "sys.exit(0 if p.is_file() else f'{p}: no such build spec at this commit')"],
+        ["/src/data/builds/{{workflow.parameters.spec}}.yaml"],
+        data=False,
         inputs=[GitArtifact(name="repo", path="/src", repo="{{workflow.parameters.git-repo}}",
-                            revision="{{workflow.parameters.git-commit}}",
+                            revision="{{workflow.parameters.git-commit}}", mode=READABLE, recurse_mode=True,
                             username_secret=SecretKeySelector(name=GIT_SECRET, key="username", optional=True),
                             password_secret=SecretKeySelector(name=GIT_SECRET, key="password", optional=True))],
         outputs=[S3Artifact(name="data", path="/src/data", key=DATA_KEY)],
-        retry_strategy=RetryStrategy(limit="3", retry_policy="Always", backoff=_backoff()),
-        active_deadline_seconds=10 * 60,
+        retry=RetryStrategy(limit="3", retry_policy="Always", backoff=backoff()),
+        deadline_s=10 * 60,
     )
 
 
+def spec() -> Container:
+    # The first work of every build: the whole spec at the build's commit, every problem listed, before any stage;
+    # it also says whether synthesis runs and where curate leaves its dataset (workflows/stages.py).
+    return stage("spec", "curate", ["python", "-m", "workflows.stages"], ["--spec", SPEC, "--out", OUT],
+                 outputs=[Parameter(name=n, value_from=ValueFrom(path=f"{OUT}/{n}")) for n in ("synthesize", "curated")],
+                 resources=Resources(cpu_request="100m", memory_request="256Mi", memory_limit="512Mi"),
+                 deadline_s=10 * 60)
+
+
+def dataset_in() -> Artifact:
+    """The dataset train, eval and publish read: runs/<run>/dataset/, written by synthesize or, without synthesis,
+    by curate itself (the spec step decides), so no conditional artifact is needed."""
+    return folder_in("dataset", "/in/dataset", key=f"{RUN}/{DATASET}/")
+
+
 def curate() -> Container:
-    return Container(
-        name="curate",
-        image=_image("curate"),
-        command=["python", "-m", "jobs.curate"],
-        args=["--spec", SPEC, "--out", "/out/dataset"],  # sources: the spec's, inside the mounted data/
-        inputs=[_data_input()],
-        outputs=[_dir("dataset", "/out/dataset", RUN + "/curate/dataset")],
+    return stage(
+        "curate", "curate", ["python", "-m", "jobs.curate"],
+        ["--spec", SPEC, "--out", OUT + "/dataset"],  # sources: the spec's, inside the mounted data/
+        inputs=[Parameter(name="curated")],
+        outputs=[folder_out("dataset", OUT + "/dataset", RUN + "/{{inputs.parameters.curated}}")],
+        cache=True,
         resources=Resources(cpu_request="1", memory_request="2Gi", memory_limit="6Gi"),
-        retry_strategy=RetryStrategy(limit="2", retry_policy="Always", backoff=_backoff()),
-        active_deadline_seconds=2 * HOUR,
-        **_cache(),
+        retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),
+        deadline_s=2 * HOUR,
+    )
+
+
+def synthesize() -> Container:
+    # The train image: the engine writer runs the base model on the GPU; the reply cache lives in the store.
+    return stage(
+        "synthesize", "train", ["python", "-m", "jobs.synthesize"],
+        ["--spec", SPEC, "--dataset", "/in/curated", "--out", OUT + "/dataset"],
+        inputs=[folder_in("curated", "/in/curated", key=f"{RUN}/{CURATED_FOR_SYNTHESIS}/")],
+        outputs=[folder_out("dataset", OUT + "/dataset", f"{RUN}/{DATASET}")],
+        cache=True,
+        gpu_memory_gib=12,
+        retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),  # cached replies: a retry resumes
+        deadline_s=6 * HOUR,
+        **store_env(),
     )
 
 
 def train() -> Container:
-    return Container(
-        name="train",
-        image=_image("train"),
-        command=["python", "-m", "jobs.train"],
-        args=["--spec", SPEC, "--dataset", "/in/dataset", "--out", "/out/adapter"],
-        inputs=[_data_input(), Artifact(name="dataset", path="/in/dataset")],
-        outputs=[_dir("adapter", "/out/adapter", RUN + "/train/adapter")],
+    return stage(
+        "train", "train", ["python", "-m", "jobs.train"],
+        ["--spec", SPEC, "--dataset", "/in/dataset", "--out", OUT + "/adapter", "--checkpoints", "/state/checkpoints"],
+        inputs=[dataset_in()],
+        outputs=[folder_out("adapter", OUT + "/adapter", RUN + "/train/adapter")],
+        cache=True,
+        gpu_memory_gib=16,
+        # Checkpoints live on a per-run volume, apart from the uploaded adapter; it outlives a failed run
+        # (volumeClaimGC: success only), so a retried pod or `argo retry` resumes instead of starting over.
+        volumes=[Volume(name="train-state", size="5Gi", mount_path="/state")],
         # Only infrastructure failures (pod deleted, node lost, evicted) are retried: a failing training run
-        # (OOM, bad data) would fail again. Checkpoints live on a per-run volume, so a retry resumes.
-        retry_strategy=RetryStrategy(limit="3", retry_policy="OnError", backoff=Backoff(duration="1m", factor="2")),
-        **_gpu(memory_gib=16, deadline_s=8 * HOUR,
-               volumes=(Volume(name="train-state", size="5Gi", mount_path="/out/adapter"),)),
+        # (OOM, bad data) would fail again.
+        retry=RetryStrategy(limit="3", retry_policy="OnError", backoff=Backoff(duration="1m", factor="2")),
+        deadline_s=8 * HOUR,
+    )
+
+
+def eval_(compare: bool) -> Container:
+    """The eval step; `compare` adds the previous build's scores (--previous), for the regression checks."""
+    args = ["--spec", SPEC, "--dataset", "/in/dataset", "--adapter", "/in/adapter", "--out", OUT + "/report"]
+    inputs = [dataset_in(), folder_in("adapter", "/in/adapter")]
+    if compare:
+        args += ["--previous", "/in/previous"]
+        inputs.append(folder_in("previous", "/in/previous/metrics.json",
+                                key="{{workflow.parameters.previous-report}}"))
+    return stage(
+        "eval-vs-previous" if compare else "eval-first", "eval", ["python", "-m", "jobs.eval"], args,
+        inputs=inputs,
+        outputs=[folder_out("report", OUT + "/report", RUN + "/eval/report"),
+                 # single files as well, so the UI previews them (HTML sandboxed, JSON rendered)
+                 S3Artifact(name="report-html", path=OUT + "/report/report.html", archive=NoneArchiveStrategy(),
+                            key=RUN + "/eval/report.html", optional=True),
+                 S3Artifact(name="metrics-json", path=OUT + "/report/metrics.json", archive=NoneArchiveStrategy(),
+                            key=RUN + "/eval/metrics.json", optional=True)],
+        cache=True,
+        gpu_memory_gib=12,
+        # Exit 3 is a verdict (gate failed, report written), not a fault: never retried.
+        retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff(),
+                            expression=f"asInt(lastRetry.exitCode) != {GATE_FAILED}"),
+        deadline_s=3 * HOUR,
+    )
+
+
+def publish() -> Container:
+    return stage(
+        "publish", "curate", ["python", "-m", "jobs.core.publish"],  # core only: no torch needed to write the store
+        ["--spec", SPEC, "--tag", "{{workflow.parameters.tag}}", "--dataset", "/in/dataset",
+         "--adapter", "/in/adapter", "--report", "/in/report",
+         "--git-commit", "{{workflow.parameters.git-commit}}", "--git-dirty", "{{workflow.parameters.git-dirty}}"],
+        inputs=[dataset_in(), folder_in("adapter", "/in/adapter"), folder_in("report", "/in/report")],
+        resources=Resources(cpu_request="500m", memory_request="1Gi", memory_limit="2Gi"),
+        # Safe to retry: the manifest is written last and only if absent, so a retry either completes or refuses.
+        **store_env(),
     )
 
 
 def _score_metrics() -> list:
-    # Gauges of the headline scores, read out of metrics.json (the eval job's machine-readable report).
+    # Gauges of the headline scores, read from the verdict's small headline.json (the whole metrics.json is tens of
+    # KB: as an output parameter it would sit in the workflow's status several times over).
     gauges = [Gauge(name="qslm_eval_" + m, help=f"Headline {m} of the build's adapter", realtime=False,
-                    value="{{=jsonpath(outputs.parameters.metrics, '$.headline." + m + "')}}",
+                    value="{{=jsonpath(outputs.parameters.headline, '$." + m + "')}}",
                     labels=[Label(key="tag", value="{{workflow.parameters.tag}}")],
                     when="{{exitCode}} == 0 || {{exitCode}} == " + str(GATE_FAILED))
               for m in GAUGES]
@@ -179,59 +192,52 @@ def _score_metrics() -> list:
                              when="{{exitCode}} == " + str(GATE_FAILED))]
 
 
-def eval_(compare: bool) -> Container:
-    """The eval step; `compare` adds the previous build's scores (--previous), for the regression checks."""
-    args = ["--spec", SPEC, "--dataset", "/in/dataset", "--adapter", "/in/adapter", "--out", "/out/report"]
-    inputs = [_data_input(), Artifact(name="dataset", path="/in/dataset"), Artifact(name="adapter", path="/in/adapter")]
-    if compare:
-        args += ["--previous", "/in/previous"]
-        inputs.append(S3Artifact(name="previous", path="/in/previous/metrics.json",
-                                 key="builds/{{workflow.parameters.previous}}/report/metrics.json"))
-    return Container(
-        name="eval-vs-previous" if compare else "eval-first",
-        image=_image("eval"),
-        command=["python", "-m", "jobs.eval"],
-        args=args,
-        inputs=inputs,
-        outputs=[_dir("report", "/out/report", RUN + "/eval/report"),
-                 # single files as well, so the UI previews them (HTML sandboxed, JSON rendered)
-                 S3Artifact(name="report-html", path="/out/report/report.html", archive=NoneArchiveStrategy(),
-                            key=RUN + "/eval/report.html", optional=True),
-                 S3Artifact(name="metrics-json", path="/out/report/metrics.json", archive=NoneArchiveStrategy(),
-                            key=RUN + "/eval/metrics.json", optional=True),
-                 Parameter(name="metrics", global_name="metrics",
-                           value_from=ValueFrom(path="/out/report/metrics.json", default="{}")),
-                 Parameter(name="gate", global_name="gate",
-                           value_from=ValueFrom(path="/out/report/gate.json", default="{}"))],
-        # Exit 3 is a verdict (gate failed, report written), not a fault: never retried.
-        retry_strategy=RetryStrategy(limit="2", retry_policy="Always", backoff=_backoff(),
-                                     expression=f"asInt(lastRetry.exitCode) != {GATE_FAILED}"),
+def verdict() -> Container:
+    """After publish: the headline for the UI and the metrics, and the gate's verdict as this step's exit status, so
+    a build stored as failed-gate ends the workflow Failed (a DAG's phase is its last tasks')."""
+    return stage(
+        "verdict", "curate", ["python", "-m", "workflows.verdict"], ["--report", "/in/report", "--out", OUT],
+        data=False,
+        inputs=[folder_in("report", "/in/report")],
+        outputs=[Parameter(name="headline", global_name="headline",
+                           value_from=ValueFrom(path=OUT + "/headline.json", default="{}")),
+                 Parameter(name="gate", global_name="gate", value_from=ValueFrom(path=OUT + "/gate.txt",
+                                                                                 default="unknown"))],
+        resources=Resources(cpu_request="100m", memory_request="256Mi", memory_limit="512Mi"),
         metrics=_score_metrics(),
-        **_gpu(memory_gib=12, deadline_s=3 * HOUR),
+        deadline_s=10 * 60,
     )
 
 
-def publish() -> Container:
-    return Container(
-        name="publish",
-        image=_image("curate"),  # core only: no torch needed to write the store
-        command=["python", "-m", "jobs.core.publish"],
-        args=["--spec", SPEC, "--tag", "{{workflow.parameters.tag}}", "--dataset", "/in/dataset",
-              "--adapter", "/in/adapter", "--report", "/in/report",
-              "--git-commit", "{{workflow.parameters.git-commit}}", "--git-dirty", "{{workflow.parameters.git-dirty}}"],
-        inputs=[_data_input(), Artifact(name="dataset", path="/in/dataset"),
-                Artifact(name="adapter", path="/in/adapter"), Artifact(name="report", path="/in/report")],
-        env=_store_env(),
-        env_from=[EnvFromSource(config_map_ref=ConfigMapEnvSource(name=STORE_CONFIG))],
-        resources=Resources(cpu_request="500m", memory_request="1Gi", memory_limit="2Gi"),
-        # Safe to retry: the manifest is written last and only if absent, so a retry either completes or refuses.
-        retry_strategy=RetryStrategy(limit="2", retry_policy="OnError", backoff=_backoff()),
-        active_deadline_seconds=HOUR,
-    )
+def _artifact(task: str, name: str) -> Artifact:
+    return Artifact(name=name, from_="{{tasks." + task + ".outputs.artifacts." + name + "}}")
 
 
-def _artifact(task: str, name: str, as_name: str | None = None) -> Artifact:
-    return Artifact(name=as_name or name, from_="{{tasks." + task + ".outputs.artifacts." + name + "}}")
+def _build_dag() -> None:
+    """The tasks, in order; each one's template is one stage() above."""
+    first_build = "'{{workflow.parameters.previous}}' == ''"
+    Task(name="checkout", template=checkout(), when="'{{workflow.parameters.git-repo}}' != ''")
+    Task(name="spec", template=spec(), depends="checkout.Succeeded || checkout.Skipped")
+    Task(name="curate", template=curate(), depends="spec",
+         arguments=[Parameter(name="curated", value="{{tasks.spec.outputs.parameters.curated}}")])
+    Task(name="synthesize", template=synthesize(), depends="curate",
+         when="'{{tasks.spec.outputs.parameters.synthesize}}' == 'true'")
+    # A bare `synthesize` is met when it succeeded or was skipped (no synthesis in the spec).
+    Task(name="train", template=train(), depends="curate && synthesize")
+    # Two branches, one of which runs: eval has --previous only when there is a previous build.
+    publish_template, verdict_template = publish(), verdict()
+    for compare, suffix in ((False, "-first"), (True, "")):
+        eval_task, publish_task = "eval" + suffix, "publish" + suffix
+        Task(name=eval_task, template=eval_(compare), depends="train",
+             when=first_build.replace("==", "!=") if compare else first_build,
+             arguments=[_artifact("train", "adapter")])
+        # The gate's verdict (exit 3) is published as failed-gate; any other eval failure publishes nothing.
+        exit_code = "{{tasks." + eval_task + ".exitCode}}"
+        Task(name=publish_task, template=publish_template, depends=f"{eval_task}.Succeeded || {eval_task}.Failed",
+             when=f"{exit_code} == 0 || {exit_code} == {GATE_FAILED}",
+             arguments=[_artifact("train", "adapter"), _artifact(eval_task, "report")])
+        Task(name="verdict" + suffix, template=verdict_template, depends=publish_task + ".Succeeded",
+             arguments=[_artifact(eval_task, "report")])
 
 
 def pipeline_template(namespace: str | None = None) -> WorkflowTemplate:
@@ -248,52 +254,32 @@ def pipeline_template(namespace: str | None = None) -> WorkflowTemplate:
         labels={"app.kubernetes.io/name": "quantum-slm", "app.kubernetes.io/component": "pipeline"},
         arguments=ARGUMENTS,
         service_account_name=SERVICE_ACCOUNT,
-        artifact_repository_ref=ArtifactRepositoryRef(config_map=ARTIFACT_REPOSITORIES, key=ARTIFACT_REPOSITORY_KEY),
-        archive_logs=True,  # logs survive pod GC, stored in the artifact repository
-        active_deadline_seconds=14 * HOUR,  # the whole build, queueing for the GPU mutex included
-        pod_gc=PodGC(strategy="OnPodSuccess", delete_delay_duration="1h"),  # failed pods stay for debugging
-        ttl_strategy=TTLStrategy(seconds_after_success=14 * 24 * HOUR, seconds_after_failure=30 * 24 * HOUR),
-        volume_claim_gc=VolumeClaimGC(strategy="OnWorkflowCompletion"),  # train's checkpoint volume
+        active_deadline_seconds=14 * HOUR,  # the whole build, queueing for a GPU included
+        # Success only: a failed run keeps train's checkpoint volume, so a retry resumes training.
+        volume_claim_gc=VolumeClaimGC(strategy="OnWorkflowSuccess"),
         workflow_metadata=WorkflowMetadata(
             labels_from={"quantum-slm/tag": LabelValueFrom(expression="workflow.parameters.tag")}),
         metrics=[
             Gauge(name="qslm_build_duration_seconds", help="Wall time of a whole build", realtime=False,
                   value="{{workflow.duration}}", labels=[Label(key="tag", value="{{workflow.parameters.tag}}"),
                                                          Label(key="status", value="{{workflow.status}}")]),
-            Counter(name="qslm_build_failed_total", help="Builds that ended Failed or Error",
+            Counter(name="qslm_build_failed_total", help="Builds that ended Failed or Error (a failed gate too)",
                     when="{{workflow.status}} != Succeeded", value="1"),
         ],
+        **common_spec(),
     ) as wt:
-        first_build = "'{{workflow.parameters.previous}}' == ''"
         with DAG(name="build"):
-            Task(name="checkout", template=checkout(), when="'{{workflow.parameters.git-repo}}' != ''")
-            Task(name="curate", template=curate(), depends="checkout.Succeeded || checkout.Skipped")
-            Task(name="train", template=train(), depends="curate", arguments=[_artifact("curate", "dataset")])
-            # Two branches, one of which runs: eval has --previous only when there is a previous build.
-            publish_template = publish()
-            for compare, (eval_task, publish_task) in ((False, ("eval-first", "publish-first")),
-                                                       (True, ("eval", "publish"))):
-                Task(name=eval_task, template=eval_(compare), depends="train",
-                     when=first_build.replace("==", "!=") if compare else first_build,
-                     arguments=[_artifact("curate", "dataset"), _artifact("train", "adapter")])
-                # The gate's verdict (exit 3) is published as failed-gate; any other eval failure publishes nothing.
-                exit_code = "{{tasks." + eval_task + ".exitCode}}"
-                Task(name=publish_task, template=publish_template,
-                     depends=f"{eval_task}.Succeeded || {eval_task}.Failed",
-                     when=f"{exit_code} == 0 || {exit_code} == {GATE_FAILED}",
-                     arguments=[_artifact("curate", "dataset"), _artifact("train", "adapter"),
-                                _artifact(eval_task, "report")])
-    # A digest of the definition, so `make submit` can tell whether the cluster's copy differs from this code.
-    spec = json.dumps(wt.to_dict()["spec"], sort_keys=True).encode()
-    wt.annotations[DIGEST_ANNOTATION] = hashlib.sha256(spec).hexdigest()
-    return wt
+            _build_dag()
+    return with_digest(wt)
 
 
 def run_workflow(tag: str, spec: str, image_tag: str, git_commit: str, *, name: str, git_dirty: bool = False,
-                 data_hash: str = "", previous: str = "", image_prefix: str = "", git_repo: str = "",
-                 namespace: str | None = None) -> Workflow:
-    """One build: a Workflow that references the template, with a title and description for the Argo UI."""
-    short = git_commit[:8]
+                 data_hash: str = "", previous: str = "", previous_report: str = "", image_prefix: str = "",
+                 git_repo: str = "",
+                 namespace: str | None = None, short: str | None = None) -> Workflow:
+    """One build: a Workflow that references the template, with a title and description for the Argo UI.
+    `short` is the commit as shown (default: its first 8 characters)."""
+    short = short or git_commit[:8]
     description = "\n".join([
         f"Build **{tag}** from `data/builds/{spec}.yaml` at commit `{short}`" + (" (data/ had local changes)"
                                                                               if git_dirty else ""),
@@ -313,5 +299,6 @@ def run_workflow(tag: str, spec: str, image_tag: str, git_commit: str, *, name: 
                    Parameter(name="git-commit", value=git_commit),
                    Parameter(name="git-dirty", value="true" if git_dirty else "false"),
                    Parameter(name="git-repo", value=git_repo), Parameter(name="data-hash", value=data_hash),
-                   Parameter(name="previous", value=previous)],
+                   Parameter(name="previous", value=previous),
+                   Parameter(name="previous-report", value=previous_report)],
     )

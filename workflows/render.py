@@ -3,9 +3,10 @@
 Writes the pipeline's WorkflowTemplate as YAML (what the cluster runs and the chart installs) and a sample
 Workflow of one build, so every change to the pipeline shows up as a diff in review:
 
-    workflows/rendered/pipeline.yaml            the WorkflowTemplate
-    workflows/rendered/sample-run.yaml          a Workflow referencing it (build v1 at a fixed example commit)
-    charts/quantum-slm/files/pipeline.yaml      the same template, inside the chart (Helm reads only its own folder)
+    workflows/rendered/pipeline.yaml            the build WorkflowTemplate (workflows/pipeline.py)
+    workflows/rendered/push.yaml                the WorkflowTemplate a git push runs (workflows/push.py)
+    workflows/rendered/sample-run.yaml          a Workflow referencing the build (v1 at a fixed example commit)
+    charts/quantum-slm/files/                   both templates again, inside the chart (Helm reads only its folder)
 
 With --check nothing is written; the exit status is 1 when a committed file differs from the code.
 """
@@ -17,11 +18,13 @@ import sys
 from pathlib import Path
 
 from workflows.pipeline import pipeline_template, run_workflow
+from workflows.push import push_template
 
 REPO = Path(__file__).resolve().parents[1]
 HEADER = "# Generated from workflows/pipeline.py by `make render` (python -m workflows.render). Do not edit.\n"
 PIPELINE_FILES = (REPO / "workflows" / "rendered" / "pipeline.yaml",
                   REPO / "charts" / "quantum-slm" / "files" / "pipeline.yaml")
+PUSH_FILES = (REPO / "workflows" / "rendered" / "push.yaml", REPO / "charts" / "quantum-slm" / "files" / "push.yaml")
 SAMPLE_FILE = REPO / "workflows" / "rendered" / "sample-run.yaml"
 SAMPLE_COMMIT = "0123456789abcdef0123456789abcdef01234567"  # fixed, so the sample does not churn
 
@@ -33,8 +36,8 @@ def sample_run():
 
 def rendered() -> dict[Path, str]:
     """{file: text} for every generated file."""
-    pipeline = HEADER + pipeline_template().to_yaml()
-    out = {path: pipeline for path in PIPELINE_FILES}
+    pipeline, push = HEADER + pipeline_template().to_yaml(), HEADER + push_template().to_yaml()
+    out = {path: pipeline for path in PIPELINE_FILES} | {path: push for path in PUSH_FILES}
     out[SAMPLE_FILE] = HEADER + sample_run().to_yaml()
     return out
 

@@ -1,16 +1,20 @@
-"""python -m workflows.submit --version v2 [--wait] [--build-images [--registry REG | --k3s-import]] [--previous TAG]
+"""python -m workflows.submit --version v2[,v3...] [--wait] [--build-images [--registry REG | --k3s-import]]
 
-Starts build <version> on the cluster (what `make submit VERSION=v2` runs):
+Starts builds on the cluster, one Workflow per tag (what `make submit VERSION=v2,v3` runs); they run side by
+side, their GPU steps limited by the chart's GPU semaphore (the cluster's GPU count). For each tag:
   1. checks the build spec data/builds/<spec>.yaml and that the tag is not already complete in the store;
-  2. packs data/ as committed at HEAD (a tar.gz) and uploads it as runs/<run>/checkout/data.tgz, which every
+  2. checks that the cluster's WorkflowTemplate is the one in workflows/pipeline.py (same definition digest).
+     The chart owns it (so the git trigger runs the same pipeline): when it differs, upgrade the chart;
+  3. packs data/ as committed at HEAD (a tar.gz) and uploads it as runs/<run>/checkout/data.tgz, which every
      step mounts: the cluster builds exactly that commit's spec, documents and eval suite;
-  3. creates the WorkflowTemplate, or updates it when its definition digest differs from workflows/pipeline.py;
-  4. submits a Workflow referencing it through the Argo Server API; prints its name and UI link; --wait
-     follows it to the end (exit 0 only when it Succeeded).
+  4. submits a Workflow referencing the template through the Argo Server API; prints its name and UI link.
+--wait follows the runs to their end: exit 0 when all Succeeded, 3 when the only failures are failed gates.
 
 Environment (Hera reads none of these itself, so they are mapped here, as the argo CLI reads them):
-  ARGO_SERVER        host:port or URL of the Argo Server (https unless ARGO_SECURE=false or http:// given)
-  ARGO_TOKEN         bearer token ("Bearer ..." or the bare token); ARGO_INSECURE_SKIP_VERIFY=true for self-signed
+  ARGO_SERVER        host:port or URL of the Argo Server, with its base path if any (https://host/argo/); https
+                     unless ARGO_SECURE=false or http:// given; ARGO_BASE_HREF is the base path too
+  ARGO_TOKEN         bearer token ("Bearer ..." or the bare token)
+  ARGO_INSECURE_SKIP_VERIFY=true  accept the self-signed certificate a stock argo-server makes for itself
   ARGO_NAMESPACE     namespace of the workflows (default argo)
   QSLM_STORE=s3://bucket, S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY: the cluster's MinIO bucket
 """
@@ -21,7 +25,6 @@ import argparse
 import gzip
 import io
 import os
-import re
 import subprocess
 import sys
 import tarfile
@@ -31,16 +34,19 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import requests
+import urllib3
 from hera.exceptions import Forbidden, HeraException, NotFound, Unauthorized
 from hera.workflows import WorkflowsService
-from hera.workflows.models import WorkflowCreateRequest, WorkflowTemplateCreateRequest, WorkflowTemplateUpdateRequest
+from hera.workflows.models import WorkflowCreateRequest
 
 from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.registry import previous_build
-from jobs.core.spec import TAG_PATTERN, SpecError, load_spec
+from jobs.core.registry import RegistryError, checked_key, previous_build
+from jobs.core.spec import GATE_FAILED, TAG_PATTERN, SpecError, load_spec
 from jobs.core.store import StoreError, open_store
-from workflows.pipeline import DATA_KEY, DIGEST_ANNOTATION, NAME, pipeline_template, run_workflow
+from workflows import names
+from workflows.pipeline import NAME, pipeline_template, run_workflow
+from workflows.steps import DATA_KEY, DIGEST_ANNOTATION
 
 REPO = Path(__file__).resolve().parents[1]
 FINISHED = ("Succeeded", "Failed", "Error")
@@ -58,19 +64,26 @@ class Argo:
     verify_ssl: bool
 
     def service(self) -> WorkflowsService:
+        if not self.verify_ssl:  # asked for with ARGO_INSECURE_SKIP_VERIFY: no warning on every request
+            urllib3.disable_warnings(urllib3.exceptions.InsecureRequestWarning)
         return WorkflowsService(host=self.host, token=self.token, namespace=self.namespace, verify_ssl=self.verify_ssl)
 
     def ui_link(self, name: str) -> str:
-        return f"{self.host}/workflows/{self.namespace}/{name}"
+        return f"{self.host}workflows/{self.namespace}/{name}"
 
 
 def argo_from_env(env=os.environ) -> Argo:
+    """The Argo Server as the argo CLI finds it. The host ends in '/', so Hera's requests keep its base path."""
     server = env.get("ARGO_SERVER", "").strip().rstrip("/")
     if not server:
         raise SubmitError("ARGO_SERVER is not set: give the Argo Server's address, e.g. "
                           "`kubectl -n argo port-forward svc/argo-server 2746` and ARGO_SERVER=localhost:2746")
     if "://" not in server:
         server = ("http://" if env.get("ARGO_SECURE", "true").lower() == "false" else "https://") + server
+    base = env.get("ARGO_BASE_HREF", "").strip().strip("/")
+    if base and not server.endswith("/" + base):
+        server += "/" + base
+    server += "/"
     token = env.get("ARGO_TOKEN", "").strip()
     if token and not token.lower().startswith("bearer "):
         token = "Bearer " + token
@@ -86,7 +99,7 @@ def _git(repo: Path, *args: str) -> str:
         raise SubmitError(f"git {' '.join(args)} failed in {repo}: {str(detail).strip()}") from None
 
 
-def git_state(repo: Path) -> dict:
+def data_state(repo: Path) -> dict:
     """HEAD's commit, whether data/ differs from it, and data/'s tree hash at HEAD."""
     return {"commit": _git(repo, "rev-parse", "HEAD"),
             "dirty": bool(_git(repo, "status", "--porcelain", "--", "data")),
@@ -112,14 +125,17 @@ def data_snapshot(repo: Path, commit: str | None) -> bytes:
 
 def run_name(tag: str, now: datetime | None = None) -> str:
     """A Kubernetes name for the run (also the run-id under runs/ in the store)."""
-    stamp = (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S")
-    return f"qslm-{re.sub(r'[^a-z0-9-]', '-', tag.lower())[:40].strip('-')}-{stamp}"
+    return names.run_name(tag, (now or datetime.now(timezone.utc)).strftime("%Y%m%d-%H%M%S"))
 
 
 def _call(argo: Argo, what: str, fn, *args, **kw):
     """One Argo Server request, with errors that say what to fix."""
     try:
         return fn(*args, **kw)
+    except requests.exceptions.SSLError:
+        raise SubmitError(f"the Argo Server at {argo.host} has a certificate this machine does not trust ({what}); "
+                          f"a stock argo-server makes a self-signed one: set ARGO_INSECURE_SKIP_VERIFY=true (as for "
+                          f"the argo CLI), or ARGO_SECURE=false for a server started with --secure=false") from None
     except (requests.ConnectionError, requests.Timeout) as exc:
         raise SubmitError(f"cannot reach the Argo Server at {argo.host} ({what}): {type(exc).__name__}. Is it "
                           f"running and ARGO_SERVER right? (kubectl -n argo port-forward svc/argo-server 2746)"
@@ -133,27 +149,27 @@ def _call(argo: Argo, what: str, fn, *args, **kw):
                           f"service account the chart's submitter role, or set ARGO_NAMESPACE") from None
 
 
-def sync_template(argo: Argo, service: WorkflowsService) -> str:
-    """Create the WorkflowTemplate, or update it when its digest differs from the code's. Returns what it did."""
-    wt = pipeline_template(namespace=argo.namespace)
+def check_template(argo: Argo, service: WorkflowsService) -> str:
+    """The cluster's WorkflowTemplate must be this checkout's: the chart owns it (the git trigger runs it too), so
+    make submit never writes it. Returns its digest."""
+    want = pipeline_template().annotations[DIGEST_ANNOTATION]
+    upgrade = (f"upgrade the chart from this checkout (make cluster, or helm upgrade <release> charts/quantum-slm "
+               f"-n {argo.namespace} --reuse-values)")
     try:
         current = _call(argo, "reading the WorkflowTemplate", service.get_workflow_template, NAME, argo.namespace)
     except NotFound:
-        _call(argo, "creating the WorkflowTemplate", service.create_workflow_template,
-              WorkflowTemplateCreateRequest(template=wt.build()), argo.namespace)
-        return "created"
-    if (current.metadata.annotations or {}).get(DIGEST_ANNOTATION) == wt.annotations[DIGEST_ANNOTATION]:
-        return "unchanged"
-    model = wt.build()
-    model.metadata.resource_version = current.metadata.resource_version
-    _call(argo, "updating the WorkflowTemplate", service.update_workflow_template, NAME,
-          WorkflowTemplateUpdateRequest(template=model), argo.namespace)
-    return "updated"
+        raise SubmitError(f"no WorkflowTemplate {NAME} in namespace {argo.namespace!r}: install the chart there "
+                          f"(make cluster), or set ARGO_NAMESPACE to its namespace") from None
+    have = (current.metadata.annotations or {}).get(DIGEST_ANNOTATION)
+    if have != want:
+        raise SubmitError(f"the cluster's WorkflowTemplate {NAME} differs from workflows/pipeline.py at this checkout "
+                          f"(digest {str(have)[:12]} vs {want[:12]}): {upgrade}")
+    return want
 
 
 def build_images(image_tag: str, registry: str, k3s_import: bool) -> None:
-    """images/build.py (`make images`): pushed to the registry, or loaded into this node's k3s."""
-    cmd = [sys.executable, str(REPO / "images" / "build.py"), "--tag", image_tag]
+    """images/build_images.py (`make images`): pushed to the registry, or loaded into this node's k3s."""
+    cmd = [sys.executable, str(REPO / "images" / "build_images.py"), "--tag", image_tag]
     if registry:
         cmd += ["--registry", registry, "--push"]
     if k3s_import:
@@ -162,10 +178,16 @@ def build_images(image_tag: str, registry: str, k3s_import: bool) -> None:
         raise SubmitError(f"building the images failed: {' '.join(cmd)}")
 
 
-def submit(tag: str, argo: Argo, *, spec: str | None = None, image_tag: str | None = None, image_prefix: str = "",
-           previous: str | None = None, allow_dirty: bool = False, repo: Path | None = None, store=None) -> str:
-    """Checks, uploads data/, syncs the template and submits; returns the run's name."""
-    spec, repo = spec or tag, repo or REPO
+@dataclass(frozen=True)
+class Planned:
+    tag: str
+    spec: str
+    previous: str
+    previous_report: str  # store key of the previous build's report/metrics.json, checked against its manifest
+
+
+def check(tag: str, spec: str, repo: Path, store, previous: str | None) -> Planned:
+    """Everything about one build that can be refused before anything is sent: spec, commit, tag, previous."""
     builds = repo / "data" / "builds"
     known = ", ".join(sorted(p.stem for p in builds.glob("*.yaml"))) or "(none)"
     for what, value in (("build tag", tag), ("spec name", spec)):
@@ -178,63 +200,100 @@ def submit(tag: str, argo: Argo, *, spec: str | None = None, image_tag: str | No
         load_spec(builds / f"{spec}.yaml")
     except SpecError as exc:
         raise SubmitError(str(exc)) from None
-    git = git_state(repo)
-    if git["dirty"] and not allow_dirty:
-        raise SubmitError("data/ has uncommitted changes; the cluster builds a commit. Commit them, or pass "
-                          "--allow-dirty to build the working tree's data/ (recorded as dirty in the manifest).")
-    if not git["dirty"]:
-        try:
-            _git(repo, "cat-file", "-e", f"HEAD:data/builds/{spec}.yaml")
-        except SubmitError:
-            raise SubmitError(f"data/builds/{spec}.yaml is not committed: commit it first") from None
-    store = store or open_store()
-    if not store.url.startswith("s3://"):
-        raise SubmitError(f"QSLM_STORE is {store.url}, a local folder: point it at the cluster's MinIO bucket "
-                          f"(QSLM_STORE=s3://<bucket>, S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
     try:
         if store.exists(keys.manifest_key(tag)):
             raise SubmitError(f"build {tag!r} is already complete in {store.url}; a tag is immutable. Use a new "
                               f"tag (copy data/builds/{spec}.yaml to a new name).")
         if previous is None:
             previous = previous_build(store, tag) or ""
-        elif previous and not store.exists(keys.artifact_prefix(previous, "report") + "metrics.json"):
-            raise SubmitError(f"--previous {previous}: builds/{previous}/report/metrics.json is not in {store.url}")
-        service = argo.service()
-        print(f"WorkflowTemplate {NAME}: {sync_template(argo, service)}")
-        name = run_name(tag)
-        store.put_bytes(DATA_KEY.replace("{{workflow.name}}", name),
-                        data_snapshot(repo, None if git["dirty"] else git["commit"]))
+        report = checked_key(store, previous, "report", "metrics.json") if previous else ""
+    except RegistryError as exc:
+        raise SubmitError(f"--previous {previous}: {exc}") from None
     except StoreError as exc:
         raise SubmitError(f"store: {exc}") from None
-    wf = run_workflow(tag, spec, image_tag or tag, git["commit"], name=name, git_dirty=git["dirty"],
-                      data_hash=git["data_hash"], previous=previous, image_prefix=image_prefix,
-                      namespace=argo.namespace)
-    _call(argo, "submitting the Workflow", service.create_workflow, WorkflowCreateRequest(workflow=wf.build()),
-          argo.namespace)
-    return name
+    return Planned(tag, spec, previous, report)
 
 
-def follow(argo: Argo, name: str, poll_s: float = 10.0) -> str:
-    """Print phase and step changes until the run finishes; returns its final phase."""
-    service, seen = argo.service(), {}
-    while True:
-        wf = _call(argo, "reading the Workflow", service.get_workflow, name, argo.namespace)
-        status = wf.status
-        for node in sorted((status.nodes or {}).values() if status else [], key=lambda n: str(n.started_at)):
-            if node.type in ("Pod", "Skipped") and seen.get(node.id) != (node.phase, node.progress):
-                seen[node.id] = (node.phase, node.progress)
-                print(f"  {node.display_name:<16} {node.phase:<10} {node.progress or ''} {node.message or ''}")
-        if status and status.phase in FINISHED:
-            print(f"{name}: {status.phase} {status.message or ''}")
-            return status.phase
-        time.sleep(poll_s)
+def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: str | None = None,
+           image_prefix: str = "", previous: str | None = None, allow_dirty: bool = False, repo: Path | None = None,
+           store=None) -> list[str]:
+    """Checks every tag, then the cluster's template, then uploads data/ and submits one Workflow per tag, side by
+    side. Returns the runs' names."""
+    repo = repo or REPO
+    if spec and len(tags) > 1:
+        raise SubmitError(f"--spec names one spec, but {len(tags)} tags were given: give one tag per spec")
+    git = data_state(repo)
+    if git["dirty"] and not allow_dirty:
+        raise SubmitError("data/ has uncommitted changes; the cluster builds a commit. Commit them, or pass "
+                          "--allow-dirty to build the working tree's data/ (recorded as dirty in the manifest).")
+    store = store or open_store()
+    if not store.url.startswith("s3://"):
+        raise SubmitError(f"QSLM_STORE is {store.url}, a local folder: point it at the cluster's MinIO bucket "
+                          f"(QSLM_STORE=s3://<bucket>, S3_ENDPOINT_URL, AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY)")
+    planned = [check(tag, spec or tag, repo, store, previous) for tag in tags]
+    if not git["dirty"]:
+        for p in planned:
+            try:
+                _git(repo, "cat-file", "-e", f"HEAD:data/builds/{p.spec}.yaml")
+            except SubmitError:
+                raise SubmitError(f"data/builds/{p.spec}.yaml is not committed: commit it first") from None
+    service = argo.service()
+    check_template(argo, service)
+    snapshot = data_snapshot(repo, None if git["dirty"] else git["commit"])
+    names = []
+    for p in planned:
+        name = run_name(p.tag)
+        try:
+            store.put_bytes(DATA_KEY.replace("{{workflow.name}}", name), snapshot)
+        except StoreError as exc:
+            raise SubmitError(f"store: {exc}") from None
+        wf = run_workflow(p.tag, p.spec, image_tag or p.tag, git["commit"], name=name, git_dirty=git["dirty"],
+                          data_hash=git["data_hash"], previous=p.previous, previous_report=p.previous_report,
+                          image_prefix=image_prefix,
+                          namespace=argo.namespace)
+        _call(argo, "submitting the Workflow", service.create_workflow, WorkflowCreateRequest(workflow=wf.build()),
+              argo.namespace)
+        names.append(name)
+    return names
+
+
+def follow(argo: Argo, names: list[str], poll_s: float = 10.0) -> dict[str, str]:
+    """Print phase and step changes until every run finishes; returns {run: final phase, or "GateFailed" when the
+    run failed only because its build's gate failed (the verdict step's exit 3)}."""
+    service, seen, done = argo.service(), {}, {}
+    while len(done) < len(names):
+        for name in [n for n in names if n not in done]:
+            wf = _call(argo, "reading the Workflow", service.get_workflow, name, argo.namespace)
+            status = wf.status
+            nodes = sorted((status.nodes or {}).values() if status else [], key=lambda n: str(n.started_at))
+            for node in nodes:
+                if node.type in ("Pod", "Skipped") and seen.get(node.id) != (node.phase, node.progress):
+                    seen[node.id] = (node.phase, node.progress)
+                    where = f"{name} " if len(names) > 1 else ""
+                    print(f"  {where}{node.display_name:<16} {node.phase:<10} {node.progress or ''} "
+                          f"{node.message or ''}")
+            if status and status.phase in FINISHED:
+                failed = [n.display_name for n in nodes if n.type == "Pod" and n.phase in ("Failed", "Error")]
+                gate = status.phase == "Failed" and failed and all(f.startswith("verdict") for f in failed)
+                done[name] = "GateFailed" if gate else status.phase
+                print(f"{name}: {status.phase}{' (the gate failed)' if gate else ''} {status.message or ''}")
+        if len(done) < len(names):
+            time.sleep(poll_s)
+    return done
+
+
+def exit_status(phases: dict[str, str]) -> int:
+    """0 when every run Succeeded, 3 (GATE_FAILED) when the only failures are failed gates, else 1."""
+    if all(p == "Succeeded" for p in phases.values()):
+        return 0
+    return GATE_FAILED if all(p in ("Succeeded", "GateFailed") for p in phases.values()) else 1
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(description="Start a build on the cluster (Argo Workflows).")
-    p.add_argument("--version", required=True, help="build tag, e.g. v2")
-    p.add_argument("--spec", help="build spec name (default: the tag): data/builds/<spec>.yaml")
-    p.add_argument("--image-tag", help="tag of the stage images (default: the build tag)")
+    p = argparse.ArgumentParser(description="Start builds on the cluster (Argo Workflows), side by side.")
+    p.add_argument("--version", required=True, help="build tags, comma-separated, e.g. v2 or v2,v3")
+    p.add_argument("--spec", help="build spec name for a single tag (default: the tag): data/builds/<spec>.yaml")
+    p.add_argument("--image-tag", help="tag of the stage images (default: each build's tag)")
     p.add_argument("--registry", default="", help="registry of the images, e.g. registry.lan:5000 (default: "
                                                   "images imported into k3s)")
     p.add_argument("--build-images", action="store_true", help="build the images first and push them to --registry "
@@ -242,18 +301,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k3s-import", action="store_true", help="with --build-images: load them into this node's k3s")
     p.add_argument("--previous", help="build to compare with (default: the current one, else the newest passed)")
     p.add_argument("--allow-dirty", action="store_true", help="build data/ with uncommitted changes")
-    p.add_argument("--wait", action="store_true", help="follow the run until it finishes")
+    p.add_argument("--wait", action="store_true", help="follow the runs until they finish")
     args = p.parse_args(argv)
+    tags = [t.strip() for t in args.version.split(",") if t.strip()]
     try:
         argo = argo_from_env()
         if args.build_images:
-            build_images(args.image_tag or args.version, args.registry, args.k3s_import)
-        name = submit(args.version, argo, spec=args.spec, image_tag=args.image_tag, previous=args.previous,
-                      image_prefix=args.registry.rstrip("/") + "/" if args.registry else "",
-                      allow_dirty=args.allow_dirty)
-        print(f"submitted {name}\n  {argo.ui_link(name)}")
+            for image_tag in sorted({args.image_tag} if args.image_tag else set(tags)):
+                build_images(image_tag, args.registry, args.k3s_import)
+        names = submit(tags, argo, spec=args.spec, image_tag=args.image_tag, previous=args.previous,
+                       image_prefix=args.registry.rstrip("/") + "/" if args.registry else "",
+                       allow_dirty=args.allow_dirty)
+        for name in names:
+            print(f"submitted {name}\n  {argo.ui_link(name)}")
         if args.wait:
-            return 0 if follow(argo, name) == "Succeeded" else 1
+            return exit_status(follow(argo, names))
     except (SubmitError, HeraException) as exc:
         print(f"submit: error: {exc}", file=sys.stderr)
         return 2

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.core.errors import QslmError
-from jobs.core.yamlfile import read_yaml
+from jobs.core.yamlfile import problems, read_yaml
 
 KEYS = ("pin", "drop")
 
@@ -36,7 +36,8 @@ def _ids(value, key: str, errors: list[str]) -> frozenset[str]:
         return frozenset()
     bad = [i for i, v in enumerate(value) if not isinstance(v, str) or not v.strip()]
     if bad:
-        errors.append(f"{key}: item(s) {', '.join(map(str, bad[:5]))} are not paragraph id strings")
+        errors.append(f"{key}: item(s) {', '.join(map(str, bad[:5]))}{' ...' if len(bad) > 5 else ''} are not "
+                      f"paragraph id strings")
     return frozenset(v for v in value if isinstance(v, str) and v.strip())
 
 
@@ -49,12 +50,12 @@ def read_overrides(path: str | Path | None) -> Overrides:
     if not isinstance(data, dict):
         raise OverridesError(f"{path}: an overrides file is a mapping with keys pin and/or drop (lists of "
                              f"paragraph ids), got a {type(data).__name__}")
-    errors = [f"{k}: unknown key (known keys: pin, drop)" for k in sorted(map(str, data)) if k not in KEYS]
+    errors = [f"{k[:40]}: unknown key (known keys: pin, drop)" for k in sorted(map(str, data)) if k not in KEYS]
     ov = Overrides(_ids(data.get("pin"), "pin", errors), _ids(data.get("drop"), "drop", errors))
-    both = sorted(ov.pin & ov.drop)
+    both = ov.pin & ov.drop
     if both:
-        errors.append(f"{len(both)} id(s) both pinned and dropped, e.g. {both[0]}")
+        errors.append(f"{len(both)} id(s) both pinned and dropped: drop item(s) "
+                      f"{', '.join(str(i) for i, v in enumerate(data['drop']) if v in both)}")
     if errors:
-        listing = "\n".join(f"  - {e}" for e in errors)
-        raise OverridesError(f"{path}: {len(errors)} problem(s) in this overrides file:\n{listing}")
+        raise OverridesError(problems(path, "overrides file", errors))
     return ov

@@ -10,6 +10,7 @@ spec, library versions, stage timings and headline metrics. A tag whose manifest
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 import time
@@ -18,12 +19,15 @@ from pathlib import Path
 
 from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.provenance import file_records, git_state, library_versions, sha256_file
+from jobs.core.provenance import file_records, git_state, library_versions
 from jobs.core.spec import REPO_ROOT, TAG_PATTERN, load_spec
-from jobs.core.store import KeyExists, open_store
+from jobs.core.store import KeyExists, StoreError, open_store
 
-MANIFEST_SCHEMA = 1
+MANIFEST_SCHEMA = 2  # 2: files under builds/<tag>/attempts/<attempt>/, named by the manifest's `attempt`
 NOT_PUBLISHED = ("checkpoints",)  # resume state inside the adapter folder: large and only useful mid-run
+# A publish that has not committed within this many seconds gives up: `make gc` removes uncommitted attempts
+# only when they are older than twice this (jobs/core/gc.py), so it never deletes files a commit will name.
+COMMIT_WITHIN_S = 6 * 3600
 
 
 class PublishError(QslmError):
@@ -39,25 +43,40 @@ def _read_json(path: Path, what: str) -> dict:
         raise PublishError(f"{path} is not valid JSON ({exc})") from None
 
 
-def source_files(folders: list[str]) -> list[tuple[dict, Path]]:
-    """([{path, sha256, bytes}], file) for every source document; paths relative to the repo when inside it."""
+def source_documents(dataset: Path, folders: list[str]) -> list[tuple[dict, bytes]]:
+    """({path, sha256, bytes}, content) of exactly the documents curate read (curate-info.json's `sources`), read
+    back from the repository or the source folders and checked against the sha256 curate recorded. Nothing else
+    in those folders is stored: not a `.env`, not `.git/`, not a file curate skipped."""
+    records = _read_json(dataset / "curate-info.json", "dataset").get("sources")
+    if not isinstance(records, list) or not records:
+        raise PublishError(f"{dataset / 'curate-info.json'} lists no source documents: the dataset was made by an "
+                           f"older curate; rerun curate")
+    # curate names a document repository-relative, or `<source folder name>/<path>` outside the repository
+    roots = [REPO_ROOT] + [(p if p.is_dir() else p.parent).parent for p in (Path(f).resolve() for f in folders)]
     out = []
-    for folder in map(Path, folders):
-        folder = folder.resolve()
-        files = sorted(x for x in folder.rglob("*") if x.is_file()) if folder.is_dir() else [folder]
-        base = REPO_ROOT if folder.is_relative_to(REPO_ROOT) else folder.parent
-        for f in files:
-            out.append(({"path": f.relative_to(base).as_posix(), "sha256": sha256_file(f),
-                         "bytes": f.stat().st_size}, f))
+    for rec in records:
+        for root in roots:
+            path = (root / rec["path"]).resolve()
+            if path.is_relative_to(root) and path.is_file():
+                data = path.read_bytes()
+                if hashlib.sha256(data).hexdigest() == rec["sha256"]:
+                    out.append((rec, data))
+                    break
+        else:
+            raise PublishError(f"{rec['path']}: the document curate read is missing or has changed since (its "
+                               f"sha256 differs); rerun curate so the dataset and the stored sources agree")
     return out
 
 
-def build_manifest(spec, tag: str, folders: dict[str, Path], sources: list[dict], git: dict) -> dict:
+def build_manifest(spec, tag: str, attempt: str, folders: dict[str, Path], git: dict) -> dict:
     infos = {
         "curate": _read_json(folders["dataset"] / "curate-info.json", "dataset"),
         "train": _read_json(folders["adapter"] / "train-info.json", "adapter"),
         "eval": _read_json(folders["report"] / "eval-info.json", "report"),
     }
+    synthesized = None
+    if (folders["dataset"] / "synthesize-info.json").is_file():
+        synthesized = infos["synthesize"] = _read_json(folders["dataset"] / "synthesize-info.json", "dataset")
     gate = _read_json(folders["report"] / "gate.json", "report")
     metrics = _read_json(folders["report"] / "metrics.json", "report")
     for required in ("adapter_config.json", "adapter_model.safetensors"):
@@ -66,13 +85,15 @@ def build_manifest(spec, tag: str, folders: dict[str, Path], sources: list[dict]
     return {
         "schema": MANIFEST_SCHEMA,
         "tag": tag,
+        "attempt": attempt,
         "status": "passed" if gate.get("passed") else "failed-gate",
         "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
         "git": git,
         "spec": spec.to_dict(),
         "base_model": spec.base_model.id,
-        "dataset_sha256": infos["curate"].get("dataset_sha256"),
-        "sources": sources,
+        # a synthesized dataset folder carries curate's info (unchanged) and its own, with the final hash
+        "dataset_sha256": (synthesized or infos["curate"]).get("dataset_sha256"),
+        "sources": infos["curate"].get("sources"),
         "artifacts": {name: file_records(folder, exclude=NOT_PUBLISHED) for name, folder in folders.items()},
         "versions": {stage: info.get("versions", {}) for stage, info in infos.items()} | {"publish": library_versions()},
         "timings_s": {stage: info.get("seconds") for stage, info in infos.items()},
@@ -84,29 +105,55 @@ def build_manifest(spec, tag: str, folders: dict[str, Path], sources: list[dict]
 
 def publish(spec, tag: str, dataset: Path, adapter: Path, report: Path, sources: list[str] | None = None,
             git: dict | None = None, store=None) -> dict:
+    """Upload under a new attempt, then commit it with the manifest; a run that loses the commit to another has
+    written only under its own attempt, which no manifest names (`make gc` removes it)."""
     store = store or open_store()
     if not TAG_PATTERN.match(tag):
-        raise PublishError(f"{tag!r} is not a valid build tag")
+        raise PublishError(f"{tag[:80]!r} is not a valid build tag: letters, digits, '.', '_' or '-'")
     if store.exists(keys.manifest_key(tag)):
         raise PublishError(f"build {tag!r} is already complete in {store.url}; a tag is immutable. "
                            f"Nothing was written. Use a new tag (copy data/builds/{tag}.yaml to a new name).")
-    started = time.perf_counter()
+    started = time.monotonic()
+    attempt = keys.new_attempt()
     folders = {"dataset": Path(dataset), "adapter": Path(adapter), "report": Path(report)}
-    docs = source_files(list(sources) if sources else list(spec.curate.sources))
-    manifest = build_manifest(spec, tag, folders, [rec for rec, _ in docs], git or git_state())
-    for rec, path in docs:  # content-addressed: a document already stored is not sent again
-        if not store.exists(keys.source_key(rec["sha256"])):
-            store.put_file(keys.source_key(rec["sha256"]), path)
-    for name, folder in folders.items():
-        for rec in manifest["artifacts"][name]:
-            store.put_file(keys.artifact_prefix(tag, name) + rec["path"], folder / rec["path"])
-    manifest["timings_s"]["publish"] = round(time.perf_counter() - started, 3)
+    manifest = build_manifest(spec, tag, attempt, folders, git or git_state())
+    docs = source_documents(folders["dataset"], list(sources) if sources else list(spec.curate.sources))
     try:
-        store.create_bytes(keys.manifest_key(tag), json.dumps(manifest, indent=2, sort_keys=True).encode())
-    except KeyExists:
-        raise PublishError(f"build {tag!r} was completed by another run while this one was publishing; "
-                           f"this run's files were not recorded in any manifest") from None
+        for rec, data in docs:  # content-addressed: a document already stored is not sent again
+            if not store.exists(keys.source_key(rec["sha256"])):
+                store.put_bytes(keys.source_key(rec["sha256"]), data)
+        for name, folder in folders.items():
+            for rec in manifest["artifacts"][name]:
+                store.put_file(keys.artifact_prefix(tag, name, attempt) + rec["path"], folder / rec["path"])
+    except StoreError as exc:
+        raise PublishError(f"{exc}. Build {tag!r} was not committed; run publish again") from None
+    manifest["timings_s"]["publish"] = round(time.monotonic() - started, 3)
+    if time.monotonic() - started > COMMIT_WITHIN_S:
+        raise PublishError(f"publishing {tag!r} took over {COMMIT_WITHIN_S // 3600} h, so `make gc` may already "
+                           f"be removing its files; nothing was committed: run publish again")
+    commit(store, tag, json.dumps(manifest, indent=2, sort_keys=True).encode(), attempt)
     return manifest
+
+
+def commit(store, tag: str, body: bytes, attempt: str) -> None:
+    """Write the manifest if the tag has none. A retried write whose first try landed (the answer was lost on
+    the way back) finds its own manifest there: that is a commit, not a lost race. S3 answers 409 when another
+    conditional write to the key is in flight; if that one then fails, the key is still free: try again."""
+    key = keys.manifest_key(tag)
+    try:
+        for _ in range(3):
+            try:
+                store.create_bytes(key, body)
+                return
+            except KeyExists:
+                if store.exists(key):
+                    break
+        if store.get_bytes(key) != body:
+            raise PublishError(f"build {tag!r} was completed by another run while this one was publishing; this "
+                               f"run's files (attempt {attempt}) are in no manifest, and `make gc` removes them")
+    except StoreError as exc:
+        raise PublishError(f"{exc}. Whether build {tag!r} was committed is unknown: `make show VERSION={tag}` "
+                           f"tells; if it is not complete, run publish again") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
 import re
 import types
 import typing
@@ -18,14 +19,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal
 
+from jobs.core.audiences import AUDIENCES
 from jobs.core.errors import QslmError
 from jobs.core.overrides import OverridesError, read_overrides
 from jobs.core.suite import SuiteError, load_suite
-from jobs.core.yamlfile import read_yaml
+from jobs.core.yamlfile import brief, problems, read_yaml
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 BUILDS_DIR = REPO_ROOT / "data" / "builds"
-TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")  # \Z: `$` would accept a trailing newline
+DATA_ROOT_ENV = "QSLM_DATA_ROOT"  # folders outside the repository that specs may name (os.pathsep-separated)
 
 
 class SpecError(QslmError):
@@ -71,7 +74,9 @@ class CurateSpec:
     min_paragraph_chars: int = 120
     templates: tuple[str, ...] = TEMPLATES
     eval_fraction: float = 0.2  # share of sections held out from training
-    semantic_selection: bool = False  # MiniLM similarity to eval topics (needs the curate-embed extra)
+    # MiniLM similarity to the eval topics: "auto" = on where the embedder (extra curate-embed) is installed;
+    # true requires it; false turns it off.
+    semantic_selection: Literal["auto", True, False] = "auto"
     semantic_threshold: float = 0.35
     overrides: str | None = _path(default=None)
     max_examples: int = 10000
@@ -177,11 +182,49 @@ class EvalSpec:
 
 
 @dataclass(frozen=True)
+class WriterSpec:
+    """Who writes synthetic data: the build's own base model through the generation engine, or any
+    OpenAI-compatible endpoint (vLLM, Ollama, a hosted API). For `openai`, a value left null here is taken from
+    the environment: QSLM_WRITER_BASE_URL, QSLM_WRITER_MODEL; the key from QSLM_WRITER_API_KEY or OPENAI_API_KEY."""
+
+    kind: Literal["engine", "openai"] = "engine"
+    model: str | None = None  # openai: the served model name
+    revision: str | None = None  # openai: what that name serves (a checkpoint revision); part of the cache key
+    base_url: str | None = None  # openai: e.g. http://localhost:8000/v1
+    timeout_s: float = 120.0  # per request
+    retries: int = 4  # further attempts after a failed request (connection, timeout, 408/409/429/5xx)
+    backoff_s: float = 2.0  # wait before the first retry; doubles each time (2, 4, 8, 16 s)
+    concurrency: int = 4  # openai: requests in flight
+    batch_size: int = 16  # engine: conversations per batched call
+
+
+@dataclass(frozen=True)
+class SynthesizeSpec:
+    """Fact-based synthetic data (python -m jobs.synthesize): per selected training paragraph, the facts it
+    states (sentences the writer marks), K questions and answers per fact, a cloze per fact, M paraphrases."""
+
+    writer: WriterSpec = WriterSpec()
+    questions_per_fact: int = 3  # K
+    paraphrases: int = 2  # M per paragraph
+    audiences: tuple[str, ...] = ("researcher", "engineer", "student")  # cycled over a fact's K questions
+    temperature: float = 0.7
+    top_p: float = 0.95
+    max_new_tokens: int = 384  # per reply
+    seed: int = 0
+    min_similarity: float = 0.5  # MiniLM cosine of an answer or paraphrase to its paragraph with context
+    question_chars: tuple[int, int] = (12, 300)  # length bounds of a question
+    answer_chars: tuple[int, int] = (20, 1500)  # of an answer
+    paraphrase_ratio: tuple[float, float] = (0.5, 2.0)  # a paraphrase's length over its paragraph's
+    max_paragraphs: int | None = None  # only the first N training paragraphs (by id): a quick trial
+
+
+@dataclass(frozen=True)
 class BuildSpec:
     base_model: BaseModelSpec
     curate: CurateSpec
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
+    synthesize: SynthesizeSpec | None = None  # absent: no synthesis, train reads curate's dataset
     description: str = ""
     name: str = ""  # the tag: the spec file's stem
     source_file: str = ""  # the YAML this was loaded from (absolute)
@@ -212,51 +255,76 @@ def _convert(value, tp, where: str, errors: list[str], is_path: bool):
     if origin is Literal:
         choices = typing.get_args(tp)
         if value not in choices:
-            errors.append(f"{where}: {value!r} is not one of {', '.join(map(repr, choices))}")
+            errors.append(f"{where}: {brief(value)} is not one of {', '.join(map(repr, choices))}")
         return value
     if origin is tuple:
         if isinstance(value, str) or not isinstance(value, (list, tuple)):
-            errors.append(f"{where}: expected a list, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a list, got {type(value).__name__} {brief(value)}")
             return ()
         item_tp = typing.get_args(tp)[0]
         return tuple(_convert(v, item_tp, f"{where}[{i}]", errors, is_path) for i, v in enumerate(value))
     if origin is dict:
         if not isinstance(value, dict):
-            errors.append(f"{where}: expected a mapping, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a mapping, got {type(value).__name__} {brief(value)}")
             return {}
         key_tp, val_tp = typing.get_args(tp)
-        return {str(k): _convert(v, val_tp, f"{where}.{k}", errors, False) for k, v in value.items()}
+        return {str(k): _convert(v, val_tp, f"{where}.{str(k)[:40]}", errors, False) for k, v in value.items()}
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, where, errors)
     if tp is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
-            errors.append(f"{where}: expected a number, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a number, got {type(value).__name__} {brief(value)}")
             return value
         return float(value)
     if tp is int:
         if isinstance(value, bool) or not isinstance(value, int):
-            errors.append(f"{where}: expected an integer, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected an integer, got {type(value).__name__} {brief(value)}")
         return value
     if tp is bool:
         if not isinstance(value, bool):
-            errors.append(f"{where}: expected true or false, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected true or false, got {type(value).__name__} {brief(value)}")
         return value
     if tp is str:
         if not isinstance(value, str):
-            errors.append(f"{where}: expected a string, got {type(value).__name__} {value!r}")
+            errors.append(f"{where}: expected a string, got {type(value).__name__} {brief(value)}")
             return value
         if is_path:
-            resolved = (REPO_ROOT / value).resolve()
-            if not resolved.exists():
-                errors.append(f"{where}: file or folder {value!r} does not exist (looked for {resolved})")
-            return str(resolved)
+            return _confined_path(value, where, errors)
         return value
     raise TypeError(f"spec field type {_type_name(tp)} at {where} is not supported")  # a bug in this file
 
 
+def allowed_roots() -> list[Path]:
+    """Where the files a spec names may live: the repository, and the folders QSLM_DATA_ROOT names."""
+    extra = [Path(p).resolve() for p in os.environ.get(DATA_ROOT_ENV, "").split(os.pathsep) if p.strip()]
+    return [REPO_ROOT, *extra]
+
+
+def _confined_path(value: str, where: str, errors: list[str]) -> str | None:
+    """The absolute path (symlinks resolved) of a file a spec names; it must exist inside an allowed root, so a
+    spec cannot make a stage read (and publish) the rest of the machine. None when it is outside (reported):
+    the checks that read the suite and the overrides file then leave it unread."""
+    try:
+        resolved = (REPO_ROOT / value).resolve()
+    except (OSError, ValueError) as exc:  # a NUL byte, a name too long for the file system
+        errors.append(f"{where}: {brief(value)} is not a usable path ({getattr(exc, 'strerror', None) or exc})")
+        return None
+    roots = allowed_roots()
+    if not any(resolved.is_relative_to(root) for root in roots):
+        allowed = ", ".join(map(str, roots[1:]))
+        via = f" ({brief(value)} leads there)" if value != str(resolved) else ""
+        errors.append(f"{where}: {resolved}{via} is outside the repository {REPO_ROOT}"
+                      f"{f' and {DATA_ROOT_ENV} ({allowed})' if allowed else ''}; keep documents, suites and "
+                      f"overrides in the repository, or allow their folder with {DATA_ROOT_ENV}=/path/to/folder")
+        return None
+    if not resolved.exists():
+        errors.append(f"{where}: file or folder {brief(value)} does not exist (looked for {resolved})")
+    return str(resolved)
+
+
 def _build(cls, data, where: str, errors: list[str]):
     if not isinstance(data, dict):
-        errors.append(f"{where or 'top level'}: expected a mapping, got {type(data).__name__} {data!r}")
+        errors.append(f"{where or 'top level'}: expected a mapping, got {type(data).__name__} {brief(data)}")
         return None
     hints = typing.get_type_hints(cls)
     fields = {f.name: f for f in dataclasses.fields(cls) if f.name not in ("name", "source_file")}
@@ -264,7 +332,7 @@ def _build(cls, data, where: str, errors: list[str]):
     for key in data:
         if key not in fields:
             known = ", ".join(sorted(fields))
-            errors.append(f"{prefix}{key}: unknown key (known keys here: {known})")
+            errors.append(f"{prefix}{str(key)[:40]}: unknown key (known keys here: {known})")
     values = {}
     for name, f in fields.items():
         if name in data:
@@ -305,6 +373,8 @@ def _check_curate(c: CurateSpec, errors: list[str]) -> None:
             errors.append(f"{where}: must be in [0, 1), got {value}")
     if isinstance(c.semantic_threshold, float) and not -1.0 <= c.semantic_threshold <= 1.0:
         errors.append(f"curate.semantic_threshold: a cosine similarity, must be in [-1, 1], got {c.semantic_threshold}")
+    if not isinstance(c.semantic_selection, (bool, str)):  # 1 == True would pass the Literal check
+        errors.append(f"curate.semantic_selection: must be auto, true or false, got {c.semantic_selection!r}")
     if not c.keywords:
         errors.append("curate.keywords: give at least one keyword")
     unknown = [t for t in c.templates if isinstance(t, str) and t not in TEMPLATES]
@@ -371,11 +441,40 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
             errors.append(f"eval.suite: {exc}")
 
 
+def _check_synthesize(y: SynthesizeSpec, errors: list[str]) -> None:
+    if not isinstance(y.writer, WriterSpec):
+        return  # not a mapping: already reported
+    w = y.writer
+    if w.kind == "engine":
+        errors += [f"synthesize.writer.{k}: only for kind openai (the engine writes with base_model)"
+                   for k in ("model", "revision", "base_url") if getattr(w, k) is not None]
+    _at_least({"synthesize.writer.retries": w.retries, "synthesize.writer.backoff_s": w.backoff_s,
+               "synthesize.paraphrases": y.paraphrases, "synthesize.temperature": y.temperature}, 0, errors)
+    _at_least({"synthesize.writer.concurrency": w.concurrency, "synthesize.writer.batch_size": w.batch_size,
+               "synthesize.questions_per_fact": y.questions_per_fact, "synthesize.max_new_tokens": y.max_new_tokens,
+               "synthesize.max_paragraphs": y.max_paragraphs}, 1, errors)
+    if isinstance(w.timeout_s, float) and w.timeout_s <= 0:
+        errors.append(f"synthesize.writer.timeout_s: must be positive, got {w.timeout_s}")
+    if isinstance(y.top_p, float) and not 0.0 < y.top_p <= 1.0:
+        errors.append(f"synthesize.top_p: must be in (0, 1], got {y.top_p}")
+    if isinstance(y.min_similarity, float) and not -1.0 <= y.min_similarity <= 1.0:
+        errors.append(f"synthesize.min_similarity: a cosine similarity, must be in [-1, 1], got {y.min_similarity}")
+    unknown = [a for a in y.audiences if isinstance(a, str) and a not in AUDIENCES]
+    if unknown or not y.audiences:
+        errors.append(f"synthesize.audiences: give one or more of {', '.join(AUDIENCES)}"
+                      + (f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""))
+    for name in ("question_chars", "answer_chars", "paraphrase_ratio"):
+        pair = getattr(y, name)
+        if len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair) or not 0 <= pair[0] <= pair[1]:
+            errors.append(f"synthesize.{name}: give [low, high] with 0 <= low <= high, got {list(pair)}")
+
+
 def _check_values(spec: BuildSpec, errors: list[str]) -> None:
     """Rules that types alone do not express, section by section, and the files the spec names (the eval
     suite, the overrides file) parsed and validated, so no stage meets a mistake after hours of work."""
     sections = ((spec.base_model, BaseModelSpec, _check_base_model), (spec.curate, CurateSpec, _check_curate),
-                (spec.train, TrainSpec, _check_train), (spec.eval, EvalSpec, _check_eval))
+                (spec.train, TrainSpec, _check_train), (spec.eval, EvalSpec, _check_eval),
+                (spec.synthesize, SynthesizeSpec, _check_synthesize))
     for section, kind, check in sections:
         if isinstance(section, kind):  # else: missing or not a mapping, already reported
             check(section, errors)
@@ -398,8 +497,7 @@ def load_spec(path: str | Path) -> BuildSpec:
         spec = dataclasses.replace(spec, name=name, source_file=str(path.resolve()))
         _check_values(spec, errors)
     if errors:
-        listing = "\n".join(f"  - {e}" for e in errors)
-        raise SpecError(f"{path}: {len(errors)} problem(s) in this build spec:\n{listing}")
+        raise SpecError(problems(path, "build spec", errors))
     return spec
 
 
@@ -411,7 +509,7 @@ def spec_by_tag(tag: str) -> BuildSpec:
     """Load data/builds/<tag>.yaml; refuse names that are not plain tags, and name the tags that exist."""
     known = ", ".join(available_tags()) or "(none)"
     if not tag or not TAG_PATTERN.match(tag):
-        raise SpecError(f"{tag!r} is not a valid build tag: use letters, digits, '.', '_' or '-' "
+        raise SpecError(f"{brief(tag)} is not a valid build tag: use letters, digits, '.', '_' or '-' "
                         f"(no slashes). Build specs in {BUILDS_DIR}: {known}")
     path = BUILDS_DIR / f"{tag}.yaml"
     if not path.is_file():

@@ -25,7 +25,9 @@ The shape (data/eval/core.yaml):
         topic: out-of-scope               # (concepts optional for abstain items)
 
 Every problem in a suite file is collected and raised together as one SuiteError that names the file and,
-where it can, the question id.
+where it can, the question id. A suite is bounded (MAX_QUESTIONS, and LIMITS on every text field, in
+characters), so a runaway file is refused at load instead of exhausting memory or running for days in eval;
+messages show a value only as a short preview.
 """
 
 from __future__ import annotations
@@ -36,15 +38,22 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from jobs.core.errors import QslmError
-from jobs.core.yamlfile import read_yaml
+from jobs.core.yamlfile import brief, problems, read_yaml
 
-ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+ID_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*\Z")  # \Z: `$` would accept a trailing newline
+# Eval answers every question twice (adapter, base) with up to eval.max_new_tokens each: at ~100 new tokens/s on
+# the 12 GB card, 2000 questions x 2 x 256 tokens is about 3 hours, the most a build should spend on eval.
+MAX_QUESTIONS = 2000
+# Characters per field. A question is a prompt: 4000 characters is ~1000 tokens, far inside the model's context.
+LIMITS = {"name": 100, "description": 2000, "id": 64, "question": 4000, "reference": 8000, "topic": 100,
+          "source": 500, "concept": 200}
+MAX_CONCEPTS = 50  # per question, and synonyms per concept
 SUITE_KEYS = {"name", "description", "questions"}
 QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source", "expect", "paragraphs"}
 REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "topic")  # and concepts, unless expect: abstain
 EXPECT = ("answer", "abstain")  # answer: the documents hold the answer; abstain: they do not, say so
 # A paragraph id as curate writes it: <document>#<section-slug-path>#p<index>
-PARAGRAPH_ID = re.compile(r"^[^#\s]+#[^#\s]*#p\d+$")
+PARAGRAPH_ID = re.compile(r"^[^#\s]+#[^#\s]*#p\d+\Z")
 CONCEPT_KEYS = {"name", "synonyms"}
 
 
@@ -88,41 +97,51 @@ class Suite:
         return sorted({q.topic for q in self.questions})
 
 
-def _text(value, where: str, errors: list[str]) -> str:
+def _text(value, where: str, errors: list[str], field: str) -> str:
     if not isinstance(value, str) or not value.strip():
-        errors.append(f"{where}: expected a non-empty string, got {type(value).__name__} {value!r}")
+        errors.append(f"{where}: expected a non-empty string, got {type(value).__name__} {brief(value)}")
+        return ""
+    if len(value) > LIMITS[field]:
+        errors.append(f"{where}: {len(value):,} characters, more than the {LIMITS[field]:,} a {field} may have")
         return ""
     return value.strip()
 
 
+def _list(value, where: str, errors: list[str], what: str) -> list:
+    if isinstance(value, str) or not isinstance(value, list):
+        errors.append(f"{where}: expected a list of {what}, got {type(value).__name__} {brief(value)}")
+        return []
+    if len(value) > MAX_CONCEPTS:
+        errors.append(f"{where}: {len(value)} {what}, more than the {MAX_CONCEPTS} allowed")
+        return []
+    return value
+
+
 def _concept(value, where: str, errors: list[str]) -> Concept | None:
     if isinstance(value, str):
-        return Concept(_text(value, where, errors))
+        return Concept(_text(value, where, errors, "concept"))
     if not isinstance(value, dict):
-        errors.append(f"{where}: expected a string or {{name: ..., synonyms: [...]}}, got {value!r}")
+        errors.append(f"{where}: expected a string or {{name: ..., synonyms: [...]}}, got {brief(value)}")
         return None
-    for key in value.keys() - CONCEPT_KEYS:
-        errors.append(f"{where}.{key}: unknown key (known keys: name, synonyms)")
-    name = _text(value.get("name"), f"{where}.name", errors)
-    synonyms = value.get("synonyms", [])
-    if isinstance(synonyms, str) or not isinstance(synonyms, list):
-        errors.append(f"{where}.synonyms: expected a list of strings, got {synonyms!r}")
-        synonyms = []
-    return Concept(name, tuple(_text(s, f"{where}.synonyms[{i}]", errors) for i, s in enumerate(synonyms)))
+    for key in sorted(map(str, value.keys() - CONCEPT_KEYS)):
+        errors.append(f"{where}.{key[:40]}: unknown key (known keys: name, synonyms)")
+    name = _text(value.get("name"), f"{where}.name", errors, "concept")
+    synonyms = _list(value.get("synonyms", []), f"{where}.synonyms", errors, "strings")
+    return Concept(name, tuple(_text(s, f"{where}.synonyms[{i}]", errors, "concept") for i, s in enumerate(synonyms)))
 
 
 def _question(value, index: int, errors: list[str]) -> Question | None:
     if not isinstance(value, dict):
         errors.append(f"questions[{index}]: expected a mapping with keys {', '.join(REQUIRED_QUESTION_KEYS)}, "
-                      f"got {value!r}")
+                      f"got {brief(value)}")
         return None
     qid = value.get("id")
-    where = f"question {qid!r}" if isinstance(qid, str) and qid else f"questions[{index}]"
-    for key in sorted(value.keys() - QUESTION_KEYS):
-        errors.append(f"{where}: unknown key {key!r} (known keys: {', '.join(sorted(QUESTION_KEYS))})")
+    where = f"question {brief(qid, 40)}" if isinstance(qid, str) and qid else f"questions[{index}]"
+    for key in sorted(map(str, value.keys() - QUESTION_KEYS)):
+        errors.append(f"{where}: unknown key {brief(key, 40)} (known keys: {', '.join(sorted(QUESTION_KEYS))})")
     expect = value.get("expect", "answer")
     if expect not in EXPECT:
-        errors.append(f"{where}.expect: {expect!r} is not one of {', '.join(EXPECT)}")
+        errors.append(f"{where}.expect: {brief(expect)} is not one of {', '.join(EXPECT)}")
         expect = "answer"
     missing = [k for k in REQUIRED_QUESTION_KEYS + (("concepts",) if expect == "answer" else ()) if k not in value]
     if missing:
@@ -130,33 +149,37 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
         return None
     if isinstance(qid, str) and not ID_PATTERN.match(qid):
         errors.append(f"{where}: id must be letters, digits, '.', '_' or '-' (it names rows in reports)")
-    concepts = value.get("concepts", [])
-    if isinstance(concepts, str) or not isinstance(concepts, list) or (not concepts and expect == "answer"):
-        errors.append(f"{where}.concepts: expected a non-empty list of concepts, got {concepts!r}")
-        concepts = []
+    concepts = _list(value.get("concepts", []), f"{where}.concepts", errors, "concepts")
+    if not concepts and expect == "answer" and isinstance(value.get("concepts"), list):
+        errors.append(f"{where}.concepts: expected a non-empty list of concepts, got an empty list")
     parsed = tuple(c for c in (_concept(v, f"{where}.concepts[{i}]", errors) for i, v in enumerate(concepts)) if c)
     source = value.get("source", "")
     if source is None or not isinstance(source, str):
-        errors.append(f"{where}.source: expected a path string, got {source!r}")
+        errors.append(f"{where}.source: expected a path string, got {brief(source)}")
         source = ""
-    return Question(id=_text(qid, f"{where}.id", errors),
-                    question=_text(value["question"], f"{where}.question", errors),
-                    reference=_text(value["reference"], f"{where}.reference", errors), concepts=parsed,
-                    topic=_text(value["topic"], f"{where}.topic", errors), source=source, expect=expect,
+    elif source:
+        source = _text(source, f"{where}.source", errors, "source")
+    return Question(id=_text(qid, f"{where}.id", errors, "id"),
+                    question=_text(value["question"], f"{where}.question", errors, "question"),
+                    reference=_text(value["reference"], f"{where}.reference", errors, "reference"), concepts=parsed,
+                    topic=_text(value["topic"], f"{where}.topic", errors, "topic"), source=source, expect=expect,
                     paragraphs=_paragraphs(value.get("paragraphs", []), expect, where, errors))
 
 
 def _paragraphs(value, expect: str, where: str, errors: list[str]) -> tuple[str, ...]:
     """Source references: paragraph ids as the dataset records them (its `paragraph_ids` column)."""
     if isinstance(value, str) or not isinstance(value, list):
-        errors.append(f"{where}.paragraphs: expected a list of paragraph ids, got {value!r}")
+        errors.append(f"{where}.paragraphs: expected a list of paragraph ids, got {brief(value)}")
+        return ()
+    if len(value) > MAX_CONCEPTS:
+        errors.append(f"{where}.paragraphs: {len(value)} paragraph ids, more than the {MAX_CONCEPTS} allowed")
         return ()
     if value and expect == "abstain":
         errors.append(f"{where}.paragraphs: an `expect: abstain` item has no source paragraphs (the documents "
                       f"do not hold its answer); remove them or drop `expect: abstain`")
     bad = [v for v in value if not isinstance(v, str) or not PARAGRAPH_ID.match(v)]
     for v in bad:
-        errors.append(f"{where}.paragraphs: {v!r} is not a paragraph id (<document>#<section-slugs>#p<index>, "
+        errors.append(f"{where}.paragraphs: {brief(v)} is not a paragraph id (<document>#<section-slugs>#p<index>, "
                       f"as in the dataset's paragraph_ids column)")
     return tuple(v for v in value if v not in bad)
 
@@ -167,16 +190,23 @@ def parse_suite(data, path: str, sha256: str = "") -> Suite:
     if not isinstance(data, dict):
         raise SuiteError(f"{path}: an eval suite is a mapping with keys name, description, questions; "
                          f"got {type(data).__name__}")
-    for key in sorted(data.keys() - SUITE_KEYS):
-        errors.append(f"{key}: unknown top-level key (known keys: {', '.join(sorted(SUITE_KEYS))})")
-    name = _text(data.get("name"), "name", errors)
+    for key in sorted(map(str, data.keys() - SUITE_KEYS)):
+        errors.append(f"{key[:40]}: unknown top-level key (known keys: {', '.join(sorted(SUITE_KEYS))})")
+    name = _text(data.get("name"), "name", errors, "name")
     description = data.get("description") or ""
     if not isinstance(description, str):
-        errors.append(f"description: expected a string, got {description!r}")
+        errors.append(f"description: expected a string, got {brief(description)}")
         description = ""
+    elif len(description) > LIMITS["description"]:
+        errors.append(f"description: {len(description):,} characters, more than the {LIMITS['description']:,} "
+                      f"allowed")
     raw = data.get("questions")
     if not isinstance(raw, list) or not raw:
-        errors.append(f"questions: expected a non-empty list of questions, got {raw!r}")
+        errors.append(f"questions: expected a non-empty list of questions, got {brief(raw)}")
+        raw = []
+    elif len(raw) > MAX_QUESTIONS:
+        errors.append(f"questions: {len(raw):,} questions, more than the {MAX_QUESTIONS:,} one eval may ask "
+                      f"(each is answered twice); split the suite, or keep the questions that matter most")
         raw = []
     questions = [q for i, v in enumerate(raw) if (q := _question(v, i, errors))]
     seen: dict[str, int] = {}
@@ -184,10 +214,9 @@ def parse_suite(data, path: str, sha256: str = "") -> Suite:
         seen[q.id] = seen.get(q.id, 0) + 1
     for qid, count in seen.items():
         if count > 1 and qid:
-            errors.append(f"question {qid!r}: id used {count} times; ids must be unique")
+            errors.append(f"question {brief(qid, 40)}: id used {count} times; ids must be unique")
     if errors:
-        listing = "\n".join(f"  - {e}" for e in errors)
-        raise SuiteError(f"{path}: {len(errors)} problem(s) in this eval suite:\n{listing}")
+        raise SuiteError(problems(path, "eval suite", errors))
     return Suite(name=name, description=description, questions=tuple(questions), path=path, sha256=sha256)
 
 

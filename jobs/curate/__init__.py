@@ -7,14 +7,15 @@ parse_tex.py   LaTeX: \\input/\\include trees, comments, blocks   (tex_macros.py
 parse_md.py    Markdown / MyST / MkDocs and plain text
 parse_rst.py   reStructuredText (Sphinx)
 parse_pdf.py   text-based PDF: headers, footers, page numbers, hyphenation
-select.py      keywords, optional MiniLM similarity to the eval questions, human overrides, context
+select.py      keywords in the text or a section title, captions/tables beside it, MiniLM similarity to the
+               eval questions (on where installed), human overrides, context; explain.py: --explain's listing
 examples.py    chat examples from templates: explain, define, relate, researcher, engineer
-dedup.py       exact and near-duplicate paragraphs (MinHash), duplicate examples, eval leakage
 split.py       held-out sections
+               (near duplicates, eval leakage, the language guess: jobs/core/neardup.py, leakage.py, text.py)
 stats.py       stats.json and the printed summary
-run.py         the stage function; bench.py: the benchmark (python -m jobs.curate.bench)
+run.py         the stage function (+ paragraphs.parquet for synthesis); bench.py: python -m jobs.curate.bench
 
-Overrides (spec `curate.overrides`), for a human in the loop; ids come from a dataset's `paragraph_ids`:
+Overrides (spec `curate.overrides`), for a human in the loop; ids come from `--explain` or a dataset's `paragraph_ids`:
     pin:  ["data/raw/thesis/main.tex#quantum-kernel-methods#p3"]    # always make examples from these
     drop: ["data/raw/notes/device-noise-log.md#device-noise-characterisation-log#p0"]   # never use these
 """

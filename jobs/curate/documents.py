@@ -49,10 +49,11 @@ class Document:
 def display_path(path: Path, source_root: Path) -> str:
     """A stable relative name: repository-relative inside the repo, else `<source folder name>/<rel>`."""
     path = path.resolve()
-    try:
+    if path.is_relative_to(REPO_ROOT):
         return path.relative_to(REPO_ROOT).as_posix()
-    except ValueError:
+    if path.is_relative_to(source_root.resolve()):
         return (Path(source_root.resolve().name) / path.relative_to(source_root.resolve())).as_posix()
+    return path.as_posix()  # outside both: named in a message only, such a file is never read
 
 
 def sha256_bytes(data: bytes) -> str:
@@ -107,7 +108,10 @@ def discover(sources: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
         base = root.parent if root.is_file() else root
         for p in files:
             if any(part.startswith(".") for part in p.relative_to(base).parts):
-                continue  # hidden files and folders (.git, editor swap files) are never documents
+                continue  # hidden files and folders (.env, .git, editor swap files) are never documents
+            if not p.resolve().is_relative_to(base.resolve()):
+                ignored.append(f"{p.relative_to(base).as_posix()} (a link to a file outside its source folder)")
+                continue
             rel = display_path(p, base)
             if NOT_PROSE.match(p.name):
                 ignored.append(f"{rel} (licence/notice file)")
@@ -140,6 +144,10 @@ def load_documents(sources: list[Path], on_bad_input: str) -> tuple[list[Documen
                 doc.files.append({"path": rel, "sha256": hashes[path.resolve()], "bytes": len(data)})
             elif suffix == ".tex":
                 blocks, read, doc.warnings = parse_tex.parse(path)
+                outside = [f for f, _ in read if not f.resolve().is_relative_to(root.resolve())]
+                if outside:  # e.g. \\input{/etc/hostname}: never read into a dataset, nor stored by publish
+                    raise BadInput(path, f"it includes {outside[0].name}, a file outside its source folder "
+                                         f"{root}; copy that file into the folder")
                 hashes = {}
                 for f, data in read:
                     hashes[f.resolve()] = sha256_bytes(data)

@@ -8,10 +8,11 @@ equations or code), never invented text; each example carries its provenance.
 from __future__ import annotations
 
 import hashlib
-import json
 import re
 
 from jobs.core.audiences import audience_prompt
+from jobs.core.dataset_folder import example_id
+from jobs.core.text import language, sentences as split_sentences
 from jobs.curate.select import Selected
 
 QUESTIONS = {
@@ -40,33 +41,11 @@ SUBJECT = re.compile(r"^(?:(?:the|a|an|el|la|los|las|un|una)\s+)?(?P<subj>[\w][\
 NOT_A_SUBJECT = re.compile(r"^(if|since|when|while|one|this|these|that|those|it|its|their|our|we|there|here|such|"
                            r"each|every|both|all|some|key|main|este|esta|estos|estas|esto|en|si|para|por|cuando|"
                            r"donde|como|nuestro|nuestra)\b", re.I)
-DISPLAY = re.compile(r"^\$\$\n.*?\n\$\$$\n?", re.S | re.M)
-SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÁÉÍÓÚÑ¿¡$])")
-STOP_ES = re.compile(r"\b(el|la|los|las|que|del|para|una|con|por|como|se)\b", re.I)
-STOP_EN = re.compile(r"\b(the|and|that|with|for|this|are|is|of|which)\b", re.I)
-
-
-def language(text: str) -> str:
-    return "es" if len(STOP_ES.findall(text)) > len(STOP_EN.findall(text)) else "en"
 
 
 def _pick(options: list[str], key: str) -> str:
     # Deterministic variety: the phrasing depends on the paragraph and template, not on a random state.
     return options[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % len(options)]
-
-
-def _sentences(text: str) -> list[str]:
-    """Sentences of a paragraph; a display equation stays whole, attached to the sentence that introduces it."""
-    out, pos = [], 0
-    for m in DISPLAY.finditer(text):
-        out += [s for s in SENTENCE.split(text[pos:m.start()].strip()) if s.strip()]
-        block = "\n" + m.group(0).strip("\n") + "\n"
-        if out:
-            out[-1] += block
-        else:
-            out.append(block.lstrip("\n"))
-        pos = m.end()
-    return out + [s for s in SENTENCE.split(text[pos:].strip()) if s.strip()]
 
 
 def _join(sentences: list[str]) -> str:
@@ -78,13 +57,10 @@ def _prose(paragraphs) -> list:
     return [p for p in paragraphs if p.kind in ("prose", "caption")]
 
 
-def example_id(messages: list[dict]) -> str:
-    return hashlib.sha256(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
-
-
 def _row(sel: Selected, template: str, messages: list[dict], paragraphs) -> dict:
     p = sel.paragraph
-    return {"id": example_id(messages), "messages": messages, "template": template, "source_path": p.file,
+    return {"id": example_id(messages), "messages": messages, "template": template, "origin": "template",
+            "writer": "", "source_path": p.file,
             "source_sha256": p.file_sha256, "section": p.section, "paragraph_ids": [q.id for q in paragraphs],
             "keywords": list(sel.keywords)}
 
@@ -116,7 +92,7 @@ def make_examples(sel: Selected, templates: tuple[str, ...], system_prompt: str 
             question = _pick(q["explain"], key + template).format(c=concept, t=title)
             rows.append(_row(sel, template, chat(question, answer), used))
         elif template == "define" and concepts:
-            sentences = _sentences(p.text)
+            sentences = split_sentences(p.text)
             subject = None
             for sentence in sentences:
                 m = SUBJECT.match(sentence)
@@ -135,7 +111,7 @@ def make_examples(sel: Selected, templates: tuple[str, ...], system_prompt: str 
             pair = [k for k in concepts if not any(k.lower() in o.lower() for o in concepts if o != k)]
             if len(pair) >= 2:
                 a, b = pair[0], pair[1]
-                sentences = _sentences(p.text)
+                sentences = split_sentences(p.text)
                 both = [s for s in sentences if a.lower() in s.lower() or b.lower() in s.lower()]
                 answer = _join(both) if len(_join(both)) >= 80 else p.text
                 question = _pick(q["relate"], key + template).format(c=a, d=b)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from jobs.core.spec import allowed_roots
 from jobs.curate import tex_macros, tex_text
-from jobs.curate.blocks import Block, CurateError, read_text
+from jobs.curate.blocks import BadInput, Block, CurateError, read_text
 
 INCLUDE = re.compile(r"\\(input|include|subfile)\s*(?:\{([^}]*)\}|\s([^\s\\{}%]+))")
 USEPACKAGE = re.compile(r"\\usepackage\s*(?:\[[^\]]*\])?\s*\{([^}]*)\}")
@@ -30,20 +31,30 @@ def strip_comment(line: str) -> str:
     return line
 
 
+def _readable(path: Path, folder: Path) -> Path:
+    """An included file is read only inside the main file's folder or the repository (or QSLM_DATA_ROOT), so a
+    document cannot make curate read /etc or /proc into a dataset; BadInput otherwise."""
+    real = path.resolve()
+    if not any(real.is_relative_to(root) for root in (folder.resolve(), *allowed_roots())):
+        raise BadInput(path, f"an \\input leads to {real}, outside the document's folder {folder}; copy the file "
+                             f"into that folder")
+    return path
+
+
 def resolve_include(name: str, folder: Path) -> tuple[Path | None, str | None]:
     """The included file and a warning when only a different letter case matched; (None, None) if missing."""
     candidates = [name] if name.endswith((".tex", ".sty")) else [name + ".tex", name]
     for c in candidates:
         p = folder / c
         if p.is_file():
-            return p, None
+            return _readable(p, folder), None
     for c in candidates:
         parent = (folder / c).parent
         if parent.is_dir():
             for p in sorted(parent.iterdir()):
                 if p.name.lower() == Path(c).name.lower() and p.is_file():
-                    return p, f"\\input{{{name}}} matched {p.name} only by ignoring letter case (fix the name: it " \
-                              f"breaks on case-sensitive file systems)"
+                    return _readable(p, folder), f"\\input{{{name}}} matched {p.name} only by ignoring letter " \
+                        f"case (fix the name: it breaks on case-sensitive file systems)"
     return None, None
 
 
@@ -62,7 +73,10 @@ def _includes(path: Path, folder: Path, seen: set[Path]) -> None:
         return
     for line in text.splitlines():
         for m in INCLUDE.finditer(strip_comment(line)):
-            target, _ = resolve_include((m.group(2) or m.group(3)).strip(), folder)
+            try:
+                target, _ = resolve_include((m.group(2) or m.group(3)).strip(), folder)
+            except BadInput:
+                continue  # reported when the main file is parsed
             if target is not None and target.resolve() not in seen:
                 seen.add(target.resolve())
                 _includes(target, folder, seen)
@@ -131,7 +145,7 @@ def local_packages(preamble: str, folder: Path, read: list) -> str:
         for name in m.group(1).split(","):
             sty = folder / f"{name.strip()}.sty"
             if sty.is_file():
-                text, data = read_text(sty)
+                text, data = read_text(_readable(sty, folder))
                 read.append((sty, data))
                 texts.append("\n".join(strip_comment(line) for line in text.split("\n")))
     return "\n".join(texts)

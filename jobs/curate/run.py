@@ -8,47 +8,25 @@ into them (seconds go only into curate-info.json).
 
 from __future__ import annotations
 
-import hashlib
 import json
-import shutil
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-import pyarrow as pa
-import pyarrow.parquet as pq
-
+from jobs.core.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, HELDOUT_SCHEMA, PARAGRAPH_SCHEMA, dataset_sha256,
+                                      is_empty_or_absent, write_folder, write_parquet)
+from jobs.core.leakage import LeakageCheck, all_suites, leakage
 from jobs.core.model import resolve_base_model
+from jobs.core.neardup import dedup
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.suite import load_suite
-from jobs.curate import dedup, examples, select, split, stats
+from jobs.core.text import language
+from jobs.curate import examples, select, split, stats
+from jobs.curate.explain import explain as explain_listing
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import load_documents
-
-EXAMPLE_SCHEMA = pa.schema([
-    ("id", pa.string()),
-    ("messages", pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))),
-    ("template", pa.string()), ("source_path", pa.string()), ("source_sha256", pa.string()),
-    ("section", pa.string()), ("paragraph_ids", pa.list_(pa.string())), ("keywords", pa.list_(pa.string())),
-])
-HELDOUT_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_path", pa.string()),
-                            ("section", pa.string())])
-DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "stats.json")
-
-
-def write_parquet(rows: list[dict], schema: pa.Schema, path: Path) -> None:
-    table = pa.Table.from_pylist(rows, schema=schema)
-    pq.write_table(table, path, compression="zstd", write_statistics=False)
-
-
-def dataset_sha256(folder: Path) -> str:
-    h = hashlib.sha256()
-    for name in DATA_FILES:
-        h.update(name.encode() + b"\0" + hashlib.sha256((folder / name).read_bytes()).hexdigest().encode() + b"\n")
-    return h.hexdigest()
 
 
 @dataclass
@@ -59,7 +37,7 @@ class Curated:
     skipped: list[dict]
     ignored: list[str]
     counts: Counter
-    selected: list
+    selection: select.Selection
     kept: list
     dup_paragraphs: list[dict]
     dup_examples: int
@@ -70,6 +48,12 @@ class Curated:
     held: list[str]  # held-out section keys
     leaked: list[dict]
     heldout: list[dict]  # paragraphs of the held-out sections, for perplexity
+    paragraphs: list[dict]  # the kept paragraphs with their context, for synthesis
+    leakage_suites: list[str]  # every eval suite checked for leakage
+
+    @property
+    def selected(self) -> list:
+        return self.selection.selected
 
 
 def read_documents(spec: BuildSpec, sources: list[Path] | None) -> tuple[list, list[dict], list[str]]:
@@ -81,33 +65,54 @@ def read_documents(spec: BuildSpec, sources: list[Path] | None) -> tuple[list, l
     return docs, skipped, ignored
 
 
+def dedup_examples(rows: list[dict]) -> tuple[list[dict], int]:
+    """Drop examples whose messages are identical (same content hash id)."""
+    seen, out = set(), []
+    for r in rows:
+        if r["id"] not in seen:
+            seen.add(r["id"])
+            out.append(r)
+    return out, len(rows) - len(out)
+
+
+def paragraph_rows(kept: list, held: set[str]) -> list[dict]:
+    """paragraphs.parquet: each kept paragraph with its context and the side of the split its section is on."""
+    ctx = lambda ps: [{"id": q.id, "kind": q.kind, "text": q.text} for q in ps]  # noqa: E731
+    return sorted(({"id": s.paragraph.id, "text": s.paragraph.text, "kind": s.paragraph.kind,
+                    "source_path": s.paragraph.file, "source_sha256": s.paragraph.file_sha256,
+                    "section": s.paragraph.section, "keywords": list(s.keywords), "reason": s.reason,
+                    "split": "eval" if split.paragraph_section(s.paragraph.id) in held else "train",
+                    "language": language(s.paragraph.text), "before": ctx(s.before), "after": ctx(s.after)}
+                   for s in kept), key=lambda r: r["id"])
+
+
 def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list[str]) -> Curated:
     """select -> dedup paragraphs -> examples -> dedup examples -> cap -> split by section -> leakage."""
     c = spec.curate
-    suite = load_suite(spec.eval.suite)
     counts: Counter = Counter()
-    selected = select.select(docs, c, suite, counts)
-    kept, dup_paragraphs = dedup.dedup_paragraphs(selected, lambda s: s.paragraph.text, lambda s: s.paragraph.id,
-                                                  c.near_duplicate_threshold)
+    selection = select.select(docs, c, load_suite(spec.eval.suite), counts)
+    kept, dup_paragraphs = dedup(selection.selected, lambda s: s.paragraph.text, lambda s: s.paragraph.id,
+                                 c.near_duplicate_threshold)
     rows = [r for s in kept for r in examples.make_examples(s, c.templates, c.system_prompt, c.seed)]
-    rows, dup_examples = dedup.dedup_examples(rows)
+    rows, dup_examples = dedup_examples(rows)
     rows.sort(key=lambda r: r["id"])
     capped = max(0, len(rows) - c.max_examples)
     rows = rows[:c.max_examples]
     train, evals, held = split.split_by_section(rows, c.eval_fraction, c.seed)
-    train, leaked = dedup.leakage(train, suite, c.near_duplicate_threshold)
+    suites = all_suites(spec.eval.suite)
+    train, leaked = leakage(train, LeakageCheck(suites, c.near_duplicate_threshold))
     if not train:
         raise CurateError(f"no training examples: {sum(len(d.paragraphs) for d in docs)} paragraphs in {len(docs)} "
-                          f"documents, {len(selected)} selected ({dict(counts)}), {len(leaked)} removed as copies "
-                          f"of eval answers. Check curate.keywords and curate.min_paragraph_chars in "
-                          f"{spec.source_file}, or the sources")
+                          f"documents, {len(selection.selected)} selected ({dict(counts)}), {len(leaked)} removed "
+                          f"as copies of eval answers. Check curate.keywords and curate.min_paragraph_chars in "
+                          f"{spec.source_file}, or the sources (`--explain` shows every paragraph's decision)")
     held_set = set(held)
     heldout = sorted(({"id": p.id, "text": p.text, "source_path": p.file, "section": p.section}
                       for d in docs for p in d.paragraphs
-                      if p.kind in ("prose", "caption") and p.id.rsplit("#p", 1)[0] in held_set),
+                      if p.kind in ("prose", "caption") and split.paragraph_section(p.id) in held_set),
                      key=lambda r: r["id"])
-    return Curated(docs, skipped, ignored, counts, selected, kept, dup_paragraphs, dup_examples, capped, rows,
-                   train, evals, held, leaked, heldout)
+    return Curated(docs, skipped, ignored, counts, selection, kept, dup_paragraphs, dup_examples, capped, rows,
+                   train, evals, held, leaked, heldout, paragraph_rows(kept, held_set), [s.name for s in suites])
 
 
 def source_files(docs: list) -> list[tuple[str, str, int]]:
@@ -133,12 +138,13 @@ def dataset_stats(spec: BuildSpec, d: Curated, model_dir: Path) -> dict:
             "by_kind": dict(sorted(Counter(p.kind for x in d.docs for p in x.paragraphs).items())),
             "selected": len(d.selected), "kept": len(d.kept), "duplicates_removed": len(d.dup_paragraphs),
             "decisions": dict(sorted(d.counts.items())), "duplicates": d.dup_paragraphs,
+            "semantic_selection": d.selection.semantic,
         },
         "examples": {
             "train": len(d.train), "eval": len(d.evals),
             "by_template": dict(sorted(Counter(r["template"] for r in d.train + d.evals).items())),
             "duplicates_removed": d.dup_examples, "capped": d.capped,
-            "leakage_removed": len(d.leaked), "leakage": d.leaked,
+            "leakage_removed": len(d.leaked), "leakage": d.leaked, "leakage_suites": d.leakage_suites,
         },
         "sections": {"total": len({split.section_key(r) for r in d.rows}), "held_out": len(d.held),
                      "held_out_keys": d.held},
@@ -153,33 +159,32 @@ def dataset_stats(spec: BuildSpec, d: Curated, model_dir: Path) -> dict:
 def write_dataset(out: Path, d: Curated, st: dict, info: dict) -> str:
     """Write the dataset folder so it appears complete or not at all (curate-info.json last); returns its
     sha256. `info` gets the dataset hash added."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    try:
+    def fill(tmp: Path) -> list[str]:
         write_parquet(d.train, EXAMPLE_SCHEMA, tmp / "train.parquet")
         write_parquet(d.evals, EXAMPLE_SCHEMA, tmp / "eval.parquet")
         write_parquet(d.heldout, HELDOUT_SCHEMA, tmp / "heldout.parquet")
+        write_parquet(d.paragraphs, PARAGRAPH_SCHEMA, tmp / "paragraphs.parquet")
         (tmp / "stats.json").write_text(json.dumps(st, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
-        info["dataset_sha256"] = digest = dataset_sha256(tmp)
+        info["dataset_sha256"] = dataset_sha256(tmp)
         (tmp / "curate-info.json").write_text(json.dumps(info, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        if out.exists():  # empty (checked before), perhaps a mount point: move the files, curate-info.json last
-            for name in DATA_FILES + ("curate-info.json",):
-                shutil.move(tmp / name, out / name)  # copies when out is another file system
-            tmp.rmdir()
-        else:
-            tmp.rename(out)  # the dataset folder appears all at once
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    return digest
+        return [*DATA_FILES, "curate-info.json"]
+
+    write_folder(out, fill)
+    return info["dataset_sha256"]
 
 
-def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet: bool = False) -> dict:
+def explain_only(spec: BuildSpec, sources: list[Path] | None = None) -> str:
+    """The --explain listing without writing a dataset."""
+    return explain_listing(make_dataset(spec, *read_documents(spec, sources)))
+
+
+def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet: bool = False,
+           explain: bool = False) -> dict:
     """Run the stage; returns stats.json's content. Refuses to write into a folder that already has files."""
     t0 = time.perf_counter()
     out = Path(out)
-    if out.exists() and any(out.iterdir()):
+    if not is_empty_or_absent(out):
         raise CurateError(f"output folder {out} is not empty; curate never overwrites a dataset: choose a new "
                           f"folder or remove this one")
     model_dir = resolve_base_model(spec)  # first: fail fast; BaseModelUnavailable carries its own fix
@@ -190,6 +195,8 @@ def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet:
             "sources": [{"path": p, "sha256": h, "bytes": b} for p, h, b in source_files(d.docs)],
             "spec": spec.to_dict()}
     digest = write_dataset(out, d, st, info)
+    if explain:
+        print(explain_listing(d))
     if not quiet:
         print(stats.summary(st, out, seconds, digest))
     return st

@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 
 
-def section_key(row: dict) -> str:
+def paragraph_section(paragraph_id: str) -> str:
     # Paragraph ids are `<document>#<section path>#p<index>`; context never leaves its section.
-    return row["paragraph_ids"][0].rsplit("#p", 1)[0]
+    return paragraph_id.rsplit("#p", 1)[0]
+
+
+def section_key(row: dict) -> str:
+    return paragraph_section(row["paragraph_ids"][0])
 
 
 def split_by_section(rows: list[dict], eval_fraction: float, seed: int) -> tuple[list[dict], list[dict], list[str]]:

@@ -70,11 +70,14 @@ def summary(stats: dict, out: Path, seconds: float, dataset_sha256: str) -> str:
         f"{d['files']} files, {d['bytes'] / 1e6:.2f} MB in {seconds:.1f} s",
         f"  paragraphs: {p['seen']} seen, {p['selected']} selected, {p['kept']} kept after "
         f"{p['duplicates_removed']} duplicates",
+        "  selected by: " + (", ".join(f"{k[len('selected_'):]} {n}" for k, n in sorted(p["decisions"].items())
+                                       if k.startswith("selected_")) or "nothing")
+        + f"; semantic selection {p['semantic_selection']}",
         f"  examples:   {e['train']} train, {e['eval']} eval (held-out sections: {stats['sections']['held_out']} "
         f"of {stats['sections']['total']}); templates: "
         + ", ".join(f"{t} {n}" for t, n in sorted(e["by_template"].items())),
         f"  removed:    {e['duplicates_removed']} duplicate examples, {e['leakage_removed']} near copies of eval "
-        f"questions/answers, {e['capped']} over max_examples",
+        f"questions/answers (suites: {', '.join(e['leakage_suites'])}), {e['capped']} over max_examples",
         f"  tokens:     mean {stats['tokens']['mean']}, p95 {stats['tokens']['p95']}, max {stats['tokens']['max']} "
         f"({stats['tokens']['tokenizer']})",
         f"  equations:  {stats['equations']['examples']['display']} display, "

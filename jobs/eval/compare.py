@@ -1,9 +1,9 @@
 """python -m jobs.eval.compare [--a TAG] [--b TAG]      (also: python -m jobs.eval.compare A B)
 
 Prints the report's comparison of two builds in the terminal: headline metrics, knowledge diagnostics, per-topic
-scores and the questions B lost or gained against A with both answers. Each build's report comes from the store
-(QSLM_STORE) through the registry, checked against its manifest. --b defaults to the newest complete build, --a
-to the promoted `current` build. What `make compare A=v1 B=v2` runs.
+scores and the questions B lost or gained against A with both answers. Each build's report/metrics.json comes
+from the store (QSLM_STORE) through its manifest, checked against the sha256 there. --b defaults to the newest
+complete build, --a to the promoted `current` build. What `make compare A=v1 B=v2` runs.
 """
 
 from __future__ import annotations
@@ -11,12 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
 import textwrap
-from pathlib import Path
 
 from jobs.core.errors import QslmError
-from jobs.core.registry import complete_tags, current_tag, fetch_artifact, read_manifest
+from jobs.core.registry import complete_tags, current_tag, read_artifact_file, read_manifest
 from jobs.core.store import open_store
 from jobs.eval.diagnose import RIGHT_CONCEPT_RECALL, RIGHT_SIMILARITY, question_diff
 from jobs.eval.report import DIAGNOSTICS, comparison_rows, fmt, pct, signed
@@ -34,14 +32,8 @@ def latest_tag(store) -> str | None:
 
 
 def load_metrics(store, tag: str) -> dict:
-    """The build's report metrics.json, fetched through the registry (every file checked against the manifest)."""
-    with tempfile.TemporaryDirectory() as tmp:
-        fetch_artifact(store, tag, "report", tmp)
-        path = Path(tmp) / "metrics.json"
-        if not path.is_file():
-            raise CompareError(f"build {tag!r} in the store {store.url} has no report metrics.json (its eval did not "
-                               f"write one); complete builds: {', '.join(complete_tags(store)) or '(none)'}")
-        return json.loads(path.read_text(encoding="utf-8"))
+    """The build's report/metrics.json, found through its manifest and checked against the sha256 there."""
+    return json.loads(read_artifact_file(store, tag, "report", "metrics.json"))
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

@@ -169,7 +169,10 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     """Evaluate and write the report folder; returns the gate result ({"passed", "checks"})."""
     start = time.perf_counter()
     dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
-    suite = load_suite(spec.eval.suite)
+    suite = load_suite(spec.eval.suite)  # bounded at load: jobs.core.suite.MAX_QUESTIONS and LIMITS
+    n = len(suite.questions)
+    print(f"eval: suite {suite.name}: {n} questions, each answered by the adapter and by the base model with up "
+          f"to {spec.eval.max_new_tokens} new tokens (at most {2 * n * spec.eval.max_new_tokens:,})", flush=True)
     previous = read_previous(previous_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise EvalError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
@@ -195,6 +198,9 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens}
     answers, generation, nll = {}, {"path": engine.path, "note": engine.path_note}, {}
     answers["adapter"], generation["adapter"] = generate.answer(engine, questions, adapter="adapter", **kw)
+    took = generation["adapter"]
+    print(f"eval: the adapter answered {n} questions in {took['seconds']:.0f} s; the base model answers next, in "
+          f"about {took['seconds'] - took.get('compile_s', 0.0):.0f} s", flush=True)
     t = time.perf_counter()
     nll["adapter"] = engine.nll(heldout, "adapter")
     timings["perplexity_s"] = time.perf_counter() - t

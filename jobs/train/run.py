@@ -1,12 +1,12 @@
 """The train stage: dataset folder + build spec -> adapter folder (see docs/architecture.md).
 
     from jobs.train.run import train
-    info = train(spec, dataset_dir, out_dir)
+    info = train(spec, dataset_dir, out_dir)           # checkpoints under out_dir/checkpoints unless given
 
 `train` runs one function per phase: read and tokenise the data, load the model (base, seeded LoRA adapter,
-the execution knobs), preflight the memory on the longest examples (GPU), resume from OUT/checkpoints if a
-previous attempt left one, the loop, and the outputs: adapter, tokenizer, metrics.json, loss.png and
-train-info.json (last: its presence marks a finished folder).
+the execution knobs), preflight the memory on the longest examples (GPU), resume from the checkpoints folder
+(OUT/checkpoints unless given) if a previous attempt left one, the loop, and the outputs: adapter, tokenizer,
+metrics.json, loss.png and train-info.json (last: its presence marks a finished folder).
 """
 
 from __future__ import annotations
@@ -101,7 +101,7 @@ def load(spec: BuildSpec, model_dir: Path, device: torch.device):
 
 
 def resume(spec: BuildSpec, model, params, ckpt_root: Path, fp: str, total_steps: int, device) -> State:
-    """Fresh optimizer, schedule and loss scaler, or those of the newest checkpoint in OUT/checkpoints."""
+    """Fresh optimizer, schedule and loss scaler, or those of the newest checkpoint in ckpt_root."""
     optimizer, scheduler = make_optimizer(params, spec, device, total_steps)
     # fp16 gradients underflow without loss scaling (what Trainer's fp16=True does); bf16/fp32 need none.
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and compute_dtype(spec) == torch.float16 else None
@@ -167,7 +167,8 @@ def write_outputs(out_dir: Path, model, tokenizer, state: State, info: dict) -> 
     return info
 
 
-def train(spec: BuildSpec, dataset_dir: str | Path, out_dir: str | Path) -> dict:
+def train(spec: BuildSpec, dataset_dir: str | Path, out_dir: str | Path,
+          checkpoints_dir: str | Path | None = None) -> dict:
     t0 = time.perf_counter()
     dataset_dir, out_dir = Path(dataset_dir), Path(out_dir)
     rows = read_conversations(dataset_dir)
@@ -189,7 +190,8 @@ def train(spec: BuildSpec, dataset_dir: str | Path, out_dir: str | Path) -> dict
     pre = preflight(model, data.examples, spec, layout, device, compute_dtype(spec),
                     lambda ps: make_optimizer(ps, spec, device, len(plan))[0])
     print(f"train: preflight {json.dumps(pre)}")
-    ckpt_root = out_dir / "checkpoints"
+    # In the cluster the checkpoints live on a volume of their own, outside the adapter folder Argo uploads.
+    ckpt_root = Path(checkpoints_dir) if checkpoints_dir else out_dir / "checkpoints"
     state = resume(spec, model, params, ckpt_root, fp, len(plan), device)
     loop_s = run_loop(spec, model, params, data, plan, layout, state, ckpt_root, fp, device)
 

@@ -1,10 +1,12 @@
 """The Helm chart: renders and lints with helm-python-sdk (Helm's own Go code, no helm binary), every rendered
-object validates (core kinds with kubernetes-validate, Argo kinds against Argo's schema), and everything the
-WorkflowTemplate names exists in the chart."""
+object validates (core kinds with kubernetes-validate, Argo kinds against Argo's schema), everything the
+WorkflowTemplates name exists in the chart, every pod is admitted under Pod Security "restricted", and the
+MinIO scripts work with nothing but `sh` and `mc` (what the MinIO image has)."""
 
 from __future__ import annotations
 
 import json
+import subprocess
 from pathlib import Path
 
 import jsonschema
@@ -14,13 +16,18 @@ import yaml
 from helm_python import HelmRenderError
 from helm_python.chart import Chart, lint
 
-from workflows import pipeline, render
+from tests.charts import fake_mc
+from workflows import pipeline, push, render, steps
+from workflows.lint import restricted_problems
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantum-slm"
-SCHEMAS = REPO.parent / "shared" / "schemas"
+# The shared Argo schemas live beside the repository (/work/shared), also seen from a worktree (/work/wt/<name>).
+SCHEMAS = next((p / "shared" / "schemas" for p in REPO.parents if (p / "shared" / "schemas").is_dir()),
+               REPO.parent / "shared" / "schemas")
 KUBE = "1.33"  # k3s stable at the time of writing
-VALUES = {"minio": {"rootUser": "quantum", "rootPassword": "not-a-real-password"}}
+VALUES = {"minio": {"rootUser": "quantum", "rootPassword": "not-a-real-password"},
+          "store": {"accessKey": "builds", "secretKey": "also-not-real"}}
 ARGO_KINDS = {"WorkflowTemplate", "WorkflowEventBinding"}
 
 
@@ -29,6 +36,11 @@ def render_chart(values: dict | None = None) -> dict[str, list[dict]]:
     manifests = Chart.load(CHART).render(values if values is not None else VALUES, name="qslm", namespace="builds")
     return {path.split("/templates/", 1)[1]: [d for d in yaml.safe_load_all(text) if d]
             for path, text in manifests.items() if path.endswith(".yaml")}
+
+
+def notes(values: dict) -> str:
+    manifests = Chart.load(CHART).render(values, name="qslm", namespace="builds")
+    return next(text for path, text in manifests.items() if path.endswith("NOTES.txt"))
 
 
 def objects(rendered: dict[str, list[dict]]) -> dict[tuple[str, str], dict]:
@@ -82,53 +94,181 @@ def test_argo_objects_validate_against_argo_schema(rendered, argo_schema):
 
 
 def test_artifact_repository_is_valid_for_argo(rendered, argo_schema):
-    cm = objects(rendered)[("ConfigMap", pipeline.ARTIFACT_REPOSITORIES)]
-    repo = yaml.safe_load(cm["data"][pipeline.ARTIFACT_REPOSITORY_KEY])
+    cm = objects(rendered)[("ConfigMap", steps.ARTIFACT_REPOSITORIES)]
+    repo = yaml.safe_load(cm["data"][steps.ARTIFACT_REPOSITORY_KEY])
     schema = {"$ref": "#/definitions/io.argoproj.workflow.v1alpha1.ArtifactRepository",
               "definitions": argo_schema["definitions"]}
     jsonschema.validate(repo, schema)
     assert repo["s3"]["bucket"] == "quantum-slm" and repo["archiveLogs"] is True
     assert repo["s3"]["keyFormat"].startswith("runs/{{workflow.name}}/")  # logs land under the run, as intermediates
+    assert repo["s3"]["accessKeySecret"]["name"] == steps.STORE_SECRET  # the bucket's user, not MinIO's root
 
 
-def test_chart_installs_the_rendered_workflow_template(rendered):
+def test_chart_installs_the_rendered_workflow_templates(rendered):
     (wt,) = rendered["workflowtemplate.yaml"]
     assert wt == yaml.safe_load(render.PIPELINE_FILES[0].read_text())
+    (push_wt,) = rendered["workflowtemplate-push.yaml"]
+    assert push_wt == yaml.safe_load(render.PUSH_FILES[0].read_text())
 
 
-def test_everything_the_pipeline_names_exists(rendered):
+def test_everything_the_templates_name_exists(rendered):
     objs = objects(rendered)
-    assert ("ServiceAccount", pipeline.SERVICE_ACCOUNT) in objs
-    assert ("PersistentVolumeClaim", pipeline.MODELS_CLAIM) in objs
-    assert set(objs[("Secret", pipeline.STORE_SECRET)]["stringData"]) == {"accesskey", "secretkey"}
+    assert ("ServiceAccount", pipeline.SERVICE_ACCOUNT) in objs and ("ServiceAccount", push.SERVICE_ACCOUNT) in objs
+    assert ("PersistentVolumeClaim", steps.MODELS_CLAIM) in objs
+    assert set(objs[("Secret", steps.STORE_SECRET)]["stringData"]) == {"accesskey", "secretkey"}
     assert set(objs[("Secret", pipeline.GIT_SECRET)]["stringData"]) == {"username", "password"}
-    store = objs[("ConfigMap", pipeline.STORE_CONFIG)]["data"]
+    store = objs[("ConfigMap", steps.STORE_CONFIG)]["data"]
     assert store["QSLM_STORE"] == "s3://quantum-slm"
     assert store["S3_ENDPOINT_URL"] == "http://quantum-slm-minio.builds.svc:9000"
-    binding = objs[("RoleBinding", pipeline.SERVICE_ACCOUNT)]
-    assert binding["subjects"][0]["name"] == pipeline.SERVICE_ACCOUNT
-    rules = objs[("Role", pipeline.SERVICE_ACCOUNT)]["rules"]
-    assert {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]} in rules
+    assert objs[("ConfigMap", steps.GPU_SEMAPHORE.name)]["data"] == {steps.GPU_SEMAPHORE.key: "1"}
+    assert objs[("ConfigMap", push.TRIGGER_CONFIG)]["data"] == {"QSLM_TRIGGER_SPECS": "v1",
+                                                                "QSLM_TRIGGER_BRANCH": "main"}
+    for account in (pipeline.SERVICE_ACCOUNT, push.SERVICE_ACCOUNT):
+        assert objs[("RoleBinding", account)]["subjects"][0]["name"] == account
+        assert {"apiGroups": ["argoproj.io"], "resources": ["workflowtaskresults"], "verbs": ["create", "patch"]} \
+            in objs[("Role", account)]["rules"]
+    # only the push workflow may start builds (kubectl apply), not the build pods
+    assert {"apiGroups": ["argoproj.io"], "resources": ["workflows"], "verbs": ["get", "create", "patch"]} \
+        in objs[("Role", push.SERVICE_ACCOUNT)]["rules"]
+    assert len(objs[("Role", pipeline.SERVICE_ACCOUNT)]["rules"]) == 1
 
 
-def test_trigger_submits_the_template_with_declared_parameters(rendered):
+def test_the_gpu_semaphore_is_the_clusters_gpu_count():
+    objs = objects(render_chart(VALUES | {"gpus": 4}))
+    assert objs[("ConfigMap", "quantum-slm-gpus")]["data"]["gpus"] == "4"
+
+
+def test_trigger_submits_the_push_template_with_the_payload(rendered):
     (binding,) = rendered["workfloweventbinding.yaml"]
-    (wt,) = rendered["workflowtemplate.yaml"]
-    declared = {p["name"]: p for p in wt["spec"]["arguments"]["parameters"]}
-    given = {p["name"] for p in binding["spec"]["submit"]["arguments"]["parameters"]}
-    assert binding["spec"]["submit"]["workflowTemplateRef"]["name"] == wt["metadata"]["name"]
-    assert given <= set(declared)
-    assert {n for n, p in declared.items() if "value" not in p} <= given  # every required parameter
-    assert {"git-repo", "git-commit"} <= given  # the checkout step clones the pushed commit
-    assert 'hasPrefix(#, "data/")' in binding["spec"]["event"]["selector"]
-    assert render_chart(VALUES | {"trigger": {"enabled": False}})["workfloweventbinding.yaml"] == []
+    (push_wt,) = rendered["workflowtemplate-push.yaml"]
+    declared = {p["name"]: p for p in push_wt["spec"]["arguments"]["parameters"]}
+    given = {p["name"]: p["valueFrom"]["event"] for p in binding["spec"]["submit"]["arguments"]["parameters"]}
+    assert binding["spec"]["submit"]["workflowTemplateRef"]["name"] == push.NAME == push_wt["metadata"]["name"]
+    assert given == {"payload": "payload", "image-tag": '"v1"', "image-prefix": '""'}
+    assert {n for n, p in declared.items() if "value" not in p} <= set(given) <= set(declared)
+    assert 'startsWith "data/"' in binding["spec"]["event"]["selector"]
+    off = render_chart(VALUES | {"trigger": {"enabled": False}})
+    assert off["workfloweventbinding.yaml"] == off["workflowtemplate-push.yaml"] == off["configmap-trigger.yaml"] == []
 
 
 def test_credentials_have_no_defaults():
     with pytest.raises(HelmRenderError, match="minio.rootPassword"):
-        render_chart({"minio": {"rootUser": "quantum"}})
+        render_chart({"minio": {"rootUser": "quantum"}, "store": VALUES["store"]})
     with pytest.raises(HelmRenderError, match="at least 8 characters"):
-        render_chart({"minio": {"rootUser": "quantum", "rootPassword": "short"}})
+        render_chart({"minio": {"rootUser": "quantum", "rootPassword": "short"}, "store": VALUES["store"]})
+    with pytest.raises(HelmRenderError, match="store.secretKey"):
+        render_chart({"minio": VALUES["minio"], "store": {"accessKey": "builds"}})
+
+
+def test_existing_secrets_keep_passwords_out_of_helm():
+    """secrets.existing: no credential in the values, none rendered; the objects still name the fixed Secrets."""
+    objs = objects(render_chart({"secrets": {"existing": True}}))
+    assert not [k for k in objs if k[0] == "Secret" and k[1] in ("quantum-slm-store", "quantum-slm-minio-root")]
+    env = objs[("Deployment", "quantum-slm-minio")]["spec"]["template"]["spec"]["containers"][0]["env"]
+    assert {e["valueFrom"]["secretKeyRef"]["name"] for e in env} == {"quantum-slm-minio-root"}
+
+
+def test_the_build_pods_never_hold_minios_root_user(rendered):
+    objs = objects(rendered)
+    root = objs[("Secret", "quantum-slm-minio-root")]["stringData"]
+    store = objs[("Secret", steps.STORE_SECRET)]["stringData"]
+    assert root["rootUser"] != store["accesskey"] and root["rootPassword"] != store["secretkey"]
+    readers = {name for (kind, name), o in objs.items() if "quantum-slm-minio-root" in json.dumps(o)
+               and kind not in ("Secret",)}
+    assert readers == {"quantum-slm-minio", "quantum-slm-bucket"}  # MinIO itself and the bucket job
+
+
+def test_the_bucket_users_policy_covers_the_bucket_and_nothing_else(rendered):
+    policy = json.loads(objects(rendered)[("ConfigMap", "quantum-slm-bucket-policy")]["data"]["bucket.json"])
+    resources = {r for st in policy["Statement"] for r in st["Resource"]}
+    assert resources == {"arn:aws:s3:::quantum-slm", "arn:aws:s3:::quantum-slm/*"}
+    actions = {a for st in policy["Statement"] for a in st["Action"]}
+    assert {"s3:GetObject", "s3:PutObject", "s3:ListBucket"} <= actions
+    assert not any(a.startswith("admin:") or a in ("s3:*", "s3:CreateBucket", "s3:DeleteBucket") for a in actions)
+
+
+def _pods(rendered) -> list[tuple[str, dict]]:
+    out = []
+    for path, docs in rendered.items():
+        for o in docs:
+            spec = {"Pod": lambda o: o["spec"], "Job": lambda o: o["spec"]["template"]["spec"],
+                    "Deployment": lambda o: o["spec"]["template"]["spec"]}.get(o["kind"])
+            if spec:
+                out.append((path, spec(o)))
+    return out
+
+
+def test_every_pod_of_the_chart_is_admitted_under_restricted(rendered):
+    pods = _pods(rendered)
+    assert {p for p, _ in pods} == {"minio-deployment.yaml", "minio-bucket-job.yaml", "tests/test-store.yaml"}
+    for path, spec in pods:
+        assert restricted_problems(path, spec, spec["containers"], spec.get("volumes", [])) == []
+    bad = json.loads(json.dumps(pods[0][1]))
+    bad["securityContext"].pop("seccompProfile")
+    assert restricted_problems("x", bad, bad["containers"], []) != []
+
+
+def _script(rendered, path: str) -> tuple[str, dict]:
+    (obj,) = rendered[path]
+    spec = obj["spec"]["template"]["spec"] if obj["kind"] == "Job" else obj["spec"]
+    container = spec["containers"][0]
+    assert container["command"] == ["sh", "-ec"]
+    env = {e["name"]: e["value"] for e in container["env"] if "value" in e}
+    return container["args"][0], env
+
+
+@pytest.mark.parametrize("shell", ["/bin/sh", "/bin/bash"])
+def test_minio_scripts_need_only_sh_and_mc_and_are_idempotent(rendered, tmp_path, shell):
+    """The MinIO image is built on ubi-micro: no grep, no other tools. Both scripts run with only `mc` on PATH
+    (any other command would fail: not found); the bucket job twice makes the bucket, the limited user and the
+    expiry rule once each; `helm test` then writes and reads as that user, and cannot make another bucket."""
+    state = tmp_path / "mc.json"
+    fake_mc.install(tmp_path / "bin", state)
+    s = json.loads(state.read_text()) | {"root": "quantum", "root_secret": "not-a-real-password"}
+    state.write_text(json.dumps(s))
+    policy = tmp_path / "bucket.json"
+    policy.write_text(objects(rendered)[("ConfigMap", "quantum-slm-bucket-policy")]["data"]["bucket.json"])
+    secrets = {"S3_ENDPOINT_URL": "http://quantum-slm-minio.builds.svc:9000", "ROOT_USER": "quantum",
+               "ROOT_PASSWORD": "not-a-real-password", "ACCESS_KEY": "builds", "SECRET_KEY": "also-not-real"}
+
+    def run(path: str) -> subprocess.CompletedProcess:
+        script, env = _script(rendered, path)
+        env = env | secrets | {"PATH": str(tmp_path / "bin"), "POLICY_FILE": str(policy)}
+        return subprocess.run([shell, "-ec", script], env=env, capture_output=True, text=True, timeout=60)
+
+    for attempt in (1, 2):
+        job = run("minio-bucket-job.yaml")
+        assert job.returncode == 0, f"attempt {attempt}: {job.stdout}{job.stderr}"
+    s = json.loads(state.read_text())
+    assert s["buckets"] == ["quantum-slm"] and s["users"] == {"builds": "also-not-real"}
+    assert s["attached"] == {"builds": ["quantum-slm-bucket"]} and s["rules"] == [{"prefix": "runs/", "days": 30}]
+    test = run("tests/test-store.yaml")
+    assert test.returncode == 0, test.stdout + test.stderr
+    assert "store ok" in test.stdout and json.loads(state.read_text())["objects"] == {}
+
+
+def test_helm_test_fails_when_the_store_user_is_not_limited(rendered, tmp_path):
+    state = tmp_path / "mc.json"
+    fake_mc.install(tmp_path / "bin", state)
+    s = json.loads(state.read_text())
+    state.write_text(json.dumps(s | {"root": "builds", "root_secret": "also-not-real"}))  # the pods hold root
+    script, env = _script(rendered, "tests/test-store.yaml")
+    env |= {"PATH": str(tmp_path / "bin"), "S3_ENDPOINT_URL": "http://m:9000", "ACCESS_KEY": "builds",
+            "SECRET_KEY": "also-not-real"}
+    s = json.loads(state.read_text())
+    s["buckets"] = ["quantum-slm"]
+    state.write_text(json.dumps(s))
+    proc = subprocess.run(["/bin/sh", "-ec", script], env=env, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1 and "could create a bucket" in proc.stdout
+
+
+def test_submitter_can_read_logs_and_artifacts_but_not_change_templates(rendered):
+    rules = objects(rendered)[("Role", "quantum-slm-submitter")]["rules"]
+    by = {(tuple(r["apiGroups"]), tuple(r["resources"])): r for r in rules}
+    assert by[(("",), ("pods/log",))]["verbs"] == ["get"]
+    assert by[(("",), ("secrets",))] == {"apiGroups": [""], "resources": ["secrets"],
+                                         "resourceNames": [steps.STORE_SECRET], "verbs": ["get"]}
+    assert set(by[(("argoproj.io",), ("workflowtemplates",))]["verbs"]) == {"get", "list"}
 
 
 def test_minio_image_is_pinned_and_runs_as_non_root(rendered):
@@ -145,13 +285,29 @@ def test_minio_image_is_pinned_and_runs_as_non_root(rendered):
 def test_helm_test_hook_checks_the_bucket(rendered):
     (pod,) = rendered["tests/test-store.yaml"]
     assert pod["metadata"]["annotations"]["helm.sh/hook"] == "test"
-    assert "mc cp" in pod["spec"]["containers"][0]["args"][0]
     job = objects(rendered)[("Job", "quantum-slm-bucket")]
     assert "post-install" in job["metadata"]["annotations"]["helm.sh/hook"]
 
 
 def test_external_store_without_minio():
-    objs = objects(render_chart(VALUES | {"minio": VALUES["minio"] | {"enabled": False},
-                                          "store": {"endpoint": "s3.lan:9000", "insecure": False}}))
-    assert ("Deployment", "quantum-slm-minio") not in objs
-    assert objs[("ConfigMap", pipeline.STORE_CONFIG)]["data"]["S3_ENDPOINT_URL"] == "https://s3.lan:9000"
+    values = VALUES | {"minio": VALUES["minio"] | {"enabled": False},
+                       "store": VALUES["store"] | {"endpoint": "s3.lan:9000", "insecure": False}}
+    objs = objects(render_chart(values))
+    assert ("Deployment", "quantum-slm-minio") not in objs and ("Secret", "quantum-slm-minio-root") not in objs
+    assert objs[("ConfigMap", steps.STORE_CONFIG)]["data"]["S3_ENDPOINT_URL"] == "https://s3.lan:9000"
+    text = notes(values)
+    assert "port-forward svc/quantum-slm-minio" not in text and "S3_ENDPOINT_URL=https://s3.lan:9000" in text
+    with pytest.raises(HelmRenderError, match="set store.endpoint"):
+        render_chart(VALUES | {"minio": VALUES["minio"] | {"enabled": False}})
+
+
+def test_notes_say_how_to_reach_a_stock_argo_server(rendered):
+    text = notes(VALUES)
+    assert "ARGO_INSECURE_SKIP_VERIFY=true" in text and "port-forward svc/quantum-slm-minio 9000" in text
+    assert "get secret quantum-slm-store" in text  # the bucket user's credentials, from the cluster
+
+
+def test_the_model_cache_can_be_shared_across_gpu_nodes():
+    objs = objects(render_chart(VALUES | {"models": {"accessMode": "ReadWriteMany", "storageClassName": "nfs",
+                                                     "size": "20Gi"}}))
+    assert objs[("PersistentVolumeClaim", steps.MODELS_CLAIM)]["spec"]["accessModes"] == ["ReadWriteMany"]

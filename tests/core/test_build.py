@@ -2,13 +2,16 @@
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from jobs.core import keys
+from jobs.core.registry import read_artifact_file, verify_build
 from jobs.core.store import open_store
 
 REPO = Path(__file__).resolve().parents[2]
@@ -51,22 +54,68 @@ def test_smoke_build_writes_a_complete_immutable_tag(build_env):
     assert len(m["git"]["commit"]) == 40 and isinstance(m["git"]["dirty"], bool)
     assert m["sources"] and all(len(s["sha256"]) == 64 for s in m["sources"])
     assert m["spec"]["train"]["lora"]["r"] == 16 and m["dataset_sha256"]
-    assert set(m["timings_s"]) == {"curate", "train", "eval", "publish"}
+    assert set(m["timings_s"]) == {"curate", "synthesize", "train", "eval", "publish"}
     assert {"torch", "transformers", "peft"} <= set(m["versions"]["train"])
     assert "concept_recall" in m["metrics"] and "similarity" in m["metrics"]
-    for name, files in m["artifacts"].items():
-        assert files, name
-        for f in files:
-            assert store.exists(keys.artifact_prefix("smoke", name) + f["path"])
-    adapter = json.loads(store.get_bytes(keys.artifact_prefix("smoke", "adapter") + "adapter_config.json"))
+    assert all(m["artifacts"][name] for name in keys.ARTIFACTS)
+    assert verify_build(store, "smoke").damaged == []  # every listed file is there, with its sha256
+    adapter = json.loads(read_artifact_file(store, "smoke", "adapter", "adapter_config.json"))
     assert adapter["r"] == 16 and adapter["lora_alpha"] == 32
     assert set(adapter["target_modules"]) == {"q_proj", "k_proj", "v_proj", "o_proj"}
-    assert store.exists(keys.artifact_prefix("smoke", "adapter") + "adapter_model.safetensors")
-    assert store.exists(keys.artifact_prefix("smoke", "dataset") + "train.parquet")
-    assert store.exists(keys.artifact_prefix("smoke", "report") + "report.html")
+    listed = {name: {f["path"] for f in m["artifacts"][name]} for name in keys.ARTIFACTS}
+    assert "adapter_model.safetensors" in listed["adapter"] and "train.parquet" in listed["dataset"]
+    assert "report.html" in listed["report"]
+    assert {s["path"] for s in m["sources"]} == {f["path"] for f in json.loads(read_artifact_file(
+        store, "smoke", "dataset", "curate-info.json"))["sources"]}  # only what curate read
 
     before = {k: store.get_bytes(k) for k in store.list("")}
     again = run_build("smoke", build_env)
     assert again.returncode == 2 and "already exists" in again.stderr and "immutable" in again.stderr
     assert "==> curate" not in again.stdout
     assert {k: store.get_bytes(k) for k in store.list("")} == before
+
+
+# ---------------------------------------------------------------- a stage never outlives the driver
+
+STAGE = """
+import os, subprocess, sys, time
+child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(600)"])  # the stage's own child
+open(sys.argv[1], "w").write(f"{os.getpid()} {child.pid}")
+time.sleep(600)
+"""
+DRIVER = "import sys; from jobs.core.build import run_in_group; sys.exit(run_in_group(sys.argv[1:]))"
+
+
+def alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"  # a zombie has ended; only its parent's wait() is missing
+
+
+def wait_for(condition, seconds: float = 60.0) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.05)
+    return condition()
+
+
+def start_driver(tmp_path):
+    pids = tmp_path / "pids"
+    driver = subprocess.Popen([sys.executable, "-c", DRIVER, sys.executable, "-c", STAGE, str(pids)], cwd=REPO)
+    assert wait_for(lambda: pids.is_file() and len(pids.read_text().split()) == 2), "the stage did not start"
+    return driver, [int(p) for p in pids.read_text().split()]
+
+
+@pytest.mark.skipif(not Path("/proc").is_dir(), reason="reads process states from /proc")
+@pytest.mark.parametrize("how", [signal.SIGKILL, signal.SIGTERM])
+def test_the_stage_and_its_children_die_with_the_driver(tmp_path, how):
+    driver, pids = start_driver(tmp_path)
+    assert all(alive(p) for p in pids)
+    driver.send_signal(how)
+    driver.wait()
+    # Each wait is a bound, not a timing claim: the processes die within milliseconds of the driver.
+    assert wait_for(lambda: not any(alive(p) for p in pids)), f"orphaned stage processes: {pids}"

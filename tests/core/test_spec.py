@@ -114,6 +114,58 @@ def test_the_spec_command_validates_tags_and_files(capsys, tmp_path):
     assert err.startswith(f"spec: error: {bad}") and "curate.keywords: give at least one keyword" in err
 
 
+@pytest.mark.parametrize("tag", ["smoke\n", "v1\n", "smoke\r", " smoke"])
+def test_a_tag_with_a_trailing_newline_is_not_a_tag(tag):
+    """`re.match` with `$` matched "v1\\n": a second "v1" beside the immutable one."""
+    from jobs.core.spec import TAG_PATTERN
+
+    assert TAG_PATTERN.match(tag) is None
+    assert "not a valid build tag" in str(pytest.raises(SpecError, spec_by_tag, tag).value)
+
+
+SPEC_WITH = "base_model: {id: x}\ncurate: {keywords: [k], sources: [%s]}\n"
+
+
+@pytest.fixture
+def outside(tmp_path, monkeypatch):
+    """A folder outside the repository that is not a data root (the tests' own temp root is one)."""
+    monkeypatch.delenv("QSLM_DATA_ROOT")
+    (tmp_path / "docs").mkdir()
+    (tmp_path / "docs" / "a.md").write_text("# A\nText.\n")
+    (tmp_path / "root-link").symlink_to("/")
+    return tmp_path
+
+
+@pytest.mark.parametrize("path", ["../../../../../../../etc", "/", "/etc/passwd", "{tmp}/docs", "{tmp}/root-link",
+                                  "data/raw/../../../../../../tmp"])
+def test_spec_paths_that_leave_the_repository_are_refused(outside, path):
+    spec = outside / "s.yaml"
+    spec.write_text(SPEC_WITH % path.format(tmp=outside))
+    msg = str(pytest.raises(SpecError, load_spec, spec).value)
+    assert "curate.sources[0]: " in msg and "is outside the repository" in msg and "QSLM_DATA_ROOT" in msg
+
+
+def test_a_data_root_allows_a_folder_outside_the_repository(outside, monkeypatch):
+    spec = outside / "s.yaml"
+    spec.write_text(SPEC_WITH % (outside / "docs"))
+    monkeypatch.setenv("QSLM_DATA_ROOT", str(outside / "docs"))
+    assert load_spec(spec).curate.sources == (str(outside / "docs"),)
+    spec.write_text(SPEC_WITH % (outside / "root-link"))  # the link leads to /, outside the data root
+    assert "is outside the repository" in str(pytest.raises(SpecError, load_spec, spec).value)
+
+
+def test_a_suite_or_overrides_outside_is_refused_unread(outside):
+    """The file is not even opened: a FIFO there would block a reader forever."""
+    import os
+
+    os.mkfifo(outside / "fifo.yaml")
+    spec = outside / "s.yaml"
+    spec.write_text(f"base_model: {{id: x}}\ncurate: {{keywords: [k], overrides: {outside / 'fifo.yaml'}}}\n"
+                    f"eval: {{suite: {outside / 'fifo.yaml'}}}\n")
+    msg = str(pytest.raises(SpecError, load_spec, spec).value)
+    assert "curate.overrides: " in msg and "eval.suite: " in msg and msg.count("is outside the repository") == 2
+
+
 def test_the_gate_can_name_the_knowledge_diagnostics(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\n"

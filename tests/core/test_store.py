@@ -1,6 +1,13 @@
+import os
+import socket
+import subprocess
+import sys
+import time
+
 import pytest
 
 from jobs.core.store import KeyExists, StoreError, download_folder, open_store, upload_folder
+from tests.conftest import REPO
 
 
 def test_put_get_list_exists(store, tmp_path):
@@ -45,3 +52,78 @@ def test_folder_round_trip(store, tmp_path):
     download_folder(store, "runs/r1/train/", tmp_path / "back")
     assert (tmp_path / "back" / "x.bin").read_bytes() == b"\x00\x01"
     assert (tmp_path / "back" / "sub" / "y.txt").read_text() == "y"
+
+
+# ---------------------------------------------------------------- S3 endpoint faults: bounded, one line per try
+
+@pytest.fixture
+def proxied(s3_env, s3_endpoint, monkeypatch):
+    """The test bucket reached through a loopback proxy the test can stop or freeze; 2 tries of 1 s each."""
+    from tests.faults.proxy import Proxy
+
+    proxy = Proxy(int(s3_endpoint.rsplit(":", 1)[1]))
+    monkeypatch.setenv("S3_ENDPOINT_URL", proxy.url)
+    monkeypatch.setenv("QSLM_S3_TIMEOUT_S", "1")
+    monkeypatch.setenv("QSLM_S3_ATTEMPTS", "2")
+    yield proxy
+    proxy.close()
+
+
+def test_a_stopped_endpoint_is_one_clear_error_after_a_line_per_try(proxied, capsys):
+    store = open_store()
+    store.put_bytes("builds/t/a", b"a")
+    proxied.set("stop")
+    with pytest.raises(StoreError) as err:
+        store.put_bytes("builds/t/b", b"b")
+    msg = str(err.value)
+    assert proxied.url in msg and "failed 2 times" in msg and "S3_ENDPOINT_URL" in msg and "\n" not in msg
+    tries = [line for line in capsys.readouterr().err.splitlines() if line.startswith("store: PUT builds/t/b")]
+    assert len(tries) == 1 and "attempt 1 of 2 failed, retrying in 1 s" in tries[0]
+
+
+def test_a_frozen_endpoint_times_out_instead_of_hanging(proxied):
+    store = open_store()
+    proxied.set("freeze")
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="ReadTimeoutError"):
+        store.exists("builds/t/manifest.json")
+    # 2 tries x 1 s read timeout + 1 s pause; the bound is loose (a loaded 2-core machine), the old code hung
+    # for 5 tries x 60 s
+    assert time.monotonic() - started < 60
+
+
+def test_a_dropped_connection_is_retried_and_succeeds_once_restored(proxied):
+    store = open_store()
+    proxied.set("drop")
+    with pytest.raises(StoreError, match="failed 2 times"):
+        store.get_bytes("builds/t/a")
+    proxied.set("pass")
+    store.put_bytes("builds/t/a", b"a")
+    assert store.get_bytes("builds/t/a") == b"a"
+
+
+def test_a_missing_bucket_is_named_at_once_without_retries(s3_env, monkeypatch, capsys):
+    monkeypatch.setenv("QSLM_STORE", "s3://no-such-bucket-here")
+    store = open_store()
+    for call in (store.check, lambda: store.list("builds/"), lambda: store.put_bytes("builds/t/a", b"a")):
+        with pytest.raises(StoreError, match="bucket 'no-such-bucket-here' does not exist at the S3 endpoint http"):
+            call()
+    assert "attempt" not in capsys.readouterr().err
+
+
+def test_store_commands_print_one_error_line_not_a_traceback(s3_env, tmp_path):
+    """What an operator sees when the endpoint is down: `<stage>: error: ...` naming it, exit 2."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        dead = f"http://127.0.0.1:{s.getsockname()[1]}"  # nothing listens here once closed
+    env = dict(os.environ, S3_ENDPOINT_URL=dead, QSLM_S3_ATTEMPTS="1", QSLM_S3_TIMEOUT_S="1")
+    for cmd in (["jobs.core.cli", "list"], ["jobs.core.cli", "verify", "v1"], ["jobs.core.cli", "gc"]):
+        r = subprocess.run([sys.executable, "-m", *cmd], cwd=REPO, env=env, capture_output=True, text=True)
+        assert r.returncode == 2 and "Traceback" not in r.stderr, r.stderr
+        assert r.stderr.splitlines()[-1].startswith(f"{cmd[1]}: error: ") and dead in r.stderr.splitlines()[-1]
+
+
+def test_an_unwritable_local_store_fails_before_any_work(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot create the store folder"):
+        open_store(str(tmp_path / "file" / "store")).check()

@@ -100,3 +100,46 @@ def test_bad_expect_and_paragraph_references_are_listed(tmp_path):
                      "question 'nz-01': missing key(s) concepts",
                      "question 'nz-02'.paragraphs: an `expect: abstain` item has no source paragraphs"):
         assert expected in text
+
+
+def _question(i: int, **fields) -> dict:
+    return {"id": f"q{i}", "question": "What is a kernel?", "reference": "An inner product.", "concepts": ["kernel"],
+            "topic": "k"} | fields
+
+
+def test_a_suite_larger_than_eval_can_ask_is_refused_with_its_size(tmp_path):
+    from jobs.core.suite import MAX_QUESTIONS
+
+    path = tmp_path / "huge.yaml"
+    path.write_text(yaml.safe_dump({"name": "huge", "questions": [_question(i) for i in range(MAX_QUESTIONS + 1)]}))
+    msg = str(pytest.raises(SuiteError, load_suite, path).value)
+    assert f"questions: {MAX_QUESTIONS + 1:,} questions, more than the {MAX_QUESTIONS:,}" in msg
+    assert msg.count("\n") == 1  # one problem, not one per question
+
+
+def test_overlong_fields_are_refused_by_length_without_echoing_them(tmp_path):
+    from jobs.core.suite import LIMITS
+
+    long_question = "Why " * 250_000  # a megabyte prompt
+    path = tmp_path / "long.yaml"
+    path.write_text(yaml.safe_dump({"name": "long", "questions": [
+        _question(0, question=long_question), _question(1, reference="r" * (LIMITS["reference"] + 1)),
+        _question(2, concepts=[{"name": "c", "synonyms": ["s"] * 51}]), _question(3, topic="t" * 500)]}))
+    msg = str(pytest.raises(SuiteError, load_suite, path).value)
+    assert "question 'q0'.question: 1,000,000 characters, more than the 4,000 a question may have" in msg
+    assert "question 'q1'.reference: 8,001 characters" in msg and "question 'q3'.topic: 500 characters" in msg
+    assert "question 'q2'.concepts[0].synonyms: 51 strings, more than the 50 allowed" in msg
+    assert len(msg) < 1000
+
+
+def test_a_long_list_of_problems_is_capped(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml.safe_dump({"name": "bad", "questions": [{"id": f"q{i}"} for i in range(500)]}))
+    msg = str(pytest.raises(SuiteError, load_suite, path).value)
+    assert msg.startswith(f"{path}: 500 problem(s)") and "... and 480 more" in msg and msg.count("\n") == 21
+
+
+def test_an_id_with_a_trailing_newline_is_refused(tmp_path):
+    path = tmp_path / "nl.yaml"
+    path.write_text(yaml.safe_dump({"name": "nl", "questions": [_question(0, id="q0\n")]}))
+    assert "id must be letters, digits" in str(pytest.raises(SuiteError, load_suite, path).value)

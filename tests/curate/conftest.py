@@ -14,7 +14,9 @@ CORPUS = Path(os.environ.get("QSLM_CORPUS", Path(__file__).resolve().parents[3] 
 
 
 def curate_spec(spec, **curate_fields):
-    """The spec with some curate fields changed (frozen dataclasses, so a copy)."""
+    """The spec with some curate fields changed (frozen dataclasses, so a copy). MiniLM selection is off unless
+    a test turns it on: loading the embedder takes seconds."""
+    curate_fields.setdefault("semantic_selection", False)
     return dataclasses.replace(spec, curate=dataclasses.replace(spec.curate, **curate_fields))
 
 

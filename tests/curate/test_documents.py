@@ -119,3 +119,32 @@ def test_bad_included_file_skips_its_document_and_names_the_file(tmp_path):
     docs, skipped, _ = load_documents([tmp_path], "skip")
     assert docs == [] and skipped[0]["path"].endswith("main.tex")
     assert "ch1.tex (included): not UTF-8" in skipped[0]["reason"]
+
+
+def test_nothing_outside_a_source_folder_is_read(tmp_path, monkeypatch):
+    """Links that leave the folder, hidden files, and \\input of a file elsewhere: none reaches a dataset (or,
+    through curate-info.json's sources, the store). Curate used to crash on the first and read the last."""
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.md").write_text("# Secret\nThe secret kernel is hunter2.\n")
+    (outside / "secret.tex").write_text("The secret kernel is hunter2.\n")
+    src = tmp_path / "src"
+    src.mkdir()
+    (src / "ok.md").write_text("# Kernels\nA quantum kernel is an inner product of feature states.\n")
+    (src / "link.md").symlink_to(outside / "secret.md")
+    (src / "root").symlink_to("/")
+    (src / ".env").write_text("AWS_SECRET_ACCESS_KEY=hunter2\n")
+    (src / "main.tex").write_text("\\documentclass{article}\n\\begin{document}\n\\section{K}\n"
+                                  "\\input{../outside/secret}\n\\end{document}\n")
+    for data_root in (str(tmp_path), None):  # inside a data root, then outside every allowed folder
+        if data_root is None:
+            monkeypatch.delenv("QSLM_DATA_ROOT")
+        docs, skipped, ignored = load_documents([src], "skip")
+        assert [d.path.rsplit("/", 1)[-1] for d in docs] == ["ok.md"]
+        assert not any("hunter2" in p.text for d in docs for p in d.paragraphs)
+        assert any("link.md (a link to a file outside its source folder)" in i for i in ignored)
+        (reason,) = [s["reason"] for s in skipped if s["path"].endswith("main.tex")]
+        assert "secret.tex" in reason and "outside" in reason
+    assert "(included): an \\input leads to" in reason  # refused before it was read
+    with pytest.raises(CurateError, match="outside the document's folder"):
+        load_documents([src], "fail")

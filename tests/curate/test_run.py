@@ -15,11 +15,12 @@ import pytest
 from jobs.core.spec import REPO_ROOT
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import load_documents
-from jobs.curate.run import DATA_FILES, curate
+from jobs.core.dataset_folder import DATA_FILES, EXAMPLE_SCHEMA, PARAGRAPH_SCHEMA
+from jobs.curate.run import curate
 from tests.curate.conftest import read_rows
 
 RAW = REPO_ROOT / "data" / "raw"
-COLUMNS = ["id", "messages", "template", "source_path", "source_sha256", "section", "paragraph_ids", "keywords"]
+COLUMNS = EXAMPLE_SCHEMA.names
 DISPLAY = re.compile(r"^\$\$\s*$.*?^\$\$\s*$", re.S | re.M)
 INLINE = re.compile(r"\$[^$\n]+\$")
 CODE = re.compile(r"^```.*?^```\s*$|`[^`\n]+`", re.S | re.M)
@@ -55,6 +56,12 @@ def test_dataset_folder_contract(raw_dataset):
         assert table.column_names == COLUMNS
         assert table.num_rows > 0
     assert pq.read_table(raw_dataset / "heldout.parquet").column_names == ["id", "text", "source_path", "section"]
+    assert {r["origin"] for r in read_rows(raw_dataset)} == {"template"}
+    paragraphs = read_rows(raw_dataset, "paragraphs")
+    assert pq.read_table(raw_dataset / "paragraphs.parquet").column_names == PARAGRAPH_SCHEMA.names
+    assert {p["split"] for p in paragraphs} == {"train", "eval"} and all(p["language"] == "en" for p in paragraphs)
+    trained = {i for r in read_rows(raw_dataset) for i in r["paragraph_ids"]}
+    assert trained <= {i for p in paragraphs for i in [p["id"]] + [c["id"] for c in p["before"] + p["after"]]}
     stats = json.loads((raw_dataset / "stats.json").read_text())
     assert stats["documents"]["count"] >= 1 and stats["paragraphs"]["seen"] >= stats["paragraphs"]["kept"] > 0
     assert sum(stats["tokens"]["bins"].values()) == stats["examples"]["train"] + stats["examples"]["eval"]
@@ -72,7 +79,7 @@ def test_dataset_folder_contract(raw_dataset):
 def test_no_eval_question_or_answer_is_copied_into_training(raw_dataset, smoke_spec):
     import yaml
 
-    from jobs.curate.dedup import shingles
+    from jobs.core.neardup import shingles
 
     suite = yaml.safe_load(open(smoke_spec.eval.suite, encoding="utf-8"))
     probes = [shingles(q[f]) for q in suite["questions"] for f in ("question", "reference")]

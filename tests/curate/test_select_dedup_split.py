@@ -7,7 +7,10 @@ from collections import Counter
 import pytest
 
 from jobs.core.suite import parse_suite
-from jobs.curate import dedup, examples, select, split
+from jobs.core.leakage import LeakageCheck, leakage
+from jobs.core.neardup import dedup
+from jobs.curate import examples, select, split
+from jobs.curate.run import dedup_examples
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import load_documents
 from tests.curate.conftest import curate_spec
@@ -23,11 +26,13 @@ k = FidelityKernel(feature_map)
 
 Short one.
 
-This paragraph talks about cooking pasta and has nothing to do with the domain at all, but it is long enough.
-
 ## Noise
 
 Depolarizing noise shrinks every kernel value towards the same constant, which makes the Gram matrix less useful.
+
+# Dinner
+
+This paragraph talks about cooking pasta and has nothing to do with the domain at all, but it is long enough.
 """
 
 
@@ -46,7 +51,7 @@ def test_keyword_patterns_match_words_plurals_and_hyphens():
 def test_selection_with_context_in_the_same_section(docs, smoke_spec):
     spec = curate_spec(smoke_spec, min_paragraph_chars=60)
     counts = Counter()
-    chosen = select.select(docs, spec.curate, None, counts)
+    chosen = select.select(docs, spec.curate, None, counts).selected
     by_id = {s.paragraph.id.rsplit("#", 1)[-1] + "@" + s.paragraph.section: s for s in chosen}
     assert set(by_id) == {"p0@Kernels", "p0@Kernels > Noise"}
     first = by_id["p0@Kernels"]
@@ -62,7 +67,7 @@ def test_overrides_pin_and_drop(docs, smoke_spec, tmp_path):
     ov = tmp_path / "overrides.yaml"
     ov.write_text(f"pin: ['{pasta}']\ndrop: ['{kernel}']\n")
     spec = curate_spec(smoke_spec, min_paragraph_chars=60, overrides=str(ov))
-    chosen = {s.paragraph.id: s.reason for s in select.select(docs, spec.curate, None, Counter())}
+    chosen = {s.paragraph.id: s.reason for s in select.select(docs, spec.curate, None, Counter()).selected}
     assert chosen[pasta] == "pinned" and kernel not in chosen
     ov.write_text("pin: ['nope#x#p0']\n")
     with pytest.raises(CurateError, match="nope#x#p0"):
@@ -71,7 +76,7 @@ def test_overrides_pin_and_drop(docs, smoke_spec, tmp_path):
 
 def test_examples_are_grounded_and_carry_provenance(docs, smoke_spec):
     spec = curate_spec(smoke_spec, min_paragraph_chars=60)
-    chosen = select.select(docs, spec.curate, None, Counter())
+    chosen = select.select(docs, spec.curate, None, Counter()).selected
     rows = [r for s in chosen for r in examples.make_examples(s, spec.curate.templates, "Be brief.", 0)]
     templates = {r["template"] for r in rows}
     assert {"explain", "define", "relate", "engineer"} <= templates
@@ -95,10 +100,10 @@ def test_exact_and_near_duplicates():
          "matter for every experiment that uses a support vector machine on top of the kernel matrix.")
     items = [{"id": "a", "t": a}, {"id": "b", "t": a.upper()}, {"id": "c", "t": a.replace("many", "several")},
              {"id": "d", "t": "Noise channels are described by Kraus operators that sum to the identity."}]
-    kept, removed = dedup.dedup_paragraphs(items, lambda x: x["t"], lambda x: x["id"], 0.7)
+    kept, removed = dedup(items, lambda x: x["t"], lambda x: x["id"], 0.7)
     assert [k["id"] for k in kept] == ["a", "d"]
     assert {(r["id"], r["kind"]) for r in removed} == {("b", "exact"), ("c", "near")}
-    rows, n = dedup.dedup_examples([{"id": "x"}, {"id": "x"}, {"id": "y"}])
+    rows, n = dedup_examples([{"id": "x"}, {"id": "x"}, {"id": "y"}])
     assert [r["id"] for r in rows] == ["x", "y"] and n == 1
 
 
@@ -112,9 +117,9 @@ def test_leakage_removes_training_examples_that_copy_eval_answers():
     clean = {"id": "2", "paragraph_ids": ["d#s#p1"],
              "messages": [{"role": "user", "content": "Explain noise."},
                           {"role": "assistant", "content": "Depolarizing noise flattens the kernel matrix."}]}
-    kept, removed = dedup.leakage([leak, clean], suite, 0.85)
+    kept, removed = leakage([leak, clean], LeakageCheck([suite], 0.85))
     assert [r["id"] for r in kept] == ["2"]
-    assert removed[0]["eval_question"] == "qk-03" and removed[0]["field"] == "reference"
+    assert removed[0]["eval_question"] == "qk-03" and removed[0]["field"] == "reference" and removed[0]["suite"] == "t"
 
 
 def test_split_keeps_each_section_on_one_side():

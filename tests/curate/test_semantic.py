@@ -34,10 +34,11 @@ def test_curate_imports_no_torch():
 def test_semantic_selection_adds_paragraphs_close_to_eval_topics(tmp_path, smoke_spec):
     (tmp_path / "e.md").write_text(DOC)
     docs, _, _ = load_documents([tmp_path], "skip")
-    off = select.select(docs, curate_spec(smoke_spec, min_paragraph_chars=40).curate, SUITE, Counter())
+    off = select.select(docs, curate_spec(smoke_spec, min_paragraph_chars=40, semantic_selection=False).curate, SUITE,
+                        Counter()).selected
     assert off == []  # no spec keyword in either paragraph
     counts = Counter()
     on = select.select(docs, curate_spec(smoke_spec, min_paragraph_chars=40, semantic_selection=True).curate,
-                       SUITE, counts)
+                       SUITE, counts).selected
     assert [(s.paragraph.text[:14], s.reason) for s in on] == [("The swap test ", "semantic")]
     assert counts["selected_semantic"] == 1 and counts["skipped_no_keyword"] == 1

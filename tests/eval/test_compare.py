@@ -22,14 +22,18 @@ def _question(qid: str, answer: str, recall: float, similarity: float) -> dict:
 
 def _put_build(store, tag: str, created_at: str, headline: dict, topics: dict, status: str = "passed",
                questions: list | None = None) -> None:
-    """A committed build whose report holds metrics.json, listed in its manifest with its sha256 (as publish does)."""
+    """A committed build as publish leaves it: files under an attempt, listed with their sha256 by the manifest."""
     metrics = {"tag": tag, "suite": {"name": "core", "sha256": "a" * 64, "questions": 3}, "headline": headline,
                "topics": topics, "gate": {"passed": status == "passed", "checks": []}, "questions": questions or []}
-    body = json.dumps(metrics).encode()
-    store.put_bytes(keys.artifact_prefix(tag, "report") + "metrics.json", body)
-    record = {"path": "metrics.json", "sha256": hashlib.sha256(body).hexdigest(), "bytes": len(body)}
+    files = {"dataset": ("train.parquet", b"rows"), "adapter": ("adapter_model.safetensors", b"weights"),
+             "report": ("metrics.json", json.dumps(metrics).encode())}
+    attempt = keys.new_attempt()
+    for artifact, (name, data) in files.items():
+        store.put_bytes(keys.artifact_prefix(tag, artifact, attempt) + name, data)
+    listed = {artifact: [{"path": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}]
+              for artifact, (name, data) in files.items()}
     store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": status, "created_at": created_at,
-                                                        "artifacts": {"report": [record]}}).encode())
+                                                        "attempt": attempt, "artifacts": listed}).encode())
 
 
 def _topic(recall: float, similarity: float) -> dict:
@@ -98,6 +102,7 @@ def test_the_question_level_diff_shows_lost_and_gained_with_both_answers(store, 
 
 
 def test_a_damaged_report_is_refused(store, capsys):
-    store.put_bytes(keys.artifact_prefix("v1", "report") + "metrics.json", b"{}")
+    attempt = json.loads(store.get_bytes(keys.manifest_key("v1")))["attempt"]
+    store.put_bytes(keys.artifact_prefix("v1", "report", attempt) + "metrics.json", b"{}")
     assert main(["--a", "v1", "--b", "v2"]) == 2
     assert "does not match its manifest" in capsys.readouterr().err

@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 IMAGES = REPO / "images"
 STAGES = ("curate", "train", "eval")
 requirements = runpy.run_path(str(IMAGES / "requirements.py"))["requirements"]
-build = runpy.run_path(str(IMAGES / "build.py"))
+build = runpy.run_path(str(IMAGES / "build_images.py"))
 
 
 def name_of(requirement: str) -> str:
@@ -76,8 +76,41 @@ def test_dockerfile_habits(stage):
 def test_image_names_and_tag_check():
     assert build["image_ref"]("train", "v2") == "qslm-train:v2"
     assert build["image_ref"]("eval", "v2", "registry.lan:5000/") == "registry.lan:5000/qslm-eval:v2"
-    proc = subprocess.run([sys.executable, str(IMAGES / "build.py"), "--tag", "v 2"], capture_output=True, text=True)
+    proc = subprocess.run([sys.executable, str(IMAGES / "build_images.py"), "--tag", "v 2"], capture_output=True, text=True)
     assert proc.returncode == 2 and "not a valid image tag" in proc.stderr
-    proc = subprocess.run([sys.executable, str(IMAGES / "build.py"), "--tag", "v2", "--push"], capture_output=True,
+    proc = subprocess.run([sys.executable, str(IMAGES / "build_images.py"), "--tag", "v2", "--push"], capture_output=True,
                           text=True)
     assert proc.returncode == 2 and "--push needs --registry" in proc.stderr
+
+
+def test_k3s_import_pins_the_images(tmp_path, monkeypatch):
+    """Images imported into k3s cannot be pulled back, and the kubelet's image garbage collection deletes unused
+    ones: they go into k3s's agent images folder (k3s imports and pins those at every start) and are pinned now."""
+    calls, stubs = tmp_path / "calls.txt", tmp_path / "bin"
+    stubs.mkdir()
+    for tool in ("docker", "k3s"):  # record the call; `docker save --output F` writes F
+        (stubs / tool).write_text(f'#!/bin/sh\necho "{tool} $*" >> {calls}\n'
+                                  'if [ "$1" = save ]; then echo archive > "$3"; fi\n')
+        (stubs / tool).chmod(0o755)
+    monkeypatch.setenv("PATH", f"{stubs}:/usr/bin:/bin")
+    images_dir = tmp_path / "agent" / "images"
+    refs = ["qslm-curate:v2", "registry.lan:5000/qslm-train:v2", "lab/qslm-eval:v2"]
+    archive = build["k3s_import"](refs, "v2", images_dir)
+    assert archive == images_dir / "qslm-v2.tar" and archive.read_text() == "archive\n"
+    assert [p.name for p in images_dir.iterdir()] == ["qslm-v2.tar"]  # no partial file k3s could import
+    assert calls.read_text().splitlines() == [
+        f"docker save --output {images_dir / '.qslm-v2.tar.partial'} {' '.join(refs)}",
+        f"k3s ctr images import {archive}",
+        "k3s ctr images label docker.io/library/qslm-curate:v2 io.cri-containerd.pinned=pinned",
+        "k3s ctr images label registry.lan:5000/qslm-train:v2 io.cri-containerd.pinned=pinned",
+        "k3s ctr images label docker.io/lab/qslm-eval:v2 io.cri-containerd.pinned=pinned",
+    ]
+
+
+def test_the_curate_image_carries_the_workflow_steps_it_runs():
+    """The git push's plan and the build's verdict run `python -m workflows.trigger|verdict` in the curate image."""
+    text = (IMAGES / "curate.Dockerfile").read_text()
+    copied = re.search(r"^COPY (workflows/.*) /app/workflows/$", text, re.M).group(1).split()
+    assert copied == ["workflows/__init__.py", "workflows/names.py", "workflows/trigger.py", "workflows/verdict.py"]
+    allowed = (REPO / ".dockerignore").read_text().splitlines()
+    assert all(f"!{path}" in allowed for path in copied)

@@ -10,7 +10,6 @@ runs/<run-id>/<stage>/. The publish step then runs in the curate image and write
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
@@ -22,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from jobs.core import keys
+from jobs.core.registry import artifact_files, read_artifact_file, verify_build
 from jobs.core.store import download_folder, open_store, upload_folder
 from tests.docker_support import (PYTHON_BASE, TORCH_BASE, build_images, image_config, image_uid_gid,
                                    run_container)
@@ -147,33 +147,37 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
     assert len(made) == 1 and made[0].stat().st_uid == uid
     print("[docker] stage containers (s): " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()))
 
-    stored = set(store.list(keys.build_prefix(TAG)))
-    for name in ["manifest.json", "dataset/train.parquet", "dataset/eval.parquet", "dataset/curate-info.json",
-                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/train-info.json",
-                 "report/metrics.json", "report/report.html", "report/gate.json", "report/eval-info.json"]:
-        assert keys.build_prefix(TAG) + name in stored, f"{name} missing from the published build"
-    assert not [k for k in stored if "/checkpoints/" in k]
     manifest = json.loads(store.get_bytes(keys.manifest_key(TAG)))
     assert manifest["tag"] == TAG and manifest["status"] in ("passed", "failed-gate")
     assert manifest["git"]["commit"] == commit.removesuffix("-dirty")
-    published = {a["path"] for a in manifest["artifacts"]["adapter"]}
-    assert {"adapter_config.json", "adapter_model.safetensors"} <= published
-    raw = [p for p in (REPO / "data" / "raw").rglob("*") if p.is_file()]
-    assert {s["sha256"] for s in manifest["sources"]} == {hashlib.sha256(p.read_bytes()).hexdigest() for p in raw}
+    listed = {f"{artifact}/{rec['path']}" for artifact in keys.ARTIFACTS
+              for _, rec in artifact_files(manifest, TAG, artifact)}
+    for name in ["dataset/train.parquet", "dataset/eval.parquet", "dataset/curate-info.json",
+                 "adapter/adapter_config.json", "adapter/adapter_model.safetensors", "adapter/train-info.json",
+                 "report/metrics.json", "report/report.html", "report/gate.json", "report/eval-info.json"]:
+        assert name in listed, f"{name} missing from the published build"
+    assert not [k for k in store.list(keys.build_prefix(TAG)) if "/checkpoints/" in k]
+    check = verify_build(store, TAG)  # every file the manifest lists is stored, byte for byte
+    assert check.files == len(listed) + len(manifest["sources"]) and not check.damaged
+    # only the documents curate read are stored: curate-info.json's sources, not every file in data/raw
+    curated = json.loads(read_artifact_file(store, TAG, "dataset", "curate-info.json"))["sources"]
+    assert {s["sha256"] for s in manifest["sources"]} == {s["sha256"] for s in curated}
 
 
 def test_k3s_import_gets_all_three_images(images, tmp_path):
-    """`make images K3S_IMPORT=1` streams `docker save` into `k3s ctr images import -`; a stand-in k3s on PATH
-    records what it was given (no k3s runs here)."""
-    seen = tmp_path / "imported.json"
+    """`make images K3S_IMPORT=1` saves the images into k3s's agent images folder (here a temp folder) and imports
+    that archive with `k3s ctr`; a stand-in k3s on PATH records what it was given (no k3s runs here)."""
+    seen, agent = tmp_path / "imported.json", tmp_path / "agent-images"
     fake = tmp_path / "bin" / "k3s"
     fake.parent.mkdir()
-    fake.write_text(f'#!/bin/sh\n[ "$*" = "ctr images import -" ] || exit 9\ntar -xO manifest.json > {seen}\n')
+    fake.write_text(f'#!/bin/sh\ncase "$*" in\n  "ctr images import "*) tar -xOf "$4" manifest.json > {seen} ;;\n'
+                    '  "ctr images label "*) ;;\n  *) exit 9 ;;\nesac\n')
     fake.chmod(0o755)
     env = {**os.environ, "PATH": f"{fake.parent}:{os.environ['PATH']}"}
-    proc = subprocess.run([sys.executable, str(REPO / "images" / "build.py"), "--tag", TAG, "--k3s-import",
-                           "--python-base", PYTHON_BASE, "--torch-base", TORCH_BASE],
+    proc = subprocess.run([sys.executable, str(REPO / "images" / "build_images.py"), "--tag", TAG, "--k3s-import",
+                           "--k3s-images-dir", str(agent), "--python-base", PYTHON_BASE, "--torch-base", TORCH_BASE],
                           env=env, capture_output=True, text=True, cwd=REPO)
     assert proc.returncode == 0, proc.stderr[-3000:]
     tags = sorted(t for entry in json.loads(seen.read_text()) for t in entry["RepoTags"])
     assert tags == sorted(images.values())
+    assert [p.name for p in agent.iterdir()] == [f"qslm-{TAG}.tar"]

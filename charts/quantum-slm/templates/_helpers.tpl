@@ -21,7 +21,7 @@ app.kubernetes.io/component: minio
 {{- else if .Values.minio.enabled -}}
 quantum-slm-minio.{{ .Release.Namespace }}.svc:9000
 {{- else -}}
-{{ required "store.endpoint is required when minio.enabled=false" .Values.minio.externalEndpoint }}
+{{ required "set store.endpoint (host:port of the S3 endpoint) when minio.enabled=false" .Values.store.endpoint }}
 {{- end -}}
 {{- end }}
 
@@ -39,12 +39,22 @@ quantum-slm-minio.{{ .Release.Namespace }}.svc:9000
 {{ .Values.minio.clientImage | default (include "quantum-slm.minioImage" .) }}
 {{- end }}
 
-{{- define "quantum-slm.rootUser" -}}
-{{ required "set minio.rootUser (the MinIO root user; no default on purpose)" .Values.minio.rootUser }}
+{{/* A credential value, required unless the Secrets are made outside the chart (secrets.existing). */}}
+{{- define "quantum-slm.credential" -}}
+{{- $v := required (printf "set %s (%s; no default on purpose), or make the Secrets yourself with secrets.existing=true" .name .what) .value -}}
+{{- if lt (len $v) (int .min) }}{{ fail (printf "%s must have at least %d characters (MinIO refuses shorter ones)" .name (int .min)) }}{{ end -}}
+{{ $v }}
 {{- end }}
 
-{{- define "quantum-slm.rootPassword" -}}
-{{- $p := required "set minio.rootPassword (at least 8 characters; no default on purpose)" .Values.minio.rootPassword -}}
-{{- if lt (len $p) 8 }}{{ fail "minio.rootPassword must have at least 8 characters (MinIO refuses shorter ones)" }}{{ end -}}
-{{ $p }}
+{{/* The pod securityContext of the chart's own pods: Pod Security "restricted". */}}
+{{- define "quantum-slm.podSecurity" -}}
+runAsNonRoot: true
+runAsUser: 1000
+runAsGroup: 1000
+seccompProfile: {type: RuntimeDefault}
+{{- end }}
+
+{{- define "quantum-slm.containerSecurity" -}}
+allowPrivilegeEscalation: false
+capabilities: {drop: [ALL]}
 {{- end }}

@@ -1,5 +1,5 @@
-"""Duplicates and leakage: exact and near-duplicate paragraphs (MinHash LSH over word 5-shingles), duplicate
-examples, and training examples that nearly copy an eval question or reference answer.
+"""Near duplicates, shared by curate and synthesize: word 5-shingles, MinHash LSH, and dedup of any items by
+their text (input order decides which of a group is kept). numpy only, so the curate image needs no scipy.
 """
 
 from __future__ import annotations
@@ -8,8 +8,6 @@ import hashlib
 import re
 
 import numpy as np
-
-from jobs.core.suite import Suite
 
 SHINGLE_WORDS = 5
 NUM_PERM = 64  # MinHash permutations: Jaccard error about 1/sqrt(64) = 0.125 before the exact check
@@ -21,7 +19,7 @@ _B = _RNG.integers(0, 2**63, NUM_PERM, dtype=np.uint64)
 
 
 def minhash(sh: set[str]) -> np.ndarray:
-    """NUM_PERM-value MinHash signature of a shingle set (numpy only: the curate image carries no scipy)."""
+    """NUM_PERM-value MinHash signature of a shingle set."""
     if not sh:
         return np.full(NUM_PERM, np.iinfo(np.uint64).max, dtype=np.uint64)
     x = np.fromiter((int.from_bytes(hashlib.blake2b(s.encode(), digest_size=4).digest(), "little") for s in sh),
@@ -52,7 +50,7 @@ def jaccard(a: set, b: set) -> float:
     return len(a & b) / len(a | b) if a or b else 1.0
 
 
-def dedup_paragraphs(items: list, text_of, id_of, threshold: float) -> tuple[list, list[dict]]:
+def dedup(items: list, text_of, id_of, threshold: float) -> tuple[list, list[dict]]:
     """Keep the first of each group of exact or near-duplicate texts (input order decides, so sort first).
     Returns (kept, removed [{id, duplicate_of, kind, similarity}])."""
     kept, removed, exact = [], [], {}
@@ -62,8 +60,7 @@ def dedup_paragraphs(items: list, text_of, id_of, threshold: float) -> tuple[lis
     sets = {}
     for idx, item in enumerate(items):
         text = text_of(item)
-        norm = normalize(text)
-        h = hashlib.sha256(norm.encode()).hexdigest()
+        h = hashlib.sha256(normalize(text).encode()).hexdigest()
         if h in exact:
             removed.append({"id": id_of(item), "duplicate_of": id_of(items[exact[h]]), "kind": "exact",
                             "similarity": 1.0})
@@ -87,46 +84,4 @@ def dedup_paragraphs(items: list, text_of, id_of, threshold: float) -> tuple[lis
         for band, k in zip(buckets, keys):
             band.setdefault(k, []).append(idx)
         kept.append(item)
-    return kept, removed
-
-
-def dedup_examples(rows: list[dict]) -> tuple[list[dict], int]:
-    """Drop examples whose messages are identical (same content hash id)."""
-    seen, out = set(), []
-    for r in rows:
-        if r["id"] not in seen:
-            seen.add(r["id"])
-            out.append(r)
-    return out, len(rows) - len(out)
-
-
-def leakage(rows: list[dict], suite: Suite, threshold: float) -> tuple[list[dict], list[dict]]:
-    """Remove training examples that contain a near copy of an eval question or reference answer: the share
-    of the eval text's 5-shingles found in the example reaches `threshold`. Returns (kept, removed report)."""
-    probes = []
-    for q in suite.questions:
-        for field in ("question", "reference"):
-            sh = shingles(getattr(q, field))
-            if sh:
-                probes.append((q.id, field, sh))
-    if not probes:
-        return rows, []
-    index: dict[str, set[int]] = {}
-    for k, (_, _, sh) in enumerate(probes):
-        for s in sh:
-            index.setdefault(s, set()).add(k)
-    kept, removed = [], []
-    for r in rows:
-        text = "\n".join(m["content"] for m in r["messages"])
-        hits: dict[int, int] = {}
-        for s in shingles(text):
-            for k in index.get(s, ()):
-                hits[k] = hits.get(k, 0) + 1
-        leaked = [(probes[k], n / len(probes[k][2])) for k, n in hits.items() if n / len(probes[k][2]) >= threshold]
-        if leaked:
-            (qid, field, _), share = max(leaked, key=lambda x: (x[1], x[0][0]))
-            removed.append({"id": r["id"], "eval_question": qid, "field": field, "overlap": round(share, 4),
-                            "paragraph_ids": r["paragraph_ids"]})
-        else:
-            kept.append(r)
     return kept, removed

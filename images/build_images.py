@@ -1,10 +1,10 @@
 """Build the stage images (curate, train, eval) tagged with a build tag, print their sizes, and optionally push
 them to a registry or load them into k3s's containerd.
 
-    python images/build.py --tag v2                               # qslm-curate:v2, qslm-train:v2, qslm-eval:v2
-    python images/build.py --tag v2 --registry registry.lan:5000 --push
-    python images/build.py --tag v2 --k3s-import                  # docker save | k3s ctr images import -
-    python images/build.py --tag v2 --torch-base my/torch:cpu train
+    python images/build_images.py --tag v2                               # qslm-curate:v2, qslm-train:v2, qslm-eval:v2
+    python images/build_images.py --tag v2 --registry registry.lan:5000 --push
+    python images/build_images.py --tag v2 --k3s-import                  # into k3s, pinned (as root: sudo)
+    python images/build_images.py --tag v2 --torch-base my/torch:cpu train
 
 Each image's base is its Dockerfile's BASE_IMAGE default (python:3.11-slim-bookworm; pytorch/pytorch's CUDA
 runtime image) unless --python-base / --torch-base name another (the tests pass locally made bases).
@@ -26,6 +26,8 @@ STAGES = ("curate", "train", "eval")
 TORCH_STAGES = {"train", "eval"}  # built on the torch base; curate on the plain Python base
 # Docker's tag grammar: up to 128 word characters, '.' or '-', not starting with '.' or '-'.
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}$")
+K3S_IMAGES_DIR = Path("/var/lib/rancher/k3s/agent/images")  # k3s imports and pins the archives it finds here
+PIN_LABEL = "io.cri-containerd.pinned"  # containerd's CRI reports such images as pinned; the kubelet keeps them
 
 
 def image_ref(stage: str, tag: str, registry: str = "") -> str:
@@ -42,7 +44,8 @@ def git_commit() -> str:
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
     # What goes into an image: uncommitted or untracked changes there make the label say so.
-    status = subprocess.run(["git", "status", "--porcelain", "--", "jobs", "data", "pyproject.toml", "images"],
+    status = subprocess.run(["git", "status", "--porcelain", "--", "jobs", "data", "pyproject.toml", "images",
+                             "workflows"],
                             cwd=REPO, text=True, capture_output=True).stdout
     return commit + ("-dirty" if status.strip() else "")
 
@@ -65,13 +68,32 @@ def image_size_mb(ref: str) -> float:
     return int(out.strip()) / 1e6
 
 
-def k3s_import(refs: list[str]) -> None:
-    """Load images into k3s's containerd (the k8s.io namespace its kubelet uses), so pods with
-    imagePullPolicy IfNotPresent find them without a registry."""
-    save = subprocess.Popen(["docker", "save", *refs], stdout=subprocess.PIPE)
-    subprocess.run(["k3s", "ctr", "images", "import", "-"], stdin=save.stdout, check=True)
-    if save.wait() != 0:
-        raise SystemExit(f"docker save {' '.join(refs)} failed")
+def containerd_ref(ref: str) -> str:
+    """The name containerd gives an image Docker calls `ref` (qslm-curate:v2 -> docker.io/library/qslm-curate:v2)."""
+    first, _, rest = ref.partition("/")
+    if not rest:
+        return f"docker.io/library/{ref}"
+    if "." in first or ":" in first or first == "localhost":
+        return ref
+    return f"docker.io/{ref}"
+
+
+def k3s_import(refs: list[str], tag: str, images_dir: Path = K3S_IMAGES_DIR) -> Path:
+    """Load images into k3s's containerd (the k8s.io namespace its kubelet uses), pinned: pods with imagePullPolicy
+    IfNotPresent find them without a registry, and the kubelet's image garbage collection never deletes them
+    (they could not be pulled back). The archive stays in k3s's agent images folder, whose images k3s imports and
+    pins again at every start; `k3s ctr images import` and the pin label make them usable at once. Returns the
+    archive (delete it to unpin that tag at the next k3s start)."""
+    images_dir.mkdir(parents=True, exist_ok=True)
+    archive = images_dir / f"qslm-{tag}.tar"
+    partial = images_dir / f".qslm-{tag}.tar.partial"  # k3s imports *.tar only: never a half-written archive
+    subprocess.run(["docker", "save", "--output", str(partial), *refs], check=True)
+    partial.replace(archive)
+    subprocess.run(["k3s", "ctr", "images", "import", str(archive)], check=True)
+    for ref in refs:
+        subprocess.run(["k3s", "ctr", "images", "label", containerd_ref(ref), f"{PIN_LABEL}=pinned"], check=True,
+                       stdout=subprocess.DEVNULL)
+    return archive
 
 
 def main() -> None:
@@ -82,7 +104,9 @@ def main() -> None:
     parser.add_argument("--tag", required=True, help="build tag, e.g. v2 (the image tag)")
     parser.add_argument("--registry", default="", help="registry host[:port][/path] to name (and --push) the images")
     parser.add_argument("--push", action="store_true", help="docker push each image (needs --registry)")
-    parser.add_argument("--k3s-import", action="store_true", help="load the images into k3s's containerd")
+    parser.add_argument("--k3s-import", action="store_true", help="load the images into k3s's containerd, pinned")
+    parser.add_argument("--k3s-images-dir", type=Path, default=K3S_IMAGES_DIR,
+                        help=f"k3s's agent images folder (default {K3S_IMAGES_DIR})")
     parser.add_argument("--python-base", help="base image for curate instead of its Dockerfile default")
     parser.add_argument("--torch-base", help="base image for train and eval instead of their Dockerfile default")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON line on stdout")
@@ -108,7 +132,8 @@ def main() -> None:
         for r in results:
             subprocess.run(["docker", "push", r["ref"]], check=True, stdout=sys.stderr)
     if args.k3s_import:
-        k3s_import([r["ref"] for r in results])
+        archive = k3s_import([r["ref"] for r in results], args.tag, args.k3s_images_dir)
+        print(f"imported into k3s and pinned; archive {archive}", file=sys.stderr)
 
     table = sys.stderr if args.json else sys.stdout
     print(f"\n{'image':<40} {'size (MB)':>10} {'build (s)':>10}", file=table)

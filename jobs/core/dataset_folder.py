@@ -1,0 +1,81 @@
+"""The dataset folder (docs/architecture.md, "Dataset folder"): its parquet schemas, its content hash, and a
+writer that makes the folder appear complete or not at all. Curate writes it; synthesize reads one and writes
+another; train and eval read it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
+EXAMPLE_SCHEMA = pa.schema([
+    ("id", pa.string()), ("messages", MESSAGES), ("template", pa.string()),
+    ("origin", pa.string()),  # template (curate) | synthetic (a writer's Q&A) | paraphrase (a writer's rewrite)
+    ("writer", pa.string()),  # "" for template examples; else the writer that made it (model and revision)
+    ("source_path", pa.string()), ("source_sha256", pa.string()), ("section", pa.string()),
+    ("paragraph_ids", pa.list_(pa.string())), ("keywords", pa.list_(pa.string())),
+])
+HELDOUT_SCHEMA = pa.schema([("id", pa.string()), ("text", pa.string()), ("source_path", pa.string()),
+                            ("section", pa.string())])
+CONTEXT = pa.list_(pa.struct([("id", pa.string()), ("kind", pa.string()), ("text", pa.string())]))
+# The selected paragraphs with their context, for the synthesis stage; `split` says which side of the held-out
+# split the paragraph's section is on (synthesis writes examples from `train` paragraphs only).
+PARAGRAPH_SCHEMA = pa.schema([
+    ("id", pa.string()), ("text", pa.string()), ("kind", pa.string()), ("source_path", pa.string()),
+    ("source_sha256", pa.string()), ("section", pa.string()), ("keywords", pa.list_(pa.string())),
+    ("reason", pa.string()), ("split", pa.string()), ("language", pa.string()),
+    ("before", CONTEXT), ("after", CONTEXT),
+])
+DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "paragraphs.parquet", "stats.json")
+
+
+def example_id(messages: list[dict]) -> str:
+    """An example's id: a hash of its messages, so equal examples share it wherever they were made."""
+    return hashlib.sha256(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
+
+
+def write_parquet(rows: list[dict], schema: pa.Schema, path: Path) -> None:
+    table = pa.Table.from_pylist(rows, schema=schema)
+    pq.write_table(table, path, compression="zstd", write_statistics=False)
+
+
+def read_rows(path: Path) -> list[dict]:
+    return pq.read_table(path).to_pylist()
+
+
+def dataset_sha256(folder: Path) -> str:
+    h = hashlib.sha256()
+    for name in DATA_FILES:
+        h.update(name.encode() + b"\0" + hashlib.sha256((folder / name).read_bytes()).hexdigest().encode() + b"\n")
+    return h.hexdigest()
+
+
+def is_empty_or_absent(out: Path) -> bool:
+    return not out.exists() or not any(out.iterdir())
+
+
+def write_folder(out: Path, fill: Callable[[Path], list[str]]) -> None:
+    """Make `out` appear complete or not at all: `fill(tmp)` writes the files into a temporary sibling folder
+    and returns their names, the last one being the stage's info file; then the folder is renamed into place
+    (or, when `out` exists empty, e.g. a mount point, the files are moved in, the info file last)."""
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    try:
+        names = fill(tmp)
+        if out.exists():
+            for name in names:
+                shutil.move(tmp / name, out / name)  # copies when out is another file system
+            tmp.rmdir()
+        else:
+            tmp.rename(out)  # the dataset folder appears all at once
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,35 @@
+"""Plain-text helpers that curate and synthesize share: the language guess and the sentence split.
+
+The language guess counts common function words (English vs Spanish, the two languages of the sources); a
+text with neither counts as English. Sentences keep a display equation ($$...$$ on its own lines) whole,
+attached to the sentence that introduces it.
+"""
+
+from __future__ import annotations
+
+import re
+
+DISPLAY = re.compile(r"^\$\$\n.*?\n\$\$$\n?", re.S | re.M)
+SENTENCE = re.compile(r"(?<=[.!?])\s+(?=[A-ZÁÉÍÓÚÑ¿¡$])")
+STOP_ES = re.compile(r"\b(el|la|los|las|que|del|para|una|con|por|como|se)\b", re.I)
+STOP_EN = re.compile(r"\b(the|and|that|with|for|this|are|is|of|which)\b", re.I)
+LANGUAGES = {"en": "English", "es": "Spanish"}
+
+
+def language(text: str) -> str:
+    """'es' or 'en'."""
+    return "es" if len(STOP_ES.findall(text)) > len(STOP_EN.findall(text)) else "en"
+
+
+def sentences(text: str) -> list[str]:
+    """Sentences of a paragraph; a display equation stays whole, attached to the sentence that introduces it."""
+    out, pos = [], 0
+    for m in DISPLAY.finditer(text):
+        out += [s for s in SENTENCE.split(text[pos:m.start()].strip()) if s.strip()]
+        block = "\n" + m.group(0).strip("\n") + "\n"
+        if out:
+            out[-1] += block
+        else:
+            out.append(block.lstrip("\n"))
+        pos = m.end()
+    return out + [s for s in SENTENCE.split(text[pos:].strip()) if s.strip()]

@@ -1,0 +1,116 @@
+"""A conversation with one build, and the chat's commands (the terminal side lives in ask.py).
+
+Commands: /reset, /system TEXT, /audience researcher|engineer|student [en|es], /base, /sources, /help, /exit.
+The system message is the one the adapter was trained with unless the user sets another; /audience puts the
+audience's prompt after it, exactly as curate wrote the audience variants of the training examples.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+from jobs.core.audiences import AUDIENCES, audience_prompt
+from jobs.serve.builds import Build
+from jobs.serve.sources import SourceIndex, format_sources
+
+HELP = """commands:
+  /reset                 forget the conversation (the system message stays)
+  /system TEXT           use TEXT as the system message (/system alone: back to the build's own)
+  /audience NAME [LANG]  steer by audience: researcher, engineer or student; LANG en (default) or es
+  /base                  the base model's answer to your last question, beside the adapter's
+  /sources               the build's source paragraphs nearest to the last answer (ids, file, section)
+  /help                  this list
+  /exit                  leave (Ctrl-D too)"""
+
+
+class WhitespaceTrim:
+    """Streams text so that its pieces join to the stripped answer, the engine's Generation.text (the engine's own
+    chunks join to the text before the strip): leading whitespace is dropped, trailing whitespace is held back
+    until more text follows it, and dropped at the end."""
+
+    def __init__(self):
+        self.started, self.held = False, ""
+
+    def feed(self, text: str) -> str:
+        text = self.held + text
+        if not self.started:
+            text = text.lstrip()
+        body = text.rstrip()
+        self.held = text[len(body):]
+        self.started = self.started or bool(body)
+        return body
+
+
+@dataclass
+class Chat:
+    build: Build
+    engine: object  # jobs.core.engine.Engine
+    sampling: object  # jobs.core.engine.Sampling
+    embed_loader: Callable  # () -> embedder; loaded on the first /sources only (MiniLM takes seconds)
+    system: str | None = None
+    history: list[dict] = field(default_factory=list)
+    last: object = None  # the last answer's Generation (tokens, finish reason)
+    _sources: SourceIndex | None = None
+
+    def __post_init__(self):
+        self.system = self.build.system_prompt()
+
+    def _conversation(self, turns: list[dict]) -> list[dict]:
+        return ([{"role": "system", "content": self.system}] if self.system else []) + turns
+
+    def _stream(self, turns: list[dict], adapter: str | None) -> Iterator[str]:
+        trim = WhitespaceTrim()
+        for chunk in self.engine.stream(self._conversation(turns), adapter, self.sampling):
+            self.last = chunk.generation or self.last
+            yield trim.feed(chunk.text)
+
+    def ask(self, question: str) -> Iterator[str]:
+        """Stream the adapter's answer; the turn joins the history once it is complete."""
+        turns = self.history + [{"role": "user", "content": question}]
+        yield from self._stream(turns, self.build.tag)
+        self.history = turns + [{"role": "assistant", "content": self.last.text}]
+
+    def last_answer(self) -> str | None:
+        return self.history[-1]["content"] if self.history else None
+
+    def base(self) -> Iterator[str]:
+        """The base model alone on the last turn, with the same history and system message before it."""
+        return self._stream(self.history[:-1], None)
+
+    def sources(self) -> str:
+        if not (self.last_answer() or "").strip():
+            return "(no answer to compare with yet: ask a question first, or the last answer was blank)"
+        if self._sources is None:
+            self._sources = SourceIndex(self.build.artifact("dataset"), self.embed_loader())
+        return format_sources(self._sources.nearest(self.last_answer() or ""))
+
+    def command(self, line: str) -> tuple[str, Iterator[str] | str]:
+        """(label, output) for a /command: output is text, or a stream of text for /base. Raises EOFError on /exit."""
+        name, _, arg = line.strip().partition(" ")
+        arg = arg.strip()
+        if name in ("/exit", "/quit"):
+            raise EOFError
+        if name == "/reset":
+            self.history = []
+            return "", "(conversation forgotten)"
+        if name == "/system":
+            self.system = arg or self.build.system_prompt()
+            return "", f"(system message: {self.system or 'the base model default'})"
+        if name == "/audience":
+            who, _, lang = arg.partition(" ")
+            if who not in AUDIENCES or lang.strip() not in ("", "en", "es"):
+                return "", f"(usage: /audience {'|'.join(AUDIENCES)} [en|es])"
+            self.system = self.build.system_prompt(audience_prompt(who, lang.strip() or "en"))
+            return "", f"(system message: {self.system})"
+        if name == "/base":
+            if not self.history:
+                return "", "(ask a question first: /base answers your last one with the base model)"
+            # The adapter's answer again, then the base's to the same turn: the two read one above the other.
+            base = self.build.spec.base_model.id
+            return f"adapter {self.build.tag}> {self.last_answer()}\nbase {base}> ", self.base()
+        if name == "/sources":
+            return "", self.sources()
+        if name == "/help":
+            return "", HELP
+        return "", f"(unknown command {name}; /help lists them)"

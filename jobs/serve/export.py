@@ -1,0 +1,92 @@
+"""Export a build as standalone models: Hugging Face folders (adapter merged in), a model card, optionally GGUF.
+
+    python -m jobs.serve.export --version smoke [--out exports/smoke]           # `make export VERSION=smoke`
+    python -m jobs.serve.export --version v2 --format gguf --quant Q4_K_M       # `make export VERSION=v2 FORMAT=gguf`
+
+Writes OUT/merged-dequantized/ and OUT/merged-original/ (each loadable by AutoModelForCausalLM.from_pretrained
+without peft; only `original` for a build not trained on a 4-bit base), OUT/adapter/ (the adapter itself, for
+peft or vLLM), OUT/README.md (the model card, also inside each merged folder) and, with --format gguf,
+OUT/<tag>-<QUANT>.gguf made from the merge named by --gguf-from.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+from jobs.core.errors import QslmError
+from jobs.core.spec import REPO_ROOT
+from jobs.core.store import open_store
+from jobs.serve import ServeError
+from jobs.serve.builds import Build, open_build, quiet_libraries
+from jobs.serve.card import model_card
+from jobs.serve.gguf import QUANTS, convert
+from jobs.serve.merge import merge, merges_for, perplexities
+
+
+def heldout_texts(build: Build) -> list[str]:
+    import pyarrow.parquet as pq
+
+    rows = pq.read_table(build.artifact("dataset") / "heldout.parquet", columns=["text"]).column("text").to_pylist()
+    return [t for t in rows if t and t.strip()]
+
+
+def export(build: Build, out: Path, fmt: str = "hf", quant: str = "Q4_K_M", gguf_from: str = "dequantized",
+           device: str = "auto") -> dict:
+    """Write the export folder; returns {"merged": {kind: folder}, "perplexity": {...}, "gguf": path or None}."""
+    kinds = merges_for(build)
+    if fmt == "gguf" and quant not in QUANTS:
+        raise ServeError(f"QUANT={quant} is not a llama.cpp type offered here; pick one of {', '.join(QUANTS)}")
+    if fmt == "gguf" and gguf_from not in kinds:
+        raise ServeError(f"--gguf-from {gguf_from}: build {build.tag} offers only {', '.join(kinds)}")
+    out.mkdir(parents=True, exist_ok=True)
+    merged = {kind: merge(build, kind, out / f"merged-{kind}", device) for kind in kinds}
+    shutil.copytree(build.artifact("adapter"), out / "adapter", dirs_exist_ok=True)
+    texts = heldout_texts(build)
+    if not texts:
+        raise ServeError(f"build {build.tag}: its dataset has no held-out paragraphs to compare the merges on")
+    ppl = perplexities(build, merged, texts, device)
+    gguf = convert(merged[gguf_from], out / f"{build.tag}-{quant}.gguf", quant) if fmt == "gguf" else None
+    report = json.loads((build.artifact("report") / "metrics.json").read_text())
+    stats = json.loads((build.artifact("dataset") / "stats.json").read_text())
+    card = model_card(build, report, stats, ppl, kinds, gguf)
+    for folder in [out, *merged.values()]:
+        (folder / "README.md").write_text(card, encoding="utf-8")
+    return {"merged": merged, "perplexity": ppl, "gguf": gguf}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description="Export a build: merged Hugging Face folders + model card [+ GGUF].")
+    p.add_argument("--version", required=True, help="build tag")
+    p.add_argument("--out", type=Path, help="export folder (default: exports/<tag>)")
+    p.add_argument("--format", choices=["hf", "gguf"], default="hf", help="gguf: also a llama.cpp file")
+    p.add_argument("--quant", default="Q4_K_M", type=str.upper, help=f"GGUF type: {', '.join(QUANTS)}")
+    p.add_argument("--gguf-from", choices=["dequantized", "original"], default="dequantized",
+                   help="which merge becomes the GGUF")
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    args = p.parse_args(argv)
+    try:
+        build = open_build(open_store(), args.version, ("adapter", "dataset", "report"))
+        quiet_libraries()
+        out = args.out or REPO_ROOT / "exports" / args.version
+        print(f"exporting {build.label()} to {out}", flush=True)
+        result = export(build, out, args.format, args.quant, args.gguf_from, args.device)
+    except QslmError as exc:
+        print(f"export: error: {exc}", file=sys.stderr)
+        return 2
+    ppl = result["perplexity"]
+    print(f"held-out perplexity: adapter on its 4-bit base {ppl['adapter']:.4f}; " +
+          "; ".join(f"merged-{k} {v:.4f}" for k, v in ppl.items() if k != "adapter"))
+    for kind, folder in result["merged"].items():
+        print(f"  {folder}   (AutoModelForCausalLM.from_pretrained, no peft)")
+    if result["gguf"]:
+        print(f"  {result['gguf']}")
+    print(f"  {out / 'README.md'}   (model card)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

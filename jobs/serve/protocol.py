@@ -1,0 +1,119 @@
+"""The OpenAI chat-completions wire format: the request the server accepts, the objects it returns, the errors.
+
+Only what this server honours is modelled; unknown request fields are accepted and ignored (clients send
+`user`, `logprobs: false` and the like), but options that would change the answer and are not supported
+(n > 1, tools) are refused rather than silently dropped.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+MAX_STOP = 4  # OpenAI's own limit on stop sequences
+
+
+class TextPart(BaseModel):
+    type: Literal["text"]
+    text: str
+
+
+class Message(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    role: Literal["system", "developer", "user", "assistant"]
+    content: str | list[TextPart]
+
+    def as_turn(self) -> dict:
+        # "developer" is the newer name of the system role in OpenAI's API; the chat template knows "system".
+        text = self.content if isinstance(self.content, str) else "".join(p.text for p in self.content)
+        return {"role": "system" if self.role == "developer" else self.role, "content": text}
+
+
+class ChatRequest(BaseModel):
+    model_config = ConfigDict(extra="allow")
+    model: str
+    messages: list[Message] = Field(min_length=1)
+    # Greedy by default: the decoding eval scored the build with. Ask for temperature > 0 to sample.
+    temperature: float = Field(0.0, ge=0.0, le=2.0)
+    top_p: float = Field(1.0, gt=0.0, le=1.0)
+    max_tokens: int | None = Field(None, ge=1)
+    max_completion_tokens: int | None = Field(None, ge=1)
+    stop: str | list[str] | None = Field(None, validate_default=True)  # a tuple once validated
+    stream: bool = False
+    stream_options: dict | None = None
+    seed: int | None = None
+    n: int = 1
+    tools: list | None = None
+
+    @field_validator("stop")
+    @classmethod
+    def _stop(cls, value):
+        stops = [value] if isinstance(value, str) else list(value or [])
+        if len(stops) > MAX_STOP or any(not s for s in stops):
+            raise ValueError(f"give at most {MAX_STOP} non-empty stop sequences")
+        return tuple(stops)
+
+    @field_validator("n")
+    @classmethod
+    def _n(cls, value):
+        if value != 1:
+            raise ValueError("this server gives one answer per request: n must be 1")
+        return value
+
+    @field_validator("tools")
+    @classmethod
+    def _tools(cls, value):
+        if value:
+            raise ValueError("tool calls are not supported by this server")
+        return value
+
+    def turns(self) -> list[dict]:
+        return [m.as_turn() for m in self.messages]
+
+    def has_system(self) -> bool:
+        return any(m.role in ("system", "developer") for m in self.messages)
+
+    def include_usage(self) -> bool:
+        return bool((self.stream_options or {}).get("include_usage"))
+
+
+def error_body(message: str, type_: str = "invalid_request_error", param: str | None = None,
+               code: str | None = None) -> dict:
+    return {"error": {"message": message, "type": type_, "param": param, "code": code}}
+
+
+def completion_id() -> str:
+    return f"chatcmpl-{uuid.uuid4().hex[:24]}"
+
+
+def usage(prompt_tokens: int, completion_tokens: int) -> dict:
+    return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens}
+
+
+def completion(cid: str, model: str, generation, prompt_tokens: int) -> dict:
+    return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
+            "choices": [{"index": 0, "message": {"role": "assistant", "content": generation.text},
+                         "finish_reason": generation.finish_reason, "logprobs": None}],
+            "usage": usage(prompt_tokens, generation.new_tokens)}
+
+
+def chunk(cid: str, model: str, delta: dict, finish_reason: str | None = None, usage_: dict | None = None) -> dict:
+    choices = [] if usage_ else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
+    body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+            "choices": choices}
+    if usage_:
+        body["usage"] = usage_
+    return body
+
+
+def model_card(build) -> dict:
+    """A /v1/models entry: the build tag is the model name; status and base say what it is."""
+    from datetime import datetime
+
+    created = int(datetime.fromisoformat(build.manifest["created_at"]).timestamp())
+    return {"id": build.tag, "object": "model", "created": created, "owned_by": "quantum-slm",
+            "status": build.manifest["status"], "base_model": build.spec.base_model.id}

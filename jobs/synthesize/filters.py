@@ -1,0 +1,66 @@
+"""What a writer's reply must pass to become an example, in order:
+  malformed      free text that is not the asked format (JSON with a question and an answer; an option)
+  length         question and answer within synthesize.question_chars / answer_chars; a paraphrase within
+                 synthesize.paraphrase_ratio of its paragraph's length
+  language       the same language as the paragraph
+  ungrounded     a number, a symbol or an equation that the paragraph and its context do not state
+                 (jobs/core/grounding.py, the check eval's faithfulness uses too)
+  off_topic      MiniLM cosine to the paragraph with its context below synthesize.min_similarity
+  leakage        a near copy of a question or reference answer of any eval suite
+  near_duplicate a near copy of another synthetic example (word 5-shingles, curate.near_duplicate_threshold)
+"""
+
+from __future__ import annotations
+
+import json
+import re
+
+from jobs.core.grounding import absent
+from jobs.core.text import language
+
+FILTERS = ("malformed", "length", "language", "ungrounded", "off_topic", "leakage", "near_duplicate")
+FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
+
+
+def parse_qa(reply: str) -> tuple[str, str] | None:
+    """(question, answer) from a JSON reply (a ```json fence around it is accepted), or None."""
+    text = FENCE.sub("", reply.strip())
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        data = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    q, a = data.get("question"), data.get("answer")
+    if not (isinstance(q, str) and isinstance(a, str) and q.strip() and a.strip()):
+        return None
+    return q.strip(), a.strip()
+
+
+def parse_choice(reply: str, options: tuple[str, ...]) -> str | None:
+    """The option a reply names: the reply is the option, perhaps quoted or followed by punctuation or words."""
+    first = re.split(r"[\s.,;:!)\]\"']+", reply.strip().strip("\"'*(["), maxsplit=1)[0].lower()
+    return next((o for o in options if o.lower() == first), None)
+
+
+def check_text(kind: str, question: str, answer: str, p: dict, spec) -> tuple[str, str] | None:
+    """(filter, why) for the first filter before the similarity one that a candidate fails, or None."""
+    y = spec.synthesize
+    if kind == "paraphrase":
+        low, high = y.paraphrase_ratio
+        ratio = len(answer) / max(1, len(p["text"]))
+        if not low <= ratio <= high:
+            return "length", f"{ratio:.2f} times the paragraph's length, outside {low}-{high}"
+    else:
+        for what, text, (low, high) in (("question", question, y.question_chars), ("answer", answer, y.answer_chars)):
+            if not low <= len(text) <= high:
+                return "length", f"{what} of {len(text)} chars, outside {low}-{high}"
+    if language(answer) != p["language"]:
+        return "language", f"written in {language(answer)}, the paragraph in {p['language']}"
+    missing = absent(question + "\n" + answer, [p["text"]] + [c["text"] for c in p["before"] + p["after"]])
+    if missing:
+        return "ungrounded", f"states {', '.join(missing[:3])}, which the paragraph and its context do not"
+    return None

@@ -1,0 +1,180 @@
+"""The writers: the build's own base model through the generation engine, or an OpenAI-compatible endpoint
+through the official `openai` client. Both answer the same requests: free text, or a choice among options.
+
+An endpoint request that fails for a passing reason (connection refused or reset, timeout, 408/409/429, 5xx) is
+retried with exponential backoff (synthesize.writer.backoff_s, doubling, `retries` times); then the stage stops
+with an error naming the endpoint, the model and the last failure. Replies already received are in the cache,
+so a rerun resumes there.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor, as_completed
+from dataclasses import dataclass
+from typing import Callable
+
+from jobs.core.errors import QslmError
+from jobs.core.spec import BuildSpec
+
+RETRY_STATUS = (408, 409, 429)  # and every 5xx: the server may answer next time
+TOO_LONG = "[prompt too long for the writer's context]"  # the engine writer's reply to a prompt it cannot take
+
+
+class SynthesisError(QslmError):
+    """The synthesis stage cannot go on; the message names the input, the writer or the value, and the fix."""
+
+
+@dataclass
+class Request:
+    messages: list[dict]
+    options: tuple[str, ...]  # () = free text; else the reply is one of these
+    temperature: float
+    top_p: float
+    max_new_tokens: int
+    seed: int
+    paragraph_sha256: str  # the paragraph (with its context) the request is about
+
+    def sampling(self) -> dict:
+        return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
+                "seed": self.seed}
+
+
+Done = Callable[[int, str], None]  # (request index, reply): called as each reply arrives, to cache it at once
+
+
+class EngineWriter:
+    """The base model, exactly as the build trains it (4-bit or not), without an adapter; loaded on first use,
+    so a run that finds every reply cached never loads it."""
+
+    def __init__(self, spec: BuildSpec, model_dir):
+        b, t = spec.base_model, spec.train
+        self.spec, self.engine = spec, None
+        self.name = f"engine:{b.id}@{b.revision or model_dir.name}:{t.quantization}-{t.compute_dtype}"
+        self.note = ""
+
+    def _load(self):
+        if self.engine is None:
+            from jobs.core.engine import Engine
+
+            self.engine = Engine.load(self.spec)
+            self.note = f"engine path {self.engine.path}: {self.engine.path_note}"
+        return self.engine
+
+    def run(self, requests: list[Request], done: Done) -> None:
+        from jobs.core.engine import NLL_MAX_TOKENS, Sampling
+
+        engine, size = self._load(), self.spec.synthesize.writer.batch_size
+        lengths = [len(ids) for ids in engine.prompt_ids([r.messages for r in requests])]
+        # A prompt the model cannot take (or, for a choice, that the engine would score truncated, before the
+        # options) gets TOO_LONG as its reply, which the filters count as malformed, instead of stopping the run.
+        limit = [NLL_MAX_TOKENS - 16 if r.options else engine.context - r.max_new_tokens for r in requests]
+        for i in (i for i in range(len(requests)) if lengths[i] > limit[i]):
+            done(i, TOO_LONG)
+        todo = [i for i in range(len(requests)) if lengths[i] <= limit[i]]
+        groups: dict[tuple, list[int]] = {}
+        for i in (i for i in todo if not requests[i].options):  # one Sampling per batched call
+            groups.setdefault(tuple(requests[i].sampling().values()), []).append(i)
+        for idx in groups.values():
+            s = requests[idx[0]]
+            sampling = Sampling(max_new_tokens=s.max_new_tokens, temperature=s.temperature, top_p=s.top_p,
+                                seed=s.seed)
+            for start in range(0, len(idx), size):
+                batch = idx[start:start + size]
+                for i, g in zip(batch, engine.chat([requests[i].messages for i in batch], None, sampling)):
+                    done(i, g.text)
+        choices = [i for i in todo if requests[i].options]
+        for start in range(0, len(choices), size):
+            batch = choices[start:start + size]
+            for i, option in zip(batch, self._choose(engine, [requests[i] for i in batch])):
+                done(i, option)
+
+    @staticmethod
+    def _choose(engine, batch: list[Request]) -> list[str]:
+        """Per request, the option the model finds likeliest after the prompt: constrained by construction, so
+        even a random model answers within the protocol. The prompt is the same for every option of a request,
+        so comparing whole texts' NLL compares the options'."""
+        texts, spans = [], []
+        for r in batch:
+            prompt = engine.tokenizer.apply_chat_template(r.messages, tokenize=False, add_generation_prompt=True)
+            spans.append((len(texts), len(r.options)))
+            texts += [prompt + o for o in r.options]
+        scores = engine.nll(texts, None)  # one batched call for the whole batch's options
+        return [r.options[min(range(n), key=lambda k: (scores[first + k][0], k))]
+                for r, (first, n) in zip(batch, spans)]
+
+
+class OpenAIWriter:
+    """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, a hosted API)."""
+
+    def __init__(self, spec: BuildSpec):
+        w = spec.synthesize.writer
+        self.w = w
+        self.base_url = w.base_url or os.environ.get("QSLM_WRITER_BASE_URL")
+        self.model = w.model or os.environ.get("QSLM_WRITER_MODEL")
+        if not self.base_url or not self.model:
+            raise SynthesisError(f"{spec.source_file}: synthesize.writer.kind is openai but no "
+                                 f"{'base_url' if not self.base_url else 'model'} is set: set it in the spec's "
+                                 f"synthesize.writer or export "
+                                 f"{'QSLM_WRITER_BASE_URL' if not self.base_url else 'QSLM_WRITER_MODEL'}")
+        self.name = f"openai:{self.model}@{w.revision or 'unpinned'}"
+        self.note = f"endpoint {self.base_url}"
+        from openai import OpenAI
+
+        key = os.environ.get("QSLM_WRITER_API_KEY") or os.environ.get("OPENAI_API_KEY") or "none"
+        self.client = OpenAI(base_url=self.base_url, api_key=key, timeout=w.timeout_s, max_retries=0)
+
+    def _once(self, r: Request) -> str:
+        reply = self.client.chat.completions.create(
+            model=self.model, messages=r.messages, temperature=r.temperature, top_p=r.top_p,
+            max_tokens=r.max_new_tokens, seed=r.seed)
+        return reply.choices[0].message.content or ""
+
+    def ask(self, r: Request, stop: threading.Event) -> str | None:
+        """The reply, after retries; None when another request already failed for good (`stop` is set)."""
+        import openai
+
+        started, last = time.monotonic(), None
+        for attempt in range(self.w.retries + 1):
+            if stop.is_set():
+                return None
+            try:
+                return self._once(r)
+            except openai.APIStatusError as exc:
+                if exc.status_code not in RETRY_STATUS and exc.status_code < 500:
+                    stop.set()  # before raising: the worker's next request must see it
+                    raise SynthesisError(f"writer endpoint {self.base_url} refused the request for model "
+                                         f"{self.model}: HTTP {exc.status_code} {exc.message}; check "
+                                         f"synthesize.writer.model and the endpoint's key") from None
+                last = f"HTTP {exc.status_code} {exc.message}"
+            except openai.APITimeoutError:
+                last = f"no reply within {self.w.timeout_s} s (synthesize.writer.timeout_s)"
+            except openai.APIConnectionError as exc:
+                last = f"{exc.message} ({exc.__cause__ or 'no detail'})"
+            if attempt < self.w.retries:
+                time.sleep(self.w.backoff_s * 2 ** attempt)
+        stop.set()
+        raise SynthesisError(f"writer endpoint {self.base_url} (model {self.model}) failed {self.w.retries + 1} "
+                             f"times over {time.monotonic() - started:.0f} s; last: {last}. Is the server up and "
+                             f"serving that model? Replies received so far are cached: rerun to resume")
+
+    def run(self, requests: list[Request], done: Done) -> None:
+        error, stop = None, threading.Event()
+        with ThreadPoolExecutor(self.w.concurrency) as pool:
+            futures = {pool.submit(self.ask, r, stop): i for i, r in enumerate(requests)}
+            for future in as_completed(futures):
+                try:
+                    reply = future.result()
+                except SynthesisError as exc:  # ask() has set `stop`; replies already in flight are still cached
+                    error = error or exc
+                    continue
+                if reply is not None:
+                    done(futures[future], reply)
+        if error:
+            raise error
+
+
+def make_writer(spec: BuildSpec, model_dir) -> EngineWriter | OpenAIWriter:
+    return OpenAIWriter(spec) if spec.synthesize.writer.kind == "openai" else EngineWriter(spec, model_dir)

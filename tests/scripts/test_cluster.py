@@ -1,0 +1,183 @@
+"""`make cluster` (scripts/cluster.sh) on a fake workstation: stub commands on PATH record every call and play
+the machine (tests/scripts/fake_machine.py). A fresh run installs everything at the pinned versions, a rerun
+changes nothing, a machine without a GPU or without its driver is refused with a clear message before anything
+changes, and DRY_RUN=1 prints the plan and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from tests.scripts import fake_machine
+
+REPO = Path(__file__).resolve().parents[2]
+SCRIPT = REPO / "scripts" / "cluster.sh"
+CHART = REPO / "charts" / "quantum-slm"
+# The real tools the script may use besides the stubs: none of them changes anything outside its temp folder.
+REAL = ("bash", "sh", "env", "cat", "cut", "head", "base64", "sha256sum", "find", "sort", "xargs", "mktemp", "rm",
+        "cp", "wc", "tr", "seq", "sleep", "dirname", "sed")
+
+
+def mutating(call: list[str]) -> bool:
+    """Calls that change the machine (or download what would)."""
+    name, args = call[0], call[1:]
+    if name in ("apt-get", "curl", "gpg", "install", "systemctl", "fake-installer"):
+        return True
+    if name == "k3s" and args[:1] == ["kubectl"]:
+        verbs = [a for a in args if a in ("create", "apply", "patch", "label", "delete")]
+        return bool(verbs)
+    if name == "helm":
+        return args[:2] in (["repo", "add"], ["repo", "update"]) or args[:1] in (["upgrade"], ["test"])
+    return False
+
+
+class Machine:
+    def __init__(self, tmp: Path, state: dict):
+        self.tmp, self.state_file, self.log = tmp, tmp / "state.json", tmp / "calls.jsonl"
+        self.state_file.write_text(json.dumps(state))
+        bin_dir, real = tmp / "stubs", tmp / "real"
+        fake_machine.install_stubs(bin_dir, self.state_file, self.log)
+        real.mkdir()
+        for tool in REAL:
+            (real / tool).symlink_to(shutil.which(tool))
+        self.path = f"{bin_dir}:{real}"
+
+    def run(self, **env) -> tuple[subprocess.CompletedProcess, list[list[str]]]:
+        """Run the script; returns the process and the calls this run made."""
+        self.log.write_text("")
+        proc = subprocess.run(["bash", str(SCRIPT)], capture_output=True, text=True, timeout=120,
+                              env={"PATH": self.path, "HOME": str(self.tmp), "TMPDIR": str(self.tmp), **env})
+        calls = [json.loads(line) for line in self.log.read_text().splitlines()]
+        return proc, calls
+
+    @property
+    def state(self) -> dict:
+        return json.loads(self.state_file.read_text())
+
+
+def index(calls: list[list[str]], *words: str) -> int:
+    """Position of the first call holding all these words (each one in an argument); fails when there is none."""
+    for i, call in enumerate(calls):
+        if all(any(w in a for a in call) for w in words):
+            return i
+    raise AssertionError(f"no call with {words}:\n" + "\n".join(" ".join(c) for c in calls))
+
+
+@pytest.fixture
+def machine(tmp_path) -> Machine:
+    return Machine(tmp_path, fake_machine.fresh())
+
+
+def test_fresh_workstation_gets_everything_at_the_pinned_versions(machine):
+    proc, calls = machine.run()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    toolkit = index(calls, "apt-get", "install", "nvidia-container-toolkit=1.17.8-1")
+    assert {"nvidia-container-toolkit-base=1.17.8-1", "libnvidia-container1=1.17.8-1"} <= set(calls[toolkit])
+    k3s = index(calls, "fake-installer", "k3s", "v1.33.3+k3s1")
+    assert toolkit < k3s  # k3s finds the NVIDIA runtime when it starts: the toolkit comes first
+    plugin = index(calls, "helm", "upgrade", "nvdp/nvidia-device-plugin")
+    assert {"--version", "0.17.1", "runtimeClassName=nvidia"} <= set(calls[plugin])
+    argo = index(calls, "apply", "--server-side", "releases/download/v4.0.10/install.yaml")
+    executor = index(calls, "patch", "workflow-controller-configmap")
+    assert argo < executor and "allowPrivilegeEscalation: false" in machine.state["executor"]
+    assert machine.state["labels"]["builds"]["pod-security.kubernetes.io/enforce"] == "restricted"
+    # credentials made here from files only root can read, never on a command line or through helm values
+    assert machine.state["secrets"] == {"builds/quantum-slm-minio-root": ["rootPassword", "rootUser"],
+                                        "builds/quantum-slm-store": ["accesskey", "secretkey"]}
+    for call in calls:
+        if "secret" in call and "create" in call:
+            assert call[-1].endswith("mode=0o600") and not any("password=" in a.lower() for a in call)
+    chart = index(calls, "helm", "upgrade", str(CHART))
+    assert {"secrets.existing=true", "gpus=1", "runtimeClass.create=false", "builds"} <= set(calls[chart])
+    helm_test = calls.index(["helm", "test", "qslm", "-n", "builds"])  # the bucket's user works, and only in it
+    assert max(index(calls, "create", "quantum-slm-store"), plugin, argo) < chart < helm_test
+    assert "make submit" in proc.stdout
+
+
+def test_a_rerun_changes_nothing(machine):
+    first, _ = machine.run()
+    assert first.returncode == 0, first.stderr
+    before = machine.state
+    proc, calls = machine.run()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert [c for c in calls if mutating(c)] == []
+    assert machine.state == before
+    assert "run:" not in proc.stdout and proc.stdout.count("  yes") >= 12
+
+
+def test_dry_run_prints_every_command_and_check_and_changes_nothing(machine):
+    proc, calls = machine.run(DRY_RUN="1")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert [c for c in calls if mutating(c)] == []
+    assert machine.state == fake_machine.fresh()
+    out = proc.stdout
+    for planned in ("would run: apt-get install -y -qq nvidia-container-toolkit=1.17.8-1",
+                    "would run: env INSTALL_K3S_VERSION=v1.33.3+k3s1",
+                    "would run: helm upgrade --install nvdp nvdp/nvidia-device-plugin",
+                    "would run: kubectl apply --server-side --force-conflicts -n argo -f "
+                    "https://github.com/argoproj/argo-workflows/releases/download/v4.0.10/install.yaml",
+                    "would run: kubectl label namespace builds --overwrite "
+                    "pod-security.kubernetes.io/enforce=restricted",
+                    "would run: kubectl -n builds create secret generic quantum-slm-store",
+                    f"would run: helm upgrade --install qslm {CHART} -n builds"):
+        assert planned in out, out
+    assert "check: k3s is installed at v1.33.3+k3s1  $ k3s --version" in out
+    assert "would wait: a node offers GPUs (nvidia.com/gpu)" in out
+    assert "dry run: nothing was changed" in out
+
+
+def test_no_gpu_is_refused_before_anything_changes(tmp_path):
+    machine = Machine(tmp_path, fake_machine.fresh(gpus=0))
+    proc, calls = machine.run()
+    assert proc.returncode == 1
+    assert "no NVIDIA GPU here" in proc.stderr and "make build VERSION=smoke" in proc.stderr
+    assert [c for c in calls if mutating(c)] == []
+
+
+def test_missing_driver_says_how_to_install_it(tmp_path):
+    machine = Machine(tmp_path, fake_machine.fresh(driver=None))
+    proc, calls = machine.run()
+    assert proc.returncode == 1
+    assert "its driver does not answer" in proc.stderr and "ubuntu-drivers install" in proc.stderr
+    assert "reboot" in proc.stderr
+    assert [c for c in calls if mutating(c)] == []
+
+
+def test_old_driver_is_refused(tmp_path):
+    proc, calls = Machine(tmp_path, fake_machine.fresh(driver="470.239.06")).run()
+    assert proc.returncode == 1 and "driver 470 is older than 525" in proc.stderr
+    assert [c for c in calls if mutating(c)] == []
+
+
+def test_toolkit_installed_after_k3s_restarts_k3s_and_every_gpu_counts(tmp_path):
+    state = fake_machine.fresh(gpus=2) | {"k3s": "v1.33.3+k3s1", "namespaces": ["default", "kube-system"],
+                                          "runtimeclass": "k3s"}
+    machine = Machine(tmp_path, state)
+    proc, calls = machine.run()
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    assert index(calls, "apt-get", "install", "nvidia-container-toolkit=1.17.8-1") < index(calls, "systemctl",
+                                                                                            "restart", "k3s")
+    assert not any(c[0] == "fake-installer" and c[1] == "k3s" for c in calls)
+    assert "gpus=2" in calls[index(calls, "helm", "upgrade", str(CHART))]
+
+
+def test_a_second_card_grows_the_gpu_semaphore_and_changes_nothing_else(machine):
+    assert machine.run()[0].returncode == 0
+    state = machine.state
+    machine.state_file.write_text(json.dumps(state | {"gpus": state["gpus"] * 2}))
+    proc, calls = machine.run()
+    assert proc.returncode == 0, proc.stderr
+    assert [c[:3] for c in calls if mutating(c)] == [["helm", "upgrade", "--install"], ["helm", "test", "qslm"]]
+    assert "gpus=2" in calls[index(calls, "helm", "upgrade")]
+
+
+def test_script_is_what_make_cluster_runs():
+    make = subprocess.run(["make", "-n", "cluster", "DRY_RUN=1"], cwd=REPO, capture_output=True, text=True,
+                          env={**os.environ, "MAKEFLAGS": ""})
+    assert make.returncode == 0 and "DRY_RUN=1 scripts/cluster.sh" in make.stdout
+    assert os.access(SCRIPT, os.X_OK)

@@ -1,0 +1,127 @@
+"""Serve fixtures.
+
+Fast tier: `fake_build` commits a small build to a store by hand (files + a manifest with their sha256), enough
+for everything that happens before a model loads: fetching, caching, verifying, refusing.
+Slow tier: `smoke_store` is a temporary store holding a real smoke build, made once per session with the real
+build command (`python -m jobs.core.build --tag smoke`), plus `smoke-loud`, the same build republished with the
+adapter's LoRA B matrices scaled by 64 and its gate marked failed. The tiny model's 12-step adapter barely moves
+its answers; the loud one changes them (greedy: "onon..." where smoke and the base answer blank), so a test can
+tell which adapter answered.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from jobs.core import keys
+
+REPO = Path(__file__).resolve().parents[2]
+QUESTION = "What is a quantum kernel?"
+
+
+def commit_fake_build(store, tag: str, spec: dict, files: dict[str, dict[str, bytes]], status: str = "passed") -> dict:
+    """Put `files` ({artifact: {path: bytes}}) under builds/<tag>/ and write the manifest last, as publish does."""
+    records = {}
+    for artifact, content in files.items():
+        for path, data in content.items():
+            store.put_bytes(keys.artifact_prefix(tag, artifact) + path, data)
+        records[artifact] = [{"path": p, "sha256": hashlib.sha256(d).hexdigest(), "bytes": len(d)}
+                             for p, d in sorted(content.items())]
+    manifest = {"schema": 1, "tag": tag, "status": status, "created_at": "2026-01-01T00:00:00+00:00",
+                "git": {"commit": "0" * 40, "dirty": False}, "spec": spec, "base_model": spec["base_model"]["id"],
+                "sources": [], "artifacts": records, "metrics": {}, "previous": None,
+                "gate": {"passed": status == "passed", "checks": []}}
+    store.create_bytes(keys.manifest_key(tag), json.dumps(manifest).encode())
+    return manifest
+
+
+@pytest.fixture
+def fake_store(tmp_path, monkeypatch):
+    """A local store and an empty cache, both in tmp (QSLM_STORE / QSLM_CACHE set for the test)."""
+    from jobs.core.store import open_store
+
+    monkeypatch.setenv("QSLM_STORE", str(tmp_path / "store"))
+    monkeypatch.setenv("QSLM_CACHE", str(tmp_path / "cache"))
+    return open_store()
+
+
+@pytest.fixture
+def smoke_spec_dict(smoke_spec) -> dict:
+    return json.loads(json.dumps(smoke_spec.to_dict()))
+
+
+ADAPTER_FILES = {"adapter_config.json": b'{"r": 16}', "adapter_model.safetensors": b"weights"}
+
+
+@pytest.fixture(scope="session")
+def smoke_store(tmp_path_factory) -> dict:
+    """Environment (QSLM_STORE, QSLM_CACHE, offline) of a temp store holding `smoke` and `smoke-loud`."""
+    root = tmp_path_factory.mktemp("serve")
+    env = {**os.environ, "QSLM_STORE": str(root / "store"), "QSLM_CACHE": str(root / "cache"),
+           "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+    done = subprocess.run([sys.executable, "-m", "jobs.core.build", "--tag", "smoke", "--work", str(root / "work")],
+                          cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    _publish_loud_adapter(root, env)
+    return env
+
+
+def _publish_loud_adapter(root: Path, env: dict) -> None:
+    """smoke's folders, its adapter's lora_B scaled by 64, its gate failed, published as smoke-loud."""
+    from safetensors.numpy import load_file, save_file
+
+    from jobs.core.publish import publish
+    from jobs.core.registry import fetch_artifact
+    from jobs.core.spec import spec_by_tag
+    from jobs.core.store import open_store
+
+    store = open_store(env["QSLM_STORE"])
+    folders = {a: root / "loud" / a for a in keys.ARTIFACTS}
+    for artifact, folder in folders.items():
+        fetch_artifact(store, "smoke", artifact, folder)
+    weights = folders["adapter"] / "adapter_model.safetensors"
+    tensors = load_file(weights)
+    save_file({k: v * 64 if "lora_B" in k else v for k, v in tensors.items()}, weights)
+    gate = folders["report"] / "gate.json"
+    gate.write_text(json.dumps({"passed": False, "checks": [
+        {"metric": "similarity", "kind": "min", "threshold": 0.5, "value": 0.0, "passed": False,
+         "message": "similarity 0.0000 < minimum 0.5000"}]}))
+    publish(spec_by_tag("smoke"), "smoke-loud", folders["dataset"], folders["adapter"], folders["report"],
+            store=store)
+    shutil.rmtree(root / "loud")
+
+
+@pytest.fixture
+def smoke_env(smoke_store, monkeypatch) -> dict:
+    """smoke_store's variables set in this process too (for in-process calls)."""
+    for k in ("QSLM_STORE", "QSLM_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        monkeypatch.setenv(k, smoke_store[k])
+    return smoke_store
+
+
+@pytest.fixture(scope="session")
+def smoke_engine(smoke_store):
+    """The engine over smoke's base with both adapters (smoke, smoke-loud), loaded once."""
+    from jobs.core.store import open_store
+    from jobs.serve.builds import load_engine, open_build
+
+    old = {k: os.environ.get(k) for k in ("QSLM_STORE", "QSLM_CACHE")}
+    os.environ.update({k: smoke_store[k] for k in old})
+    try:
+        store = open_store()
+        builds = [open_build(store, t, ("adapter", "dataset")) for t in ("smoke", "smoke-loud")]
+        return load_engine(builds, "cpu"), builds
+    finally:
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

@@ -1,0 +1,49 @@
+"""python -m workflows.stages --spec SPEC --out DIR
+
+The build's first work after checkout: loads and validates the whole spec at the build's commit (every problem
+listed, as `python -m jobs.core.spec` does), then writes what the DAG branches on:
+    DIR/synthesize   "true" when the spec has a `synthesize` section (the synthesize task runs), else "false"
+    DIR/curated      where curate leaves its dataset under runs/<run>/: "curate/dataset" when synthesis follows
+                     (synthesize then writes "dataset"), else "dataset" itself
+so train, eval and publish always read runs/<run>/dataset/, whichever stage wrote it, with no conditional artifact.
+Standard library and jobs.core only: runs in the curate image.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from jobs.core.errors import QslmError
+from jobs.core.spec import load_spec
+
+DATASET = "dataset"  # runs/<run>/dataset/: the dataset train, eval and publish read
+CURATED_FOR_SYNTHESIS = "curate/dataset"  # runs/<run>/curate/dataset/: curate's output when synthesize follows
+
+
+def flags(spec) -> dict[str, str]:
+    synthesize = spec.synthesize is not None
+    return {"synthesize": "true" if synthesize else "false",
+            "curated": CURATED_FOR_SYNTHESIS if synthesize else DATASET}
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m workflows.stages", description=__doc__.split("\n\n")[1])
+    p.add_argument("--spec", required=True, type=Path, help="the build spec at the build's commit")
+    p.add_argument("--out", required=True, type=Path, help="folder for the flag files")
+    args = p.parse_args(argv)
+    try:
+        spec = load_spec(args.spec)
+    except QslmError as exc:
+        print(f"spec: error: {exc}", file=sys.stderr)
+        return 2
+    args.out.mkdir(parents=True, exist_ok=True)
+    for name, value in flags(spec).items():
+        (args.out / name).write_text(value)
+    print(f"{spec.source_file}: ok (tag {spec.name}); synthesize: {flags(spec)['synthesize']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
