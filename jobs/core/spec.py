@@ -114,6 +114,9 @@ class ExecutionSpec:
     # (the first ones) whose worst case the GPU preflight measures inside the budget, spending spare memory on
     # speed (all on CPU, where nothing is measured). Either way the same loss and gradients.
     checkpoint_layers: Literal["all", "fit"] = "all"
+    # torch.compile of the decoder layers (forward and backward): fused kernels, far fewer launches from Python.
+    # The first step compiles (tens of seconds). Needs dequantize_once with an nf4 base (jobs/train/execution.py).
+    compile: bool = False
     preflight_steps: int = 2  # micro-steps at the longest examples to measure peak GPU memory; 0 skips it
     cpu_threads: int | None = None  # torch threads when training on CPU; None = torch's default (all cores)
 
@@ -408,6 +411,9 @@ def _check_train(t: TrainSpec, errors: list[str]) -> None:
     if t.execution.dequantize_once is True and t.quantization != "nf4":
         errors.append("train.execution.dequantize_once: applies to an nf4 base only (this one is unquantized); "
                       "remove it")
+    if t.execution.compile is True and t.quantization == "nf4" and t.execution.dequantize_once is not True:
+        errors.append("train.execution.compile: bitsandbytes' 4-bit layers are not compiled; with an nf4 base set "
+                      "dequantize_once: true as well")
     if t.execution.checkpoint_layers == "fit" and t.execution.gradient_checkpointing is False:
         errors.append("train.execution.checkpoint_layers: fit chooses which layers to checkpoint; it needs "
                       "gradient_checkpointing: true")

@@ -1,12 +1,15 @@
-"""python -m jobs.train.bench --out DIR [--variants NAME,...] [--baselines ../shared/bench]
+"""python -m jobs.train.bench --out DIR [--variants NAME,...] [--profile] [--baselines ../shared/bench] [--budget-s S]
 
 GPU benchmark of the train stage: the v1 spec and execution variants of it, on a model with the exact shape of
 Qwen2.5-1.5B-Instruct, randomly initialised (no weights can be downloaded), saved and loaded back through the
-spec's 4-bit NF4 path. Each variant is the real command `python -m jobs.train` in its own process (clean
-peak-memory counters), with QSLM_BASE_MODEL pointing at the random model. With --baselines (the folder of the
-shared qlora_baseline.py and fastpath_probe.py) the two references run in the same call first, on the same
-model: the Trainer baseline (--only V1) and the hand-written probe at 4 x 1024 and 32 x 1024 tokens.
-Writes DIR/table.md and DIR/results.json (rewritten after every run, so a cut-off call keeps what it measured).
+spec's 4-bit NF4 path. In this order: with --profile, one v1 step under torch.profiler as v1.yaml ships it and
+compiled (jobs/train/stepprofile.py, in this process); each variant as the real command `python -m jobs.train` in
+its own process (clean peak-memory counters), with QSLM_BASE_MODEL pointing at the random model; with
+--baselines (the folder of the shared qlora_baseline.py and fastpath_probe.py) the two references on the same
+model: the Trainer baseline (--only V1) and the hand-written probe at 4 x 1024 and 32 x 1024 tokens; last, one
+micro-step packed and padded on the GPU (packing_check). Writes DIR/results.json after every run (a cut-off
+call keeps what it measured) and DIR/table.md at the end. --budget-s: no variant starts once the call has run
+that long less what the runs after the variants need (RESERVE_S), so the baselines still run in a time-boxed call.
 
 tokens/s counts real tokens only (padding never), over the steps after the first WARMUP_STEPS: their tokens
 over their seconds. The tokenizer is the tiny model's (1,024 words, trained on data/raw, Qwen2.5 chat template):
@@ -31,16 +34,28 @@ from jobs.core.benchmodel import build_model
 from jobs.core.spec import REPO_ROOT, ExecutionSpec, spec_by_tag
 
 B32 = {"grad_accum": 32}  # the bench variant of v1 with 32 examples per optimizer step (batch 1 x grad-accum 32)
+V1_SHIPPED = {"micro_batch_size": 4, "dequantize_once": True}  # v1.yaml's execution before compile was measured
+COMPILED = {"dequantize_once": True, "compile": True}
 # name: (optimizer steps, changes to v1.yaml's train section, its whole execution section over the defaults)
-VARIANTS = {  # in the order they run: the ones the targets are read from first
+VARIANTS = {
     "v1-padded": (50, {}, {"micro_batch_size": 4, "packing": False}),  # v1 as shipped before packing
     "v1-packed": (50, {}, {"micro_batch_size": 4}),
-    "v1-packed-dq": (30, {}, {"micro_batch_size": 4, "dequantize_once": True}),  # v1.yaml's execution now
-    "v1-packed-dq-fit": (30, {}, {"micro_batch_size": 4, "dequantize_once": True, "checkpoint_layers": "fit"}),
-    "b32-packed": (20, B32, {"micro_batch_size": 32}),
-    "b32-mb16-dq-fit": (20, B32, {"micro_batch_size": 16, "dequantize_once": True, "checkpoint_layers": "fit"}),
+    "v1-packed-dq": (30, {}, V1_SHIPPED),
+    "v1-packed-dq-fit": (30, {}, {**V1_SHIPPED, "checkpoint_layers": "fit"}),
+    "v1-compile": (30, {}, {"micro_batch_size": 4, **COMPILED}),
+    "v1-compile-fit": (30, {}, {"micro_batch_size": 4, **COMPILED, "checkpoint_layers": "fit"}),
+    "b32-packed": (12, B32, {"micro_batch_size": 32}),
+    "b32-mb16-dq-fit": (12, B32, {"micro_batch_size": 16, "dequantize_once": True, "checkpoint_layers": "fit"}),
+    "b32-compile": (12, B32, {"micro_batch_size": 32, **COMPILED}),
+    "b32-compile-lc1024": (12, B32, {"micro_batch_size": 32, **COMPILED, "loss_chunk_tokens": 1024}),
 }
+# The targets' candidates first, then the references in the same call, then the other compiled settings. The
+# 32-example compiled run with loss chunks of 1,024 label tokens comes before the default 2,048: its logits
+# (1,024 x 151,936, in fp16 and fp32 at once) take about 1 GiB less at the peak, which the budget may need.
+DEFAULT = "v1-compile-fit,b32-compile-lc1024,v1-packed-dq,b32-packed,b32-compile,v1-compile"
+PROFILED = {"v1-shipped": V1_SHIPPED, "v1-compiled": {"micro_batch_size": 4, **COMPILED}}  # file-name safe
 LOSS_REFERENCE = {"v1-packed": "v1-padded"}  # loss curves compared step by step (same data, seed and steps)
+RESERVE_S = 130  # what the baselines (about 90 s with a shortened Trainer run) and the packing check need
 WARMUP_STEPS = 3  # left out of tokens/s: CUDA/cuBLAS initialisation and allocator growth
 
 
@@ -67,12 +82,17 @@ def build_dataset(work: Path, n: int, seed: int = 0) -> Path:
     return folder
 
 
-def variant_spec(name: str) -> dict:
-    steps, train, execution = VARIANTS[name]
+def v1_with(execution: dict, train: dict | None = None, steps: int | None = None) -> dict:
+    """v1.yaml's spec as a dict with train changes and the given execution section over the defaults."""
     spec = spec_by_tag("v1").to_dict()
-    spec["train"].update(train, max_steps=steps)
+    spec["train"].update(train or {}, max_steps=steps)
     spec["train"]["execution"] = {**dataclasses.asdict(ExecutionSpec()), **execution}
     return spec
+
+
+def variant_spec(name: str) -> dict:
+    steps, train, execution = VARIANTS[name]
+    return v1_with(execution, train, steps)
 
 
 def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, timeout_s: float, log) -> dict:
@@ -107,14 +127,28 @@ def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, timeout_s
     return r
 
 
-def baselines(folder: Path, work: Path, out: Path, model_dir: Path, log) -> list[dict]:
+def profile_run(execution: dict, model_dir: Path, dataset: Path, out_file: Path) -> dict:
+    """One v1 step under the profiler with this execution section (jobs/train/stepprofile.py), in this process."""
+    import traceback
+
+    from jobs.train.stepprofile import profile_steps
+
+    try:
+        spec = spec_by_tag("v1")
+        spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, execution=ExecutionSpec(**execution)))
+        return profile_steps(spec, model_dir, dataset, out_file)
+    except Exception:  # noqa: BLE001 - a benchmark reports what broke and goes on to the other runs
+        return {"error": traceback.format_exc()[-1500:]}
+
+
+def baselines(folder: Path, work: Path, model_dir: Path, log, trainer_steps: int) -> list[dict]:
     """The shared references on the same model: the Trainer baseline V1 and the probe at 4 and 32 x 1024."""
     rows = []
-    cmd = [sys.executable, str(folder / "qlora_baseline.py"), "--only", "V1", "--out", str(out / "baseline"),
-           "--work", str(work / "qb"), "--model-dir", str(model_dir)]
+    cmd = [sys.executable, str(folder / "qlora_baseline.py"), "--only", "V1", "--out", str(work / "baseline"),
+           "--work", str(work / "qb"), "--model-dir", str(model_dir), "--steps", str(trainer_steps)]
     proc = subprocess.run(cmd, capture_output=True, text=True)
     log.write(f"===== {' '.join(cmd)}\n{proc.stdout}{proc.stderr}\n")
-    done = json.loads((out / "baseline" / "results.json").read_text())["results"] if proc.returncode == 0 else []
+    done = json.loads((work / "baseline" / "results.json").read_text())["results"] if proc.returncode == 0 else []
     for r in [r for r in done if r.get("ok")]:
         rows.append({"reference": f"Trainer baseline {r['variant']} (qlora_baseline.py, bf16, 1 x 4 x 512 tokens)",
                      "tokens_per_s": round(r.get("tokens_per_s", 0)),
@@ -163,7 +197,7 @@ def packing_check(model_dir: Path, dataset: Path) -> dict:
             scaler = torch.amp.GradScaler(device.type) if compute_dtype(spec) == torch.float16 else None
             loss, _, _ = accumulate(model, examples, layout, device, compute_dtype(spec), scaler)
             grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.requires_grad])
-            out["packed" if packed else "padded"] = {"loss": loss, "grad_norm": float(grads.norm())}
+            out["packed" if packed else "padded"] = {"loss": float(loss), "grad_norm": float(grads.norm())}
             out.setdefault("grads", []).append(grads)
             model.zero_grad(set_to_none=True)
         a, b = out.pop("grads")
@@ -192,23 +226,36 @@ def loss_gap(results: list[dict]) -> dict:
 
 def table(results: list[dict], references: list[dict], budget: float) -> str:
     lines = ["| run | examples/step | execution (over the defaults) | tokens/s (real) | step s | tokens/step | "
-             f"loop peak reserved GiB | preflight peak GiB | checkpointed layers | <= {budget} GiB |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             f"loop peak reserved GiB | preflight peak GiB | checkpointed layers | <= {budget} GiB | process s |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in references:
         lines.append(f"| {r['reference']} | | | {r['tokens_per_s']:,} | | | {r['peak_reserved_gib']} | | | "
-                     f"{'yes' if r['peak_reserved_gib'] <= budget else 'NO'} |")
+                     f"{'yes' if r['peak_reserved_gib'] <= budget else 'NO'} | |")
     for r in results:
         execution = VARIANTS[r["variant"]][2]
         ex = ", ".join(f"{k}={v}" for k, v in execution.items())
         per_step = r["train"]["batch_size"] * r["train"]["grad_accum"]
         if r["rc"] != 0:
-            lines.append(f"| {r['variant']} | {per_step} | {ex} | failed: {r['error'][:300]} | | | | | | |")
+            lines.append(f"| {r['variant']} | {per_step} | {ex} | failed: {r['error'][:300]} | | | | | | | "
+                         f"{r['wall_s']} |")
             continue
         pre, peak = r["preflight"], r["peak_reserved_gib"]
-        fits = "yes" if max(peak, pre["peak_reserved_gib"]) <= budget else "NO"
+        fits = "yes" if max(peak or 0, pre.get("peak_reserved_gib") or 0) <= budget else "NO"  # CPU: no peaks
         lines.append(f"| {r['variant']} | {per_step} | {ex} | {r['tokens_per_s']:,} | {r['step_s']} | "
                      f"{r['tokens_per_step']} | {peak} | {pre.get('peak_reserved_gib', '-')} | "
-                     f"{pre.get('checkpoint_layers', '-')} | {fits} |")
+                     f"{pre.get('checkpoint_layers', '-')} | {fits} | {r['wall_s']} |")
+    return "\n".join(lines)
+
+
+def profile_table(profiles: dict) -> str:
+    lines = ["| one v1 step | step s (timed, profiled) | tokens/s | CPU op s | GPU kernel s | GPU busy | "
+             "kernel launches | host waits |", "|---|---|---|---|---|---|---|---|"]
+    for label, p in profiles.items():
+        if "error" in p:
+            lines.append(f"| {label} | failed: {p['error'][-300:]} | | | | | | |")
+            continue
+        lines.append(f"| {label} | {p['step_s']}, {p['profiled_step_s']} | {p['tokens_per_s']:,} | {p['cpu_op_s']} | "
+                     f"{p['gpu_kernel_s']} | {p['gpu_busy']} | {p['kernel_launches']:,} | {p['host_waits']} |")
     return "\n".join(lines)
 
 
@@ -216,10 +263,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[1])
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qslm-train-bench"))
-    parser.add_argument("--variants", default=",".join(VARIANTS))
+    parser.add_argument("--variants", default=DEFAULT, help=f"of: {', '.join(VARIANTS)}")
+    parser.add_argument("--profile", action="store_true", help="profile one v1 step first, as shipped and compiled")
     parser.add_argument("--baselines", type=Path, help="folder of qlora_baseline.py and fastpath_probe.py")
+    parser.add_argument("--trainer-steps", type=int, default=20, help="timed steps of the Trainer baseline")
     parser.add_argument("--timeout-s", type=float, default=150, help="per variant")
+    parser.add_argument("--budget-s", type=float, default=0, help="the whole call's seconds (0: no limit)")
     args = parser.parse_args()
+    start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
     names = args.variants.split(",")
@@ -227,25 +278,35 @@ def main() -> int:
     per_run = [variant_spec(n)["train"] for n in names]  # every run's steps x examples per step, one dataset
     dataset = build_dataset(args.work, n=max(t["max_steps"] * t["batch_size"] * t["grad_accum"] for t in per_run))
     budget = spec_by_tag("v1").train.memory_budget_gib
-    check = packing_check(model_dir, dataset)
-    print(f"packing check: {json.dumps(check)}", flush=True)
+    done = {"profiles": {}, "variants": [], "references": [], "packing_check": None}
+
+    def save(what) -> None:
+        print(f"[{time.perf_counter() - start:.0f} s] {json.dumps(what, default=str)[:1500]}", flush=True)
+        (args.out / "results.json").write_text(json.dumps({**done, "loss_gap": loss_gap(done["variants"])},
+                                                          indent=1, default=str))
+
+    for label, execution in PROFILED.items() if args.profile else ():
+        done["profiles"][label] = profile_run(execution, model_dir, dataset, args.out / f"profile-{label}.txt")
+        save({label: done["profiles"][label]})
     with open(args.out / "runs.log", "w") as log:
-        references = baselines(args.baselines, args.work, args.out, model_dir, log) if args.baselines else []
-        print(json.dumps(references), flush=True)
-        results = []
         for name in names:
-            results.append(run_variant(name, args.work, model_dir, dataset, args.timeout_s, log))
+            left = args.budget_s - RESERVE_S - (time.perf_counter() - start) if args.budget_s else args.timeout_s
+            if left < 30:
+                print(f"{name}: not started, {left:.0f} s left of --budget-s before the baselines", flush=True)
+                continue
+            done["variants"].append(run_variant(name, args.work, model_dir, dataset, min(args.timeout_s, left), log))
             log.flush()
-            print(json.dumps({k: v for k, v in results[-1].items() if k not in ("versions", "losses", "train")}),
-                  flush=True)
-            (args.out / "results.json").write_text(json.dumps(
-                {"packing_check": check, "references": references, "variants": results,
-                 "loss_gap": loss_gap(results)}, indent=1, default=str))
-    ok = next((r for r in results if r["rc"] == 0), {})
+            save({k: v for k, v in done["variants"][-1].items() if k not in ("versions", "losses", "train")})
+        if args.baselines:
+            done["references"] = baselines(args.baselines, args.work, model_dir, log, args.trainer_steps)
+            save(done["references"])
+    done["packing_check"] = packing_check(model_dir, dataset)
+    save({"packing check": done["packing_check"]})
+    ok = next((r for r in done["variants"] if r["rc"] == 0), {})
     text = (f"GPU: {ok.get('gpu')} | versions: {json.dumps(ok.get('versions', {}))}\n"
-            f"data: {json.dumps(ok.get('data', {}))}\npacking check: {json.dumps(check)}\n"
-            f"loss curves: {json.dumps(loss_gap(results))}\n\n"
-            + table(results, references, budget))
+            f"data: {json.dumps(ok.get('data', {}))}\npacking check: {json.dumps(done['packing_check'])}\n"
+            f"loss curves: {json.dumps(loss_gap(done['variants']))}\n\n"
+            + profile_table(done["profiles"]) + "\n\n" + table(done["variants"], done["references"], budget))
     (args.out / "table.md").write_text(text + "\n")
     print("\n" + text)
     return 0

@@ -11,11 +11,26 @@
 - checkpoint_layers (set by the preflight): with gradient checkpointing, only the first N decoder layers are
   recomputed in backward; the others keep their activations. Reentrant checkpointing replays the RNG and
   restores it after the recompute, so LoRA dropout draws the same masks whichever layers are checkpointed.
+- compile: each decoder layer's forward compiled with torch.compile (inductor; its backward through AOTAutograd),
+  one graph shared by all 28 layers, with dynamic shapes so every packed row length runs the same graph. In eager
+  mode a v1 step is bound by the host: about 7,600 kernels launched one by one from Python for 2,600 tokens
+  (docs/benchmarks.md); compiled, each layer's norms, rotary embedding, LoRA dropout, scaling and adds become a
+  few fused kernels. Needs dequantize_once with an NF4 base (bitsandbytes' 4-bit matmul is left out of compiled
+  graphs). Checkpointing stays reentrant and outside the compiled function, as in eager mode: the forward runs
+  a no-grad graph, the recompute in backward a training graph (two graphs in all), and the checkpoint restores
+  the RNG state before the recompute, so both draw the same dropout masks (the compiler places its random
+  numbers by seed and element index). Non-reentrant checkpointing inside the compiled graph failed to compile on
+  the H200 with torch 2.11 (partitioner: "Node add_471 was invalid, but is output"). The masks come from the
+  compiler's own generator: the same dropout probability, other draws than eager mode (with dropout 0, compiled
+  and eager agree to float32 rounding: tests/train/test_compile.py).
 """
 
 from __future__ import annotations
 
+from functools import partial
+
 import torch
+from torch.utils.checkpoint import checkpoint
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -62,17 +77,59 @@ def _dtype(layer) -> torch.dtype:
     return layer.compute_dtype or layer.weight.quant_state.dtype
 
 
+def _layer_forward(forward, hidden_states, *args, **kwargs):
+    return forward(hidden_states, *args, **kwargs)
+
+
+class CompiledLayer:
+    """A decoder layer's forward through the compiled `_layer_forward`, set as the layer's own `forward` (so
+    parameter names, and the adapter saved from them, are unchanged). `checkpointed` is read at each call."""
+
+    def __init__(self, layer, step, checkpointed: bool):
+        self.layer, self.step, self.checkpointed = layer, step, checkpointed
+        self.forward = partial(type(layer).forward, layer)
+
+    def __call__(self, hidden_states, *args, **kwargs):
+        if self.checkpointed and self.layer.training:  # what transformers' own checkpointing does, around the graph
+            return checkpoint(partial(self.step, self.forward, **kwargs), hidden_states, *args, use_reentrant=True)
+        return self.step(self.forward, hidden_states, *args, **kwargs)
+
+
+def compile_layers(model, checkpointed: bool) -> int:
+    """Compile every decoder layer (see the module docstring); returns how many. The model must not have
+    transformers' checkpointing enabled (jobs.train.model.load_model leaves it off when compile is set): the
+    compiled layers checkpoint themselves."""
+    step = torch.compile(_layer_forward, dynamic=True)  # dynamic: a packed row's length changes every step
+    layers = decoder_layers(model)
+    for layer in layers:
+        layer.forward = CompiledLayer(layer, step, checkpointed)
+    return len(layers)
+
+
+def checkpointed_layers(model) -> list[bool]:
+    """Which decoder layers recompute their forward in backward."""
+    return [layer.forward.checkpointed if isinstance(layer.forward, CompiledLayer) else layer.gradient_checkpointing
+            for layer in decoder_layers(model)]
+
+
 def set_checkpoint_layers(model, n: int) -> None:
     """Checkpoint the first n decoder layers; the model must have had checkpointing enabled at load."""
     for i, layer in enumerate(decoder_layers(model)):
-        layer.gradient_checkpointing = i < n
+        if isinstance(layer.forward, CompiledLayer):
+            layer.forward.checkpointed = i < n
+        else:
+            layer.gradient_checkpointing = i < n
 
 
 def apply(model, spec) -> dict:
     """Apply the load-time knobs to a model from jobs.train.model.load_model; returns what was done.
     checkpoint_layers: fit is applied by the preflight, which measures what fits. The spec loader has checked
-    that the knobs apply (dequantize_once with an NF4 base, fit with checkpointing)."""
-    if not spec.train.execution.dequantize_once:
-        return {}
-    swapped = dequantize_once(model)  # the 4-bit layers are dropped here: their memory is freed
-    return {"dequantized_gib_added": round(extra_bytes(swapped) / 2 ** 30, 3)}
+    that the knobs apply (dequantize_once with an NF4 base, fit with checkpointing, compile with no 4-bit layer).
+    Compiling happens at the first forward pass (the preflight's, on a GPU)."""
+    ex, done = spec.train.execution, {}
+    if ex.dequantize_once:
+        swapped = dequantize_once(model)  # the 4-bit layers are dropped here: their memory is freed
+        done["dequantized_gib_added"] = round(extra_bytes(swapped) / 2 ** 30, 3)
+    if ex.compile:
+        done["compiled_layers"] = compile_layers(model, ex.gradient_checkpointing)
+    return done

@@ -35,7 +35,17 @@ class Layout:
 
     def batches(self, examples: list[Example]) -> list[dict]:
         groups = micro_batches(examples, self.micro_batch_size)
-        return [pack(g) if self.packed else collate(g, self.pad_id) for g in groups]
+        return [with_loss_positions(pack(g) if self.packed else collate(g, self.pad_id)) for g in groups]
+
+
+def with_loss_positions(batch: dict) -> dict:
+    """Add where the loss is taken, found on the host: `loss_at`, the flat positions (row * width + t) whose next
+    token is a label, and `targets`, those labels. On the GPU a boolean mask would wait for the forward pass
+    (its nonzero count decides a shape) before the loss could be launched."""
+    labels = batch["labels"]
+    keep = labels[:, 1:] != IGNORE  # position t predicts token t+1
+    rows, cols = keep.nonzero(as_tuple=True)
+    return {**batch, "loss_at": rows * labels.shape[1] + cols, "targets": labels[:, 1:][keep]}
 
 
 def _chunk_ce(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
@@ -46,9 +56,7 @@ def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int) -> torch.Tensor:
     """Sum of next-token cross-entropy over the label tokens of one micro-batch (float32 scalar)."""
     base = model.get_base_model()
     hidden = base.model(**model_inputs(batch, base.config)).last_hidden_state
-    targets = batch["labels"][:, 1:]
-    keep = targets != IGNORE
-    hidden, targets = hidden[:, :-1][keep], targets[keep]  # position t predicts token t+1
+    hidden, targets = hidden.flatten(0, 1).index_select(0, batch["loss_at"]), batch["targets"]
     chunk = chunk_tokens if chunk_tokens > 0 else max(1, targets.numel())
     total = hidden.new_zeros((), dtype=torch.float32)
     for i in range(0, targets.numel(), chunk):
@@ -59,10 +67,11 @@ def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int) -> torch.Tensor:
 
 
 def accumulate(model, examples: list[Example], layout: Layout, device: torch.device, dtype: torch.dtype,
-               scaler=None) -> tuple[float, int, int]:
+               scaler=None) -> tuple[torch.Tensor, int, int]:
     """Forward + backward over one step's examples; grads accumulate in the LoRA parameters.
 
-    Returns (mean loss per label token, label tokens, input tokens: real ones, padding never counted)."""
+    Returns (mean loss per label token, a float32 scalar on the device: reading it waits for the GPU, so the loop
+    reads it once per step; label tokens; input tokens: real ones, padding never counted)."""
     n_labels = sum(e.label_tokens for e in examples)
     autocast = (torch.autocast(device.type, dtype=dtype) if dtype != torch.float32 else contextlib.nullcontext())
     loss_sum = torch.zeros((), dtype=torch.float32, device=device)
@@ -72,12 +81,13 @@ def accumulate(model, examples: list[Example], layout: Layout, device: torch.dev
             part = micro_batch_loss_sum(model, batch, layout.loss_chunk_tokens)
         loss = part / max(n_labels, 1)
         (scaler.scale(loss) if scaler is not None else loss).backward()
-        loss_sum += part.detach()  # read once per step: a .item() per micro-batch would wait for the GPU
-    return loss_sum.item() / max(n_labels, 1), n_labels, sum(len(e.input_ids) for e in examples)
+        loss_sum += part.detach()
+    return loss_sum / max(n_labels, 1), n_labels, sum(len(e.input_ids) for e in examples)
 
 
-def optimizer_step(params: list[torch.Tensor], optimizer, scheduler, scaler, max_grad_norm: float) -> float:
-    """Clip, step, advance the schedule, clear grads; returns the gradient norm before clipping."""
+def optimizer_step(params: list[torch.Tensor], optimizer, scheduler, scaler, max_grad_norm: float) -> torch.Tensor:
+    """Clip, step, advance the schedule, clear grads; returns the gradient norm before clipping (on the device).
+    Nothing here waits for the GPU: the fused AdamW takes the scaler's overflow flag on the device."""
     if scaler is not None:
         scaler.unscale_(optimizer)
     norm = torch.nn.utils.clip_grad_norm_(params, max_grad_norm if max_grad_norm > 0 else float("inf"))
@@ -88,7 +98,7 @@ def optimizer_step(params: list[torch.Tensor], optimizer, scheduler, scaler, max
         optimizer.step()
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
-    return float(norm)
+    return norm
 
 
 def make_optimizer(params: list[torch.Tensor], spec, device: torch.device, total_steps: int):

@@ -27,12 +27,15 @@ def load_model(spec: BuildSpec, model_dir: Path, device: torch.device):
     model.config.use_cache = False
     for p in model.parameters():
         p.requires_grad_(False)
-    if t.execution.gradient_checkpointing:
+    if t.execution.gradient_checkpointing and not t.execution.compile:  # compiled layers checkpoint themselves
         # Reentrant: its first forward runs without autograd and keeps no graph; at batch 1 the v1 training
         # loop peaked at 2.83 GiB reserved, against 4.55 GiB with the non-reentrant kind (H200, docs/benchmarks.md).
         # It needs an input that requires grad (the embedding output); the recompute replays the RNG, so
         # LoRA dropout masks are the same in both passes.
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": True})
+    if t.execution.gradient_checkpointing or t.execution.compile:
+        # Compiled layers need it too: the first layer's input then requires grad like every other layer's, so all
+        # share one graph (another compiles for tens of seconds; the extra input gradient is under 1 % of a step).
         model.enable_input_require_grads()
     lora = LoraConfig(r=t.lora.r, lora_alpha=t.lora.alpha, lora_dropout=t.lora.dropout,
                       target_modules=list(t.lora.target_modules), bias="none", task_type="CAUSAL_LM")

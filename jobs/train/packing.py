@@ -8,7 +8,8 @@ sdpa cannot send to its flash kernel, costs tokens^2 memory (441 MB for a row of
 sync per forward. Here instead each layer's q, k, v are scattered into a [examples x longest] grid, sdpa
 runs causally on it (the flash kernel on a GPU; pads sit after each example's tokens, so a causal mask
 already keeps them out of every real token's view), and the output is gathered back into the row. The only
-padding computed is inside the attention core, about 2 % of the FLOPs.
+padding computed is inside the attention core (about 2 % of the FLOPs), whose grid width is rounded up to a
+multiple of data.GRID_WIDTH_STEP tokens so the attention kernels meet few shapes.
 
 The function is registered with transformers' AttentionInterface under NAME; a call without a packed
 layout (the padded path) is exactly transformers' own sdpa attention.
@@ -56,7 +57,7 @@ def use_packed_attention(model) -> None:
 
 def model_inputs(batch: dict, config) -> dict:
     """Keyword arguments of the base model's forward for a collated (padded) or packed micro-batch."""
-    inputs = {k: v for k, v in batch.items() if k != "labels"}
+    inputs = {k: v for k, v in batch.items() if k not in ("labels", "loss_at", "targets")}
     if "packed" in inputs:
         # A prepared mask per layer type: transformers then builds none (`packed` keeps attention per example).
         inputs["attention_mask"] = {layer_type: None for layer_type in set(config.layer_types)}
@@ -64,5 +65,9 @@ def model_inputs(batch: dict, config) -> dict:
 
 
 def to_device(batch: dict, device: torch.device) -> dict:
-    return {k: (v._replace(slots=v.slots.to(device)) if isinstance(v, Packed) else v.to(device))
-            for k, v in batch.items()}
+    """The batch's tensors on the device. To a GPU through pinned memory without waiting: a plain copy from
+    pageable memory waits for the GPU to finish all work queued before it."""
+    def move(t: torch.Tensor) -> torch.Tensor:
+        return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t.to(device)
+
+    return {k: (v._replace(slots=move(v.slots)) if isinstance(v, Packed) else move(v)) for k, v in batch.items()}

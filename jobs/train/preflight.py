@@ -122,8 +122,9 @@ FIT_MARGIN = 0.90
 
 
 def checkpoint_rows(model, batch, layout: Layout, spec, device, dtype, optimizer) -> list[dict]:
-    """The worst case with all decoder layers checkpointed (spec.train.execution.preflight_steps micro-steps,
-    the first one a warm-up), then with 3/4, 1/2, 1/4 and none of them (one micro-step each)."""
+    """The worst case with all decoder layers checkpointed, then with 3/4, 1/2, 1/4 and none of them, each for
+    spec.train.execution.preflight_steps micro-steps: the last one is timed (with compile, a setting's first
+    micro-step may compile its graph)."""
     steps, n = spec.train.execution.preflight_steps, len(execution.decoder_layers(model))
     if not spec.train.execution.gradient_checkpointing:
         return [{"setting": "gradient_checkpointing: false", "layers": 0,
@@ -132,7 +133,7 @@ def checkpoint_rows(model, batch, layout: Layout, spec, device, dtype, optimizer
     for k in sorted({n, 3 * n // 4, n // 2, n // 4, 0}, reverse=True):
         execution.set_checkpoint_layers(model, k)
         rows.append({"setting": f"checkpoint_layers: {k} of {n}", "layers": k,
-                     **measure(model, batch, layout, device, dtype, steps if k == n else 1, optimizer)})
+                     **measure(model, batch, layout, device, dtype, steps, optimizer)})
     return rows
 
 

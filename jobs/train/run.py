@@ -133,6 +133,7 @@ def run_loop(spec: BuildSpec, model, params, data: Tokenized, plan, layout: Layo
         loss, n_labels, n_tokens = accumulate(model, examples, layout, device, dtype, state.scaler)
         lr = state.scheduler.get_last_lr()[0]
         grad_norm = optimizer_step(params, state.optimizer, state.scheduler, state.scaler, t.max_grad_norm)
+        loss, grad_norm = torch.stack([loss, grad_norm.float()]).tolist()  # the step's one wait for the GPU
         state.step, state.tokens = step, state.tokens + n_tokens
         window["loss_sum"] += loss * n_labels
         window["labels"] += n_labels

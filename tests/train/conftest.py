@@ -64,6 +64,27 @@ def take_grads(model) -> dict:
     return out
 
 
+def loss_and_grads(model, examples, layout) -> tuple[float, dict]:
+    """One step's loss and gradients on the CPU in float32, from a fixed seed (the same dropout masks each call)."""
+    import torch
+
+    from jobs.train.loop import accumulate
+
+    torch.manual_seed(7)
+    loss, _, _ = accumulate(model, examples, layout, device=torch.device("cpu"), dtype=torch.float32)
+    return float(loss), take_grads(model)
+
+
+def assert_same_step(a: tuple[float, dict], b: tuple[float, dict], atol: float) -> None:
+    """Two loss_and_grads results agree within atol, and the LoRA A gradients are not all zero."""
+    import torch
+
+    assert abs(a[0] - b[0]) <= atol, (a[0], b[0])
+    assert any(g.abs().sum() > 0 for n, g in a[1].items() if "lora_A" in n)
+    for name, g in a[1].items():
+        torch.testing.assert_close(b[1][name], g, rtol=0, atol=atol)
+
+
 @pytest.fixture
 def dataset(tmp_path) -> Path:
     return write_dataset(tmp_path / "dataset", conversations(16))

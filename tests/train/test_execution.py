@@ -11,9 +11,10 @@ import torch
 from jobs.core.spec import SpecError, load_spec
 from jobs.train import execution
 from jobs.train.data import tokenize
-from jobs.train.loop import Layout, accumulate
+from jobs.train.loop import Layout
 from jobs.train.model import load_model
-from tests.train.conftest import conversations, perturb_lora_b, take_grads, with_train
+from tests.train.conftest import (assert_same_step, conversations, loss_and_grads, perturb_lora_b,
+                                  with_train)
 
 pytestmark = pytest.mark.slow
 
@@ -30,39 +31,26 @@ def step(tokenizer):
     return examples, Layout(micro_batch_size=4, packed=True, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=0)
 
 
-def _run(model, step) -> tuple[float, dict[str, torch.Tensor]]:
-    torch.manual_seed(7)  # the same dropout masks for every call
-    loss, _, _ = accumulate(model, *step, device=torch.device("cpu"), dtype=torch.float32)
-    return loss, take_grads(model)
-
-
-def _same(a, b, atol: float) -> None:
-    assert abs(a[0] - b[0]) <= atol, (a[0], b[0])
-    assert any(g.abs().sum() > 0 for n, g in a[1].items() if "lora_A" in n)
-    for name, g in a[1].items():
-        torch.testing.assert_close(b[1][name], g, rtol=0, atol=atol)
-
-
 def test_dequantize_once_computes_with_the_values_bitsandbytes_dequantizes(model, step):
     import bitsandbytes as bnb
 
-    per_use = _run(model, step)
+    per_use = loss_and_grads(model, *step)
     swapped = execution.dequantize_once(model)
     try:
         assert swapped and not any(isinstance(m, bnb.nn.Linear4bit) for m in model.modules())
         assert execution.extra_bytes(swapped) > 0  # float32 weights here: 4 bytes each instead of about 0.56
-        _same(per_use, _run(model, step), atol=1e-6)
+        assert_same_step(per_use, loss_and_grads(model, *step), atol=1e-6)
     finally:
         execution.requantize(model, swapped)
     assert sum(isinstance(m, bnb.nn.Linear4bit) for m in model.modules()) == len(swapped)
 
 
 def test_fewer_checkpointed_layers_give_the_same_loss_and_gradients(model, step):
-    everything = _run(model, step)
+    everything = loss_and_grads(model, *step)
     for n in (1, 0):
         execution.set_checkpoint_layers(model, n)
         assert [layer.gradient_checkpointing for layer in execution.decoder_layers(model)] == [0 < n, False]
-        _same(everything, _run(model, step), atol=1e-6)
+        assert_same_step(everything, loss_and_grads(model, *step), atol=1e-6)
     execution.set_checkpoint_layers(model, 2)
 
 
@@ -77,3 +65,7 @@ def test_knobs_that_cannot_apply_are_refused_when_the_spec_loads(smoke_spec, tmp
     message = str(pytest.raises(SpecError, load_spec, bad).value)
     assert "dequantize_once: applies to an nf4 base only" in message
     assert "checkpoint_layers: fit chooses which layers to checkpoint; it needs gradient_checkpointing: true" in message
+    data["train"].update(quantization="nf4", execution={"compile": True})
+    bad.write_text(yaml.safe_dump(data))
+    message = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert "compile: bitsandbytes' 4-bit layers are not compiled; with an nf4 base set dequantize_once: true" in message

@@ -25,8 +25,10 @@ def test_grad_accumulation_equals_the_larger_batch(smoke_spec, tiny_model, token
         return Layout(micro_batch_size=micro, packed=False, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
 
     loss_ga, n_ga, _ = accumulate(model, examples, layout(1), **kw)
+    loss_ga = float(loss_ga)  # a device scalar: the loop reads it once per step
     grads_ga = take_grads(model)
     loss_big, n_big, _ = accumulate(model, examples, layout(4), **kw)
+    loss_big = float(loss_big)
     grads_big = take_grads(model)
     assert n_ga == n_big == sum(e.label_tokens for e in examples)
     assert loss_ga == pytest.approx(loss_big, rel=1e-5)
@@ -34,5 +36,5 @@ def test_grad_accumulation_equals_the_larger_batch(smoke_spec, tiny_model, token
     for name in grads_ga:
         torch.testing.assert_close(grads_ga[name], grads_big[name], rtol=1e-4, atol=1e-6)
     # the mean of per-micro-batch means (what a naive loop reports) is not the same number
-    naive = sum(accumulate(model, [e], layout(1), **kw)[0] for e in examples) / len(examples)
+    naive = sum(float(accumulate(model, [e], layout(1), **kw)[0]) for e in examples) / len(examples)
     assert naive != pytest.approx(loss_big, rel=1e-3)

@@ -56,9 +56,10 @@ def test_skipped_on_cpu_with_a_note(smoke_spec):
 def test_fit_trains_with_the_fewest_checkpointed_layers_measured_inside_the_budget_margin(smoke_spec):
     from types import SimpleNamespace
 
+    from jobs.train.execution import checkpointed_layers
     from jobs.train.preflight import FIT_MARGIN, choose
 
-    layers = [SimpleNamespace(gradient_checkpointing=True) for _ in range(4)]
+    layers = [SimpleNamespace(gradient_checkpointing=True, forward=None) for _ in range(4)]  # eager layers
     model = SimpleNamespace(get_base_model=lambda: SimpleNamespace(model=SimpleNamespace(layers=layers)))
     budget = 10.0
     rows = [{"layers": 4, "peak_reserved_gib": 6.0}, {"layers": 3, "peak_reserved_gib": 7.5},
@@ -66,8 +67,8 @@ def test_fit_trains_with_the_fewest_checkpointed_layers_measured_inside_the_budg
             {"layers": 1, "peak_reserved_gib": None}, {"layers": 0, "peak_reserved_gib": None}]
     fit = with_train(smoke_spec, memory_budget_gib=budget, execution={"checkpoint_layers": "fit"})
     assert choose(rows, fit, model)["layers"] == 3
-    assert [layer.gradient_checkpointing for layer in layers] == [True, True, True, False]
+    assert checkpointed_layers(model) == [True, True, True, False]
     assert choose(rows, with_train(fit, execution={"checkpoint_layers": "all"}), model)["layers"] == 4
-    assert all(layer.gradient_checkpointing for layer in layers)
+    assert all(checkpointed_layers(model))
     nothing_fits = [dict(r, peak_reserved_gib=None) for r in rows]
     assert choose(nothing_fits, fit, model)["layers"] == 4  # the spec's own setting, then refused by check_budget

@@ -1,0 +1,67 @@
+"""Compiled decoder layers (train.execution.compile) train what eager layers train: tiny model, real 4-bit NF4
+dequantized once, float32, CPU, inductor. Slow: each graph compiles for about half a minute on a CPU."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from jobs.train import execution
+from jobs.train.data import tokenize
+from jobs.train.loop import Layout
+from jobs.train.model import load_model
+from tests.train.conftest import (assert_same_step, conversations, loss_and_grads, perturb_lora_b,
+                                  with_train)
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def steps(tokenizer):
+    """Two steps of 4 examples with packed rows of different lengths: the second must reuse the first's graphs."""
+    rows = [(r["id"], r["messages"]) for r in conversations(8, answer_words=(2, 50))]
+    examples = tokenize(rows, tokenizer, 4096, "truncate").examples
+    assert sum(len(e.input_ids) for e in examples[:4]) != sum(len(e.input_ids) for e in examples[4:])
+    layout = Layout(micro_batch_size=4, packed=True, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=7)
+    return [(examples[:4], layout), (examples[4:], layout)]
+
+
+@pytest.fixture(autouse=True)
+def fresh_compiler():
+    torch._dynamo.reset()  # graphs and counters of other tests' models out of the way
+    yield
+    torch._dynamo.reset()
+
+
+def _model(spec, tiny_model, compiled: bool):
+    spec = with_train(spec, execution={"dequantize_once": True, "compile": compiled})
+    model = load_model(spec, tiny_model, torch.device("cpu"))
+    execution.apply(model, spec)
+    return perturb_lora_b(model)
+
+
+def test_compiled_layers_give_the_eager_loss_and_gradients(smoke_spec, tiny_model, steps):
+    spec = with_train(smoke_spec, lora={"dropout": 0.0})  # eager and compiled draw dropout masks differently
+    eager, compiled = _model(spec, tiny_model, False), _model(spec, tiny_model, True)
+    assert execution.checkpointed_layers(compiled) == [True, True]
+    execution.set_checkpoint_layers(compiled, 1)  # layer 0 recomputed in backward, layer 1 not: both graphs
+    assert execution.checkpointed_layers(compiled) == [True, False]
+    for examples, layout in steps:
+        expected = loss_and_grads(eager, examples, layout)
+        assert_same_step(expected, loss_and_grads(compiled, examples, layout), atol=1e-5)
+    # the checkpointed layer's no-grad forward and the training graph (its recompute, and layer 1), whatever the
+    # row length (dynamic shapes: no recompile per step)
+    assert torch._dynamo.utils.counters["stats"]["unique_graphs"] == 2
+
+
+def test_a_checkpointed_compiled_layer_replays_its_dropout_masks(smoke_spec, tiny_model, steps):
+    compiled = _model(smoke_spec, tiny_model, True)  # LoRA dropout 0.05
+    assert smoke_spec.train.lora.dropout > 0
+    examples, layout = steps[0]
+    recomputed = loss_and_grads(compiled, examples, layout)
+    # Activations kept: the forward runs the training graph and its backward uses that forward's own masks; the
+    # same loss and gradients say the no-grad graph and the recompute drew those masks too.
+    execution.set_checkpoint_layers(compiled, 0)
+    assert_same_step(recomputed, loss_and_grads(compiled, examples, layout), atol=1e-6)
+    no_dropout = _model(with_train(smoke_spec, lora={"dropout": 0.0}), tiny_model, False)
+    assert abs(recomputed[0] - loss_and_grads(no_dropout, examples, layout)[0]) > 1e-4  # masks were drawn
