@@ -26,7 +26,7 @@ from jobs.core.errors import QslmError
 from jobs.core.model import resolve_base_model
 from jobs.core.provenance import sha256_file, training_fingerprint
 from jobs.core.registry import fetch_artifact, previous_build, read_manifest
-from jobs.core.spec import GATE_FAILED, REPO_ROOT, spec_by_tag
+from jobs.core.spec import GATE_FAILED, HEADLINE, REPO_ROOT, spec_by_tag
 from jobs.core.store import open_store
 
 
@@ -123,9 +123,11 @@ def build(tag: str, work_root: Path) -> int:
     manifest = read_manifest(store, tag)
     shutil.rmtree(work, ignore_errors=True)
     print(f"\nbuild {tag}: {manifest['status']} -> {store.url}/{keys.build_prefix(tag)}")
-    for name, value in sorted(manifest.get("metrics", {}).items()):
-        if isinstance(value, (int, float)):
-            print(f"  {name:<24} {value:.4f}")
+    metrics = manifest.get("metrics", {})
+    print(f"  {'headline':<18} {'adapter':>10} {'base':>10} {'delta':>10}")
+    for name in HEADLINE:  # every metric (diagnostics too) is in the report and `make show`
+        row = [metrics.get(prefix + name) for prefix in ("", "base_", "delta_")]
+        print(f"  {name:<18} " + " ".join(f"{v:>10.4f}" if isinstance(v, (int, float)) else f"{'-':>10}" for v in row))
     print(f"  report: {store.url}/{keys.artifact_prefix(tag, 'report', manifest.get('attempt'))}report.html")
     if manifest["status"] != "passed":
         print(f"build {tag} FAILED its eval gate; it is stored as failed-gate and cannot be promoted.",
