@@ -147,6 +147,10 @@ def _call(argo: Argo, what: str, fn, *args, **kw):
     except Forbidden:
         raise SubmitError(f"the token may not do this in namespace {argo.namespace!r} (403) while {what}: give its "
                           f"service account the chart's submitter role, or set ARGO_NAMESPACE") from None
+    except NotFound:
+        raise  # the caller knows what a missing object means
+    except HeraException as exc:
+        raise SubmitError(f"the Argo Server at {argo.host} refused the request while {what}: {exc}") from None
 
 
 def check_template(argo: Argo, service: WorkflowsService) -> str:
@@ -316,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"submitted {name}\n  {argo.ui_link(name)}")
         if args.wait:
             return exit_status(follow(argo, names))
-    except (SubmitError, HeraException) as exc:
+    except QslmError as exc:
         print(f"submit: error: {exc}", file=sys.stderr)
         return 2
     return 0
