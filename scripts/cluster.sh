@@ -90,7 +90,9 @@ esac
 if ! check "lspci is installed (to look for the GPU)" lspci --version; then
   run apt-get install -y -qq pciutils
 fi
+gpu_seen="not checked (lspci is not installed yet)"
 if [ -z "$DRY_RUN" ] || command -v lspci >/dev/null 2>&1; then
+  gpu_seen="on the PCI bus"
   say "check: an NVIDIA GPU is on the PCI bus (vendor 10de, 3D or display controller)  \$ lspci -d 10de::0302; lspci -d 10de::0300"
   gpus_pci=$(lspci -d 10de::0302; lspci -d 10de::0300)
   if [ -z "$gpus_pci" ]; then
@@ -101,7 +103,7 @@ fi
 
 step "NVIDIA driver"
 if ! check "the driver answers (nvidia-smi)" nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; then
-  fail "an NVIDIA GPU is here but its driver does not answer ($(head -n1 "$WORK/out")). Install the driver, reboot, and run make cluster again: on Ubuntu 'sudo ubuntu-drivers install', on Debian 'sudo apt-get install nvidia-driver firmware-misc-nonfree' (contrib non-free non-free-firmware in apt sources). With Secure Boot, enrol the module key when asked."
+  fail "the NVIDIA driver does not answer ($(head -n1 "$WORK/out")); a GPU: ${gpu_seen}. Install the driver, reboot, and run make cluster again: on Ubuntu 'sudo ubuntu-drivers install', on Debian 'sudo apt-get install nvidia-driver firmware-misc-nonfree' (contrib non-free non-free-firmware in apt sources). With Secure Boot, enrol the module key when asked."
 fi
 cp "$WORK/out" "$WORK/gpus"
 while IFS=', ' read -r line; do say "  $line"; done <"$WORK/gpus"

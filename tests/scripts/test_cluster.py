@@ -143,7 +143,8 @@ def test_missing_driver_says_how_to_install_it(tmp_path):
     machine = Machine(tmp_path, fake_machine.fresh(driver=None))
     proc, calls = machine.run()
     assert proc.returncode == 1
-    assert "its driver does not answer" in proc.stderr and "ubuntu-drivers install" in proc.stderr
+    assert "the NVIDIA driver does not answer" in proc.stderr and "a GPU: on the PCI bus" in proc.stderr
+    assert "ubuntu-drivers install" in proc.stderr
     assert "reboot" in proc.stderr
     assert [c for c in calls if mutating(c)] == []
 
