@@ -17,6 +17,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
+from jobs.core.loading import dequantized_weight
+
 WORKSPACE_BYTES = 3 << 29  # 1.5 GiB kept free for activations, logits, graph pools and allocator slack
 MIN_CACHE = (8, 2048)  # rows x tokens of KV cache the budget must hold beside the weights
 
@@ -152,9 +154,7 @@ def _dense(module, quantized: bool, dtype):
     module = _base_layer(module)
     if not quantized:
         return module.weight.detach().to(dtype)
-    import bitsandbytes.functional as bnbf
-
-    return bnbf.dequantize_4bit(module.weight.data, module.weight.quant_state).to(dtype)
+    return dequantized_weight(module, dtype)
 
 
 def build_weights(model, adapters: list[str], quantized: bool, dtype):

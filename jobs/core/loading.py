@@ -75,3 +75,12 @@ def load_adapter(model, adapter_dir: Path, name: str = "default"):
         raise ModelError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); pass the train stage's "
                          f"--out folder")
     return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name)
+
+
+def dequantized_weight(layer, dtype):
+    """A bitsandbytes 4-bit linear's weight in `dtype`: exactly the values its matmul multiplies with (bitsandbytes
+    dequantizes then runs F.linear). Training's dequantize_once and the engine's fast path both take it from here,
+    so an adapter is trained and judged against the same NF4-rounded base."""
+    from bitsandbytes.functional import dequantize_4bit
+
+    return dequantize_4bit(layer.weight.data, layer.weight.quant_state).to(dtype)

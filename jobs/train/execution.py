@@ -32,6 +32,8 @@ from functools import partial
 import torch
 from torch.utils.checkpoint import checkpoint
 
+from jobs.core.loading import dequantized_weight
+
 
 def decoder_layers(model) -> torch.nn.ModuleList:
     return model.get_base_model().model.layers
@@ -41,13 +43,12 @@ def dequantize_once(model) -> list[tuple[str, torch.nn.Module]]:
     """Swap every bitsandbytes 4-bit linear for an nn.Linear with its dequantized weight. Returns the swapped
     4-bit layers by name: keep them to swap back (`requantize`), drop them to free their memory."""
     import bitsandbytes as bnb
-    from bitsandbytes.functional import dequantize_4bit
 
     swapped = []
     for name, layer in [(n, m) for n, m in model.named_modules() if isinstance(m, bnb.nn.Linear4bit)]:
         dtype = _dtype(layer)
         dense = torch.nn.Linear(layer.in_features, layer.out_features, bias=layer.bias is not None, device="meta")
-        weight = dequantize_4bit(layer.weight.data, layer.weight.quant_state).to(dtype)
+        weight = dequantized_weight(layer, dtype)
         dense.weight = torch.nn.Parameter(weight, requires_grad=False)
         if layer.bias is not None:  # bitsandbytes adds the bias in the compute dtype too
             dense.bias = torch.nn.Parameter(layer.bias.data.to(dtype), requires_grad=False)
