@@ -79,3 +79,51 @@ def write_folder(out: Path, fill: Callable[[Path], list[str]]) -> None:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+# Curate templates whose assistant turn is the source paragraphs themselves, joined by blank lines; `define` and
+# `relate` use one paragraph's own sentences, reordered or filtered (a paragraph's text when nothing better is
+# known). Other origins (synthetic questions, paraphrases) are written by a model and never taken for source text.
+VERBATIM_TEMPLATES = ("explain", "researcher", "engineer")
+SENTENCE_TEMPLATES = ("define", "relate")
+
+
+def _paragraph_texts(rows: list[dict], texts: dict[str, str], near: dict[str, str], meta: dict, split: str):
+    for row in rows:
+        ids = list(row["paragraph_ids"])
+        answer = next((m["content"] for m in row["messages"] if m["role"] == "assistant"), "")
+        parts = answer.split("\n\n")
+        for pid in ids:
+            meta.setdefault(pid, {"source_path": str(row["source_path"]), "section": str(row["section"]),
+                                  "split": split})
+        if row["template"] in VERBATIM_TEMPLATES and len(parts) == len(ids):
+            for pid, text in zip(ids, parts):
+                texts.setdefault(pid, text)
+        elif row["template"] in SENTENCE_TEMPLATES and len(ids) == 1:
+            near.setdefault(ids[0], answer)
+
+
+def source_paragraphs(train: list[dict], evals: list[dict], heldout: list[dict]) -> list[dict]:
+    """Every source paragraph a dataset folder holds, by id: {id, text, source_path, section, split,
+    train_examples}, from its train, eval and heldout rows (eval's faithfulness and report, ask's /sources).
+
+    Held-out paragraphs are stored whole; a trained paragraph's text is recovered from the examples that quote it
+    (VERBATIM_TEMPLATES). split: "held out", "trained on" or "eval split"; train_examples: how many training
+    examples (of any origin) drew on it."""
+    texts, near, meta = {}, {}, {}
+    for row in heldout:
+        texts[str(row["id"])] = str(row["text"])
+        meta[str(row["id"])] = {"source_path": str(row["source_path"]), "section": str(row["section"]),
+                                "split": "held out"}
+    _paragraph_texts(train, texts, near, meta, "trained on")
+    _paragraph_texts(evals, texts, near, meta, "eval split")
+    counts: dict[str, int] = {}
+    for row in train:
+        for pid in row["paragraph_ids"]:
+            counts[pid] = counts.get(pid, 0) + 1
+    out = []
+    for pid in sorted(meta):
+        text = texts.get(pid) or near.get(pid, "")
+        if text.strip():
+            out.append({"id": pid, "text": text, **meta[pid], "train_examples": counts.get(pid, 0)})
+    return out

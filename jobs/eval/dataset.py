@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from jobs.core import dataset_folder
 from jobs.eval import EvalError
 
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
@@ -45,53 +46,13 @@ def stats(dataset_dir: Path) -> dict:
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
 
 
-# Curate templates whose assistant turn is the source paragraphs themselves, joined by blank lines; `define` and
-# `relate` use one paragraph's own sentences, reordered or filtered (a paragraph's text when nothing better is
-# known). Other origins (synthetic questions, paraphrases) are written by a model and never taken for source text.
-VERBATIM_TEMPLATES = ("explain", "researcher", "engineer")
-SENTENCE_TEMPLATES = ("define", "relate")
-
-
-def _paragraph_texts(frame: pd.DataFrame, texts: dict[str, str], near: dict[str, str], meta: dict, split: str):
-    for row in frame.itertuples():
-        ids = list(row.paragraph_ids)
-        answer = next((m["content"] for m in row.messages if m["role"] == "assistant"), "")
-        parts = answer.split("\n\n")
-        for pid in ids:
-            meta.setdefault(pid, {"source_path": str(row.source_path), "section": str(row.section), "split": split})
-        if row.template in VERBATIM_TEMPLATES and len(parts) == len(ids):
-            for pid, text in zip(ids, parts):
-                texts.setdefault(pid, text)
-        elif row.template in SENTENCE_TEMPLATES and len(ids) == 1:
-            near.setdefault(ids[0], answer)
-
-
 def source_paragraphs(dataset_dir: Path) -> list[dict]:
-    """Every source paragraph the dataset holds, by id: {id, text, source_path, section, split, train_examples}.
-
-    Held-out paragraphs are stored whole; a trained paragraph's text is recovered from its examples (see
-    VERBATIM_TEMPLATES). split: "held out", "trained on" or "eval split"; train_examples: how many training
-    examples (of any origin) drew on it."""
+    """Every source paragraph the dataset holds, by id (jobs/core/dataset_folder.py `source_paragraphs`)."""
     dataset_dir = Path(dataset_dir)
     cols = ["messages", "template", "source_path", "section", "paragraph_ids"]
-    train, evals = _read(dataset_dir / "train.parquet", cols), _read(dataset_dir / "eval.parquet", cols)
-    heldout = _read(dataset_dir / "heldout.parquet", ["id", "text", "source_path", "section"])
-    texts, near, meta = {}, {}, {}
-    for row in heldout.itertuples():
-        texts[str(row.id)] = str(row.text)
-        meta[str(row.id)] = {"source_path": str(row.source_path), "section": str(row.section), "split": "held out"}
-    _paragraph_texts(train, texts, near, meta, "trained on")
-    _paragraph_texts(evals, texts, near, meta, "eval split")
-    counts: dict[str, int] = {}
-    for ids in train["paragraph_ids"]:
-        for pid in ids:
-            counts[pid] = counts.get(pid, 0) + 1
-    out = []
-    for pid in sorted(meta):
-        text = texts.get(pid) or near.get(pid, "")
-        if text.strip():
-            out.append({"id": pid, "text": text, **meta[pid], "train_examples": counts.get(pid, 0)})
-    return out
+    rows = [_read(dataset_dir / name, cols).to_dict("records") for name in ("train.parquet", "eval.parquet")]
+    heldout = _read(dataset_dir / "heldout.parquet", ["id", "text", "source_path", "section"]).to_dict("records")
+    return dataset_folder.source_paragraphs(*rows, heldout)
 
 
 def training_examples(dataset_dir: Path) -> list[dict]:

@@ -1,8 +1,8 @@
 """The build's own source paragraphs nearest to an answer (`/sources` in the chat).
 
-The paragraphs come from the build's dataset artifact: the held-out sections' paragraphs as they are, and the
-training and eval examples' answers, which curate makes from the source's own sentences and tags with the
-paragraph ids they came from. They are embedded once per session with the shared MiniLM embedder.
+The paragraphs come from the build's dataset artifact, as eval reads them (jobs/core/dataset_folder.py
+`source_paragraphs`: held-out paragraphs whole, trained ones from the examples that quote them). They are embedded
+once per session with the shared MiniLM embedder.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-SPLITS = ("train.parquet", "eval.parquet")
+from jobs.core.dataset_folder import read_rows, source_paragraphs
 
 
 @dataclass(frozen=True)
@@ -23,27 +23,15 @@ class Passage:
     text: str
 
 
-def _rows(path: Path, columns: list[str]) -> list[dict]:
-    import pyarrow.parquet as pq
-
-    return pq.read_table(path, columns=columns).to_pylist() if path.is_file() else []
+def _rows(path: Path) -> list[dict]:
+    return read_rows(path) if path.is_file() else []
 
 
 def passages(dataset_dir: Path) -> list[Passage]:
-    """One passage per paragraph where the text allows it (first seen wins), else per example answer."""
-    out: dict[tuple[str, ...], Passage] = {}
-    for r in _rows(dataset_dir / "heldout.parquet", ["id", "text", "source_path", "section"]):
-        out.setdefault((r["id"],), Passage((r["id"],), r["source_path"], r["section"], r["text"]))
-    for split in SPLITS:
-        for r in _rows(dataset_dir / split, ["messages", "source_path", "section", "paragraph_ids"]):
-            answer = next((m["content"] for m in r["messages"] if m["role"] == "assistant"), "")
-            ids, parts = list(r["paragraph_ids"]), answer.split("\n\n")
-            # An answer made of several paragraphs joins them with a blank line, in paragraph_ids order.
-            pieces = zip(([i] for i in ids), parts) if len(parts) == len(ids) > 1 else [(ids, answer)]
-            for pid, text in pieces:
-                if text.strip():
-                    out.setdefault(tuple(pid), Passage(tuple(pid), r["source_path"], r["section"], text))
-    return list(out.values())
+    """One passage per source paragraph whose text the dataset holds (never a model-written answer)."""
+    found = source_paragraphs(*(_rows(dataset_dir / name) for name in ("train.parquet", "eval.parquet",
+                                                                       "heldout.parquet")))
+    return [Passage((p["id"],), p["source_path"], p["section"], p["text"]) for p in found]
 
 
 class SourceIndex:
