@@ -7,6 +7,7 @@ attached to the sentence that introduces it.
 
 from __future__ import annotations
 
+import hashlib
 import re
 
 DISPLAY = re.compile(r"^\$\$\n.*?\n\$\$$\n?", re.S | re.M)
@@ -33,3 +34,9 @@ def sentences(text: str) -> list[str]:
             out.append(block.lstrip("\n"))
         pos = m.end()
     return out + [s for s in SENTENCE.split(text[pos:].strip()) if s.strip()]
+
+
+def phrasing(options: list[str], key: str) -> str:
+    """One of `options`, chosen by a hash of `key`: deterministic variety (the wording depends on the paragraph
+    and the slot, not on a random state), so curate and synthesis rerun byte-identical."""
+    return options[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % len(options)]

@@ -7,12 +7,11 @@ equations or code), never invented text; each example carries its provenance.
 
 from __future__ import annotations
 
-import hashlib
 import re
 
 from jobs.core.audiences import audience_prompt
 from jobs.core.dataset_folder import example_id
-from jobs.core.text import language, sentences as split_sentences
+from jobs.core.text import language, phrasing, sentences as split_sentences
 from jobs.curate.select import Selected
 
 QUESTIONS = {
@@ -41,11 +40,6 @@ SUBJECT = re.compile(r"^(?:(?:the|a|an|el|la|los|las|un|una)\s+)?(?P<subj>[\w][\
 NOT_A_SUBJECT = re.compile(r"^(if|since|when|while|one|this|these|that|those|it|its|their|our|we|there|here|such|"
                            r"each|every|both|all|some|key|main|este|esta|estos|estas|esto|en|si|para|por|cuando|"
                            r"donde|como|nuestro|nuestra)\b", re.I)
-
-
-def _pick(options: list[str], key: str) -> str:
-    # Deterministic variety: the phrasing depends on the paragraph and template, not on a random state.
-    return options[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % len(options)]
 
 
 def _join(sentences: list[str]) -> str:
@@ -89,7 +83,7 @@ def make_examples(sel: Selected, templates: tuple[str, ...], system_prompt: str 
         if template == "explain":
             used = _prose(sel.before) + [p] + _prose(sel.after)
             answer = "\n\n".join(x.text for x in used)
-            question = _pick(q["explain"], key + template).format(c=concept, t=title)
+            question = phrasing(q["explain"], key + template).format(c=concept, t=title)
             rows.append(_row(sel, template, chat(question, answer), used))
         elif template == "define" and concepts:
             sentences = split_sentences(p.text)
@@ -105,7 +99,7 @@ def make_examples(sel: Selected, templates: tuple[str, ...], system_prompt: str 
             if subject:
                 rest = [s for s in sentences if s not in defining]
                 answer = _join(defining) + ("\n\n" + _join(rest) if rest else "")
-                question = _pick(q["define"], key + template).format(c=subject)
+                question = phrasing(q["define"], key + template).format(c=subject)
                 rows.append(_row(sel, template, chat(question, answer), [p]))
         elif template == "relate":
             pair = [k for k in concepts if not any(k.lower() in o.lower() for o in concepts if o != k)]
@@ -114,20 +108,20 @@ def make_examples(sel: Selected, templates: tuple[str, ...], system_prompt: str 
                 sentences = split_sentences(p.text)
                 both = [s for s in sentences if a.lower() in s.lower() or b.lower() in s.lower()]
                 answer = _join(both) if len(_join(both)) >= 80 else p.text
-                question = _pick(q["relate"], key + template).format(c=a, d=b)
+                question = phrasing(q["relate"], key + template).format(c=a, d=b)
                 rows.append(_row(sel, template, chat(question, answer), [p]))
         elif template == "researcher":
             used = [x for x in context if x is p or (x.kind == "prose" and "$" in x.text)]
             if any("$" in x.text for x in used):
                 answer = "\n\n".join(x.text for x in used)
-                question = _pick(q["researcher"], key + template).format(c=concept, t=title)
+                question = phrasing(q["researcher"], key + template).format(c=concept, t=title)
                 system = audience_prompt("researcher", lang)
                 rows.append(_row(sel, template, chat(question, answer, system), used))
         elif template == "engineer":
             used = [x for x in context if x is p or x.kind == "code"]
             if len(used) > 1:
                 answer = "\n\n".join(x.text for x in used)
-                question = _pick(q["engineer"], key + template).format(c=concept, t=title)
+                question = phrasing(q["engineer"], key + template).format(c=concept, t=title)
                 system = audience_prompt("engineer", lang)
                 rows.append(_row(sel, template, chat(question, answer, system), used))
     return rows

@@ -14,10 +14,9 @@ within the engine's scoring window (1,024 tokens). Free text goes through the fi
 
 from __future__ import annotations
 
-import hashlib
 import re
 
-from jobs.core.text import LANGUAGES, sentences
+from jobs.core.text import LANGUAGES, phrasing, sentences
 
 PROMPT_VERSION = "1"
 SYSTEM = ("You help turn a researcher's documents into study material. You use only what the text says, keep "
@@ -103,11 +102,6 @@ def paraphrase_prompt(p: dict, m: int) -> list[dict]:
                 f"{LANGUAGES[p['language']]}. Reply with the rewritten paragraph only.")
 
 
-def pick(options: list[str], key: str) -> str:
-    # Deterministic variety: the phrasing depends on the paragraph and slot, not on a random state.
-    return options[int(hashlib.sha256(key.encode()).hexdigest()[:8], 16) % len(options)]
-
-
 def title(p: dict) -> str:
     return p["section"].split(" > ")[-1] if p["section"] else p["source_path"].rsplit("/", 1)[-1]
 
@@ -120,4 +114,4 @@ def cloze_messages(p: dict, unit: str, phrase: str) -> tuple[str, str]:
 
 def paraphrase_question(p: dict, m: int) -> str:
     concept = p["keywords"][0] if p["keywords"] else title(p)
-    return pick(PARAPHRASE_ASK[p["language"]], f"{p['id']}:{m}").format(t=title(p), c=concept)
+    return phrasing(PARAPHRASE_ASK[p["language"]], f"{p['id']}:{m}").format(t=title(p), c=concept)
