@@ -22,7 +22,7 @@ from pathlib import Path
 
 from jobs.core.model import cache_dir, resolve_base_model
 from jobs.core.provenance import sha256_file
-from jobs.core.registry import complete_tags, current_tag, fetch_artifact, read_manifest
+from jobs.core.registry import artifact_files, complete_tags, current_tag, fetch_artifact, read_manifest
 from jobs.core.spec import BuildSpec, load_spec
 from jobs.serve import ServeError
 
@@ -63,14 +63,14 @@ def manifest_digest(manifest: dict) -> str:
     return hashlib.sha256(json.dumps(manifest, sort_keys=True).encode()).hexdigest()
 
 
-def _cached_ok(manifest: dict, artifact: str, folder: Path) -> bool:
-    records = manifest["artifacts"][artifact]
+def _cached_ok(manifest: dict, tag: str, artifact: str, folder: Path) -> bool:
+    records = [rec for _, rec in artifact_files(manifest, tag, artifact)]  # the manifest read as the registry reads it
     return all((folder / r["path"]).is_file() and sha256_file(folder / r["path"]) == r["sha256"] for r in records)
 
 
 def _ensure(store, tag: str, manifest: dict, artifact: str, folder: Path) -> None:
     """The artifact's files in `folder`, each matching the manifest; fetched from the store when they do not."""
-    if folder.is_dir() and _cached_ok(manifest, artifact, folder):
+    if folder.is_dir() and _cached_ok(manifest, tag, artifact, folder):
         return
     tmp = Path(tempfile.mkdtemp(prefix=f".{artifact}-", dir=folder.parent))
     try:
