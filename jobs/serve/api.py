@@ -64,7 +64,7 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
-        from jobs.core.engine import Sampling
+        from jobs.core.engine import Sampling, chat_prompt_ids
 
         build = builds.get(req.model)
         if build is None:
@@ -75,8 +75,7 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
         if system and not req.has_system():  # ask the way the adapter was trained unless the client says otherwise
             turns = [{"role": "system", "content": system}] + turns
         max_new = req.max_completion_tokens or req.max_tokens or build.spec.eval.max_new_tokens
-        prompt = tokenizer.apply_chat_template(turns, tokenize=False, add_generation_prompt=True)
-        prompt_tokens = len(tokenizer(prompt, add_special_tokens=False)["input_ids"])
+        prompt_tokens = len(chat_prompt_ids(tokenizer, [turns])[0])  # as the engine will format it
         if prompt_tokens + max_new > context_tokens:
             return _error(400, f"this request needs {prompt_tokens} prompt + {max_new} new tokens, more than the "
                                f"model's {context_tokens}; shorten the messages or lower max_tokens",
