@@ -104,6 +104,9 @@ class ExecutionSpec:
     # examples and the loss is normalised by that step's label tokens, so only speed and memory change.
     micro_batch_size: int | None = None
     loss_chunk_tokens: int = 2048  # cross-entropy over the vocabulary in chunks of this many label tokens
+    # Each chunk's logits formed once, its gradient taken in the forward pass (jobs/train/loop.py
+    # LinearCrossEntropy); False: the chunk is recomputed in backward. The same loss and gradients.
+    fused_loss: bool = True
     # A micro-batch's examples end to end in one row, attention kept inside each example: no padding computed.
     # False: right-padded rows (each micro-batch padded to its longest example).
     packing: bool = True

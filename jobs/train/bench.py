@@ -1,9 +1,10 @@
-"""python -m jobs.train.bench --out DIR [--variants NAME,...] [--profile] [--baselines ../shared/bench] [--budget-s S]
+"""python -m jobs.train.bench --out DIR [--variants NAME,...] [--profile NAME,...] [--baselines ../shared/bench]
+[--budget-s S]
 
-GPU benchmark of the train stage: the v1 spec and execution variants of it, on a model with the exact shape of
-Qwen2.5-1.5B-Instruct, randomly initialised (no weights can be downloaded), saved and loaded back through the
-spec's 4-bit NF4 path. In this order: with --profile, one v1 step under torch.profiler as v1.yaml ships it and
-compiled (jobs/train/stepprofile.py, in this process); each variant as the real command `python -m jobs.train` in
+GPU benchmark of the train stage: the v1 and v3 specs and execution variants of them (VARIANTS), on a model
+with the exact shape of Qwen2.5-1.5B-Instruct, randomly initialised (no weights can be downloaded), saved and
+loaded back through the spec's 4-bit NF4 path. In this order: with --profile, steps of those variants under
+torch.profiler (jobs/train/stepprofile.py, in this process); each variant as the real command `python -m jobs.train` in
 its own process (clean peak-memory counters), with QSLM_BASE_MODEL pointing at the random model; with
 --baselines (the folder of the shared qlora_baseline.py and fastpath_probe.py) the two references on the same
 model: the Trainer baseline (--only V1) and the hand-written probe at 4 x 1024 and 32 x 1024 tokens; last, one
@@ -36,24 +37,32 @@ from jobs.core.spec import REPO_ROOT, ExecutionSpec, spec_by_tag
 B32 = {"grad_accum": 32}  # the bench variant of v1 with 32 examples per optimizer step (batch 1 x grad-accum 32)
 V1_SHIPPED = {"micro_batch_size": 4, "dequantize_once": True}  # v1.yaml's execution before compile was measured
 COMPILED = {"dequantize_once": True, "compile": True}
-# name: (optimizer steps, changes to v1.yaml's train section, its whole execution section over the defaults)
+UNFUSED = {"fused_loss": False}  # the loss chunks recomputed in backward, as before the fused loss
+# name: (spec tag, optimizer steps, changes to the tag's train section, its whole execution section over the
+# defaults). Since the fused loss became the default, a variant without UNFUSED runs it.
 VARIANTS = {
-    "v1-padded": (50, {}, {"micro_batch_size": 4, "packing": False}),  # v1 as shipped before packing
-    "v1-packed": (50, {}, {"micro_batch_size": 4}),
-    "v1-packed-dq": (30, {}, V1_SHIPPED),
-    "v1-packed-dq-fit": (30, {}, {**V1_SHIPPED, "checkpoint_layers": "fit"}),
-    "v1-compile": (30, {}, {"micro_batch_size": 4, **COMPILED}),
-    "v1-compile-fit": (30, {}, {"micro_batch_size": 4, **COMPILED, "checkpoint_layers": "fit"}),
-    "b32-packed": (12, B32, {"micro_batch_size": 32}),
-    "b32-mb16-dq-fit": (12, B32, {"micro_batch_size": 16, "dequantize_once": True, "checkpoint_layers": "fit"}),
-    "b32-compile": (12, B32, {"micro_batch_size": 32, **COMPILED}),
-    "b32-compile-lc1024": (12, B32, {"micro_batch_size": 32, **COMPILED, "loss_chunk_tokens": 1024}),
+    "v1-padded": ("v1", 50, {}, {"micro_batch_size": 4, "packing": False, **UNFUSED}),  # v1 before packing
+    "v1-packed": ("v1", 50, {}, {"micro_batch_size": 4, **UNFUSED}),
+    "v1-packed-dq": ("v1", 30, {}, {**V1_SHIPPED, **UNFUSED}),
+    "v1-packed-dq-fit": ("v1", 30, {}, {**V1_SHIPPED, "checkpoint_layers": "fit", **UNFUSED}),
+    "v1-compile-unfused": ("v1", 30, {}, {"micro_batch_size": 4, **COMPILED, **UNFUSED}),
+    "v1-compile": ("v1", 30, {}, {"micro_batch_size": 4, **COMPILED}),
+    "v1-compile-fit": ("v1", 30, {}, {"micro_batch_size": 4, **COMPILED, "checkpoint_layers": "fit"}),
+    "b32-packed": ("v1", 12, B32, {"micro_batch_size": 32, **UNFUSED}),
+    "b32-mb16-dq-fit": ("v1", 12, B32, {"micro_batch_size": 16, "dequantize_once": True, "checkpoint_layers": "fit",
+                                        **UNFUSED}),
+    "b32-compile-unfused": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED, **UNFUSED}),
+    "b32-compile": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED}),
+    "b32-compile-lc1024": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED, "loss_chunk_tokens": 1024}),
+    "b32-mb16-compile-fit": ("v1", 12, B32, {"micro_batch_size": 16, **COMPILED, "checkpoint_layers": "fit"}),
+    "b32-mb8-compile-fit": ("v1", 12, B32, {"micro_batch_size": 8, **COMPILED, "checkpoint_layers": "fit"}),
+    # v3.yaml's own training (LoRA r64 on all seven linear layers, 8 x 4 = 32 examples per step)
+    "v3-mb32-compile": ("v3", 12, {}, {"micro_batch_size": 32, **COMPILED}),
+    "v3-mb16-compile": ("v3", 12, {}, {"micro_batch_size": 16, **COMPILED}),
 }
-# The targets' candidates first, then the references in the same call, then the other compiled settings. The
-# 32-example compiled run with loss chunks of 1,024 label tokens comes before the default 2,048: its logits
-# (1,024 x 151,936, in fp16 and fp32 at once) take about 1 GiB less at the peak, which the budget may need.
-DEFAULT = "v1-compile-fit,b32-compile-lc1024,v1-packed-dq,b32-packed,b32-compile,v1-compile"
-PROFILED = {"v1-shipped": V1_SHIPPED, "v1-compiled": {"micro_batch_size": 4, **COMPILED}}  # file-name safe
+# The targets' candidates first, then the lever they keep against its alternative, then the references in the
+# same call (--baselines).
+DEFAULT = "b32-compile,b32-compile-unfused,v1-compile,v3-mb32-compile,v3-mb16-compile"
 LOSS_REFERENCE = {"v1-packed": "v1-padded"}  # loss curves compared step by step (same data, seed and steps)
 RESERVE_S = 130  # what the baselines (about 90 s with a shortened Trainer run) and the packing check need
 WARMUP_STEPS = 3  # left out of tokens/s: CUDA/cuBLAS initialisation and allocator growth
@@ -82,17 +91,18 @@ def build_dataset(work: Path, n: int, seed: int = 0) -> Path:
     return folder
 
 
-def v1_with(execution: dict, train: dict | None = None, steps: int | None = None) -> dict:
-    """v1.yaml's spec as a dict with train changes and the given execution section over the defaults."""
-    spec = spec_by_tag("v1").to_dict()
+def spec_with(execution: dict, train: dict | None = None, steps: int | None = None, tag: str = "v1") -> dict:
+    """A build spec (v1.yaml's unless tag) as a dict with train changes and the given execution section over the
+    defaults."""
+    spec = spec_by_tag(tag).to_dict()
     spec["train"].update(train or {}, max_steps=steps)
     spec["train"]["execution"] = {**dataclasses.asdict(ExecutionSpec()), **execution}
     return spec
 
 
 def variant_spec(name: str) -> dict:
-    steps, train, execution = VARIANTS[name]
-    return v1_with(execution, train, steps)
+    tag, steps, train, execution = VARIANTS[name]
+    return spec_with(execution, train, steps, tag)
 
 
 def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, timeout_s: float, log) -> dict:
@@ -127,16 +137,18 @@ def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, timeout_s
     return r
 
 
-def profile_run(execution: dict, model_dir: Path, dataset: Path, out_file: Path) -> dict:
-    """One v1 step under the profiler with this execution section (jobs/train/stepprofile.py), in this process."""
+def profile_run(name: str, work: Path, model_dir: Path, dataset: Path, out_file: Path) -> dict:
+    """Steps of a variant under the profiler (jobs/train/stepprofile.py), in this process: its spec written out
+    and loaded as the train command loads it."""
     import traceback
 
+    from jobs.core.spec import load_spec
     from jobs.train.stepprofile import profile_steps
 
     try:
-        spec = spec_by_tag("v1")
-        spec = dataclasses.replace(spec, train=dataclasses.replace(spec.train, execution=ExecutionSpec(**execution)))
-        return profile_steps(spec, model_dir, dataset, out_file)
+        spec_file = work / f"spec-{name}.json"
+        spec_file.write_text(json.dumps(variant_spec(name)))
+        return profile_steps(load_spec(spec_file), model_dir, dataset, out_file)
     except Exception:  # noqa: BLE001 - a benchmark reports what broke and goes on to the other runs
         return {"error": traceback.format_exc()[-1500:]}
 
@@ -232,7 +244,7 @@ def table(results: list[dict], references: list[dict], budget: float) -> str:
         lines.append(f"| {r['reference']} | | | {r['tokens_per_s']:,} | | | {r['peak_reserved_gib']} | | | "
                      f"{'yes' if r['peak_reserved_gib'] <= budget else 'NO'} | |")
     for r in results:
-        execution = VARIANTS[r["variant"]][2]
+        execution = VARIANTS[r["variant"]][3]
         ex = ", ".join(f"{k}={v}" for k, v in execution.items())
         per_step = r["train"]["batch_size"] * r["train"]["grad_accum"]
         if r["rc"] != 0:
@@ -248,7 +260,7 @@ def table(results: list[dict], references: list[dict], budget: float) -> str:
 
 
 def profile_table(profiles: dict) -> str:
-    lines = ["| one v1 step | step s (timed, profiled) | tokens/s | CPU op s | GPU kernel s | GPU busy | "
+    lines = ["| profiled variant | step s (timed, profiled) | tokens/s | CPU op s | GPU kernel s | GPU busy | "
              "kernel launches | host waits |", "|---|---|---|---|---|---|---|---|"]
     for label, p in profiles.items():
         if "error" in p:
@@ -264,7 +276,7 @@ def main() -> int:
     parser.add_argument("--out", required=True, type=Path)
     parser.add_argument("--work", type=Path, default=Path("/tmp/qslm-train-bench"))
     parser.add_argument("--variants", default=DEFAULT, help=f"of: {', '.join(VARIANTS)}")
-    parser.add_argument("--profile", action="store_true", help="profile one v1 step first, as shipped and compiled")
+    parser.add_argument("--profile", default="", help="variants to profile first, in this process (NAME,...)")
     parser.add_argument("--baselines", type=Path, help="folder of qlora_baseline.py and fastpath_probe.py")
     parser.add_argument("--trainer-steps", type=int, default=20, help="timed steps of the Trainer baseline")
     parser.add_argument("--timeout-s", type=float, default=150, help="per variant")
@@ -275,7 +287,7 @@ def main() -> int:
     args.work.mkdir(parents=True, exist_ok=True)
     names = args.variants.split(",")
     model_dir = build_model(args.work)
-    per_run = [variant_spec(n)["train"] for n in names]  # every run's steps x examples per step, one dataset
+    per_run = [variant_spec(n)["train"] for n in names + [n for n in args.profile.split(",") if n]]  # every run's steps x examples per step, one dataset
     dataset = build_dataset(args.work, n=max(t["max_steps"] * t["batch_size"] * t["grad_accum"] for t in per_run))
     budget = spec_by_tag("v1").train.memory_budget_gib
     done = {"profiles": {}, "variants": [], "references": [], "packing_check": None}
@@ -285,8 +297,8 @@ def main() -> int:
         (args.out / "results.json").write_text(json.dumps({**done, "loss_gap": loss_gap(done["variants"])},
                                                           indent=1, default=str))
 
-    for label, execution in PROFILED.items() if args.profile else ():
-        done["profiles"][label] = profile_run(execution, model_dir, dataset, args.out / f"profile-{label}.txt")
+    for label in [n for n in args.profile.split(",") if n]:
+        done["profiles"][label] = profile_run(label, args.work, model_dir, dataset, args.out / f"profile-{label}.txt")
         save({label: done["profiles"][label]})
     with open(args.out / "runs.log", "w") as log:
         for name in names:

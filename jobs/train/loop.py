@@ -4,7 +4,9 @@ The step's loss is (sum of token cross-entropies over all its micro-batches) / (
 so batch 1 x grad-accum 4 gives the same loss and gradients as batch 4 x grad-accum 1 (a per-micro-batch mean
 would weight a short answer's tokens more than a long one's). The logits are only formed for label tokens
 (assistant response + end-of-turn), in chunks, so the 151,936-word vocabulary never needs a [tokens, vocab]
-tensor for the whole sequence.
+tensor for the whole sequence. With `fused_loss` (train.execution) each chunk's gradient with respect to the
+hidden states is formed in the forward pass (`LinearCrossEntropy`): the logits are computed once, not again in
+backward, since the output layer is frozen.
 
 How a step's examples become forward passes (micro-batch size, packed rows or padded ones) changes speed and
 memory only: a packed row keeps attention inside each example (jobs/train/packing.py) and gives each token
@@ -14,6 +16,7 @@ the loss it has alone, so packed and padded steps have the same loss and gradien
 from __future__ import annotations
 
 import contextlib
+import time
 from dataclasses import dataclass
 
 import torch
@@ -32,6 +35,7 @@ class Layout:
     packed: bool  # one row of the examples end to end (True) or right-padded rows (False)
     pad_id: int
     loss_chunk_tokens: int  # label tokens per cross-entropy chunk; 0 = all at once
+    fused_loss: bool = True  # each chunk's logits formed once (LinearCrossEntropy), not again in backward
 
     def batches(self, examples: list[Example]) -> list[dict]:
         groups = micro_batches(examples, self.micro_batch_size)
@@ -52,12 +56,50 @@ def _chunk_ce(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Ten
     return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
 
 
-def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int) -> torch.Tensor:
+class LinearCrossEntropy(torch.autograd.Function):
+    """Sum of cross-entropy of the logits `hidden @ weight.T` (float32) against `targets`, in chunks of `chunk`
+    rows, for a frozen weight. The gradient with respect to `hidden` is formed chunk by chunk in forward
+    (softmax - one-hot, times the weight), so each chunk's logits exist once and are freed at once; backward
+    scales it. Against recomputing the chunk in backward (checkpointing) it saves one [chunk x vocab] matmul and
+    its float32 passes per chunk, and keeps one [tokens x hidden] gradient instead."""
+
+    @staticmethod
+    def forward(ctx, hidden: torch.Tensor, weight: torch.Tensor, targets: torch.Tensor, chunk: int):
+        total = torch.zeros((), dtype=torch.float32, device=hidden.device)
+        grads = []
+        for i in range(0, targets.numel(), chunk):
+            t = targets[i:i + chunk]
+            logits = F.linear(hidden[i:i + chunk], weight).float()  # autocast gives the compute dtype's matmul
+            lse = torch.logsumexp(logits, dim=-1)
+            total = total + (lse - logits.gather(1, t[:, None]).squeeze(1)).sum()
+            probs = logits.sub_(lse[:, None]).exp_()  # in place: softmax over the vocabulary
+            probs[torch.arange(t.numel(), device=t.device), t] -= 1  # d(sum of CE)/d logits
+            grads.append(probs.to(weight.dtype) @ weight)
+            del logits, probs
+        grad = torch.cat(grads) if grads else torch.zeros_like(hidden)
+        ctx.save_for_backward(grad)
+        ctx.hidden_dtype = hidden.dtype
+        return total
+
+    @staticmethod
+    def backward(ctx, grad_total: torch.Tensor):
+        (grad,) = ctx.saved_tensors
+        return (grad.float() * grad_total).to(ctx.hidden_dtype), None, None, None
+
+
+def fusable(lm_head) -> bool:
+    """The fused loss needs a plain frozen output layer without bias (LoRA on lm_head would be bypassed)."""
+    return type(lm_head) is torch.nn.Linear and lm_head.bias is None and not lm_head.weight.requires_grad
+
+
+def micro_batch_loss_sum(model, batch: dict, chunk_tokens: int, fused: bool = True) -> torch.Tensor:
     """Sum of next-token cross-entropy over the label tokens of one micro-batch (float32 scalar)."""
     base = model.get_base_model()
     hidden = base.model(**model_inputs(batch, base.config)).last_hidden_state
     hidden, targets = hidden.flatten(0, 1).index_select(0, batch["loss_at"]), batch["targets"]
     chunk = chunk_tokens if chunk_tokens > 0 else max(1, targets.numel())
+    if fused and fusable(base.lm_head):
+        return LinearCrossEntropy.apply(hidden, base.lm_head.weight, targets, chunk)
     total = hidden.new_zeros((), dtype=torch.float32)
     for i in range(0, targets.numel(), chunk):
         # Recomputed in backward: only one chunk's logits [chunk, vocab] is alive at a time.
@@ -78,7 +120,7 @@ def accumulate(model, examples: list[Example], layout: Layout, device: torch.dev
     for batch in layout.batches(examples):
         batch = to_device(batch, device)
         with autocast:
-            part = micro_batch_loss_sum(model, batch, layout.loss_chunk_tokens)
+            part = micro_batch_loss_sum(model, batch, layout.loss_chunk_tokens, layout.fused_loss)
         loss = part / max(n_labels, 1)
         (scaler.scale(loss) if scaler is not None else loss).backward()
         loss_sum += part.detach()
@@ -99,6 +141,47 @@ def optimizer_step(params: list[torch.Tensor], optimizer, scheduler, scaler, max
     scheduler.step()
     optimizer.zero_grad(set_to_none=True)
     return norm
+
+
+class Mark:
+    """A point in the step stream: a CUDA event on a GPU (recorded behind the queued work, timed by the GPU's own
+    clock, nothing waits), the host clock on a CPU (where every operation has finished when it returns)."""
+
+    def __init__(self, device: torch.device):
+        self.event, self.t = None, time.perf_counter()
+        if device.type == "cuda":
+            self.event = torch.cuda.Event(enable_timing=True)
+            self.event.record()
+
+    def seconds_since(self, earlier: "Mark") -> float:
+        """Seconds from `earlier` to this mark; on a GPU, waits until the GPU has reached this mark."""
+        if self.event is None:
+            return self.t - earlier.t
+        self.event.synchronize()
+        return earlier.event.elapsed_time(self.event) / 1000
+
+
+class StepRead:
+    """One step's loss and gradient norm on their way to the host: on a GPU copied into pinned memory behind the
+    step's work, with a Mark after the copy. The loop reads step N after queueing step N+1, so the GPU goes
+    straight on to the next step while the host waits, logs and packs; reading right away would leave it idle
+    from the end of each step until the host had built and launched the next one."""
+
+    def __init__(self, loss: torch.Tensor, grad_norm: torch.Tensor, device: torch.device):
+        values = torch.stack([loss.float(), grad_norm.float()])
+        if device.type == "cuda":
+            self.host = torch.empty(2, dtype=torch.float32, pin_memory=True)
+            self.host.copy_(values, non_blocking=True)
+        else:
+            self.host = values
+        self.mark = Mark(device)
+
+    def values(self) -> tuple[float, float]:
+        """(loss, gradient norm); waits for the step (and only that step) to finish."""
+        if self.mark.event is not None:
+            self.mark.event.synchronize()
+        loss, grad_norm = self.host.tolist()
+        return loss, grad_norm
 
 
 def make_optimizer(params: list[torch.Tensor], spec, device: torch.device, total_steps: int):

@@ -56,6 +56,8 @@ def advice(spec, micro_batch_size: int, longest: int) -> str:
         tips.append("train.quantization: nf4")
     if longest > 512:
         tips.append(f"train.max_length: {max(256, longest // 2)} (longest example now {longest} tokens)")
+    if not t.execution.fused_loss:
+        tips.append("train.execution.fused_loss: true (the logits are not recomputed in backward)")
     if t.execution.loss_chunk_tokens == 0 or t.execution.loss_chunk_tokens > 2048:
         tips.append("train.execution.loss_chunk_tokens: 1024")
     return "; ".join(tips) or "a GPU with more memory, or a larger train.memory_budget_gib if the card allows"

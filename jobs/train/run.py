@@ -26,7 +26,7 @@ from jobs.core.provenance import library_versions, sha256_file, training_fingerp
 from jobs.core.spec import BuildSpec
 from jobs.train import TrainError, checkpoint, execution
 from jobs.train.data import Tokenized, read_conversations, step_plan, tokenize
-from jobs.train.loop import Layout, accumulate, make_optimizer, optimizer_step
+from jobs.train.loop import Layout, Mark, StepRead, accumulate, make_optimizer, optimizer_step
 from jobs.train.model import load_model
 from jobs.train.preflight import cap_memory, preflight
 from jobs.train.progress import Progress, peak_memory_gib, write_metrics
@@ -80,7 +80,8 @@ def read_data(spec: BuildSpec, rows, tokenizer, device: torch.device) -> Tokeniz
 def layout_of(spec: BuildSpec, tokenizer) -> Layout:
     ex = spec.train.execution  # bounds and combinations checked when the spec was loaded
     return Layout(micro_batch_size=ex.micro_batch_size or spec.train.batch_size, packed=ex.packing,
-                  pad_id=tokenizer.pad_token_id, loss_chunk_tokens=ex.loss_chunk_tokens)
+                  pad_id=tokenizer.pad_token_id, loss_chunk_tokens=ex.loss_chunk_tokens,
+                  fused_loss=ex.fused_loss)
 
 
 def start_device(spec: BuildSpec) -> torch.device:
@@ -121,41 +122,64 @@ def resume(spec: BuildSpec, model, params, ckpt_root: Path, fp: str, total_steps
     return state
 
 
+@dataclass
+class Done:
+    """A queued optimizer step, read (StepRead) one step later."""
+
+    step: int
+    n_labels: int
+    n_tokens: int
+    lr: float
+    read: StepRead
+
+
 def run_loop(spec: BuildSpec, model, params, data: Tokenized, plan, layout: Layout, state: State,
              ckpt_root: Path, fp: str, device) -> float:
-    """Optimizer steps from state.step to the end of the plan; returns this attempt's loop seconds."""
+    """Optimizer steps from state.step to the end of the plan; returns this attempt's loop seconds. Each step is
+    read after the next one is queued (StepRead); a checkpoint step and the last are read at once."""
     t, dtype = spec.train, compute_dtype(spec)
     bar = Progress(len(plan), state.step)
-    window = {"loss_sum": 0.0, "labels": 0, "tokens": 0, "t": time.perf_counter()}
+    window = {"loss_sum": 0.0, "labels": 0, "tokens": 0, "since": Mark(device)}
     t_loop = time.perf_counter()
+    pending = None
     for step in range(state.step + 1, len(plan) + 1):
         examples = [data.examples[i] for i in plan[step - 1]]
         loss, n_labels, n_tokens = accumulate(model, examples, layout, device, dtype, state.scaler)
         lr = state.scheduler.get_last_lr()[0]
         grad_norm = optimizer_step(params, state.optimizer, state.scheduler, state.scaler, t.max_grad_norm)
-        loss, grad_norm = torch.stack([loss, grad_norm.float()]).tolist()  # the step's one wait for the GPU
-        state.step, state.tokens = step, state.tokens + n_tokens
-        window["loss_sum"] += loss * n_labels
-        window["labels"] += n_labels
-        window["tokens"] += n_tokens
-        if step % t.logging_every == 0 or step == len(plan):
-            if device.type == "cuda":
-                torch.cuda.synchronize(device)
-            elapsed = time.perf_counter() - window["t"]
-            state.metrics.append({
-                "step": step, "loss": window["loss_sum"] / max(window["labels"], 1), "lr": lr,
-                "grad_norm": grad_norm if math.isfinite(grad_norm) else None,  # fp16 overflow: step skipped
-                "tokens_per_s": round(window["tokens"] / elapsed, 1), "seconds": round(elapsed, 4),
-                "peak_mem_gib": peak_memory_gib(device), "label_tokens": window["labels"],
-                "tokens": window["tokens"]})  # real tokens: padding is never counted
-            window = {"loss_sum": 0.0, "labels": 0, "tokens": 0, "t": time.perf_counter()}
-        bar.update(step, loss)
-        if step % t.checkpoint_every == 0 and step < len(plan):
-            checkpoint.save(ckpt_root, step, model, state.optimizer, state.scheduler, state.scaler, {
-                "step": step, "tokens": state.tokens, "metrics": state.metrics, "fingerprint": fp,
-                "seconds": state.seconds_before + time.perf_counter() - t_loop})
+        queued = Done(step, n_labels, n_tokens, lr, StepRead(loss, grad_norm, device))
+        if pending is not None:
+            window = record(pending, state, window, bar, t.logging_every, device)
+        pending = queued
+        if step % t.checkpoint_every == 0 or step == len(plan):
+            window, pending = record(pending, state, window, bar, t.logging_every, device), None
+            if step < len(plan):
+                checkpoint.save(ckpt_root, step, model, state.optimizer, state.scheduler, state.scaler, {
+                    "step": step, "tokens": state.tokens, "metrics": state.metrics, "fingerprint": fp,
+                    "seconds": state.seconds_before + time.perf_counter() - t_loop})
     bar.close()
     return time.perf_counter() - t_loop
+
+
+def record(done: Done, state: State, window: dict, bar: Progress, logging_every: int, device) -> dict:
+    """A finished step into the state, the metrics window (written every logging_every steps and at the last)
+    and the progress bar; returns the window."""
+    loss, grad_norm = done.read.values()  # waits for this step only: the next one is queued behind it
+    state.step, state.tokens = done.step, state.tokens + done.n_tokens
+    window["loss_sum"] += loss * done.n_labels
+    window["labels"] += done.n_labels
+    window["tokens"] += done.n_tokens
+    if done.step % logging_every == 0 or done.step == bar.total:
+        elapsed = done.read.mark.seconds_since(window["since"])
+        state.metrics.append({
+            "step": done.step, "loss": window["loss_sum"] / max(window["labels"], 1), "lr": done.lr,
+            "grad_norm": grad_norm if math.isfinite(grad_norm) else None,  # fp16 overflow: step skipped
+            "tokens_per_s": round(window["tokens"] / elapsed, 1), "seconds": round(elapsed, 4),
+            "peak_mem_gib": peak_memory_gib(device), "label_tokens": window["labels"],
+            "tokens": window["tokens"]})  # real tokens: padding is never counted
+        window = {"loss_sum": 0.0, "labels": 0, "tokens": 0, "since": done.read.mark}
+    bar.update(done.step, loss)
+    return window
 
 
 def write_outputs(out_dir: Path, model, tokenizer, state: State, info: dict) -> dict:

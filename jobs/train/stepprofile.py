@@ -3,7 +3,7 @@
     from jobs.train.stepprofile import profile_steps
     summary = profile_steps(spec, model_dir, dataset_dir, out_file)   # the benchmark calls it on the GPU
 
-The step is the loop's own (jobs.train.loop accumulate + optimizer_step, the loss read once), on the model
+The step is the loop's own (jobs.train.loop accumulate + optimizer_step, read one step later), on the model
 jobs.train.run.load gives (the spec's execution knobs applied); no preflight and no checkpoints. The summary
 counts, per step: wall seconds, the CPU time of the profiled ops, the GPU's kernel time (busy share = kernel
 time over wall), kernels launched (CUDA runtime and driver launch calls) and host waits for the GPU
@@ -19,17 +19,25 @@ import torch
 
 from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
 from jobs.train.data import read_conversations, step_plan, tokenize
-from jobs.train.loop import accumulate, make_optimizer, optimizer_step
+from jobs.train.loop import StepRead, accumulate, make_optimizer, optimizer_step
 
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
             "cudaLaunchCooperativeKernel")
 WAITS = ("cudaStreamSynchronize", "cudaDeviceSynchronize", "cudaEventSynchronize", "cudaMemcpy")  # blocking calls
 
 
-def _step(model, params, examples, layout, device, dtype, optimizer, scheduler, scaler, max_grad_norm) -> int:
-    loss, _, tokens = accumulate(model, examples, layout, device, dtype, scaler)
-    norm = optimizer_step(params, optimizer, scheduler, scaler, max_grad_norm)
-    torch.stack([loss, norm.float()]).tolist()  # the loop's one read per step
+def _steps(model, params, steps, layout, device, dtype, optimizer, scheduler, scaler, max_grad_norm) -> int:
+    """Optimizer steps as the loop runs them: each read (StepRead) after the next is queued; returns tokens."""
+    tokens, pending = 0, None
+    for examples in steps:
+        loss, _, n = accumulate(model, examples, layout, device, dtype, scaler)
+        norm = optimizer_step(params, optimizer, scheduler, scaler, max_grad_norm)
+        read = StepRead(loss, norm, device)
+        if pending is not None:
+            pending.values()
+        pending, tokens = read, tokens + n
+    if pending is not None:
+        pending.values()
     return tokens
 
 
@@ -55,17 +63,14 @@ def profile_steps(spec, model_dir: Path, dataset_dir: Path, out_file: Path, warm
     scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and dtype == torch.float16 else None
     args = (layout, device, dtype, optimizer, scheduler, scaler, t.max_grad_norm)
     t0 = time.perf_counter()
-    for examples in steps[:warmup]:
-        _step(model, params, examples, *args)
+    _steps(model, params, steps[:warmup], *args)
     warm_s = time.perf_counter() - t0
-    t0, tokens = time.perf_counter(), 0
-    for examples in steps[warmup:warmup + timed]:
-        tokens += _step(model, params, examples, *args)
+    t0 = time.perf_counter()
+    tokens = _steps(model, params, steps[warmup:warmup + timed], *args)
     timed_s = time.perf_counter() - t0
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
-        for examples in steps[warmup + timed:]:
-            _step(model, params, examples, *args)
+        _steps(model, params, steps[warmup + timed:], *args)
         wall = (time.perf_counter() - t0) / profiled
     events = prof.key_averages()
     count = {e.key: e.count for e in events}

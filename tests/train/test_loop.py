@@ -38,3 +38,27 @@ def test_grad_accumulation_equals_the_larger_batch(smoke_spec, tiny_model, token
     # the mean of per-micro-batch means (what a naive loop reports) is not the same number
     naive = sum(float(accumulate(model, [e], layout(1), **kw)[0]) for e in examples) / len(examples)
     assert naive != pytest.approx(loss_big, rel=1e-3)
+
+
+def test_fused_loss_equals_the_recomputed_chunks(smoke_spec, tiny_model, tokenizer):
+    """fused_loss (the gradient taken in forward, LinearCrossEntropy) against checkpointed chunks recomputed in
+    backward: the same loss and LoRA gradients in float32, chunk sizes that do and do not divide the labels."""
+    spec = with_train(smoke_spec, lora={"dropout": 0.0})
+    model = perturb_lora_b(load_model(spec, tiny_model, torch.device("cpu")))
+    rows = [(r["id"], r["messages"]) for r in conversations(4, answer_words=(2, 40))]
+    examples = tokenize(rows, tokenizer, 4096, "truncate").examples
+    kw = dict(device=torch.device("cpu"), dtype=torch.float32)
+
+    def run(fused: bool, chunk: int):
+        layout = Layout(micro_batch_size=2, packed=True, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=chunk,
+                        fused_loss=fused)
+        loss, n, _ = accumulate(model, examples, layout, **kw)
+        return float(loss), n, take_grads(model)
+
+    loss_ref, n_ref, grads_ref = run(False, 7)
+    assert any(g.abs().sum() > 0 for n, g in grads_ref.items() if "lora_A" in n)
+    for chunk in (7, 0, 4096):
+        loss, n, grads = run(True, chunk)
+        assert n == n_ref and loss == pytest.approx(loss_ref, rel=1e-5)
+        for name in grads_ref:
+            torch.testing.assert_close(grads[name], grads_ref[name], rtol=1e-5, atol=1e-7)

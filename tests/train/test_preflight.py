@@ -12,13 +12,14 @@ from tests.train.conftest import with_train
 
 
 def test_over_budget_is_refused_with_settings_that_would_fit(smoke_spec):
-    spec = with_train(smoke_spec, memory_budget_gib=11.5, execution={"gradient_checkpointing": False})
+    spec = with_train(smoke_spec, memory_budget_gib=11.5, execution={"gradient_checkpointing": False,
+                                                                      "fused_loss": False})
     check_budget(spec, 11.4, micro_batch_size=4, longest=1024)  # under budget: passes
     with pytest.raises(MemoryBudgetExceeded) as err:
         check_budget(spec, 14.6, micro_batch_size=4, longest=1024)
     message = str(err.value)
     assert "14.60 GiB" in message and "11.5" in message and spec.source_file in message
-    for tip in ("micro_batch_size: 1", "gradient_checkpointing: true", "max_length: 512"):
+    for tip in ("micro_batch_size: 1", "gradient_checkpointing: true", "max_length: 512", "fused_loss: true"):
         assert tip in message
 
 
