@@ -23,6 +23,7 @@ import torch
 import torch.nn.functional as F
 
 from jobs.core import fastmodel
+from jobs.core.loading import compute_dtype
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # rows of the captured decode graphs
 SYNC_EVERY = 8  # decode steps between the host's looks at finished rows (each look waits for the GPU once)
@@ -59,6 +60,11 @@ def token_batches(order: list[int], encoded: list[list[int]], budget: int) -> It
 
 def _bucket(rows: int) -> int:
     return next(b for b in BUCKETS if b >= rows)
+
+
+def _cache_length(tokens: int) -> int:
+    """KV cache length for `tokens` tokens: rounded up to a multiple of LENGTH_STEP."""
+    return -(-tokens // LENGTH_STEP) * LENGTH_STEP
 
 
 def generator_for(seed: int | None, device):
@@ -131,7 +137,7 @@ class FastBackend:
 
     @classmethod
     def build(cls, model, adapters: list[str], spec, compile_layers: bool = True) -> "FastBackend":
-        dtype = getattr(torch, spec.train.compute_dtype)
+        dtype = compute_dtype(spec)
         device = next(model.parameters()).device
         with torch.inference_mode():
             weights, targets, loras = fastmodel.build_weights(model, adapters, spec.train.quantization == "nf4", dtype)
@@ -238,7 +244,7 @@ class FastBackend:
             stops = torch.tensor(stop_ids, dtype=torch.long, device=self.device)
             generator = generator_for(sampling.seed, self.device)
             order = sorted(range(len(prompts)), key=lambda i: len(prompts[i]))
-            length = -(-(max(map(len, prompts)) + sampling.max_new_tokens) // LENGTH_STEP) * LENGTH_STEP
+            length = _cache_length(max(map(len, prompts)) + sampling.max_new_tokens)
             rows = min(self._rows_for(length), _bucket(len(prompts)))
             session = self._session(_bucket(rows), length)
             results, logits = {}, {}
@@ -300,7 +306,7 @@ class FastBackend:
             self.use(adapter)
             stops = torch.tensor(stop_ids, dtype=torch.long, device=self.device)
             generator = generator_for(sampling.seed, self.device)
-            length = -(-(len(prompt) + sampling.max_new_tokens) // LENGTH_STEP) * LENGTH_STEP
+            length = _cache_length(len(prompt) + sampling.max_new_tokens)
             session = self._session(1, length)
             zero = torch.zeros(1, dtype=torch.long, device=self.device)
             token = pick(self._prefill(session, torch.tensor([prompt], device=self.device), zero), sampling, 0,

@@ -17,7 +17,7 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 
-from jobs.core.loading import dequantized_weight
+from jobs.core.loading import compute_dtype, dequantized_weight
 
 WORKSPACE_BYTES = 3 << 29  # 1.5 GiB kept free for activations, logits, graph pools and allocator slack
 MIN_CACHE = (8, 2048)  # rows x tokens of KV cache the budget must hold beside the weights
@@ -100,7 +100,7 @@ def over_budget(model, spec, device) -> str | None:
         return None
     from peft.tuners.lora import LoraLayer
 
-    c, size = model.config, torch.empty(0, dtype=getattr(torch, spec.train.compute_dtype)).element_size()
+    c, size = model.config, compute_dtype(spec).itemsize
     linears = [m for m in model.modules() if isinstance(m, torch.nn.Linear) and not isinstance(m, LoraLayer)]
     dense = sum(m.in_features * m.out_features for m in linears if m.weight.dtype == torch.uint8) * size
     kept = sum(m.in_features * m.out_features for m in model.modules() if isinstance(m, LoraLayer)) * size

@@ -14,8 +14,6 @@ from pathlib import Path
 from jobs.core.errors import QslmError
 from jobs.core.spec import BuildSpec
 
-DTYPES = {"float16": "float16", "bfloat16": "bfloat16", "float32": "float32"}
-
 
 class ModelError(QslmError):
     """A model, tokenizer or adapter folder that cannot be used, or a device that is not there."""
@@ -34,9 +32,10 @@ def pick_device(wanted: str = "auto"):
 
 
 def compute_dtype(spec: BuildSpec):
+    """The torch dtype of spec.train.compute_dtype (the spec loader allows only float16, bfloat16, float32)."""
     import torch
 
-    return getattr(torch, DTYPES[spec.train.compute_dtype])
+    return getattr(torch, spec.train.compute_dtype)
 
 
 def load_tokenizer(model_dir: Path):
