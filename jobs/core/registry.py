@@ -189,8 +189,8 @@ def _check_intact(store, tag: str) -> Verification:
     return result
 
 
-def read_artifact_file(store, tag: str, artifact: str, path: str) -> bytes:
-    """One file of a committed build's artifact, checked against the sha256 its manifest records."""
+def _checked_file(store, tag: str, artifact: str, path: str) -> tuple[str, bytes]:
+    """(store key, content) of one file of a committed build's artifact, checked against its manifest's sha256."""
     manifest = read_manifest(store, tag)
     found = [(key, rec) for key, rec in artifact_files(manifest, tag, artifact) if rec["path"] == path]
     if not found:
@@ -199,14 +199,18 @@ def read_artifact_file(store, tag: str, artifact: str, path: str) -> bytes:
     data = store.get_bytes(key)
     if hashlib.sha256(data).hexdigest() != rec["sha256"]:
         raise _damaged(store, tag, f"{artifact}/{path}", [f"{key} (sha256 differs from the manifest)"])
-    return data
+    return key, data
+
+
+def read_artifact_file(store, tag: str, artifact: str, path: str) -> bytes:
+    """One file of a committed build's artifact, checked against the sha256 its manifest records."""
+    return _checked_file(store, tag, artifact, path)[1]
 
 
 def checked_key(store, tag: str, artifact: str, path: str) -> str:
     """The store key of one file of a committed build, after re-hashing it against the manifest: for readers
     that fetch by key themselves (a cluster run's eval takes the previous build's report/metrics.json so)."""
-    read_artifact_file(store, tag, artifact, path)
-    return next(key for key, rec in artifact_files(read_manifest(store, tag), tag, artifact) if rec["path"] == path)
+    return _checked_file(store, tag, artifact, path)[0]
 
 
 def fetch_artifact(store, tag: str, artifact: str, dest: str | Path) -> dict:

@@ -168,12 +168,7 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
 
 def _paragraphs(value, expect: str, where: str, errors: list[str]) -> tuple[str, ...]:
     """Source references: paragraph ids as the dataset records them (its `paragraph_ids` column)."""
-    if isinstance(value, str) or not isinstance(value, list):
-        errors.append(f"{where}.paragraphs: expected a list of paragraph ids, got {brief(value)}")
-        return ()
-    if len(value) > MAX_CONCEPTS:
-        errors.append(f"{where}.paragraphs: {len(value)} paragraph ids, more than the {MAX_CONCEPTS} allowed")
-        return ()
+    value = _list(value, f"{where}.paragraphs", errors, "paragraph ids")
     if value and expect == "abstain":
         errors.append(f"{where}.paragraphs: an `expect: abstain` item has no source paragraphs (the documents "
                       f"do not hold its answer); remove them or drop `expect: abstain`")
