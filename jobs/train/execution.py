@@ -67,10 +67,15 @@ def _put(model, name: str, layer: torch.nn.Module) -> None:
     setattr(model.get_submodule(parent), child, layer)
 
 
+def four_bit_bytes(swapped: list[tuple[str, torch.nn.Module]]) -> int:
+    """Memory the swapped 4-bit weights take: packed values and their absmax scales (bytes)."""
+    return sum(layer.weight.data.nbytes + layer.weight.quant_state.absmax.nbytes for _, layer in swapped)
+
+
 def extra_bytes(swapped: list[tuple[str, torch.nn.Module]]) -> int:
     """Memory the dense copies take beyond the 4-bit weights they replace (bytes)."""
     dense = sum(layer.in_features * layer.out_features * _dtype(layer).itemsize for _, layer in swapped)
-    return dense - sum(layer.weight.data.nbytes + layer.weight.quant_state.absmax.nbytes for _, layer in swapped)
+    return dense - four_bit_bytes(swapped)
 
 
 def _dtype(layer) -> torch.dtype:

@@ -184,6 +184,12 @@ class StepRead:
         return loss, grad_norm
 
 
+def make_scaler(device: torch.device, dtype: torch.dtype):
+    """fp16 gradients underflow without loss scaling (what Trainer's fp16=True does): a GradScaler for float16
+    compute on a GPU; bf16/fp32 need none (None)."""
+    return torch.amp.GradScaler("cuda") if device.type == "cuda" and dtype == torch.float16 else None
+
+
 def make_optimizer(params: list[torch.Tensor], spec, device: torch.device, total_steps: int):
     """AdamW and the spec's learning-rate schedule (transformers' formulas, stepped once per optimizer step)."""
     from transformers import get_scheduler

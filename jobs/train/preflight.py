@@ -162,7 +162,7 @@ def base_rows(model, batch, layout: Layout, spec, device, dtype, optimizer) -> l
         m = measure(model, batch, layout, device, dtype, 1, optimizer)
     finally:
         execution.requantize(model, swapped)
-    four_bit = sum(layer.weight.data.nbytes + layer.weight.quant_state.absmax.nbytes for _, layer in swapped)
+    four_bit = execution.four_bit_bytes(swapped)
     if m["peak_reserved_gib"] is not None:
         m["peak_reserved_gib"] = round(m["peak_reserved_gib"] - four_bit / GiB, 3)
         m["note"] = f"measured with the 4-bit copy still resident, less its {four_bit / GiB:.2f} GiB"
@@ -200,10 +200,10 @@ def preflight(model, examples: list[Example], spec, layout: Layout, device: torc
         optimizer.zero_grad(set_to_none=True)
         del optimizer
         load_trainable_state(model, saved)
-    budget = spec.train.memory_budget_gib
+    budget, worst_tokens = spec.train.memory_budget_gib, sum(len(e.input_ids) for e in batch)
     for r in rows:
         r["fits"] = r["peak_reserved_gib"] is not None and r["peak_reserved_gib"] <= budget
-    print(f"train: fit advisor, worst case {sum(len(e.input_ids) for e in batch)} tokens in micro-batches of "
+    print(f"train: fit advisor, worst case {worst_tokens} tokens in micro-batches of "
           f"{layout.micro_batch_size}, budget {budget} GiB (the run uses: {own['setting']}):\n{report(rows, budget)}")
     check_budget(spec, own["peak_reserved_gib"], layout.micro_batch_size, len(batch[0].input_ids),
                  [r for r in rows if r["fits"] and not r["setting"].startswith("quantization")])
@@ -212,5 +212,5 @@ def preflight(model, examples: list[Example], spec, layout: Layout, device: torc
     torch.cuda.reset_peak_memory_stats(device)
     return {**{k: v for k, v in own.items() if k not in ("setting", "layers", "fits")}, "budget_gib": budget,
             "checkpoint_layers": own["layers"], "longest_tokens": len(batch[0].input_ids),
-            "worst_case_tokens": sum(len(e.input_ids) for e in batch), "micro_batch_size": layout.micro_batch_size,
+            "worst_case_tokens": worst_tokens, "micro_batch_size": layout.micro_batch_size,
             "micro_steps": steps, "advisor": rows}

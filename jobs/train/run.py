@@ -26,7 +26,7 @@ from jobs.core.provenance import library_versions, sha256_file, training_fingerp
 from jobs.core.spec import BuildSpec
 from jobs.train import TrainError, checkpoint, execution
 from jobs.train.data import Tokenized, read_conversations, step_plan, tokenize
-from jobs.train.loop import Layout, Mark, StepRead, accumulate, make_optimizer, optimizer_step
+from jobs.train.loop import Layout, Mark, StepRead, accumulate, make_optimizer, make_scaler, optimizer_step
 from jobs.train.model import load_model
 from jobs.train.preflight import cap_memory, preflight
 from jobs.train.progress import Progress, peak_memory_gib, write_metrics
@@ -104,9 +104,7 @@ def load(spec: BuildSpec, model_dir: Path, device: torch.device):
 def resume(spec: BuildSpec, model, params, ckpt_root: Path, fp: str, total_steps: int, device) -> State:
     """Fresh optimizer, schedule and loss scaler, or those of the newest checkpoint in ckpt_root."""
     optimizer, scheduler = make_optimizer(params, spec, device, total_steps)
-    # fp16 gradients underflow without loss scaling (what Trainer's fp16=True does); bf16/fp32 need none.
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and compute_dtype(spec) == torch.float16 else None
-    state = State(optimizer, scheduler, scaler)
+    state = State(optimizer, scheduler, make_scaler(device, compute_dtype(spec)))
     checkpoint.remove_partial(ckpt_root)
     last = checkpoint.latest(ckpt_root)
     if last is None:
@@ -115,7 +113,7 @@ def resume(spec: BuildSpec, model, params, ckpt_root: Path, fp: str, total_steps
     if checkpoint.read_progress(last)["fingerprint"] != fp:
         raise TrainError(f"{ckpt_root} holds checkpoints of another spec or dataset; choose a new --out "
                          f"folder (or delete {ckpt_root} to start over)")
-    progress = checkpoint.restore(last, model, optimizer, scheduler, scaler)
+    progress = checkpoint.restore(last, model, optimizer, scheduler, state.scaler)
     state.step, state.tokens, state.metrics = progress["step"], progress["tokens"], progress["metrics"]
     state.seconds_before, state.resumed_from = progress["seconds"], last.name
     print(f"train: resuming from {last} (step {state.step}/{total_steps})")

@@ -19,7 +19,7 @@ import torch
 
 from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
 from jobs.train.data import read_conversations, step_plan, tokenize
-from jobs.train.loop import StepRead, accumulate, make_optimizer, optimizer_step
+from jobs.train.loop import StepRead, accumulate, make_optimizer, make_scaler, optimizer_step
 
 LAUNCHES = ("cudaLaunchKernel", "cudaLaunchKernelExC", "cuLaunchKernel", "cuLaunchKernelEx",
             "cudaLaunchCooperativeKernel")
@@ -60,8 +60,7 @@ def profile_steps(spec, model_dir: Path, dataset_dir: Path, out_file: Path, warm
     layout = layout_of(spec, tokenizer)
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer, scheduler = make_optimizer(params, spec, device, len(plan))
-    scaler = torch.amp.GradScaler("cuda") if device.type == "cuda" and dtype == torch.float16 else None
-    args = (layout, device, dtype, optimizer, scheduler, scaler, t.max_grad_norm)
+    args = (layout, device, dtype, optimizer, scheduler, make_scaler(device, dtype), t.max_grad_norm)
     t0 = time.perf_counter()
     _steps(model, params, steps[:warmup], *args)
     warm_s = time.perf_counter() - t0
