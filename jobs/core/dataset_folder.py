@@ -15,6 +15,8 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.core.provenance import sha256_file
+
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
 EXAMPLE_SCHEMA = pa.schema([
     ("id", pa.string()), ("messages", MESSAGES), ("template", pa.string()),
@@ -54,7 +56,7 @@ def read_rows(path: Path) -> list[dict]:
 def dataset_sha256(folder: Path) -> str:
     h = hashlib.sha256()
     for name in DATA_FILES:
-        h.update(name.encode() + b"\0" + hashlib.sha256((folder / name).read_bytes()).hexdigest().encode() + b"\n")
+        h.update(name.encode() + b"\0" + sha256_file(folder / name).encode() + b"\n")
     return h.hexdigest()
 
 
