@@ -187,7 +187,7 @@ def packing_check(model_dir: Path, dataset: Path) -> dict:
     try:
         import torch
 
-        from jobs.core.loading import compute_dtype, load_tokenizer
+        from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
         from jobs.train.data import read_conversations, tokenize
         from jobs.train.loop import Layout, accumulate
         from jobs.train.model import load_model
@@ -197,7 +197,7 @@ def packing_check(model_dir: Path, dataset: Path) -> dict:
             spec.train, lora=dataclasses.replace(spec.train.lora, dropout=0.0)))
         tokenizer = load_tokenizer(model_dir)
         examples = tokenize(read_conversations(dataset)[:8], tokenizer, 1024, "truncate").examples
-        device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        device, dtype = pick_device(), compute_dtype(spec)
         model = load_model(spec, model_dir, device)
         with torch.no_grad():  # B starts at zero: perturb so the LoRA path counts
             for n, p in model.named_parameters():
@@ -206,8 +206,8 @@ def packing_check(model_dir: Path, dataset: Path) -> dict:
         out = {}
         for packed in (False, True):
             layout = Layout(micro_batch_size=8, packed=packed, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=2048)
-            scaler = torch.amp.GradScaler(device.type) if compute_dtype(spec) == torch.float16 else None
-            loss, _, _ = accumulate(model, examples, layout, device, compute_dtype(spec), scaler)
+            scaler = torch.amp.GradScaler(device.type) if dtype == torch.float16 else None
+            loss, _, _ = accumulate(model, examples, layout, device, dtype, scaler)
             grads = torch.cat([p.grad.float().flatten() for p in model.parameters() if p.requires_grad])
             out["packed" if packed else "padded"] = {"loss": float(loss), "grad_norm": float(grads.norm())}
             out.setdefault("grads", []).append(grads)
