@@ -17,16 +17,13 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from jobs.core.spec import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
-from jobs.eval.diagnose import OUTCOME_LABELS
+from jobs.eval.diagnose import DIAGNOSTICS, OUTCOME_LABELS, WITH_BASE
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LABELS = {"concept_recall": "concept recall", "similarity": "semantic similarity", "rougeL": "ROUGE-L",
           "bleu": "BLEU", "perplexity": "perplexity (held-out)", "stop_rate": "stopped on its own",
           "repetition_rate": "repetition (repeated n-grams)", "mean_new_tokens": "answer length (tokens)"}
 SAME = 1e-9
-# The knowledge diagnostics' metrics (jobs/eval/diagnose.py), in the report's order; the first six have base twins.
-DIAGNOSTICS = ("right_rate", "abstention_rate", "false_abstention_rate", "unsupported_rate", "train_verbatim_right",
-               "train_reworded_right", "learned_rate", "forgotten_rate")
 LABELS |= {"right_rate": "answered right", "abstention_rate": "abstains when the documents lack the answer",
            "false_abstention_rate": "abstains although the documents hold the answer",
            "unsupported_rate": "unsupported claims (share of answer sentences)",
@@ -185,14 +182,15 @@ def render_report(path: Path, result: dict, *, worst: list[dict], adapter_dir: P
     env.filters["points"] = points
     headline = result["headline"]
     previous = result["previous"]["headline"] if result.get("previous") else None
+    loss = loss_svg(adapter_dir)
     html = env.get_template("report.html.j2").render(
         r=result, tag=result.get("tag") or "", spec=spec, labels=LABELS,
         vs_base=comparison_rows(headline, headline, "base_"),
         vs_previous=comparison_rows(headline, previous) if previous else None,
-        diagnostics_vs_base=comparison_rows(headline, headline, "base_", DIAGNOSTICS[:6]),
+        diagnostics_vs_base=comparison_rows(headline, headline, "base_", WITH_BASE),
         diagnostics_vs_previous=comparison_rows(headline, previous, "", DIAGNOSTICS) if previous else None,
         previous_tag=(result["previous"] or {}).get("tag") or "previous",
-        loss=loss_svg(adapter_dir), loss_png=None if loss_svg(adapter_dir) else loss_png(adapter_dir),
+        loss=loss, loss_png=None if loss else loss_png(adapter_dir),
         dataset=dataset_view(dataset_stats), worst=worst, outcome_labels=OUTCOME_LABELS,
         by_id={q["id"]: q for q in result["questions"]}, paragraph_text=paragraph_text,
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
