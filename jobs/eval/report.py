@@ -32,8 +32,13 @@ LABELS |= {"right_rate": "answered right", "abstention_rate": "abstains when the
            "forgotten_rate": "forgotten (of what the base got right)"}
 
 
+def _missing(value) -> bool:
+    """No value to show: None, or a float NaN (a metric this build could not compute)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def fmt(value, metric: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     if metric in ("perplexity", "mean_new_tokens") or abs(value) >= 100:
         return f"{value:,.1f}"
@@ -42,14 +47,14 @@ def fmt(value, metric: str = "") -> str:
 
 def signed(value) -> str:
     """A change with its sign ('+0.012'); a dash when it cannot be computed."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     return f"{value:+.3f}"
 
 
 def verdict(metric: str, delta) -> str:
     """'better', 'worse' or 'same' for a change in `metric` (direction-aware); '' when it has no direction."""
-    if delta is None or (isinstance(delta, float) and math.isnan(delta)):
+    if _missing(delta):
         return ""
     if metric not in HIGHER_IS_BETTER + LOWER_IS_BETTER:
         return ""
@@ -61,14 +66,14 @@ def verdict(metric: str, delta) -> str:
 
 def pct(value) -> str:
     """A share as a whole percentage ('42%'); a dash when it cannot be computed."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     return f"{100 * value:.0f}%"
 
 
 def points(value) -> str:
     """A change of a share in percentage points ('+12 pts'); a dash when it cannot be computed."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     return f"{100 * value:+.0f} pts"
 
