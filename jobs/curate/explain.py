@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from jobs.curate import split
+from jobs.curate import select, split
 
 LABELS = {"": "no match", "short": "short", "non_content": "non-content", "dropped_by_overrides": "override",
           "not_selectable": "context only", "duplicate": "duplicate"}
@@ -20,7 +20,7 @@ def decisions(d) -> list[tuple[object, bool, str, str]]:
     for doc in d.docs:
         for p in doc.paragraphs:
             reason, detail = d.selection.why[p.id]
-            kept = reason in ("pinned", "keyword", "title", "neighbour", "semantic")
+            kept = reason in select.REASONS
             if p.id in dup:
                 r = dup[p.id]
                 kept, reason = False, "duplicate"

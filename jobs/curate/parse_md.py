@@ -121,7 +121,6 @@ class _Page:
     levels: list[tuple[int, str]] = field(default_factory=list)
     para: list[str] = field(default_factory=list)
     para_start: int = 0
-    macros: dict = field(default_factory=dict)
     continuation: bool = False  # indented lines continue a list item or an admonition, they are not code
 
     def emit(self, kind: str, body: str, start: int, stop: int) -> None:
@@ -208,6 +207,7 @@ def _skipped(s: str) -> bool:
 def parse(path: Path, text: str) -> list[Block]:
     lines = text.split("\n")
     page = _Page(path, lines, [0, *accumulate(len(line) + 1 for line in lines)])
+    macros: dict = {}
     i = 0
     if lines and lines[0].strip() == "---":  # YAML front matter
         end = next((k for k in range(1, len(lines)) if lines[k].strip() in ("---", "...")), None)
@@ -238,7 +238,7 @@ def parse(path: Path, text: str) -> list[Block]:
                 i += 1
                 continue
         if re.match(r"^\$\\(re)?newcommand", s):  # MyST math macros: expanded below, then dropped
-            page.macros.update(tex_macros.collect_macros(s))
+            macros.update(tex_macros.collect_macros(s))
             s = ""
         if _skipped(s):
             page.flush(i)
@@ -254,8 +254,8 @@ def parse(path: Path, text: str) -> list[Block]:
         page.continuation = bool(LIST_ITEM.match(line)) or (page.continuation and line.startswith((" ", "\t")))
         i += 1
     page.flush(len(lines))
-    if page.macros:
-        return [b if b.kind == "code" else dataclasses.replace(b, text=tex_macros.expand(b.text, page.macros))
+    if macros:
+        return [b if b.kind == "code" else dataclasses.replace(b, text=tex_macros.expand(b.text, macros))
                 for b in page.blocks]
     return page.blocks
 

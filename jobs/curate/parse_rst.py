@@ -72,7 +72,7 @@ class _Page:
 
     def emit(self, kind: str, body: str, start: int, stop: int) -> None:
         if body.strip():
-            end = self.offsets[stop - 1] + len(self.lines[stop - 1]) if stop > 0 else 0
+            end = self.offsets[stop - 1] + len(self.lines[stop - 1])
             self.blocks.append(Block(tuple(self.section), kind, body, self.path, self.offsets[start], end))
 
     def flush(self, stop: int) -> None:

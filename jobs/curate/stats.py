@@ -33,7 +33,7 @@ def token_lengths(rows: list[dict], model_dir: Path) -> list[int]:
     tok_file = model_dir / "tokenizer.json"
     if not tok_file.is_file():
         raise CurateError(f"{model_dir} has no tokenizer.json; the base model folder must hold the "
-                                f"tokenizer (save it with tokenizer.save_pretrained)")
+                          f"tokenizer (save it with tokenizer.save_pretrained)")
     tok = Tokenizer.from_file(str(tok_file))
     render = chat_renderer(model_dir)
     return [len(e.ids) for e in tok.encode_batch([render(r["messages"]) for r in rows], add_special_tokens=False)]

@@ -167,11 +167,11 @@ def compaction(backend, prompts: list[list[int]], tokenizer, steps: int = 64) ->
     """Rows that end at different steps (stop tokens picked from the unstopped answers) leave the batch, which
     shrinks through smaller graphs; the rows that carry on must continue their unstopped answers. A broken cache
     move would make them diverge at once; float differences between batch shapes can flip a near-tie late."""
-    free = backend.generate(prompts, "adapter", Sampling(max_new_tokens=steps), [], tokenizer)
-    stops = sorted({free[i][8 + (5 * i) % (steps - 16)] for i in range(0, len(free), 3)})
-    cut = [ids[:next((k + 1 for k, t in enumerate(ids) if t in stops), len(ids))] for ids in free]
+    unstopped = backend.generate(prompts, "adapter", Sampling(max_new_tokens=steps), [], tokenizer)
+    stops = sorted({unstopped[i][8 + (5 * i) % (steps - 16)] for i in range(0, len(unstopped), 3)})
+    cut = [ids[:next((k + 1 for k, t in enumerate(ids) if t in stops), len(ids))] for ids in unstopped]
     got = backend.generate(prompts, "adapter", Sampling(max_new_tokens=steps), stops, tokenizer)
-    return {"rows": len(free), "identical": sum(g[:len(c)] == c for g, c in zip(got, cut)),
+    return {"rows": len(unstopped), "identical": sum(g[:len(c)] == c for g, c in zip(got, cut)),
             "ended_early": sum(len(c) < steps for c in cut), "steps": steps}
 
 
@@ -328,11 +328,10 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     import torch
 
-    from jobs.core.model import resolve_base_model
-
-    from jobs.core.loading import load_tokenizer
-    from jobs.core.provenance import library_versions
     from jobs.core.engine import chat_prompt_ids
+    from jobs.core.loading import load_tokenizer
+    from jobs.core.model import resolve_base_model
+    from jobs.core.provenance import library_versions
 
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)

@@ -12,15 +12,16 @@ import pandas as pd
 from jobs.core import dataset_folder
 from jobs.eval import EvalError
 
+
 def _read(path: Path, columns: list[str]) -> pd.DataFrame:
     if not path.is_file():
         raise EvalError(f"{path}: missing from the dataset folder; pass the curate stage's --out "
-                                f"folder as --dataset (it writes train/eval/heldout.parquet and stats.json)")
+                        f"folder as --dataset (it writes train/eval/heldout.parquet and stats.json)")
     frame = pd.read_parquet(path)
     missing = [c for c in columns if c not in frame.columns]
     if missing:
         raise EvalError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(frame.columns)}); "
-                         f"re-run curate with this version of the code")
+                        f"re-run curate with this version of the code")
     return frame
 
 

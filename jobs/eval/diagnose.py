@@ -37,6 +37,10 @@ ABSTAIN_PHRASES = (
 OUTCOMES = ("knew", "learned", "forgotten", "never")
 OUTCOME_LABELS = {"knew": "base knew it", "learned": "learned", "forgotten": "forgotten", "never": "never right"}
 MODELS = ("adapter", "base")
+# The flat metrics headline() adds; those WITH_BASE also get base_ and delta_ twins (the report's order).
+WITH_BASE = ("right_rate", "abstention_rate", "false_abstention_rate", "unsupported_rate", "train_verbatim_right",
+             "train_reworded_right")
+DIAGNOSTICS = WITH_BASE + ("learned_rate", "forgotten_rate")
 
 
 def abstains(answer: str) -> bool:
@@ -112,8 +116,7 @@ def headline(rows: list[dict], unsupported: dict, probes: dict) -> dict:
         out[prefix + "unsupported_rate"] = unsupported[m]
         out[prefix + "train_verbatim_right"] = probes[m]["verbatim"]
         out[prefix + "train_reworded_right"] = probes[m]["reworded"]
-    for k in ("right_rate", "abstention_rate", "false_abstention_rate", "unsupported_rate", "train_verbatim_right",
-              "train_reworded_right"):
+    for k in WITH_BASE:
         out["delta_" + k] = out[k] - out["base_" + k]
     counts = outcome_table(rows)["overall"]
     out["learned_rate"], out["forgotten_rate"] = learned_rate(counts), forgotten_rate(counts)

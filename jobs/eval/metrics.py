@@ -32,7 +32,6 @@ REPEAT_CHARS = 16  # characters; long enough that reusing a term ("quantum kerne
 REPEAT_FLAG = 0.2  # share of repeated n-grams above which an answer is flagged as repetitive
 
 
-
 # ---------------------------------------------------------------- expected concepts
 
 

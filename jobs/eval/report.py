@@ -17,16 +17,13 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
 from jobs.core.spec import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
-from jobs.eval.diagnose import OUTCOME_LABELS
+from jobs.eval.diagnose import DIAGNOSTICS, OUTCOME_LABELS, WITH_BASE
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
 LABELS = {"concept_recall": "concept recall", "similarity": "semantic similarity", "rougeL": "ROUGE-L",
           "bleu": "BLEU", "perplexity": "perplexity (held-out)", "stop_rate": "stopped on its own",
           "repetition_rate": "repetition (repeated n-grams)", "mean_new_tokens": "answer length (tokens)"}
 SAME = 1e-9
-# The knowledge diagnostics' metrics (jobs/eval/diagnose.py), in the report's order; the first six have base twins.
-DIAGNOSTICS = ("right_rate", "abstention_rate", "false_abstention_rate", "unsupported_rate", "train_verbatim_right",
-               "train_reworded_right", "learned_rate", "forgotten_rate")
 LABELS |= {"right_rate": "answered right", "abstention_rate": "abstains when the documents lack the answer",
            "false_abstention_rate": "abstains although the documents hold the answer",
            "unsupported_rate": "unsupported claims (share of answer sentences)",
@@ -35,8 +32,13 @@ LABELS |= {"right_rate": "answered right", "abstention_rate": "abstains when the
            "forgotten_rate": "forgotten (of what the base got right)"}
 
 
+def _missing(value) -> bool:
+    """No value to show: None, or a float NaN (a metric this build could not compute)."""
+    return value is None or (isinstance(value, float) and math.isnan(value))
+
+
 def fmt(value, metric: str = "") -> str:
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     if metric in ("perplexity", "mean_new_tokens") or abs(value) >= 100:
         return f"{value:,.1f}"
@@ -45,14 +47,14 @@ def fmt(value, metric: str = "") -> str:
 
 def signed(value) -> str:
     """A change with its sign ('+0.012'); a dash when it cannot be computed."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     return f"{value:+.3f}"
 
 
 def verdict(metric: str, delta) -> str:
     """'better', 'worse' or 'same' for a change in `metric` (direction-aware); '' when it has no direction."""
-    if delta is None or (isinstance(delta, float) and math.isnan(delta)):
+    if _missing(delta):
         return ""
     if metric not in HIGHER_IS_BETTER + LOWER_IS_BETTER:
         return ""
@@ -64,14 +66,14 @@ def verdict(metric: str, delta) -> str:
 
 def pct(value) -> str:
     """A share as a whole percentage ('42%'); a dash when it cannot be computed."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     return f"{100 * value:.0f}%"
 
 
 def points(value) -> str:
     """A change of a share in percentage points ('+12 pts'); a dash when it cannot be computed."""
-    if value is None or (isinstance(value, float) and math.isnan(value)):
+    if _missing(value):
         return "–"
     return f"{100 * value:+.0f} pts"
 
@@ -185,14 +187,15 @@ def render_report(path: Path, result: dict, *, worst: list[dict], adapter_dir: P
     env.filters["points"] = points
     headline = result["headline"]
     previous = result["previous"]["headline"] if result.get("previous") else None
+    loss = loss_svg(adapter_dir)
     html = env.get_template("report.html.j2").render(
         r=result, tag=result.get("tag") or "", spec=spec, labels=LABELS,
         vs_base=comparison_rows(headline, headline, "base_"),
         vs_previous=comparison_rows(headline, previous) if previous else None,
-        diagnostics_vs_base=comparison_rows(headline, headline, "base_", DIAGNOSTICS[:6]),
+        diagnostics_vs_base=comparison_rows(headline, headline, "base_", WITH_BASE),
         diagnostics_vs_previous=comparison_rows(headline, previous, "", DIAGNOSTICS) if previous else None,
         previous_tag=(result["previous"] or {}).get("tag") or "previous",
-        loss=loss_svg(adapter_dir), loss_png=None if loss_svg(adapter_dir) else loss_png(adapter_dir),
+        loss=loss, loss_png=None if loss else loss_png(adapter_dir),
         dataset=dataset_view(dataset_stats), worst=worst, outcome_labels=OUTCOME_LABELS,
         by_id={q["id"]: q for q in result["questions"]}, paragraph_text=paragraph_text,
         generated=dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),

@@ -44,10 +44,11 @@ from jobs.eval.report import render_report
 MODELS = diagnose.MODELS
 WORST_ANSWERS = 5
 
+
 def _prepare_out(out_dir: Path) -> None:
     if out_dir.exists() and any(out_dir.iterdir()):
         raise EvalError(f"{out_dir}: report folder is not empty; eval never overwrites a report. "
-                              f"Pass a new --out folder (or delete this one)")
+                        f"Pass a new --out folder (or delete this one)")
     out_dir.mkdir(parents=True, exist_ok=True)
 
 
@@ -176,7 +177,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     previous = read_previous(previous_dir)
     if not (adapter_dir / "adapter_config.json").is_file():
         raise EvalError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
-                                f"pass the train stage's --out folder as --adapter")
+                        f"pass the train stage's --out folder as --adapter")
     heldout = dataset.heldout_texts(dataset_dir)
     system = dataset.system_prompt(dataset_dir)
     paragraphs = dataset.source_paragraphs(dataset_dir)

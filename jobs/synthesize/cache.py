@@ -23,10 +23,14 @@ def writer_slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
-def request_key(r: Request, writer: str) -> str:
-    what = {"prompt_version": PROMPT_VERSION, "writer": writer, "paragraph_sha256": r.paragraph_sha256,
+def determinants(r: Request, writer: str) -> dict:
+    """Everything that determines a request's reply: hashed into its key, stored beside the reply."""
+    return {"prompt_version": PROMPT_VERSION, "writer": writer, "paragraph_sha256": r.paragraph_sha256,
             "sampling": r.sampling(), "messages": r.messages, "options": list(r.options)}
-    return hashlib.sha256(json.dumps(what, sort_keys=True, ensure_ascii=False).encode()).hexdigest()
+
+
+def request_key(r: Request, writer: str) -> str:
+    return hashlib.sha256(json.dumps(determinants(r, writer), sort_keys=True, ensure_ascii=False).encode()).hexdigest()
 
 
 class GenerationCache:
@@ -51,10 +55,7 @@ class GenerationCache:
 
         def done(j: int, reply: str) -> None:
             i = missing[j]
-            r = requests[i]
-            record = {"reply": reply, "writer": self.writer, "prompt_version": PROMPT_VERSION,
-                      "paragraph_sha256": r.paragraph_sha256, "sampling": r.sampling(), "options": list(r.options),
-                      "messages": r.messages}
+            record = {"reply": reply, **determinants(requests[i], self.writer)}
             self.store.put_bytes(keys_[i], json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
             self.known.add(keys_[i])
             replies[i] = reply
