@@ -35,8 +35,7 @@ from jobs.core.store import open_store
 from workflows import pipeline, push, steps
 from workflows.lint import depends_on
 from workflows.local_pod import Pod, save_artifact
-from workflows.names import run_name
-from workflows.submit import REPO, data_snapshot, data_state, run_name as submit_run_name
+from workflows.submit import REPO, data_snapshot, data_state, run_name
 
 RENDERED = {pipeline.NAME: REPO / "workflows" / "rendered" / "pipeline.yaml",
             push.NAME: REPO / "workflows" / "rendered" / "push.yaml"}
@@ -303,7 +302,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     git = data_state(repo)
     if git["dirty"] and not allow_dirty:
         raise RunError("data/ has uncommitted changes; commit them or pass --allow-dirty")
-    name = submit_run_name(tag)
+    name = run_name(tag)
     store.put_bytes(steps.DATA_KEY.replace("{{workflow.name}}", name),
                     data_snapshot(repo, None if git["dirty"] else git["commit"]))
     previous = previous_build(store, tag) or ""
@@ -321,7 +320,7 @@ def local_push(payload: dict, *, image_tag: str, image_prefix: str = "", work: P
     default_cluster, work = _cluster(store, work, volumes)
     cluster = cluster or default_cluster
     before = set(cluster["applied"])
-    name = run_name("push", time.strftime("%Y%m%d-%H%M%S"))
+    name = run_name("push")
     wf = {"metadata": {"name": name}, "spec": {"workflowTemplateRef": {"name": push.NAME}, "arguments": {
         "parameters": [{"name": "payload", "value": json.dumps(payload)}, {"name": "image-tag", "value": image_tag},
                        {"name": "image-prefix", "value": image_prefix}]}}}

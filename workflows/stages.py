@@ -38,10 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     except QslmError as exc:
         print(f"spec: error: {exc}", file=sys.stderr)
         return 2
+    values = flags(spec)
     args.out.mkdir(parents=True, exist_ok=True)
-    for name, value in flags(spec).items():
+    for name, value in values.items():
         (args.out / name).write_text(value)
-    print(f"{spec.source_file}: ok (tag {spec.name}); synthesize: {flags(spec)['synthesize']}")
+    print(f"{spec.source_file}: ok (tag {spec.name}); synthesize: {values['synthesize']}")
     return 0
 
 

@@ -120,11 +120,11 @@ def plan(push: Push, specs: list[str], branch: str = "main", exists=lambda tag: 
     return builds, notes
 
 
-def _chart_default(key: str, fallback):
-    """trigger.<key> from the chart's values: the cluster passes them as environment, a checkout reads the file."""
+def _chart_trigger() -> dict:
+    """The chart's trigger values: the cluster passes them as environment, a checkout reads the file."""
     if CHART_VALUES.is_file():
-        return (yaml.safe_load(CHART_VALUES.read_text()).get("trigger") or {}).get(key, fallback)
-    return fallback
+        return yaml.safe_load(CHART_VALUES.read_text()).get("trigger") or {}
+    return {}
 
 
 def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix: str) -> list[dict]:
@@ -166,15 +166,15 @@ def plan_command(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    env = os.environ
+    env, chart = os.environ, _chart_trigger()
     p = argparse.ArgumentParser(prog="python -m workflows.trigger", description=__doc__.split("\n\n")[1])
     sub = p.add_subparsers(dest="command", required=True)
     q = sub.add_parser("plan", help="print the tags a push builds, one per line")
     q.add_argument("--payload", required=True, type=Path, help="the push webhook's JSON body (GitHub or Gitea)")
-    q.add_argument("--specs", default=env.get("QSLM_TRIGGER_SPECS", ",".join(_chart_default("specs", []))),
+    q.add_argument("--specs", default=env.get("QSLM_TRIGGER_SPECS", ",".join(chart.get("specs", []))),
                    help="specs built when documents or eval suites change, comma-separated (default: the chart's "
                         "trigger.specs)")
-    q.add_argument("--branch", default=env.get("QSLM_TRIGGER_BRANCH", _chart_default("branch", "main")))
+    q.add_argument("--branch", default=env.get("QSLM_TRIGGER_BRANCH", chart.get("branch", "main")))
     q.add_argument("--store", action="store_true", help="leave out tags complete in QSLM_STORE; pick previous builds")
     q.add_argument("--json", type=Path, help="also write the builds as JSON records (the workflow's fan-out)")
     q.add_argument("--image-tag", default="", help="the stage images' tag for --json (default: the spec name)")

@@ -83,7 +83,7 @@ class Chat:
             return "(no answer to compare with yet: ask a question first, or the last answer was blank)"
         if self._sources is None:
             self._sources = SourceIndex(self.build.artifact("dataset"), self.embed_loader())
-        return format_sources(self._sources.nearest(self.last_answer() or ""))
+        return format_sources(self._sources.nearest(self.last_answer()))
 
     def command(self, line: str) -> tuple[str, Iterator[str] | str]:
         """(label, output) for a /command: output is text, or a stream of text for /base. Raises EOFError on /exit."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import json
 import math
 import os
 import shutil
@@ -79,8 +80,6 @@ def _perplexity(engine, texts: list[str], adapter: str | None) -> float:
 
 
 def merged_dtype(folder: Path) -> str:
-    import json
-
     config = json.loads((folder / "config.json").read_text())
     return str(config.get("dtype") or config.get("torch_dtype") or "float32")
 
