@@ -30,7 +30,7 @@ from pathlib import Path
 import yaml
 
 from jobs.core.errors import QslmError
-from jobs.core.registry import checked_key, previous_build
+from jobs.core.registry import previous_build, previous_report_key
 from jobs.core.store import open_store
 from workflows import pipeline, push, steps
 from workflows.lint import depends_on
@@ -308,8 +308,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     previous = previous_build(store, tag) or ""
     wf = pipeline.run_workflow(tag, tag, image_tag or tag, git["commit"], name=name, git_dirty=git["dirty"],
                                data_hash=git["data_hash"], previous=previous,
-                               previous_report=checked_key(store, previous, "report", "metrics.json") if previous
-                               else "", image_prefix=image_prefix).to_dict()
+                               previous_report=previous_report_key(store, previous), image_prefix=image_prefix).to_dict()
     return name, LocalRun(wf, cluster or default_cluster, work).run()
 
 

@@ -41,7 +41,7 @@ from hera.workflows.models import WorkflowCreateRequest
 
 from jobs.core import keys
 from jobs.core.errors import QslmError
-from jobs.core.registry import RegistryError, checked_key, previous_build
+from jobs.core.registry import RegistryError, previous_build, previous_report_key
 from jobs.core.spec import GATE_FAILED, TAG_PATTERN, SpecError, load_spec
 from jobs.core.store import StoreError, open_store
 from workflows import names
@@ -210,7 +210,7 @@ def check(tag: str, spec: str, repo: Path, store, previous: str | None) -> Plann
                               f"tag (copy data/builds/{spec}.yaml to a new name).")
         if previous is None:
             previous = previous_build(store, tag) or ""
-        report = checked_key(store, previous, "report", "metrics.json") if previous else ""
+        report = previous_report_key(store, previous)
     except RegistryError as exc:
         raise SubmitError(f"--previous {previous}: {exc}") from None
     except StoreError as exc:

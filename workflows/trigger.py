@@ -129,7 +129,7 @@ def _chart_trigger() -> dict:
 
 def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix: str) -> list[dict]:
     """One record per build, with the fields the push workflow gives each Workflow it starts."""
-    from jobs.core.registry import checked_key, previous_build
+    from jobs.core.registry import previous_build, previous_report_key
 
     short = push.after[:8]
     out = []
@@ -138,7 +138,7 @@ def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix
         out.append({"name": run_name(b.tag, short) if not b.tag.endswith(short) else run_name(b.tag, "push"),
                     "tag": b.tag, "spec": b.spec, "commit": push.after, "short": short, "repo": push.repo,
                     "previous": previous,
-                    "previous_report": checked_key(store, previous, "report", "metrics.json") if previous else "",
+                    "previous_report": previous_report_key(store, previous),
                     "image_tag": image_tag or b.spec, "image_prefix": image_prefix})
     return out
 

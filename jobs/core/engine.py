@@ -24,8 +24,8 @@ concatenate to that text before the strip.
 
 Not thread-safe: one call at a time, and a stream counts as a call until it is exhausted or closed (a server
 serializes or batches requests itself). torch is imported inside functions here; the path modules (exactgen,
-fastgen, fastmodel) import it at the top and only this module imports them, so jobs.core stays importable without
-torch.
+fastgen, fastmodel and decoding, which the first two share) import it at the top and are imported only from here
+and from each other, so jobs.core stays importable without torch.
 """
 
 from __future__ import annotations

@@ -12,7 +12,7 @@ from typing import Iterator
 import torch
 import torch.nn.functional as F
 
-from jobs.core.fastgen import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
+from jobs.core.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
 
 
 class ExactBackend:

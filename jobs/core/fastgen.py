@@ -1,6 +1,7 @@
 """The fast generation path (engine.path "gpu-fast"): decoding over jobs/core/fastmodel.py's weights.
 
-Only jobs.core.engine imports this module (it imports torch at the top). Prompts are sorted by length and
+Only jobs.core.engine imports this module (it imports torch at the top); what it shares with the exact path
+(the sampling rule, NLL batches) is jobs/core/decoding.py. Prompts are sorted by length and
 left-padded; the prompt runs in chunks (bounded attention scores), then one token per step. The step for a bucket of
 1, 2, 4 ... 64 rows is captured once as a CUDA graph that reads the token, start and cache-slot tensors in place, so
 a replay costs one launch; the layer functions inside it are compiled with torch.compile (compile_layers=False keeps
@@ -23,6 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from jobs.core import fastmodel
+from jobs.core.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
 from jobs.core.loading import compute_dtype
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # rows of the captured decode graphs
@@ -30,32 +32,6 @@ SYNC_EVERY = 8  # decode steps between the host's looks at finished rows (each l
 LENGTH_STEP = 256  # cache length rounded up to a multiple (tokens): fewer shapes, fewer graphs and compiles
 PREFILL_CHUNK = 512  # prompt tokens per prefill pass
 SCORE_BYTES = 256 << 20  # one prefill pass's attention scores (fp16 + float32 softmax) stay under 256 MiB
-NLL_TOKENS_PER_BATCH = 1024  # bounds the logits: 1,024 tokens x 152k vocabulary x 4 bytes = 0.6 GiB
-
-
-def pick(logits, sampling, step: int, stops, generator):
-    """Next token per row from float32 logits (B, V): greedy, or temperature + top-p sampling."""
-    if step < sampling.min_new_tokens:
-        logits = logits.index_fill(1, stops, float("-inf"))
-    if sampling.temperature == 0:
-        return logits.argmax(-1)
-    probs = torch.softmax(logits / sampling.temperature, dim=-1)
-    if sampling.top_p < 1:
-        ranked, index = probs.sort(dim=-1, descending=True)
-        ranked = ranked.masked_fill(ranked.cumsum(-1) - ranked > sampling.top_p, 0)
-        return index.gather(-1, torch.multinomial(ranked, 1, generator=generator)).squeeze(-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
-def token_batches(order: list[int], encoded: list[list[int]], budget: int) -> Iterator[list[int]]:
-    """Consecutive runs of `order` (sorted by length) whose padded size stays within `budget` tokens."""
-    b = 0
-    while b < len(order):
-        e = b + 1
-        while e < len(order) and (e + 1 - b) * len(encoded[order[e]]) <= budget:
-            e += 1
-        yield order[b:e]
-        b = e
 
 
 def _bucket(rows: int) -> int:
@@ -65,10 +41,6 @@ def _bucket(rows: int) -> int:
 def _cache_length(tokens: int) -> int:
     """KV cache length for `tokens` tokens: rounded up to a multiple of LENGTH_STEP."""
     return -(-tokens // LENGTH_STEP) * LENGTH_STEP
-
-
-def generator_for(seed: int | None, device):
-    return None if seed is None else torch.Generator(device=device).manual_seed(seed)
 
 
 def _to_host(token):

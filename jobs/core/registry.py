@@ -207,10 +207,10 @@ def read_artifact_file(store, tag: str, artifact: str, path: str) -> bytes:
     return _checked_file(store, tag, artifact, path)[1]
 
 
-def checked_key(store, tag: str, artifact: str, path: str) -> str:
-    """The store key of one file of a committed build, after re-hashing it against the manifest: for readers
-    that fetch by key themselves (a cluster run's eval takes the previous build's report/metrics.json so)."""
-    return _checked_file(store, tag, artifact, path)[0]
+def previous_report_key(store, previous: str) -> str:
+    """The store key of the previous build's report/metrics.json, after re-hashing it against the manifest ("" when
+    there is no previous build): a run's eval fetches that key itself (a cluster run takes it as an input)."""
+    return _checked_file(store, previous, "report", "metrics.json")[0] if previous else ""
 
 
 def fetch_artifact(store, tag: str, artifact: str, dest: str | Path) -> dict:
