@@ -85,9 +85,10 @@ class Engine:
     """A loaded base (+ named adapters) and the generation path that runs it. Not thread-safe (module docstring)."""
 
     def __init__(self, backend, tokenizer, *, path: str, path_note: str, adapters: tuple[str, ...], context: int,
-                 device: str):
+                 device: str, base_dir: Path):
         self._backend = backend
         self.tokenizer = tokenizer
+        self.base_dir = base_dir  # the base model's checkpoint folder, as resolve_base_model found it
         self.path, self.path_note, self.adapters = path, path_note, adapters
         self.context, self.device = context, device
         vocab = tokenizer.get_vocab()
@@ -144,7 +145,7 @@ class Engine:
             if why_not:
                 note += f"; the fast path was not used because {why_not}"
         return cls(backend, tokenizer, path=path, path_note=note, adapters=tuple(adapters), context=context,
-                   device=str(dev))
+                   device=str(dev), base_dir=base_dir)
 
     @property
     def compile_seconds(self) -> float:

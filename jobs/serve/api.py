@@ -22,7 +22,6 @@ from starlette.exceptions import HTTPException
 
 from jobs.core.errors import QslmError
 from jobs.core.loading import load_tokenizer
-from jobs.core.model import resolve_base_model
 from jobs.core.store import open_store
 from jobs.serve import protocol
 from jobs.serve.builds import Build, describe, load_engine, open_build, pick_tags
@@ -145,7 +144,7 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store()
         builds = {tag: open_build(store, tag) for tag in pick_tags(store, args.version)}
         engine = load_engine(list(builds.values()), args.device)
-        tokenizer = load_tokenizer(resolve_base_model(next(iter(builds.values())).spec))
+        tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         return 2

@@ -20,7 +20,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.core.model import cache_dir, resolve_base_model
+from jobs.core.model import cache_dir
 from jobs.core.provenance import sha256_file
 from jobs.core.registry import artifact_files, complete_tags, current_tag, fetch_artifact, read_manifest
 from jobs.core.spec import BuildSpec, load_spec
@@ -150,7 +150,6 @@ def quiet_libraries() -> None:
 def load_engine(builds: list[Build], device: str = "auto"):
     """The engine with every build's adapter loaded under its tag, over the one base they share."""
     check_one_base(builds)
-    resolve_base_model(builds[0].spec)  # BaseModelUnavailable with the fix before any loading starts
     quiet_libraries()
     from jobs.core.engine import Engine
 
@@ -162,6 +161,6 @@ def describe(builds: list[Build], engine) -> str:
     base = builds[0].spec.base_model
     lines = [f"build {b.label()}" for b in builds]
     lines.append(f"base {base.id} ({builds[0].spec.train.quantization}, {builds[0].spec.train.compute_dtype} "
-                 f"compute) from {resolve_base_model(builds[0].spec)}")
+                 f"compute) from {engine.base_dir}")
     lines.append(f"engine {engine.path}: {engine.path_note}")
     return "\n".join(lines)
