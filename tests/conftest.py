@@ -20,14 +20,10 @@ REPO = Path(__file__).resolve().parents[1]
 def data_root(tmp_path_factory):
     """Specs written by tests name suites, documents and overrides under pytest's temp folder: allow it as a
     data root (jobs.core.spec confines spec paths to the repository and QSLM_DATA_ROOT). Subprocesses inherit it."""
-    root = str(tmp_path_factory.getbasetemp().resolve())
-    before = os.environ.get("QSLM_DATA_ROOT")
-    os.environ["QSLM_DATA_ROOT"] = root
-    yield Path(root)
-    if before is None:
-        os.environ.pop("QSLM_DATA_ROOT", None)
-    else:
-        os.environ["QSLM_DATA_ROOT"] = before
+    root = tmp_path_factory.getbasetemp().resolve()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("QSLM_DATA_ROOT", str(root))
+        yield root
 
 
 def free_port() -> int:
