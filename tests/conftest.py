@@ -20,20 +20,34 @@ REPO = Path(__file__).resolve().parents[1]
 def data_root(tmp_path_factory):
     """Specs written by tests name suites, documents and overrides under pytest's temp folder: allow it as a
     data root (jobs.core.spec confines spec paths to the repository and QSLM_DATA_ROOT). Subprocesses inherit it."""
-    root = str(tmp_path_factory.getbasetemp().resolve())
-    before = os.environ.get("QSLM_DATA_ROOT")
-    os.environ["QSLM_DATA_ROOT"] = root
-    yield Path(root)
-    if before is None:
-        os.environ.pop("QSLM_DATA_ROOT", None)
-    else:
-        os.environ["QSLM_DATA_ROOT"] = before
+    root = tmp_path_factory.getbasetemp().resolve()
+    with pytest.MonkeyPatch.context() as env:
+        env.setenv("QSLM_DATA_ROOT", str(root))
+        yield root
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+def wait_for(condition, seconds: float = 120.0, poll: float = 0.02) -> bool:
+    """Poll until condition() holds; a bound on waiting, never an assertion about speed."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll)
+    return condition()
+
+
+def _accepts(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+        return True
+    except OSError:
+        return False
 
 
 @pytest.fixture(scope="session")
@@ -44,19 +58,12 @@ def s3_endpoint():
     if given:
         yield given
         return
-    port = _free_port()
+    port = free_port()
     server = Path(sys.executable).with_name("moto_server")
     proc = subprocess.Popen([str(server), "-H", "0.0.0.0", "-p", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 30
-    while time.time() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            break
-        except OSError:
-            time.sleep(0.2)
-    else:
+    if not wait_for(lambda: _accepts(port), 30, poll=0.2):
         proc.kill()
         pytest.fail(f"moto_server did not start on port {port}")
     yield url

@@ -2,7 +2,7 @@
 `sh` and this on PATH (the MinIO image has no grep or other tools). Where the real client fails (attaching a
 policy twice, listing the rules of a bucket without any, a user the policy does not allow), so does this one.
 
-    install(bin_dir, state_file)      # then: sh -ec "$SCRIPT" with PATH=bin_dir
+    install(bin_dir, state_file, root, root_secret)   # then: sh -ec "$SCRIPT" with PATH=bin_dir
 """
 
 from __future__ import annotations
@@ -12,10 +12,12 @@ import sys
 from pathlib import Path
 
 
-def install(bin_dir: Path, state: Path) -> None:
+def install(bin_dir: Path, state: Path, root: str, root_secret: str, buckets: tuple[str, ...] = ()) -> None:
+    """The `mc` stub in bin_dir, over a server whose root user is `root` and which holds `buckets`."""
     bin_dir.mkdir(parents=True, exist_ok=True)
-    state.write_text(json.dumps({"aliases": {}, "buckets": [], "users": {}, "policies": {}, "attached": {},
-                                 "rules": [], "objects": {}, "calls": []}))
+    state.write_text(json.dumps({"root": root, "root_secret": root_secret, "aliases": {}, "buckets": list(buckets),
+                                 "users": {}, "policies": {}, "attached": {}, "rules": [], "objects": {},
+                                 "calls": []}))
     stub = bin_dir / "mc"
     stub.write_text(f"#!{sys.executable}\nimport sys\nsys.path.insert(0, {str(Path(__file__).parent)!r})\n"
                     f"import fake_mc\nsys.exit(fake_mc.main(sys.argv[1:], {str(state)!r}))\n")

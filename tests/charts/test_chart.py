@@ -223,9 +223,7 @@ def test_minio_scripts_need_only_sh_and_mc_and_are_idempotent(rendered, tmp_path
     (any other command would fail: not found); the bucket job twice makes the bucket, the limited user and the
     expiry rule once each; `helm test` then writes and reads as that user, and cannot make another bucket."""
     state = tmp_path / "mc.json"
-    fake_mc.install(tmp_path / "bin", state)
-    s = json.loads(state.read_text()) | {"root": "quantum", "root_secret": "not-a-real-password"}
-    state.write_text(json.dumps(s))
+    fake_mc.install(tmp_path / "bin", state, "quantum", "not-a-real-password")
     policy = tmp_path / "bucket.json"
     policy.write_text(objects(rendered)[("ConfigMap", "quantum-slm-bucket-policy")]["data"]["bucket.json"])
     secrets = {"S3_ENDPOINT_URL": "http://quantum-slm-minio.builds.svc:9000", "ROOT_USER": "quantum",
@@ -249,15 +247,10 @@ def test_minio_scripts_need_only_sh_and_mc_and_are_idempotent(rendered, tmp_path
 
 def test_helm_test_fails_when_the_store_user_is_not_limited(rendered, tmp_path):
     state = tmp_path / "mc.json"
-    fake_mc.install(tmp_path / "bin", state)
-    s = json.loads(state.read_text())
-    state.write_text(json.dumps(s | {"root": "builds", "root_secret": "also-not-real"}))  # the pods hold root
+    fake_mc.install(tmp_path / "bin", state, "builds", "also-not-real", buckets=("quantum-slm",))  # the pods hold root
     script, env = _script(rendered, "tests/test-store.yaml")
     env |= {"PATH": str(tmp_path / "bin"), "S3_ENDPOINT_URL": "http://m:9000", "ACCESS_KEY": "builds",
             "SECRET_KEY": "also-not-real"}
-    s = json.loads(state.read_text())
-    s["buckets"] = ["quantum-slm"]
-    state.write_text(json.dumps(s))
     proc = subprocess.run(["/bin/sh", "-ec", script], env=env, capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1 and "could create a bucket" in proc.stdout
 

@@ -5,7 +5,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -13,8 +12,7 @@ import pytest
 from jobs.core import keys
 from jobs.core.registry import read_artifact_file, verify_build
 from jobs.core.store import open_store
-
-REPO = Path(__file__).resolve().parents[2]
+from tests.conftest import REPO, wait_for
 
 
 def run_build(tag, env):
@@ -92,15 +90,6 @@ def alive(pid: int) -> bool:
     except FileNotFoundError:
         return False
     return state != "Z"  # a zombie has ended; only its parent's wait() is missing
-
-
-def wait_for(condition, seconds: float = 60.0) -> bool:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return condition()
 
 
 def start_driver(tmp_path):

@@ -9,7 +9,7 @@ from jobs.core.cli import main
 from jobs.core.publish import publish
 from jobs.core.registry import listed_keys, read_manifest, verify_build
 from jobs.core.store import LocalStore
-from tests.core.test_publish import spec, stage_folders  # noqa: F401  (spec is a fixture)
+from tests.core.conftest import stage_folders
 
 OLD = datetime.now(timezone.utc) - timedelta(days=3)
 
@@ -27,7 +27,7 @@ def _leftovers(store):
     return set(garbage), young + "report/metrics.json"
 
 
-def test_gc_finds_what_no_manifest_names_and_spares_the_rest(store, spec, tmp_path):  # noqa: F811
+def test_gc_finds_what_no_manifest_names_and_spares_the_rest(store, spec, tmp_path):
     publish(spec, "t1", *stage_folders(tmp_path), store=store)
     garbage, young = _leftovers(store)
     found, kept = gc.find_garbage(store, min_age_s=gc.MIN_AGE_FLOOR_S)

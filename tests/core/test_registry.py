@@ -9,11 +9,11 @@ from jobs.core.cli import main
 from jobs.core.publish import publish
 from jobs.core.registry import (IntegrityError, artifact_files, previous_build, promote, read_artifact_file,
                                 read_manifest, verify_build)
-from tests.core.test_publish import spec, stage_folders  # noqa: F401  (spec is a fixture)
+from tests.core.conftest import stage_folders
 
 
 @pytest.fixture
-def built(store, spec, tmp_path):  # noqa: F811
+def built(store, spec, tmp_path):
     """Two committed builds, t1 and t2, in a store of each kind."""
     for tag in ("t1", "t2"):
         publish(spec, tag, *stage_folders(tmp_path / tag), store=store)

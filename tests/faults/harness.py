@@ -1,5 +1,5 @@
 """What the fault tier's tests share: the figures, stage folders with large random artifacts, publish processes
-that start on a signal, the end-of-test re-hash of every committed build, and a bounded wait."""
+that start on a signal, and the end-of-test re-hash of every committed build."""
 
 from __future__ import annotations
 
@@ -9,7 +9,6 @@ import os
 import random
 import subprocess
 import sys
-import time
 from collections import Counter
 from pathlib import Path
 
@@ -100,13 +99,3 @@ def start_publish(spec: Path, tag: str, folders: list[Path], go: Path, env: dict
 def finish(proc: subprocess.Popen, timeout: float = 300) -> tuple[int, str, str]:
     out, err = proc.communicate(timeout=timeout)
     return proc.returncode, out, err
-
-
-def wait_for(condition, seconds: float = 120.0, poll: float = 0.02) -> bool:
-    """Poll until condition() holds; a bound on waiting, never an assertion about speed."""
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(poll)
-    return condition()

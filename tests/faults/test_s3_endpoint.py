@@ -10,7 +10,8 @@ import pytest
 from jobs.core import keys
 from jobs.core.registry import verify_build
 from jobs.core.store import open_store
-from tests.faults.harness import FIGURES, fault_env, finish, make_build, start_publish, wait_for
+from tests.conftest import wait_for
+from tests.faults.harness import FIGURES, fault_env, finish, make_build, start_publish
 from tests.faults.proxy import Proxy
 
 TIMEOUT_S, ATTEMPTS = 2, 3  # per try; tries per request (pauses of 1 and 2 s between them)

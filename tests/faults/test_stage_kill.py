@@ -20,8 +20,8 @@ from jobs.core import keys
 from jobs.core.registry import verify_build
 from jobs.core.store import open_store
 from jobs.core.suite import load_suite
-from tests.conftest import REPO
-from tests.faults.harness import FIGURES, fault_env, wait_for
+from tests.conftest import REPO, wait_for
+from tests.faults.harness import FIGURES, fault_env
 from tests.train.conftest import conversations, with_train, write_dataset
 
 pytestmark = pytest.mark.skipif(not Path("/proc").is_dir(), reason="finds stage processes through /proc")

@@ -22,8 +22,8 @@ from pathlib import Path
 import pytest
 
 from jobs.core import keys
+from tests.conftest import REPO
 
-REPO = Path(__file__).resolve().parents[2]
 QUESTION = "What is a quantum kernel?"
 
 
@@ -113,15 +113,9 @@ def smoke_engine(smoke_store):
     from jobs.core.store import open_store
     from jobs.serve.builds import load_engine, open_build
 
-    old = {k: os.environ.get(k) for k in ("QSLM_STORE", "QSLM_CACHE")}
-    os.environ.update({k: smoke_store[k] for k in old})
-    try:
+    with pytest.MonkeyPatch.context() as env:
+        for k in ("QSLM_STORE", "QSLM_CACHE"):
+            env.setenv(k, smoke_store[k])
         store = open_store()
         builds = [open_build(store, t, ("adapter", "dataset")) for t in ("smoke", "smoke-loud")]
         return load_engine(builds, "cpu"), builds
-    finally:
-        for k, v in old.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v

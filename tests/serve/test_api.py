@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from jobs.core.engine import Sampling
-from tests.conftest import _free_port
+from tests.conftest import free_port, wait_for
 from tests.serve.conftest import QUESTION, REPO
 
 pytestmark = pytest.mark.slow
@@ -25,21 +25,22 @@ USER = [{"role": "user", "content": QUESTION}]
 @pytest.fixture(scope="module")
 def server(smoke_store, tmp_path_factory):
     """`python -m jobs.serve.api --version smoke,smoke-loud` on a free port; yields its base URL."""
-    port = _free_port()
+    port = free_port()
     log = tmp_path_factory.mktemp("api") / "server.log"
     with open(log, "w") as out:
         proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--version", "smoke,smoke-loud",
                                  "--port", str(port), "--device", "cpu"], cwd=REPO, env=smoke_store, stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
-    deadline = time.time() + 300
-    while time.time() < deadline and proc.poll() is None:
+
+    def answers() -> bool:
         try:
             urllib.request.urlopen(url + "/v1/models", timeout=2).read()
-            break
+            return True
         except OSError:
-            time.sleep(0.5)
-    else:
+            return False
+
+    if not wait_for(lambda: proc.poll() is not None or answers(), 300, poll=0.5) or proc.poll() is not None:
         proc.kill()
         pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
     yield url

@@ -13,6 +13,7 @@ import pytest
 
 from jobs.core.engine import Chunk, Generation, Sampling
 from jobs.serve.worker import Job, Worker
+from tests.conftest import wait_for
 
 GREEDY, SAMPLED = Sampling(max_new_tokens=4), Sampling(max_new_tokens=4, temperature=0.7, seed=1)
 
@@ -126,9 +127,5 @@ def test_a_full_queue_refuses_more(loop):
 
 
 def _wait_until(condition, timeout=5.0):
-    done = threading.Event()
-    for _ in range(int(timeout / 0.01)):
-        if condition():
-            return
-        done.wait(0.01)
-    raise AssertionError("condition not reached")
+    if not wait_for(condition, timeout, poll=0.01):
+        raise AssertionError("condition not reached")

@@ -7,14 +7,13 @@ import os
 import signal
 import subprocess
 import sys
-import time
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from jobs.train.run import train
-from tests.conftest import REPO
+from tests.conftest import REPO, wait_for
 from tests.train.conftest import conversations, with_train, write_dataset
 
 pytestmark = pytest.mark.slow
@@ -34,9 +33,7 @@ def test_killed_and_restarted_equals_uninterrupted(smoke_spec, tmp_path):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen(_command(spec_file, data, out), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    deadline = time.time() + 120
-    while time.time() < deadline and proc.poll() is None and not list((out / "checkpoints").glob("step-*")):
-        time.sleep(0.005)
+    wait_for(lambda: proc.poll() is not None or list((out / "checkpoints").glob("step-*")), 120, poll=0.005)
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed; make it longer"
     assert not (out / "train-info.json").exists()
