@@ -16,6 +16,13 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 
 
+def shared(name: str) -> Path:
+    """A folder of shared/ beside the repository checkout (as CI lays it out: /work/shared), also found from a
+    worktree (/work/wt/<name>); where there is none, the path beside the checkout (tests that need it skip)."""
+    return next((p / "shared" / name for p in REPO.parents if (p / "shared" / name).is_dir()),
+                REPO.parent / "shared" / name)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def data_root(tmp_path_factory):
     """Specs written by tests name suites, documents and overrides under pytest's temp folder: allow it as a

@@ -17,14 +17,14 @@ from helm_python import HelmRenderError
 from helm_python.chart import Chart, lint
 
 from tests.charts import fake_mc
+from tests.conftest import shared
 from workflows import pipeline, push, render, steps
 from workflows.lint import restricted_problems
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantum-slm"
 # The shared Argo schemas live beside the repository (/work/shared), also seen from a worktree (/work/wt/<name>).
-SCHEMAS = next((p / "shared" / "schemas" for p in REPO.parents if (p / "shared" / "schemas").is_dir()),
-               REPO.parent / "shared" / "schemas")
+SCHEMAS = shared("schemas")
 KUBE = "1.33"  # k3s stable at the time of writing
 VALUES = {"minio": {"rootUser": "quantum", "rootPassword": "not-a-real-password"},
           "store": {"accessKey": "builds", "secretKey": "also-not-real"}}

@@ -9,8 +9,10 @@ from pathlib import Path
 import pyarrow.parquet as pq
 import pytest
 
+from tests.conftest import shared
+
 # The real documents live in shared/ beside the repository checkout (as CI lays it out).
-CORPUS = Path(os.environ.get("QSLM_CORPUS", Path(__file__).resolve().parents[3] / "shared" / "corpus"))
+CORPUS = Path(os.environ.get("QSLM_CORPUS", shared("corpus")))
 
 
 def curate_spec(spec, **curate_fields):

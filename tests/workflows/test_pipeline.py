@@ -14,6 +14,7 @@ import pytest
 import yaml
 from hera.workflows.models import Workflow as WorkflowModel, WorkflowTemplate as WorkflowTemplateModel
 
+from tests.conftest import shared
 from workflows import local_run, render
 from workflows.lint import ancestors, lint
 from workflows.pipeline import DATA, GATE_FAILED, pipeline_template
@@ -21,8 +22,7 @@ from workflows.push import push_template
 
 REPO = Path(__file__).resolve().parents[2]
 # The shared Argo schemas live beside the repository (/work/shared), also seen from a worktree (/work/wt/<name>).
-SCHEMAS = next((p / "shared" / "schemas" for p in REPO.parents if (p / "shared" / "schemas").is_dir()),
-               REPO.parent / "shared" / "schemas")
+SCHEMAS = shared("schemas")
 STRICT_SCHEMA = SCHEMAS / "argo-workflows.strict.schema.json"
 
 
