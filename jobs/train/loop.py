@@ -153,12 +153,15 @@ class Mark:
             self.event = torch.cuda.Event(enable_timing=True)
             self.event.record()
 
+    def wait(self) -> None:
+        """Until the GPU has reached this mark (nothing to wait for on a CPU)."""
+        if self.event is not None:
+            self.event.synchronize()
+
     def seconds_since(self, earlier: "Mark") -> float:
         """Seconds from `earlier` to this mark; on a GPU, waits until the GPU has reached this mark."""
-        if self.event is None:
-            return self.t - earlier.t
-        self.event.synchronize()
-        return earlier.event.elapsed_time(self.event) / 1000
+        self.wait()
+        return self.t - earlier.t if self.event is None else earlier.event.elapsed_time(self.event) / 1000
 
 
 class StepRead:
@@ -178,8 +181,7 @@ class StepRead:
 
     def values(self) -> tuple[float, float]:
         """(loss, gradient norm); waits for the step (and only that step) to finish."""
-        if self.mark.event is not None:
-            self.mark.event.synchronize()
+        self.mark.wait()
         loss, grad_norm = self.host.tolist()
         return loss, grad_norm
 
