@@ -45,7 +45,7 @@ need-version:
 	@if [ -z "$(VERSION)" ]; then echo "error: give a build tag: make $(MAKECMDGOALS) VERSION=<tag>  (build specs in data/builds/: $(SPECS))" >&2; exit 2; fi
 
 build: need-version venv ## Run a whole build locally: make build VERSION=smoke (curate, train, eval, publish)
-	$(PY) -m jobs.core.build --tag $(VERSION)
+	$(PY) -m workflows.build --tag $(VERSION)
 
 test: venv ## Run every test tier (unit, tiny-model, docker when an engine can be started)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
@@ -57,25 +57,25 @@ test-faults: venv ## Run the fault tier only: kill -9 in publish/train/eval/buil
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m faults
 
 list: venv ## List the builds in the store with status and headline scores
-	$(PY) -m jobs.core.cli list
+	$(PY) -m jobs.core.store.cli list
 
 show: need-version venv ## Print a build's manifest and re-hash its files: make show VERSION=v1
-	$(PY) -m jobs.core.cli show $(VERSION)
+	$(PY) -m jobs.core.store.cli show $(VERSION)
 
 verify: need-version venv ## Re-hash every file of a build against its manifest: make verify VERSION=v1
-	$(PY) -m jobs.core.cli verify $(VERSION)
+	$(PY) -m jobs.core.store.cli verify $(VERSION)
 
 compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (A: current, B: newest by default)
 	$(PY) -m jobs.eval.compare $(if $(A),--a $(A)) $(if $(B),--b $(B))
 
 promote: need-version venv ## Make a build that passed its gate current: make promote VERSION=v2
-	$(PY) -m jobs.core.cli promote $(VERSION)
+	$(PY) -m jobs.core.store.cli promote $(VERSION)
 
 rollback: venv ## Move `current` back to the previously promoted build
-	$(PY) -m jobs.core.cli rollback
+	$(PY) -m jobs.core.store.cli rollback
 
 gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24]
-	$(PY) -m jobs.core.cli gc $(if $(APPLY),--apply) $(if $(MIN_AGE_HOURS),--min-age-hours $(MIN_AGE_HOURS))
+	$(PY) -m jobs.core.store.cli gc $(if $(APPLY),--apply) $(if $(MIN_AGE_HOURS),--min-age-hours $(MIN_AGE_HOURS))
 
 ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; no VERSION: the promoted build)
 	$(PY) -m jobs.serve.ask $(if $(VERSION),--version $(VERSION)) $(if $(Q),-q "$$Q")
@@ -105,13 +105,13 @@ submit: need-version venv ## Start builds on the cluster, side by side: make sub
 
 local-run: venv ## Run the rendered workflows with Docker as a cluster would: VERSION=smoke, or PAYLOAD=push.json IMAGE_TAG=smoke (needs QSLM_STORE=s3://..., S3_ENDPOINT_URL)
 	@if [ -z "$(VERSION)$(PAYLOAD)" ]; then echo "error: give VERSION=<tag> (a build as make submit starts it) or PAYLOAD=<push.json> IMAGE_TAG=<tag> (a git push)" >&2; exit 2; fi
-	$(PY) -m workflows.local_run $(if $(PAYLOAD),--payload $(PAYLOAD),--version $(VERSION)) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+	$(PY) -m workflows.emulator.run $(if $(PAYLOAD),--payload $(PAYLOAD),--version $(VERSION)) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
 
 cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan)
 	DRY_RUN=$(DRY_RUN) scripts/cluster.sh
 
 bench: venv ## Curation benchmark on this machine (GPU benchmarks: see docs/benchmarks.md)
-	$(PY) -m jobs.curate.bench
+	$(PY) -m bench.curate
 
 clean: ## Remove scratch folders (.work/); the store, exports/ and the venv stay
 	rm -rf .work

@@ -1,6 +1,6 @@
 # curate: documents in, dataset folder out (python -m jobs.curate). Core + the curate extra, no torch.
 # The steps that need only core run from this image too: the spec check (python -m jobs.core.spec), publish
-# (python -m jobs.core.publish), and the workflow's own small steps that read no ML code: the git push's plan
+# (python -m jobs.core.store.publish), and the workflow's own small steps that read no ML code: the git push's plan
 # (python -m workflows.trigger) and the build's verdict (python -m workflows.verdict).
 #   python images/build_images.py --tag v2 curate        # or: make images VERSION=v2
 ARG BASE_IMAGE=python:3.11-slim-bookworm

@@ -96,7 +96,7 @@ def s3_env(s3_endpoint, monkeypatch):
 @pytest.fixture(params=["local", "s3"])
 def store(request, tmp_path, monkeypatch):
     """A store of each backend, empty."""
-    from jobs.core.store import open_store
+    from jobs.core.store.backends import open_store
 
     if request.param == "local":
         monkeypatch.setenv("QSLM_STORE", str(tmp_path / "store"))
@@ -107,7 +107,7 @@ def store(request, tmp_path, monkeypatch):
 
 @pytest.fixture(scope="session")
 def smoke_spec():
-    from jobs.core.spec import spec_by_tag
+    from jobs.core.spec.load import spec_by_tag
 
     return spec_by_tag("smoke")
 
@@ -115,7 +115,7 @@ def smoke_spec():
 @pytest.fixture(scope="session")
 def tiny_model(smoke_spec) -> Path:
     """The smoke spec's tiny Qwen2 checkpoint folder (made once, cached under QSLM_CACHE)."""
-    from jobs.core.model import resolve_base_model
+    from jobs.core.engine.basemodel import resolve_base_model
 
     return resolve_base_model(smoke_spec)
 

@@ -1,6 +1,7 @@
 """The architecture's import rules, checked on the source: no stage imports a sibling stage, jobs/core imports
-no stage, workflows/ imports no stage, and no module reaches itself through others (an import cycle, even one
-hidden in a function-level import)."""
+no stage, workflows/ imports no stage, the packages of jobs/core import only what their docstrings allow (spec and
+store import no torch; the engine imports no store), nothing in the product imports the tools in bench/, and no
+module reaches itself through others (an import cycle, even one hidden in a function-level import)."""
 
 from __future__ import annotations
 
@@ -19,15 +20,17 @@ def _module_name(path: Path) -> str:
 
 
 def _modules() -> dict[str, Path]:
-    files = [*REPO.joinpath("jobs").rglob("*.py"), *REPO.joinpath("workflows").rglob("*.py")]
+    files = [*REPO.joinpath("jobs").rglob("*.py"), *REPO.joinpath("workflows").rglob("*.py"),
+             *REPO.joinpath("bench").rglob("*.py")]
     return {_module_name(p): p for p in sorted(files)}
 
 
 MODULES = _modules()
 
 
-def _imports(name: str) -> set[str]:
-    """Project modules that `name` imports anywhere in its file (top level or inside a function)."""
+def _imports(name: str, everything: bool = False) -> set[str]:
+    """Project modules that `name` imports anywhere in its file (top level or inside a function); with
+    `everything`, outside modules too (their top-level names: torch, transformers...)."""
     path = MODULES[name]
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
@@ -43,10 +46,31 @@ def _imports(name: str) -> set[str]:
         else:
             continue
         found |= {t for t in targets if t in MODULES and t != name}
+        if everything:
+            found |= {t.split(".")[0] for t in targets if t.split(".")[0] not in ("jobs", "workflows", "bench")}
     return found
 
 
 GRAPH = {name: _imports(name) for name in MODULES}
+
+# What each package of jobs/core may import (besides itself), as its docstring says.
+CORE_RULES = {
+    "jobs.core.errors": (),
+    "jobs.core.repo": (),
+    "jobs.core.spec": ("jobs.core.errors", "jobs.core.repo"),
+    "jobs.core.store": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
+    "jobs.core.text": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
+    "jobs.core.engine": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
+}
+ML = ("torch", "transformers", "peft", "bitsandbytes", "sentence_transformers", "accelerate")
+TORCH_FREE = ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec", "jobs.core.store", "workflows")
+# The one engine module orchestration may use: it resolves (and for the tiny model, makes) the base model with
+# numpy and tokenizers, no torch; the local build calls it to fail fast before any stage runs.
+ORCHESTRATION_MAY_USE = ("jobs.core.engine.basemodel",)
+
+
+def _package(module: str, packages) -> str | None:
+    return next((p for p in packages if module == p or module.startswith(p + ".")), None)
 
 
 def _stage(module: str) -> str | None:
@@ -54,7 +78,7 @@ def _stage(module: str) -> str | None:
     return parts[1] if parts[0] == "jobs" and len(parts) > 1 and parts[1] in STAGES else None
 
 
-@pytest.mark.parametrize("module", sorted(MODULES))
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.startswith("bench")))  # tools may
 def test_no_stage_imports_a_sibling_and_core_and_workflows_import_no_stage(module):
     own = _stage(module)
     for target in GRAPH[module]:
@@ -62,6 +86,31 @@ def test_no_stage_imports_a_sibling_and_core_and_workflows_import_no_stage(modul
         if other and other != own:
             where = "jobs.core" if module.startswith("jobs.core") else module.split(".")[0] if own is None else own
             pytest.fail(f"{module} ({where}) imports {target}: share it through jobs/core instead")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if m.startswith("jobs.core.")))
+def test_core_packages_import_only_what_they_allow(module):
+    own = _package(module, CORE_RULES)
+    assert own, f"{module}: every module of jobs/core belongs to one of {', '.join(CORE_RULES)}"
+    for target in GRAPH[module]:
+        theirs = _package(target, CORE_RULES)
+        if theirs != own and theirs not in CORE_RULES[own]:
+            pytest.fail(f"{module} imports {target}: {own} may import {', '.join(CORE_RULES[own]) or 'nothing'}")
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if _package(m, TORCH_FREE)))
+def test_spec_store_and_orchestration_import_no_ml_library(module):
+    ml = sorted(_imports(module, everything=True) & set(ML))
+    assert not ml, f"{module} imports {', '.join(ml)}: keep ML code in jobs/core/engine and the stages"
+    if module.startswith("workflows."):
+        engine = [t for t in GRAPH[module] if t.startswith("jobs.core.engine") and t not in ORCHESTRATION_MAY_USE]
+        assert not engine, f"{module} imports {engine}: orchestration never loads a model"
+
+
+@pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.startswith("bench")))
+def test_the_product_never_imports_the_tools(module):
+    tools = [t for t in GRAPH[module] if t.split(".")[0] == "bench"]
+    assert not tools, f"{module} imports {tools}: bench/ holds development tools, not product code"
 
 
 def test_no_module_imports_itself_through_another():
@@ -81,6 +130,8 @@ def test_no_module_imports_itself_through_another():
 
 def test_the_walk_sees_the_imports_it_checks():
     # The rules above pass vacuously if the walk finds nothing; these edges are known to exist.
-    assert "jobs.core.spec" in GRAPH["jobs.curate.run"]
+    assert "jobs.core.spec.schema" in GRAPH["jobs.curate.run"]
     assert "jobs.curate.parse_tex" in GRAPH["jobs.curate.documents"]
-    assert "jobs.core.spec" in GRAPH["workflows.pipeline"]
+    assert "jobs.core.spec.metrics" in GRAPH["workflows.pipeline"]
+    assert "jobs.core.spec.load" in GRAPH["jobs.core.store.publish"]
+    assert "torch" in _imports("jobs.core.engine.fastgen", everything=True)

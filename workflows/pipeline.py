@@ -5,7 +5,7 @@
 
 Each run is a Workflow that references this template (`run_workflow`), with the build tag, the git commit and the
 image tag as parameters. Every task is one `stage()`: one stage image running exactly the stage's command
-(docs/architecture.md), under the conditions of a real cluster that `workflows/local_run.py` reproduces.
+(docs/architecture.md), under the conditions of a real cluster that `workflows/emulator/run.py` reproduces.
 
 How a build's inputs reach the pods at its exact commit: `data/` at that commit travels as one tar.gz under
 runs/<run>/checkout/data.tgz in the artifact repository. `make submit` uploads it (git archive of the commit),
@@ -27,7 +27,7 @@ from hera.workflows.models import (
     Backoff, LabelValueFrom, SecretKeySelector, ValueFrom, VolumeClaimGC, WorkflowMetadata, WorkflowTemplateRef,
 )
 
-from jobs.core.spec import GATE_FAILED, HEADLINE
+from jobs.core.spec.metrics import GATE_FAILED, HEADLINE
 from workflows.stages import CURATED_FOR_SYNTHESIS, DATASET
 from workflows.steps import (
     DATA, DATA_KEY, HOUR, OUT, READABLE, RUN, backoff, common_spec, folder_in, folder_out, stage, store_env,
@@ -169,7 +169,7 @@ def eval_(compare: bool) -> Container:
 
 def publish() -> Container:
     return stage(
-        "publish", "curate", ["python", "-m", "jobs.core.publish"],  # core only: no torch needed to write the store
+        "publish", "curate", ["python", "-m", "jobs.core.store.publish"],  # core only: no torch needed to write the store
         ["--spec", SPEC, "--tag", "{{workflow.parameters.tag}}", "--dataset", "/in/dataset",
          "--adapter", "/in/adapter", "--report", "/in/report",
          "--git-commit", "{{workflow.parameters.git-commit}}", "--git-dirty", "{{workflow.parameters.git-dirty}}"],

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 from jobs.core.errors import QslmError
-from jobs.core.spec import load_spec
+from jobs.core.spec.load import load_spec
 
 DATASET = "dataset"  # runs/<run>/dataset/: the dataset train, eval and publish read
 CURATED_FOR_SYNTHESIS = "curate/dataset"  # runs/<run>/curate/dataset/: curate's output when synthesize follows

@@ -4,8 +4,8 @@ its steps with (workflows/pipeline.py, workflows/push.py), and what they share a
     from workflows.steps import stage
     stage("curate", "curate", ["python", "-m", "jobs.curate"], [...], outputs=[...], cache=True)
 
-The conditions are those of k3s + Argo Workflows v4 under Pod Security "restricted"; workflows/lint.py checks
-them in the rendered YAML and workflows/local_run.py reproduces them with Docker.
+The conditions are those of k3s + Argo Workflows v4 under Pod Security "restricted"; workflows/emulator/lint.py checks
+them in the rendered YAML and workflows/emulator/run.py reproduces them with Docker.
 """
 
 from __future__ import annotations

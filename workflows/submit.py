@@ -39,11 +39,14 @@ from hera.exceptions import Forbidden, HeraException, NotFound, Unauthorized
 from hera.workflows import WorkflowsService
 from hera.workflows.models import WorkflowCreateRequest
 
-from jobs.core import keys
+from jobs.core.store import keys
 from jobs.core.errors import QslmError
-from jobs.core.registry import RegistryError, previous_build, previous_report_key
-from jobs.core.spec import GATE_FAILED, TAG_PATTERN, SpecError, load_spec
-from jobs.core.store import StoreError, open_store
+from jobs.core.store.registry import RegistryError, previous_build, previous_report_key
+from jobs.core.spec.metrics import GATE_FAILED
+from jobs.core.spec.tags import TAG_PATTERN
+from jobs.core.spec.schema import SpecError
+from jobs.core.spec.load import load_spec
+from jobs.core.store.backends import StoreError, open_store
 from workflows import names
 from workflows.pipeline import NAME, pipeline_template, run_workflow
 from workflows.steps import DATA_KEY, DIGEST_ANNOTATION

@@ -25,7 +25,7 @@ from pathlib import Path
 import yaml
 
 from jobs.core.errors import QslmError
-from jobs.core.spec import TAG_PATTERN
+from jobs.core.spec.tags import TAG_PATTERN
 from workflows.names import run_name
 
 REPO = Path(__file__).resolve().parents[1]
@@ -129,7 +129,7 @@ def _chart_trigger() -> dict:
 
 def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix: str) -> list[dict]:
     """One record per build, with the fields the push workflow gives each Workflow it starts."""
-    from jobs.core.registry import previous_build, previous_report_key
+    from jobs.core.store.registry import previous_build, previous_report_key
 
     short = push.after[:8]
     out = []
@@ -151,8 +151,8 @@ def plan_command(args: argparse.Namespace) -> None:
         raise TriggerError(f"{args.payload}: cannot read a JSON payload ({exc})") from None
     store = None
     if args.store:
-        from jobs.core import keys
-        from jobs.core.store import open_store
+        from jobs.core.store import keys
+        from jobs.core.store.backends import open_store
 
         store = open_store()
     builds, notes = plan(push, [s for s in args.specs.split(",") if s], args.branch,

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 
 from jobs.core.errors import QslmError
-from jobs.core.spec import GATE_FAILED
+from jobs.core.spec.metrics import GATE_FAILED
 
 
 class VerdictError(QslmError):

@@ -25,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--out is required (unless --explain)")
 
     from jobs.core.errors import QslmError
-    from jobs.core.spec import load_spec
+    from jobs.core.spec.load import load_spec
     from jobs.curate.run import curate, explain_only
 
     try:

@@ -13,7 +13,7 @@ import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from jobs.core.spec import REPO_ROOT
+from jobs.core.repo import REPO_ROOT
 from jobs.curate import parse_md, parse_pdf, parse_rst, parse_tex
 from jobs.curate.blocks import BadInput, Block, CurateError, read_text
 

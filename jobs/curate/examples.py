@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import re
 
-from jobs.core.audiences import audience_prompt
-from jobs.core.dataset_folder import example_id
-from jobs.core.text import language, phrasing, sentences as split_sentences
+from jobs.core.spec.audiences import audience_prompt
+from jobs.core.store.dataset_folder import example_id
+from jobs.core.text.prose import language, phrasing
+from jobs.core.text.prose import sentences as split_sentences
 from jobs.curate.select import Selected
 
 QUESTIONS = {

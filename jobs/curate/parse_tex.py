@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from jobs.core.spec import allowed_roots
+from jobs.core.spec.parse import allowed_roots
 from jobs.curate import tex_macros, tex_text
 from jobs.curate.blocks import BadInput, Block, CurateError, read_text
 

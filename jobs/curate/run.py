@@ -14,15 +14,15 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.core.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, HELDOUT_SCHEMA, PARAGRAPH_SCHEMA, dataset_sha256,
-                                      is_empty_or_absent, write_folder, write_parquet)
-from jobs.core.leakage import LeakageCheck, all_suites, leakage
-from jobs.core.model import resolve_base_model
-from jobs.core.neardup import dedup
-from jobs.core.provenance import library_versions
-from jobs.core.spec import BuildSpec
-from jobs.core.suite import load_suite
-from jobs.core.text import language
+from jobs.core.store.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, HELDOUT_SCHEMA, PARAGRAPH_SCHEMA,
+    dataset_sha256, is_empty_or_absent, write_folder, write_parquet)
+from jobs.core.text.leakage import LeakageCheck, all_suites, leakage
+from jobs.core.engine.basemodel import resolve_base_model
+from jobs.core.text.neardup import dedup
+from jobs.core.store.provenance import library_versions
+from jobs.core.spec.schema import BuildSpec
+from jobs.core.spec.suite import load_suite
+from jobs.core.text.prose import language
 from jobs.curate import examples, select, split, stats
 from jobs.curate.explain import explain as explain_listing
 from jobs.curate.blocks import CurateError

@@ -16,9 +16,9 @@ import importlib.util
 import re
 from dataclasses import dataclass, field
 
-from jobs.core.embed import EmbedderUnavailable, load_embedder
-from jobs.core.overrides import Overrides, read_overrides
-from jobs.core.suite import Suite
+from jobs.core.text.embed import EmbedderUnavailable, load_embedder
+from jobs.core.spec.overrides import Overrides, read_overrides
+from jobs.core.spec.suite import Suite
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import Document, Paragraph
 

@@ -12,7 +12,8 @@ import sys
 from pathlib import Path
 
 from jobs.core.errors import QslmError
-from jobs.core.spec import GATE_FAILED, load_spec
+from jobs.core.spec.metrics import GATE_FAILED
+from jobs.core.spec.load import load_spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,8 +14,8 @@ import sys
 import textwrap
 
 from jobs.core.errors import QslmError
-from jobs.core.registry import complete_tags, current_tag, read_artifact_file, read_manifest
-from jobs.core.store import open_store
+from jobs.core.store.registry import complete_tags, current_tag, read_artifact_file, read_manifest
+from jobs.core.store.backends import open_store
 from jobs.eval.diagnose import DIAGNOSTICS, RIGHT_CONCEPT_RECALL, RIGHT_SIMILARITY, question_diff
 from jobs.eval.report import comparison_rows, fmt, pct, signed
 

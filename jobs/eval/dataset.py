@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from jobs.core import dataset_folder
+from jobs.core.store import dataset_folder
 from jobs.eval import EvalError
 
 
@@ -48,7 +48,7 @@ def stats(dataset_dir: Path) -> dict:
 
 
 def source_paragraphs(dataset_dir: Path) -> list[dict]:
-    """Every source paragraph the dataset holds, by id (jobs/core/dataset_folder.py `source_paragraphs`)."""
+    """Every source paragraph the dataset holds, by id (jobs/core/store/dataset_folder.py `source_paragraphs`)."""
     dataset_dir = Path(dataset_dir)
     cols = ["messages", "template", "source_path", "section", "paragraph_ids"]
     rows = [_read(dataset_dir / name, cols).to_dict("records") for name in ("train.parquet", "eval.parquet")]

@@ -3,7 +3,7 @@
 A claim is a sentence of at least MIN_CLAIM_WORDS words, or one that states a number, symbol or equation, and
 that does not abstain. A claim is supported when some sentence of the sources has a MiniLM cosine similarity of
 at least SUPPORT_SIMILARITY to it, and every number, symbol and equation it states appears in the sources
-(jobs.core.grounding). The unsupported-claim rate is unsupported claims / claims, over answers whose question
+(jobs.core.text.grounding). The unsupported-claim rate is unsupported claims / claims, over answers whose question
 has source paragraphs (an answer without sources is listed as not checked, never counted as faithful).
 The embedder is passed in (texts -> unit vectors), so this stays testable with MiniLM loaded once.
 """
@@ -15,8 +15,8 @@ import re
 
 import numpy as np
 
-from jobs.core.embed import Embedder
-from jobs.core.grounding import absent
+from jobs.core.text.embed import Embedder
+from jobs.core.text.grounding import absent
 from jobs.eval.diagnose import MODELS, abstains
 
 SUPPORT_SIMILARITY = 0.5  # MiniLM cosine: a paraphrase of a source sentence scores ~0.6-0.9, a new claim < 0.5

@@ -7,7 +7,7 @@
                                                                   # the previous build (absolute units)
 
 For lower-is-better metrics (perplexity, repetition_rate) a regression is a rise; they cannot take a `min`.
-Metric names and values are checked when the spec loads (jobs/core/spec.py). Without a previous build the
+Metric names and values are checked when the spec loads (jobs/core/spec/load.py). Without a previous build the
 regression checks are recorded as skipped (and pass): the first build has nothing to regress from.
 """
 
@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import math
 
-from jobs.core.spec import LOWER_IS_BETTER, GateSpec
+from jobs.core.spec.metrics import LOWER_IS_BETTER
+from jobs.core.spec.schema import GateSpec
 
 
 def evaluate_gate(gate: GateSpec, headline: dict, previous: dict | None) -> dict:

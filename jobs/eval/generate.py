@@ -1,4 +1,4 @@
-"""What eval asks of the generation engine (jobs/core/engine.py): the suite's questions as chats with the
+"""What eval asks of the generation engine (jobs/core/engine/generation.py): the suite's questions as chats with the
 dataset's system prompt, answered greedily in one batched call, timed."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import time
 from typing import Sequence
 
-from jobs.core.engine import Engine, Generation, Sampling
+from jobs.core.engine.generation import Engine, Generation, Sampling
 
 
 def conversations(questions: Sequence[str], system_prompt: str | None) -> list[list[dict]]:

@@ -8,7 +8,7 @@ the benchmark.
 
 Every score is in [0, 1] with 1 best, except perplexity (>= 1, lower is better) and repetition (0 best).
 Semantic similarity needs an embedder; it is passed in as a function (texts -> unit vectors) so the scoring
-stays pure and tests can load MiniLM once (`jobs.core.embed.load_embedder`).
+stays pure and tests can load MiniLM once (`jobs.core.text.embed.load_embedder`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from typing import Sequence
 
 import numpy as np
 
-from jobs.core.embed import Embedder
-from jobs.core.suite import Concept
+from jobs.core.text.embed import Embedder
+from jobs.core.spec.suite import Concept
 
 # Headline metrics and their direction; the gate and the comparisons use these.
 PER_QUESTION = ("concept_recall", "similarity", "rougeL", "bleu")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from jobs.core.spec import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
+from jobs.core.spec.metrics import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
 from jobs.eval.diagnose import DIAGNOSTICS, OUTCOME_LABELS, WITH_BASE
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"

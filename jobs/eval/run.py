@@ -1,7 +1,7 @@
 """The eval stage as one function: dataset + adapter (+ previous report) in, report folder out.
 
 Order: validate everything cheap (suite, gate, folders) before loading a model; answer the suite with the
-adapter and with the base alone (jobs/core/engine.py: one loaded base, the adapter switched off); score held-out
+adapter and with the base alone (jobs/core/engine/generation.py: one loaded base, the adapter switched off); score held-out
 paragraphs; ask a sample of training questions verbatim and reworded (probes.py); embed; score; diagnose; bootstrap;
 gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
 
@@ -32,11 +32,11 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.core.embed import load_embedder
-from jobs.core.engine import Engine, Sampling
-from jobs.core.provenance import library_versions
-from jobs.core.spec import BuildSpec
-from jobs.core.suite import Suite, load_suite
+from jobs.core.text.embed import load_embedder
+from jobs.core.engine.generation import Engine, Sampling
+from jobs.core.store.provenance import library_versions
+from jobs.core.spec.schema import BuildSpec
+from jobs.core.spec.suite import Suite, load_suite
 from jobs.eval import EvalError, bootstrap, dataset, diagnose, faithfulness, generate, metrics, probes, sources
 from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
@@ -170,7 +170,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     """Evaluate and write the report folder; returns the gate result ({"passed", "checks"})."""
     start = time.perf_counter()
     dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
-    suite = load_suite(spec.eval.suite)  # bounded at load: jobs.core.suite.MAX_QUESTIONS and LIMITS
+    suite = load_suite(spec.eval.suite)  # bounded at load: jobs.core.spec.suite.MAX_QUESTIONS and LIMITS
     n = len(suite.questions)
     print(f"eval: suite {suite.name}: {n} questions, each answered by the adapter and by the base model with up "
           f"to {spec.eval.max_new_tokens} new tokens (at most {2 * n * spec.eval.max_new_tokens:,})", flush=True)

@@ -8,8 +8,8 @@ the dataset lacks are listed: curate did not select them, which is itself a reas
 
 from __future__ import annotations
 
-from jobs.core.embed import Embedder
-from jobs.core.suite import Question
+from jobs.core.text.embed import Embedder
+from jobs.core.spec.suite import Question
 from jobs.eval.dataset import same_source
 
 NEAREST_PARAGRAPHS = 3

@@ -21,8 +21,8 @@ from sse_starlette.sse import EventSourceResponse
 from starlette.exceptions import HTTPException
 
 from jobs.core.errors import QslmError
-from jobs.core.loading import load_tokenizer
-from jobs.core.store import open_store
+from jobs.core.engine.loading import load_tokenizer
+from jobs.core.store.backends import open_store
 from jobs.serve import protocol
 from jobs.serve.builds import Build, describe, load_engine, open_build, pick_tags
 from jobs.serve.protocol import ChatRequest, error_body
@@ -63,7 +63,7 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
-        from jobs.core.engine import Sampling, chat_prompt_ids
+        from jobs.core.engine.generation import Sampling, chat_prompt_ids
 
         build = builds.get(req.model)
         if build is None:

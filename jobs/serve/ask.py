@@ -13,7 +13,7 @@ import argparse
 import sys
 
 from jobs.core.errors import QslmError
-from jobs.core.store import open_store
+from jobs.core.store.backends import open_store
 from jobs.serve.builds import describe, load_engine, open_build, pick_tags
 from jobs.serve.chat import Chat
 
@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = p.parse_args(argv)
     try:
-        from jobs.core.embed import load_embedder
-        from jobs.core.engine import Sampling
+        from jobs.core.text.embed import load_embedder
+        from jobs.core.engine.generation import Sampling
 
         store = open_store()
         tag = pick_tags(store, args.version)[0]

@@ -5,7 +5,7 @@
 
 The cache is keyed by tag and manifest hash: a tag is immutable once complete, so a folder of that name can only
 ever hold that build's files. Each use re-hashes the cached files against the manifest's sha256 (a damaged or
-edited cache is fetched again); the store's copy is checked by jobs.core.registry.fetch_artifact, which refuses a
+edited cache is fetched again); the store's copy is checked by jobs.core.store.registry.fetch_artifact, which refuses a
 tampered build with IntegrityError. A tag without a manifest (unknown, or still being built) is refused by
 read_manifest, which names the complete tags.
 """
@@ -20,10 +20,11 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.core.model import cache_dir
-from jobs.core.provenance import sha256_file
-from jobs.core.registry import artifact_files, complete_tags, current_tag, fetch_artifact, read_manifest
-from jobs.core.spec import BuildSpec, load_spec
+from jobs.core.engine.basemodel import cache_dir
+from jobs.core.store.provenance import sha256_file
+from jobs.core.store.registry import artifact_files, complete_tags, current_tag, fetch_artifact, read_manifest
+from jobs.core.spec.schema import BuildSpec
+from jobs.core.spec.load import load_spec
 from jobs.serve import ServeError
 
 # Spec fields that name files on the machine that made the build (sources, overrides, eval suite). Serving needs
@@ -151,7 +152,7 @@ def load_engine(builds: list[Build], device: str = "auto"):
     """The engine with every build's adapter loaded under its tag, over the one base they share."""
     check_one_base(builds)
     quiet_libraries()
-    from jobs.core.engine import Engine
+    from jobs.core.engine.generation import Engine
 
     return Engine.load(builds[0].spec, adapters={b.tag: b.artifact("adapter") for b in builds}, device=device)
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from jobs.core.spec import HEADLINE
+from jobs.core.spec.metrics import HEADLINE
 from jobs.serve.builds import Build
 
 MERGE_TEXT = {

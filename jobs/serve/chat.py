@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
-from jobs.core.audiences import AUDIENCES, audience_prompt
+from jobs.core.spec.audiences import AUDIENCES, audience_prompt
 from jobs.serve.builds import Build
 from jobs.serve.sources import SourceIndex, format_sources
 
@@ -45,8 +45,8 @@ class WhitespaceTrim:
 @dataclass
 class Chat:
     build: Build
-    engine: object  # jobs.core.engine.Engine
-    sampling: object  # jobs.core.engine.Sampling
+    engine: object  # jobs.core.engine.generation.Engine
+    sampling: object  # jobs.core.engine.generation.Sampling
     embed_loader: Callable  # () -> embedder; loaded on the first /sources only (MiniLM takes seconds)
     system: str | None = None
     history: list[dict] = field(default_factory=list)

@@ -18,8 +18,8 @@ import sys
 from pathlib import Path
 
 from jobs.core.errors import QslmError
-from jobs.core.spec import REPO_ROOT
-from jobs.core.store import open_store
+from jobs.core.repo import REPO_ROOT
+from jobs.core.store.backends import open_store
 from jobs.serve import ServeError
 from jobs.serve.builds import Build, open_build, quiet_libraries
 from jobs.serve.card import model_card

@@ -17,8 +17,8 @@ import tarfile
 import tempfile
 from pathlib import Path
 
-from jobs.core.model import cache_dir
-from jobs.core.spec import REPO_ROOT
+from jobs.core.engine.basemodel import cache_dir
+from jobs.core.repo import REPO_ROOT
 from jobs.serve import ServeError
 
 # llama.cpp file types a user may pick (llama_ftype names without LLAMA_FTYPE_MOSTLY_); F16 is the converter's own.

@@ -20,8 +20,8 @@ import os
 import shutil
 from pathlib import Path
 
-from jobs.core.loading import compute_dtype, load_adapter, load_base, load_tokenizer, pick_device
-from jobs.core.model import resolve_base_model
+from jobs.core.engine.loading import compute_dtype, load_adapter, load_base, load_tokenizer, pick_device
+from jobs.core.engine.basemodel import resolve_base_model
 from jobs.serve.builds import Build
 
 MERGES = ("dequantized", "original")
@@ -86,7 +86,7 @@ def merged_dtype(folder: Path) -> str:
 
 def perplexities(build: Build, merged: dict[str, Path], texts: list[str], device: str = "auto") -> dict[str, float]:
     """Held-out perplexity (exp of mean next-token NLL, nats) of the adapter on its 4-bit base and of each merge."""
-    from jobs.core.engine import Engine
+    from jobs.core.engine.generation import Engine
 
     out = {"adapter": _perplexity(Engine.load(build.spec, {build.tag: build.artifact("adapter")}, device), texts,
                                   build.tag)}

@@ -1,6 +1,6 @@
 """The build's own source paragraphs nearest to an answer (`/sources` in the chat).
 
-The paragraphs come from the build's dataset artifact, as eval reads them (jobs/core/dataset_folder.py
+The paragraphs come from the build's dataset artifact, as eval reads them (jobs/core/store/dataset_folder.py
 `source_paragraphs`: held-out paragraphs whole, trained ones from the examples that quote them). They are embedded
 once per session with the shared MiniLM embedder.
 """
@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.core.dataset_folder import read_rows, source_paragraphs
+from jobs.core.store.dataset_folder import read_rows, source_paragraphs
 
 
 @dataclass(frozen=True)

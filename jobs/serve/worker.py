@@ -24,7 +24,7 @@ log = logging.getLogger("qslm.serve")
 class Job:
     conversation: list[dict]
     adapter: str
-    sampling: object  # jobs.core.engine.Sampling (frozen: comparable, so equal settings batch together)
+    sampling: object  # jobs.core.engine.generation.Sampling (frozen: comparable, so equal settings batch together)
     stream: bool
     loop: asyncio.AbstractEventLoop
     out: asyncio.Queue = field(default_factory=asyncio.Queue)

@@ -23,7 +23,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     from jobs.core.errors import QslmError
-    from jobs.core.spec import load_spec
+    from jobs.core.spec.load import load_spec
     from jobs.synthesize.run import synthesize
 
     try:

@@ -1,4 +1,4 @@
-"""Every generation cached in the store (jobs/core/keys.py synthesis_cache_key), keyed by what determines it:
+"""Every generation cached in the store (jobs/core/store/keys.py synthesis_cache_key), keyed by what determines it:
 the paragraph with its context (sha256), the prompt version, the writer (model and revision), the sampling
 settings, the seed, and the request itself. A rerun finds every reply and calls no writer; a changed paragraph
 changes only its own requests' keys. The local build and the cluster use the same store (QSLM_STORE).
@@ -11,7 +11,7 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from jobs.core import keys
+from jobs.core.store import keys
 from jobs.synthesize.prompts import PROMPT_VERSION
 from jobs.synthesize.writers import Request
 

@@ -3,11 +3,11 @@ leakage and near duplicates (the last filters, see filters.py)."""
 
 from __future__ import annotations
 
-from jobs.core.audiences import audience_prompt
-from jobs.core.dataset_folder import example_id
-from jobs.core.embed import EmbedderUnavailable, load_embedder
-from jobs.core.leakage import LeakageCheck, all_suites, leakage
-from jobs.core.neardup import dedup
+from jobs.core.spec.audiences import audience_prompt
+from jobs.core.store.dataset_folder import example_id
+from jobs.core.text.embed import EmbedderUnavailable, load_embedder
+from jobs.core.text.leakage import LeakageCheck, all_suites, leakage
+from jobs.core.text.neardup import dedup
 from jobs.synthesize.plan import Candidate
 from jobs.synthesize.writers import SynthesisError
 
@@ -24,7 +24,7 @@ def off_topic(spec, found: list[Candidate], rejected) -> list[Candidate]:
     if not written:  # nothing to compare: the embedder is not even loaded
         return found
     try:
-        from jobs.core.loading import pick_device
+        from jobs.core.engine.loading import pick_device
 
         embed = load_embedder(str(pick_device("auto")))
     except EmbedderUnavailable as exc:

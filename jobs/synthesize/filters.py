@@ -4,7 +4,7 @@
                  synthesize.paraphrase_ratio of its paragraph's length
   language       the same language as the paragraph
   ungrounded     a number, a symbol or an equation that the paragraph and its context do not state
-                 (jobs/core/grounding.py, the check eval's faithfulness uses too)
+                 (jobs/core/text/grounding.py, the check eval's faithfulness uses too)
   off_topic      MiniLM cosine to the paragraph with its context below synthesize.min_similarity
   leakage        a near copy of a question or reference answer of any eval suite
   near_duplicate a near copy of another synthetic example (word 5-shingles, curate.near_duplicate_threshold)
@@ -15,8 +15,8 @@ from __future__ import annotations
 import json
 import re
 
-from jobs.core.grounding import absent
-from jobs.core.text import language
+from jobs.core.text.grounding import absent
+from jobs.core.text.prose import language
 
 FILTERS = ("malformed", "length", "language", "ungrounded", "off_topic", "leakage", "near_duplicate")
 FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import re
 
-from jobs.core.text import LANGUAGES, phrasing, sentences
+from jobs.core.text.prose import LANGUAGES, phrasing
+from jobs.core.text.prose import sentences
 
 PROMPT_VERSION = "1"
 SYSTEM = ("You help turn a researcher's documents into study material. You use only what the text says, keep "

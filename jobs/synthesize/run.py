@@ -13,12 +13,12 @@ import shutil
 import time
 from pathlib import Path
 
-from jobs.core.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, dataset_sha256, is_empty_or_absent, read_rows,
-                                      write_folder, write_parquet)
-from jobs.core.model import resolve_base_model
-from jobs.core.provenance import library_versions
-from jobs.core.spec import BuildSpec
-from jobs.core.store import open_store
+from jobs.core.store.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, dataset_sha256, is_empty_or_absent,
+    read_rows, write_folder, write_parquet)
+from jobs.core.engine.basemodel import resolve_base_model
+from jobs.core.store.provenance import library_versions
+from jobs.core.spec.schema import BuildSpec
+from jobs.core.store.backends import open_store
 from jobs.synthesize import plan, report
 from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.examples import screen

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from jobs.core.errors import QslmError
-from jobs.core.spec import BuildSpec
+from jobs.core.spec.schema import BuildSpec
 
 RETRY_STATUS = (408, 409, 429)  # and every 5xx: the server may answer next time
 TOO_LONG = "[prompt too long for the writer's context]"  # the engine writer's reply to a prompt it cannot take
@@ -57,14 +57,14 @@ class EngineWriter:
 
     def _load(self):
         if self.engine is None:
-            from jobs.core.engine import Engine
+            from jobs.core.engine.generation import Engine
 
             self.engine = Engine.load(self.spec)
             self.note = f"engine path {self.engine.path}: {self.engine.path_note}"
         return self.engine
 
     def run(self, requests: list[Request], done: Done) -> None:
-        from jobs.core.engine import NLL_MAX_TOKENS, Sampling
+        from jobs.core.engine.generation import NLL_MAX_TOKENS, Sampling
 
         engine, size = self._load(), self.spec.synthesize.writer.batch_size
         lengths = [len(ids) for ids in engine.prompt_ids([r.messages for r in requests])]

@@ -11,7 +11,7 @@ import argparse
 import sys
 
 from jobs.core.errors import QslmError
-from jobs.core.spec import load_spec
+from jobs.core.spec.load import load_spec
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -32,7 +32,7 @@ from functools import partial
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from jobs.core.loading import dequantized_weight
+from jobs.core.engine.loading import dequantized_weight
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import torch
 
-from jobs.core.loading import ModelError, load_base
-from jobs.core.spec import BuildSpec
+from jobs.core.engine.loading import ModelError, load_base
+from jobs.core.spec.schema import BuildSpec
 from jobs.train.packing import use_packed_attention
 
 

@@ -20,10 +20,10 @@ from pathlib import Path
 
 import torch
 
-from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
-from jobs.core.model import resolve_base_model
-from jobs.core.provenance import library_versions, sha256_file, training_fingerprint
-from jobs.core.spec import BuildSpec
+from jobs.core.engine.loading import compute_dtype, load_tokenizer, pick_device
+from jobs.core.engine.basemodel import resolve_base_model
+from jobs.core.store.provenance import library_versions, sha256_file, training_fingerprint
+from jobs.core.spec.schema import BuildSpec
 from jobs.train import TrainError, checkpoint, execution
 from jobs.train.data import Tokenized, read_conversations, step_plan, tokenize
 from jobs.train.loop import Layout, Mark, StepRead, accumulate, make_optimizer, make_scaler, optimizer_step

@@ -19,7 +19,7 @@ from helm_python.chart import Chart, lint
 from tests.charts import fake_mc
 from tests.conftest import shared
 from workflows import pipeline, push, render, steps
-from workflows.lint import restricted_problems
+from workflows.emulator.lint import restricted_problems
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantum-slm"

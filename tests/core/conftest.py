@@ -5,7 +5,7 @@ import json
 
 import pytest
 
-from jobs.core.spec import load_spec
+from jobs.core.spec.load import load_spec
 
 SPEC = """
 base_model: {id: tiny-test}

@@ -6,7 +6,7 @@ import subprocess
 import sys
 from collections import Counter
 
-from jobs.core.spec import REPO_ROOT
+from jobs.core.repo import REPO_ROOT
 from jobs.curate import select
 from jobs.curate.documents import load_documents
 from tests.curate.conftest import curate_spec

@@ -12,10 +12,10 @@ import sys
 import pyarrow.parquet as pq
 import pytest
 
-from jobs.core.spec import REPO_ROOT
+from jobs.core.repo import REPO_ROOT
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import load_documents
-from jobs.core.dataset_folder import DATA_FILES, EXAMPLE_SCHEMA, PARAGRAPH_SCHEMA
+from jobs.core.store.dataset_folder import DATA_FILES, EXAMPLE_SCHEMA, PARAGRAPH_SCHEMA
 from jobs.curate.run import curate
 from tests.curate.conftest import read_rows
 
@@ -79,7 +79,7 @@ def test_dataset_folder_contract(raw_dataset):
 def test_no_eval_question_or_answer_is_copied_into_training(raw_dataset, smoke_spec):
     import yaml
 
-    from jobs.core.neardup import shingles
+    from jobs.core.text.neardup import shingles
 
     suite = yaml.safe_load(open(smoke_spec.eval.suite, encoding="utf-8"))
     probes = [shingles(q[f]) for q in suite["questions"] for f in ("question", "reference")]

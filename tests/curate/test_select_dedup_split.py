@@ -6,9 +6,9 @@ from collections import Counter
 
 import pytest
 
-from jobs.core.suite import parse_suite
-from jobs.core.leakage import LeakageCheck, leakage
-from jobs.core.neardup import dedup
+from jobs.core.spec.suite import parse_suite
+from jobs.core.text.leakage import LeakageCheck, leakage
+from jobs.core.text.neardup import dedup
 from jobs.curate import examples, select, split
 from jobs.curate.run import dedup_examples
 from jobs.curate.blocks import CurateError

@@ -8,8 +8,8 @@ from collections import Counter
 
 import pytest
 
-from jobs.core.spec import REPO_ROOT
-from jobs.core.suite import parse_suite
+from jobs.core.repo import REPO_ROOT
+from jobs.core.spec.suite import parse_suite
 from jobs.curate import select
 from jobs.curate.documents import load_documents
 from tests.curate.conftest import curate_spec

@@ -99,7 +99,7 @@ def eval_spec_file(workdir, suite_file) -> Path:
 
 @pytest.fixture(scope="session")
 def eval_spec(eval_spec_file):
-    from jobs.core.spec import load_spec
+    from jobs.core.spec.load import load_spec
 
     return load_spec(eval_spec_file)
 
@@ -122,7 +122,7 @@ def adapter_dir(workdir, tiny_adapter) -> Path:
 
 @pytest.fixture(scope="session")
 def embed():
-    from jobs.core.embed import load_embedder
+    from jobs.core.text.embed import load_embedder
 
     return load_embedder("cpu")
 

@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from jobs.core import keys
-from jobs.core.registry import promote
-from jobs.core.store import open_store
+from jobs.core.store import keys
+from jobs.core.store.registry import promote
+from jobs.core.store.backends import open_store
 from jobs.eval.compare import main
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.core.spec import GateSpec
+from jobs.core.spec.schema import GateSpec
 from jobs.eval.gate import evaluate_gate, gate_summary
 
 GATE = GateSpec(min={"concept_recall": 0.3, "similarity": 0.5},

@@ -8,7 +8,7 @@ import math
 import pytest
 
 from jobs.eval import metrics
-from jobs.core.suite import Concept
+from jobs.core.spec.suite import Concept
 
 REFERENCE = ("A quantum kernel is the fidelity between two quantum states that a feature map prepares "
              "from two classical data points.")

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from jobs.core.suite import Question
+from jobs.core.spec.suite import Question
 from jobs.eval.sources import NEAREST_PARAGRAPHS, question_sources
 
 from .test_faithfulness import bag_of_words

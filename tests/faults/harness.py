@@ -12,7 +12,7 @@ import sys
 from collections import Counter
 from pathlib import Path
 
-from jobs.core.registry import complete_tags, verify_build
+from jobs.core.store.registry import complete_tags, verify_build
 from tests.conftest import REPO
 
 SEED = int(os.environ.get("QSLM_FAULT_SEED", "16"))
@@ -78,7 +78,7 @@ def make_build(root: Path, seed: int, adapter_mib: int = 12) -> tuple[Path, list
 READY_THEN_GO = """
 import sys, time
 from pathlib import Path
-from jobs.core.publish import main
+from jobs.core.store.publish import main
 print("ready", flush=True)
 go = Path(sys.argv[1])
 while not go.exists():

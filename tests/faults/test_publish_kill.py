@@ -6,9 +6,9 @@ import time
 
 import pytest
 
-from jobs.core import gc, keys
-from jobs.core.registry import complete_tags, listed_keys, read_manifest, verify_build
-from jobs.core.store import open_store
+from jobs.core.store import gc, keys
+from jobs.core.store.registry import complete_tags, listed_keys, read_manifest, verify_build
+from jobs.core.store.backends import open_store
 from tests.faults.harness import FIGURES, fault_env, finish, make_build, start_publish
 
 KILLS = 8  # per backend

@@ -5,9 +5,9 @@ import hashlib
 
 import pytest
 
-from jobs.core import keys
-from jobs.core.registry import read_manifest
-from jobs.core.store import open_store
+from jobs.core.store import keys
+from jobs.core.store.registry import read_manifest
+from jobs.core.store.backends import open_store
 from tests.faults.harness import FIGURES, fault_env, finish, make_build, start_publish
 
 RACES = 4  # per backend

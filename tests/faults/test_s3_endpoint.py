@@ -7,9 +7,9 @@ import threading
 
 import pytest
 
-from jobs.core import keys
-from jobs.core.registry import verify_build
-from jobs.core.store import open_store
+from jobs.core.store import keys
+from jobs.core.store.registry import verify_build
+from jobs.core.store.backends import open_store
 from tests.conftest import wait_for
 from tests.faults.harness import FIGURES, fault_env, finish, make_build, start_publish
 from tests.faults.proxy import Proxy

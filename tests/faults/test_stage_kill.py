@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 from safetensors.numpy import load_file
 
-from jobs.core import keys
-from jobs.core.registry import verify_build
-from jobs.core.store import open_store
-from jobs.core.suite import load_suite
+from jobs.core.store import keys
+from jobs.core.store.registry import verify_build
+from jobs.core.store.backends import open_store
+from jobs.core.spec.suite import load_suite
 from tests.conftest import REPO, wait_for
 from tests.faults.harness import FIGURES, fault_env
 from tests.train.conftest import conversations, with_train, write_dataset
@@ -90,7 +90,7 @@ def test_a_build_killed_anywhere_reruns_to_a_clean_build(tmp_path, rng, committe
     env = fault_env(store_url)
     store = open_store(store_url)
     committed(store)
-    cmd = [sys.executable, "-m", "jobs.core.build", "--tag", "smoke", "--work", str(work)]
+    cmd = [sys.executable, "-m", "workflows.build", "--tag", "smoke", "--work", str(work)]
 
     # 1. kill -9 the running stage itself (train or eval, at a random moment in it): the build fails, naming it
     stage = rng.choice(("train", "eval"))

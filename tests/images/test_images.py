@@ -20,9 +20,9 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core import keys
-from jobs.core.registry import artifact_files, read_artifact_file, verify_build
-from jobs.core.store import download_folder, open_store, upload_folder
+from jobs.core.store import keys
+from jobs.core.store.registry import artifact_files, read_artifact_file, verify_build
+from jobs.core.store.backends import download_folder, open_store, upload_folder
 from tests.docker_support import (PYTHON_BASE, TORCH_BASE, build_images, image_config, image_uid_gid,
                                    run_container)
 
@@ -73,7 +73,7 @@ def test_curate_image_is_lean_and_has_no_torch(images):
     found = python_in(ref, "import importlib.util as u; print(u.find_spec('torch'))")
     assert found.stdout.strip() == "None", found.stdout
     # the publish step runs from this image: it needs core only
-    assert python_in(ref, "import jobs.core.publish, boto3").returncode == 0
+    assert python_in(ref, "import jobs.core.store.publish, boto3").returncode == 0
 
 
 def test_eval_image_embeds_offline(images):
@@ -140,7 +140,7 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
         ["--spec", SPEC, "--tag", TAG, "--dataset", "/in/dataset", "--adapter", "/in/adapter", "--report",
          "/in/report", "--sources", "/in/sources", "--git-commit", commit.removesuffix("-dirty"),
          "--git-dirty", "true" if commit.endswith("-dirty") else "false"],
-        entrypoint=["python", "-m", "jobs.core.publish"], network="host",
+        entrypoint=["python", "-m", "jobs.core.store.publish"], network="host",
         env={name: os.environ[name] for name in S3_ENV})
     print(f"\n[docker] {printed.strip().splitlines()[-1]}")
     made = list(cache.glob("models/tiny-*/config.json"))  # the shared model cache: made once, by a container

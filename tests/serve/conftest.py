@@ -3,7 +3,7 @@
 Fast tier: `fake_build` commits a small build to a store by hand (files + a manifest with their sha256), enough
 for everything that happens before a model loads: fetching, caching, verifying, refusing.
 Slow tier: `smoke_store` is a temporary store holding a real smoke build, made once per session with the real
-build command (`python -m jobs.core.build --tag smoke`), plus `smoke-loud`, the same build republished with the
+build command (`python -m workflows.build --tag smoke`), plus `smoke-loud`, the same build republished with the
 adapter's LoRA B matrices scaled by 64 and its gate marked failed. The tiny model's 12-step adapter barely moves
 its answers; the loud one changes them (greedy: "onon..." where smoke and the base answer blank), so a test can
 tell which adapter answered.
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core import keys
+from jobs.core.store import keys
 from tests.conftest import REPO
 
 QUESTION = "What is a quantum kernel?"
@@ -46,7 +46,7 @@ def commit_fake_build(store, tag: str, spec: dict, files: dict[str, dict[str, by
 @pytest.fixture
 def fake_store(tmp_path, monkeypatch):
     """A local store and an empty cache, both in tmp (QSLM_STORE / QSLM_CACHE set for the test)."""
-    from jobs.core.store import open_store
+    from jobs.core.store.backends import open_store
 
     monkeypatch.setenv("QSLM_STORE", str(tmp_path / "store"))
     monkeypatch.setenv("QSLM_CACHE", str(tmp_path / "cache"))
@@ -67,7 +67,7 @@ def smoke_store(tmp_path_factory) -> dict:
     root = tmp_path_factory.mktemp("serve")
     env = {**os.environ, "QSLM_STORE": str(root / "store"), "QSLM_CACHE": str(root / "cache"),
            "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
-    done = subprocess.run([sys.executable, "-m", "jobs.core.build", "--tag", "smoke", "--work", str(root / "work")],
+    done = subprocess.run([sys.executable, "-m", "workflows.build", "--tag", "smoke", "--work", str(root / "work")],
                           cwd=REPO, env=env, capture_output=True, text=True)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     _publish_loud_adapter(root, env)
@@ -78,10 +78,10 @@ def _publish_loud_adapter(root: Path, env: dict) -> None:
     """smoke's folders, its adapter's lora_B scaled by 64, its gate failed, published as smoke-loud."""
     from safetensors.numpy import load_file, save_file
 
-    from jobs.core.publish import publish
-    from jobs.core.registry import fetch_artifact
-    from jobs.core.spec import spec_by_tag
-    from jobs.core.store import open_store
+    from jobs.core.store.publish import publish
+    from jobs.core.store.registry import fetch_artifact
+    from jobs.core.spec.load import spec_by_tag
+    from jobs.core.store.backends import open_store
 
     store = open_store(env["QSLM_STORE"])
     folders = {a: root / "loud" / a for a in keys.ARTIFACTS}
@@ -110,7 +110,7 @@ def smoke_env(smoke_store, monkeypatch) -> dict:
 @pytest.fixture(scope="session")
 def smoke_engine(smoke_store):
     """The engine over smoke's base with both adapters (smoke, smoke-loud), loaded once."""
-    from jobs.core.store import open_store
+    from jobs.core.store.backends import open_store
     from jobs.serve.builds import load_engine, open_build
 
     with pytest.MonkeyPatch.context() as env:

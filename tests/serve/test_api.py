@@ -14,7 +14,7 @@ from concurrent.futures import ThreadPoolExecutor
 import openai
 import pytest
 
-from jobs.core.engine import Sampling
+from jobs.core.engine.generation import Sampling
 from tests.conftest import free_port, wait_for
 from tests.serve.conftest import QUESTION, REPO
 

@@ -8,8 +8,8 @@ import sys
 import pexpect
 import pytest
 
-from jobs.core.audiences import audience_prompt
-from jobs.core.engine import Sampling
+from jobs.core.spec.audiences import audience_prompt
+from jobs.core.engine.generation import Sampling
 from jobs.serve.chat import Chat
 from jobs.serve.sources import SourceIndex, passages
 from tests.serve.conftest import QUESTION, REPO
@@ -106,7 +106,7 @@ def test_audience_prompts_are_worded_as_in_training(smoke_engine):
 
 
 def test_sources_finds_the_paragraph_an_answer_came_from(smoke_engine):
-    from jobs.core.embed import load_embedder
+    from jobs.core.text.embed import load_embedder
 
     _, (smoke, _) = smoke_engine
     index = SourceIndex(smoke.artifact("dataset"), load_embedder("cpu"))

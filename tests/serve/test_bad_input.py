@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.core import keys
+from jobs.core.store import keys
 from jobs.serve import api, ask, export
 from tests.serve.conftest import ADAPTER_FILES, commit_fake_build
 

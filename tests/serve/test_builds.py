@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from jobs.core import keys
-from jobs.core.audiences import audience_prompt
-from jobs.core.registry import IntegrityError, RegistryError, promote
+from jobs.core.store import keys
+from jobs.core.spec.audiences import audience_prompt
+from jobs.core.store.registry import IntegrityError, RegistryError, promote
 from jobs.serve import ServeError
 from jobs.serve.builds import check_one_base, open_build, pick_tags
 from tests.serve.conftest import ADAPTER_FILES, commit_fake_build

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.engine import Engine, Sampling
+from jobs.core.engine.generation import Engine, Sampling
 from jobs.serve.export import heldout_texts
 from tests.serve.conftest import QUESTION, REPO
 

@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from jobs.core.engine import Chunk, Generation, Sampling
+from jobs.core.engine.generation import Chunk, Generation, Sampling
 from jobs.serve.worker import Job, Worker
 from tests.conftest import wait_for
 

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from jobs.core.spec import SynthesizeSpec, WriterSpec
+from jobs.core.spec.schema import SynthesizeSpec, WriterSpec
 
 # One section, so every paragraph is on the training side of the split. Each paragraph triggers one behaviour of
 # the scripted writer below.

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from jobs.core.dataset_folder import DATA_FILES, read_rows
+from jobs.core.store.dataset_folder import DATA_FILES, read_rows
 from jobs.synthesize import plan
 from jobs.synthesize.run import synthesize
 from tests.synthesize.conftest import DOC, synth_spec

@@ -8,7 +8,7 @@ import json
 
 import pytest
 
-from jobs.core.dataset_folder import read_rows
+from jobs.core.store.dataset_folder import read_rows
 
 pytestmark = pytest.mark.slow
 

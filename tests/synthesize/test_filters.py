@@ -23,7 +23,7 @@ def test_parse_choice_takes_the_option_named_first():
 def test_text_filters_in_order_length_language_grounding(smoke_spec):
     import dataclasses
 
-    from jobs.core.spec import SynthesizeSpec
+    from jobs.core.spec.schema import SynthesizeSpec
 
     spec = dataclasses.replace(smoke_spec, synthesize=SynthesizeSpec())
     p = {"text": "On 8 qubits the off-diagonal kernel values fall to 0.031 under depolarizing noise, which "

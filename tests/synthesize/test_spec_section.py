@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 import yaml
 
-from jobs.core.spec import REPO_ROOT, SpecError, load_spec, spec_by_tag
+from jobs.core.repo import REPO_ROOT
+from jobs.core.spec.schema import SpecError
+from jobs.core.spec.load import load_spec, spec_by_tag
 
 
 def _spec(tmp_path, synthesize) -> str:

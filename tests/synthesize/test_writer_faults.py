@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from jobs.core.spec import REPO_ROOT
+from jobs.core.repo import REPO_ROOT
 from jobs.synthesize.run import synthesize
 from jobs.synthesize.writers import SynthesisError
 from tests.synthesize.conftest import synth_spec

@@ -92,7 +92,7 @@ def dataset(tmp_path) -> Path:
 
 @pytest.fixture(scope="session")
 def tokenizer(tiny_model):
-    from jobs.core.loading import load_tokenizer
+    from jobs.core.engine.loading import load_tokenizer
 
     return load_tokenizer(tiny_model)
 

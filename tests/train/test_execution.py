@@ -8,7 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from jobs.core.spec import SpecError, load_spec
+from jobs.core.spec.schema import SpecError
+from jobs.core.spec.load import load_spec
 from jobs.train import execution
 from jobs.train.data import tokenize
 from jobs.train.loop import Layout

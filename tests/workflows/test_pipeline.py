@@ -15,8 +15,9 @@ import yaml
 from hera.workflows.models import Workflow as WorkflowModel, WorkflowTemplate as WorkflowTemplateModel
 
 from tests.conftest import shared
-from workflows import local_run, render
-from workflows.lint import ancestors, lint
+from workflows.emulator import run as local_run
+from workflows import render
+from workflows.emulator.lint import ancestors, lint
 from workflows.pipeline import DATA, GATE_FAILED, pipeline_template
 from workflows.push import push_template
 
@@ -175,7 +176,7 @@ def test_stages_run_exactly_the_contract_commands(template):
     eval_cmd = ["python", "-m", "jobs.eval", "--spec", spec, "--dataset", "/in/dataset", "--adapter", "/in/adapter",
                 "--out", "/out/report"]
     assert cmd["eval-first"] == eval_cmd and cmd["eval-vs-previous"] == eval_cmd + ["--previous", "/in/previous"]
-    assert cmd["publish"][:12] == ["python", "-m", "jobs.core.publish", "--spec", spec, "--tag",
+    assert cmd["publish"][:12] == ["python", "-m", "jobs.core.store.publish", "--spec", spec, "--tag",
                                    "{{workflow.parameters.tag}}", "--dataset", "/in/dataset", "--adapter",
                                    "/in/adapter", "--report"]
     assert cmd["verdict"] == ["python", "-m", "workflows.verdict", "--report", "/in/report", "--out", "/out"]
@@ -319,7 +320,7 @@ def test_lint_catches_what_a_real_cluster_refuses(template, fault, expected):
 
 @pytest.mark.parametrize("modules, forbidden", [
     # orchestration never imports ML code
-    ("workflows.pipeline, workflows.push, workflows.render, workflows.submit, workflows.lint, workflows.local_run",
+    ("workflows.pipeline, workflows.push, workflows.render, workflows.submit, workflows.emulator.lint, workflows.emulator.run",
      ("torch", "transformers", "peft", "jobs.curate", "jobs.train", "jobs.eval")),
     # the steps that run inside the curate image, which has jobs.core and no Hera
     ("workflows.trigger, workflows.verdict", ("hera", "requests", "torch", "workflows.pipeline", "workflows.steps",

@@ -17,10 +17,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from jobs.core import keys
-from jobs.core.store import open_store
+from jobs.core.store import keys
+from jobs.core.store.backends import open_store
 from workflows import submit
-from workflows.lint import lint
+from workflows.emulator.lint import lint
 from workflows.pipeline import NAME, pipeline_template
 from workflows.steps import DIGEST_ANNOTATION
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core import keys
-from jobs.core.store import open_store
+from jobs.core.store import keys
+from jobs.core.store.backends import open_store
 from workflows import trigger
 
 REPO = Path(__file__).resolve().parents[2]

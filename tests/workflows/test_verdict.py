@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from jobs.core.spec import GATE_FAILED, HEADLINE
+from jobs.core.spec.metrics import GATE_FAILED, HEADLINE
 from workflows import verdict
 
 

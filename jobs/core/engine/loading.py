@@ -1,0 +1,85 @@
+"""Loading a base model, its tokenizer and an adapter: one place for every stage that runs the model.
+
+    from jobs.core.engine.loading import load_base, load_tokenizer, load_adapter, pick_device
+
+The base is loaded exactly as spec.train defines it (4-bit NF4 or unquantized, in the compute dtype), whether
+train, eval or anything else asks, so an adapter always meets the base it was trained on. torch and
+transformers are imported inside the functions: the curate image (no torch) can import jobs.core freely.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from jobs.core.errors import QslmError
+from jobs.core.spec.schema import BuildSpec
+
+
+class ModelError(QslmError):
+    """A model, tokenizer or adapter folder that cannot be used, or a device that is not there."""
+
+
+def pick_device(wanted: str = "auto"):
+    """torch.device for a spec's `device` value: auto = the current GPU when torch sees one, else the CPU."""
+    import torch
+
+    if wanted == "cuda" and not torch.cuda.is_available():
+        raise ModelError(f"device is 'cuda' in the build spec but torch {torch.__version__} sees no GPU; "
+                         f"set it to 'auto' or 'cpu'")
+    if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda", torch.cuda.current_device())
+
+
+def compute_dtype(spec: BuildSpec):
+    """The torch dtype of spec.train.compute_dtype (the spec loader allows only float16, bfloat16, float32)."""
+    import torch
+
+    return getattr(torch, spec.train.compute_dtype)
+
+
+def load_tokenizer(model_dir: Path):
+    """The base model's tokenizer; it must carry a chat template (train and generation format chats with it)."""
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(str(model_dir))
+    if tok.chat_template is None:
+        raise ModelError(f"{model_dir}: the tokenizer has no chat template; use an -Instruct checkpoint (or one "
+                         f"whose tokenizer_config.json has a chat_template)")
+    if tok.pad_token is None:  # some checkpoints ship without one; padding is masked out, any token will do
+        tok.pad_token = tok.eos_token
+    return tok
+
+
+def load_base(spec: BuildSpec, model_dir: Path, device):
+    """The frozen base exactly as spec.train defines it (4-bit NF4 or unquantized, compute dtype)."""
+    from transformers import AutoModelForCausalLM, BitsAndBytesConfig
+
+    dtype = compute_dtype(spec)
+    quant = None
+    if spec.train.quantization == "nf4":
+        quant = BitsAndBytesConfig(load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=dtype)
+    # Unquantized parts (embeddings, norms) load in the compute dtype; no fp32 upcast of the residual stream
+    # (prepare_model_for_kbit_training does that and costs speed for no accuracy gain with RMSNorm in fp32).
+    return AutoModelForCausalLM.from_pretrained(model_dir, quantization_config=quant, dtype=dtype,
+                                                device_map={"": str(device)}, attn_implementation="sdpa")
+
+
+def load_adapter(model, adapter_dir: Path, name: str = "default"):
+    """Attach a trained LoRA adapter folder to a loaded base (peft); `model.disable_adapter()` gives the base."""
+    from peft import PeftModel
+
+    adapter_dir = Path(adapter_dir)
+    if not (adapter_dir / "adapter_config.json").is_file():
+        raise ModelError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); pass the train stage's "
+                         f"--out folder")
+    return PeftModel.from_pretrained(model, str(adapter_dir), adapter_name=name)
+
+
+def dequantized_weight(layer, dtype):
+    """A bitsandbytes 4-bit linear's weight in `dtype`: exactly the values its matmul multiplies with (bitsandbytes
+    dequantizes then runs F.linear). Training's dequantize_once and the engine's fast path both take it from here,
+    so an adapter is trained and judged against the same NF4-rounded base."""
+    from bitsandbytes.functional import dequantize_4bit
+
+    return dequantize_4bit(layer.weight.data, layer.weight.quant_state).to(dtype)
