@@ -78,13 +78,13 @@ gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1
 	$(PY) -m jobs.core.store.cli gc $(if $(APPLY),--apply) $(if $(MIN_AGE_HOURS),--min-age-hours $(MIN_AGE_HOURS))
 
 ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; no VERSION: the promoted build)
-	$(PY) -m jobs.serve.ask $(if $(VERSION),--version $(VERSION)) $(if $(Q),-q "$$Q")
+	$(PY) -m jobs.serve.ask $(if $(VERSION),--tag $(VERSION)) $(if $(Q),-q "$$Q")
 
 serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
-	$(PY) -m jobs.serve.api $(if $(VERSION),--version $(VERSION)) --port $(PORT)
+	$(PY) -m jobs.serve.api $(if $(VERSION),--tag $(VERSION)) --port $(PORT)
 
 export: need-version venv $(if $(filter gguf,$(FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
-	$(PY) -m jobs.serve.export --version $(VERSION) $(if $(FORMAT),--format $(FORMAT)) $(if $(QUANT),--quant $(QUANT)) \
+	$(PY) -m jobs.serve.export --tag $(VERSION) $(if $(FORMAT),--format $(FORMAT)) $(if $(QUANT),--quant $(QUANT)) \
 	  $(if $(OUT),--out $(OUT))
 
 images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
@@ -100,12 +100,12 @@ render: venv ## Write the Argo YAML from workflows/pipeline.py (committed; a tes
 
 submit: need-version venv ## Start builds on the cluster, side by side: make submit VERSION=v2[,v3] [WAIT=1] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
 	$(PY) -m jobs.core.spec $(subst $(comma), ,$(VERSION))
-	$(PY) -m workflows.submit --version $(VERSION) $(if $(WAIT),--wait) $(if $(IMAGES),--build-images) \
+	$(PY) -m workflows.submit --tag $(VERSION) $(if $(WAIT),--wait) $(if $(IMAGES),--build-images) \
 	  $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(K3S),--k3s-import)
 
 local-run: venv ## Run the rendered workflows with Docker as a cluster would: VERSION=smoke, or PAYLOAD=push.json IMAGE_TAG=smoke (needs QSLM_STORE=s3://..., S3_ENDPOINT_URL)
 	@if [ -z "$(VERSION)$(PAYLOAD)" ]; then echo "error: give VERSION=<tag> (a build as make submit starts it) or PAYLOAD=<push.json> IMAGE_TAG=<tag> (a git push)" >&2; exit 2; fi
-	$(PY) -m workflows.emulator.run $(if $(PAYLOAD),--payload $(PAYLOAD),--version $(VERSION)) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+	$(PY) -m workflows.emulator.run $(if $(PAYLOAD),--payload $(PAYLOAD),--tag $(VERSION)) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
 
 cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan)
 	DRY_RUN=$(DRY_RUN) scripts/cluster.sh

@@ -25,7 +25,7 @@ from jobs.core.store import keys
 from jobs.core.errors import QslmError
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import sha256_file, training_fingerprint
-from jobs.core.store.registry import fetch_artifact, previous_build, read_manifest
+from jobs.core.store.registry import fetch_artifact, previous_build, read_manifest, refuse_complete
 from jobs.core.spec.metrics import GATE_FAILED, HEADLINE
 from jobs.core.repo import REPO_ROOT
 from jobs.core.spec.load import spec_by_tag
@@ -82,10 +82,7 @@ def build(tag: str, work_root: Path) -> int:
     spec = spec_by_tag(tag)
     store = open_store()
     store.check()  # a store that cannot be written fails now, not after the stages have run
-    if store.exists(keys.manifest_key(tag)):
-        raise BuildError(f"build {tag!r} already exists in the store {store.url} and a tag is immutable; nothing "
-                         f"was changed. See it with `make show VERSION={tag}`, or build under a new tag "
-                         f"(copy data/builds/{tag}.yaml to data/builds/<new-tag>.yaml).")
+    refuse_complete(store, tag, BuildError)
     print(f"base model: {resolve_base_model(spec)}", flush=True)  # fail fast, before any stage runs
     work = work_root / tag
     dataset, adapter, report, previous = (work / d for d in ("dataset", "adapter", "report", "previous"))

@@ -28,9 +28,9 @@ from hera.workflows.models import (
 )
 
 from jobs.core.spec.metrics import GATE_FAILED, HEADLINE
-from workflows.stages import CURATED_FOR_SYNTHESIS, DATASET
+from jobs.core.store import keys
 from workflows.steps import (
-    DATA, DATA_KEY, HOUR, OUT, READABLE, RUN, backoff, common_spec, folder_in, folder_out, stage, store_env,
+    DATA, DATA_KEY, HOUR, OUT, READABLE, RUN_ID, backoff, common_spec, folder_in, folder_out, stage, store_env,
     with_digest,
 )
 
@@ -92,7 +92,7 @@ def spec() -> Container:
 def dataset_in() -> Artifact:
     """The dataset train, eval and publish read: runs/<run>/dataset/, written by synthesize or, without synthesis,
     by curate itself (the spec step decides), so no conditional artifact is needed."""
-    return folder_in("dataset", "/in/dataset", key=f"{RUN}/{DATASET}/")
+    return folder_in("dataset", "/in/dataset", key=keys.run_key(RUN_ID, "dataset") + "/")
 
 
 def curate() -> Container:
@@ -100,7 +100,7 @@ def curate() -> Container:
         "curate", "curate", ["python", "-m", "jobs.curate"],
         ["--spec", SPEC, "--out", OUT + "/dataset"],  # sources: the spec's, inside the mounted data/
         inputs=[Parameter(name="curated")],
-        outputs=[folder_out("dataset", OUT + "/dataset", RUN + "/{{inputs.parameters.curated}}")],
+        outputs=[folder_out("dataset", OUT + "/dataset", f"runs/{RUN_ID}/{{{{inputs.parameters.curated}}}}")],
         cache=True,
         resources=Resources(cpu_request="1", memory_request="2Gi", memory_limit="6Gi"),
         retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),
@@ -113,8 +113,8 @@ def synthesize() -> Container:
     return stage(
         "synthesize", "train", ["python", "-m", "jobs.synthesize"],
         ["--spec", SPEC, "--dataset", "/in/curated", "--out", OUT + "/dataset"],
-        inputs=[folder_in("curated", "/in/curated", key=f"{RUN}/{CURATED_FOR_SYNTHESIS}/")],
-        outputs=[folder_out("dataset", OUT + "/dataset", f"{RUN}/{DATASET}")],
+        inputs=[folder_in("curated", "/in/curated", key=keys.run_key(RUN_ID, "curated") + "/")],
+        outputs=[folder_out("dataset", OUT + "/dataset", keys.run_key(RUN_ID, "dataset"))],
         cache=True,
         gpu_memory_gib=12,
         retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),  # cached replies: a retry resumes
@@ -128,7 +128,7 @@ def train() -> Container:
         "train", "train", ["python", "-m", "jobs.train"],
         ["--spec", SPEC, "--dataset", "/in/dataset", "--out", OUT + "/adapter", "--checkpoints", "/state/checkpoints"],
         inputs=[dataset_in()],
-        outputs=[folder_out("adapter", OUT + "/adapter", RUN + "/train/adapter")],
+        outputs=[folder_out("adapter", OUT + "/adapter", keys.run_key(RUN_ID, "adapter"))],
         cache=True,
         gpu_memory_gib=16,
         # Checkpoints live on a per-run volume, apart from the uploaded adapter; it outlives a failed run
@@ -152,12 +152,12 @@ def eval_(compare: bool) -> Container:
     return stage(
         "eval-vs-previous" if compare else "eval-first", "eval", ["python", "-m", "jobs.eval"], args,
         inputs=inputs,
-        outputs=[folder_out("report", OUT + "/report", RUN + "/eval/report"),
+        outputs=[folder_out("report", OUT + "/report", keys.run_key(RUN_ID, "report")),
                  # single files as well, so the UI previews them (HTML sandboxed, JSON rendered)
                  S3Artifact(name="report-html", path=OUT + "/report/report.html", archive=NoneArchiveStrategy(),
-                            key=RUN + "/eval/report.html", optional=True),
+                            key=keys.run_key(RUN_ID, "report_html"), optional=True),
                  S3Artifact(name="metrics-json", path=OUT + "/report/metrics.json", archive=NoneArchiveStrategy(),
-                            key=RUN + "/eval/metrics.json", optional=True)],
+                            key=keys.run_key(RUN_ID, "metrics"), optional=True)],
         cache=True,
         gpu_memory_gib=12,
         # Exit 3 is a verdict (gate failed, report written), not a fault: never retried.

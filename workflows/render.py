@@ -17,15 +17,15 @@ import argparse
 import sys
 from pathlib import Path
 
+from jobs.core.repo import REPO_ROOT
 from workflows.pipeline import pipeline_template, run_workflow
 from workflows.push import push_template
 
-REPO = Path(__file__).resolve().parents[1]
 HEADER = "# Generated from workflows/pipeline.py by `make render` (python -m workflows.render). Do not edit.\n"
-PIPELINE_FILES = (REPO / "workflows" / "rendered" / "pipeline.yaml",
-                  REPO / "charts" / "quantum-slm" / "files" / "pipeline.yaml")
-PUSH_FILES = (REPO / "workflows" / "rendered" / "push.yaml", REPO / "charts" / "quantum-slm" / "files" / "push.yaml")
-SAMPLE_FILE = REPO / "workflows" / "rendered" / "sample-run.yaml"
+PIPELINE_FILES = (REPO_ROOT / "workflows" / "rendered" / "pipeline.yaml",
+                  REPO_ROOT / "charts" / "quantum-slm" / "files" / "pipeline.yaml")
+PUSH_FILES = (REPO_ROOT / "workflows" / "rendered" / "push.yaml", REPO_ROOT / "charts" / "quantum-slm" / "files" / "push.yaml")
+SAMPLE_FILE = REPO_ROOT / "workflows" / "rendered" / "sample-run.yaml"
 SAMPLE_COMMIT = "0123456789abcdef0123456789abcdef01234567"  # fixed, so the sample does not churn
 
 
@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         current = path.read_text() if path.is_file() else None
         if current == text:
             continue
-        stale.append(path.relative_to(REPO))
+        stale.append(path.relative_to(REPO_ROOT))
         if not args.check:
             path.parent.mkdir(parents=True, exist_ok=True)
             path.write_text(text)

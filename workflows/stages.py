@@ -16,10 +16,11 @@ import sys
 from pathlib import Path
 
 from jobs.core.errors import QslmError
+from jobs.core.store import keys
 from jobs.core.spec.load import load_spec
 
-DATASET = "dataset"  # runs/<run>/dataset/: the dataset train, eval and publish read
-CURATED_FOR_SYNTHESIS = "curate/dataset"  # runs/<run>/curate/dataset/: curate's output when synthesize follows
+DATASET = keys.RUN_KEYS["dataset"]  # runs/<run>/dataset/: the dataset train, eval and publish read
+CURATED_FOR_SYNTHESIS = keys.RUN_KEYS["curated"]  # runs/<run>/curate/dataset/: curate's output when synthesize follows
 
 
 def flags(spec) -> dict[str, str]:

@@ -22,11 +22,13 @@ from hera.workflows.models import (
     PodSecurityContext, SeccompProfile, SecurityContext, SemaphoreRef, Synchronization, Toleration, TTLStrategy,
 )
 
+from jobs.core.store import keys
+
 APP_ROOT = "/app"  # where the images keep the code (REPO_ROOT of jobs.core.spec); data/ is mounted over APP_ROOT/data
 DATA = f"{APP_ROOT}/data"
 OUT = "/out"  # every step writes its outputs under this emptyDir: the image's root filesystem is read-only
-RUN = "runs/{{workflow.name}}"  # intermediates of this run: runs/<run-id>/<stage>/...
-DATA_KEY = RUN + "/checkout/data.tgz"
+RUN_ID = "{{workflow.name}}"  # intermediates of this run: runs/<run-id>/... (jobs/core/store/keys.py RUN_KEYS)
+DATA_KEY = keys.run_key(RUN_ID, "data")
 HOUR = 3600
 
 # Names of objects the chart creates (charts/quantum-slm); the local runner provides the same ones.

@@ -1,4 +1,4 @@
-"""python -m workflows.submit --version v2[,v3...] [--wait] [--build-images [--registry REG | --k3s-import]]
+"""python -m workflows.submit --tag v2[,v3...] [--wait] [--build-images [--registry REG | --k3s-import]]
 
 Starts builds on the cluster, one Workflow per tag (what `make submit VERSION=v2,v3` runs); they run side by
 side, their GPU steps limited by the chart's GPU semaphore (the cluster's GPU count). For each tag:
@@ -39,11 +39,12 @@ from hera.exceptions import Forbidden, HeraException, NotFound, Unauthorized
 from hera.workflows import WorkflowsService
 from hera.workflows.models import WorkflowCreateRequest
 
+from jobs.core.repo import REPO_ROOT
 from jobs.core.store import keys
 from jobs.core.errors import QslmError
-from jobs.core.store.registry import RegistryError, previous_build, previous_report_key
+from jobs.core.store.registry import RegistryError, previous_build, previous_report_key, refuse_complete
 from jobs.core.spec.metrics import GATE_FAILED
-from jobs.core.spec.tags import TAG_PATTERN
+from jobs.core.spec.tags import TAG_RULE, is_tag
 from jobs.core.spec.schema import SpecError
 from jobs.core.spec.load import load_spec
 from jobs.core.store.backends import StoreError, open_store
@@ -51,7 +52,6 @@ from workflows import names
 from workflows.pipeline import NAME, pipeline_template, run_workflow
 from workflows.steps import DATA_KEY, DIGEST_ANNOTATION
 
-REPO = Path(__file__).resolve().parents[1]
 FINISHED = ("Succeeded", "Failed", "Error")
 
 
@@ -176,12 +176,12 @@ def check_template(argo: Argo, service: WorkflowsService) -> str:
 
 def build_images(image_tag: str, registry: str, k3s_import: bool) -> None:
     """images/build_images.py (`make images`): pushed to the registry, or loaded into this node's k3s."""
-    cmd = [sys.executable, str(REPO / "images" / "build_images.py"), "--tag", image_tag]
+    cmd = [sys.executable, str(REPO_ROOT / "images" / "build_images.py"), "--tag", image_tag]
     if registry:
         cmd += ["--registry", registry, "--push"]
     if k3s_import:
         cmd += ["--k3s-import"]
-    if subprocess.run(cmd, cwd=REPO).returncode != 0:
+    if subprocess.run(cmd, cwd=REPO_ROOT).returncode != 0:
         raise SubmitError(f"building the images failed: {' '.join(cmd)}")
 
 
@@ -198,8 +198,8 @@ def check(tag: str, spec: str, repo: Path, store, previous: str | None) -> Plann
     builds = repo / "data" / "builds"
     known = ", ".join(sorted(p.stem for p in builds.glob("*.yaml"))) or "(none)"
     for what, value in (("build tag", tag), ("spec name", spec)):
-        if not TAG_PATTERN.match(value):
-            raise SubmitError(f"{value!r} is not a valid {what} (letters, digits, '.', '_', '-'). Build specs: {known}")
+        if not is_tag(value):
+            raise SubmitError(f"{value[:80]!r} is not a valid {what} ({TAG_RULE}). Build specs: {known}")
     if not (builds / f"{spec}.yaml").is_file():
         raise SubmitError(f"no build spec for {spec!r}: {builds / (spec + '.yaml')} does not exist. "
                           f"Build specs: {known}")
@@ -208,9 +208,7 @@ def check(tag: str, spec: str, repo: Path, store, previous: str | None) -> Plann
     except SpecError as exc:
         raise SubmitError(str(exc)) from None
     try:
-        if store.exists(keys.manifest_key(tag)):
-            raise SubmitError(f"build {tag!r} is already complete in {store.url}; a tag is immutable. Use a new "
-                              f"tag (copy data/builds/{spec}.yaml to a new name).")
+        refuse_complete(store, tag, SubmitError, spec)
         if previous is None:
             previous = previous_build(store, tag) or ""
         report = previous_report_key(store, previous)
@@ -226,7 +224,7 @@ def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: s
            store=None) -> list[str]:
     """Checks every tag, then the cluster's template, then uploads data/ and submits one Workflow per tag, side by
     side. Returns the runs' names."""
-    repo = repo or REPO
+    repo = repo or REPO_ROOT
     if spec and len(tags) > 1:
         raise SubmitError(f"--spec names one spec, but {len(tags)} tags were given: give one tag per spec")
     git = data_state(repo)
@@ -298,7 +296,7 @@ def exit_status(phases: dict[str, str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Start builds on the cluster (Argo Workflows), side by side.")
-    p.add_argument("--version", required=True, help="build tags, comma-separated, e.g. v2 or v2,v3")
+    p.add_argument("--tag", required=True, help="build tags, comma-separated, e.g. v2 or v2,v3")
     p.add_argument("--spec", help="build spec name for a single tag (default: the tag): data/builds/<spec>.yaml")
     p.add_argument("--image-tag", help="tag of the stage images (default: each build's tag)")
     p.add_argument("--registry", default="", help="registry of the images, e.g. registry.lan:5000 (default: "
@@ -310,7 +308,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-dirty", action="store_true", help="build data/ with uncommitted changes")
     p.add_argument("--wait", action="store_true", help="follow the runs until they finish")
     args = p.parse_args(argv)
-    tags = [t.strip() for t in args.version.split(",") if t.strip()]
+    tags = [t.strip() for t in args.tag.split(",") if t.strip()]
     try:
         argo = argo_from_env()
         if args.build_images:

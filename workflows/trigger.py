@@ -24,12 +24,12 @@ from pathlib import Path
 
 import yaml
 
+from jobs.core.repo import REPO_ROOT
 from jobs.core.errors import QslmError
-from jobs.core.spec.tags import TAG_PATTERN
+from jobs.core.spec.tags import TAG_RULE, is_tag
 from workflows.names import run_name
 
-REPO = Path(__file__).resolve().parents[1]
-CHART_VALUES = REPO / "charts" / "quantum-slm" / "values.yaml"
+CHART_VALUES = REPO_ROOT / "charts" / "quantum-slm" / "values.yaml"
 SPEC_FILE = re.compile(r"^data/builds/([^/]+)\.yaml$")
 DOCUMENTS = ("data/raw/", "data/eval/")  # what the listed specs are built from
 NO_COMMIT = "0" * 40  # `after` of a deleted branch, `before` of a new one
@@ -54,7 +54,7 @@ class Push:
 
 
 @dataclass(frozen=True)
-class Build:
+class PlannedBuild:
     tag: str
     spec: str
     why: str
@@ -82,22 +82,22 @@ def parse_push(payload: dict, source: str = "payload") -> Push:
                 present=frozenset(present), touched=frozenset(touched), complete=complete)
 
 
-def plan(push: Push, specs: list[str], branch: str = "main", exists=lambda tag: False) -> tuple[list[Build], list[str]]:
+def plan(push: Push, specs: list[str], branch: str = "main", exists=lambda tag: False) -> tuple[list[PlannedBuild], list[str]]:
     """The builds this push starts, and why anything else is left out. `exists(tag)`: is the tag complete?"""
     notes: list[str] = []
     if push.ref != f"refs/heads/{branch}":
         return [], [f"{push.ref} is not refs/heads/{branch}: nothing to build"]
     if push.after == NO_COMMIT:
         return [], [f"{push.ref} was deleted: nothing to build"]
-    wanted: dict[str, Build] = {}
+    wanted: dict[str, PlannedBuild] = {}
     for path in sorted(push.present):
         m = SPEC_FILE.match(path)
         if not m:
             continue
-        if TAG_PATTERN.match(m.group(1)):
-            wanted.setdefault(m.group(1), Build(m.group(1), m.group(1), f"{path} added or changed"))
+        if is_tag(m.group(1)):
+            wanted.setdefault(m.group(1), PlannedBuild(m.group(1), m.group(1), f"{path} added or changed"))
         else:
-            notes.append(f"{path}: {m.group(1)!r} is not a valid build tag (letters, digits, '.', '_', '-')")
+            notes.append(f"{path}: {m.group(1)[:80]!r} is not a valid build tag ({TAG_RULE})")
     documents = sorted(p for p in push.touched if p.startswith(DOCUMENTS))
     if documents or not push.complete:
         why = (f"{documents[0]}" + (f" and {len(documents) - 1} more" if len(documents) > 1 else "") + " changed"
@@ -107,7 +107,7 @@ def plan(push: Push, specs: list[str], branch: str = "main", exists=lambda tag: 
                          "not seen; build them with `make submit`")
         for spec in specs:
             tag = f"{spec}-{push.after[:8]}"
-            wanted.setdefault(tag, Build(tag, spec, why))
+            wanted.setdefault(tag, PlannedBuild(tag, spec, why))
     builds = []
     for build in wanted.values():
         if exists(build.tag):
@@ -127,7 +127,7 @@ def _chart_trigger() -> dict:
     return {}
 
 
-def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix: str) -> list[dict]:
+def records(push: Push, builds: list[PlannedBuild], store, image_tag: str, image_prefix: str) -> list[dict]:
     """One record per build, with the fields the push workflow gives each Workflow it starts."""
     from jobs.core.store.registry import previous_build, previous_report_key
 

@@ -1,8 +1,8 @@
 """Using a build: ask it, chat with it, serve it over the OpenAI API, export it.
 
-    python -m jobs.serve.ask    --version smoke -q "What is a quantum kernel?"   # `make ask`
-    python -m jobs.serve.api    --version smoke,v2 --port 8000                   # `make serve`
-    python -m jobs.serve.export --version smoke [--format gguf --quant Q4_K_M]   # `make export`
+    python -m jobs.serve.ask    --tag smoke -q "What is a quantum kernel?"   # `make ask`
+    python -m jobs.serve.api    --tag smoke,v2 --port 8000                   # `make serve`
+    python -m jobs.serve.export --tag smoke [--format gguf --quant Q4_K_M]   # `make export`
 
 A build comes from the store (local or S3) into a local cache, checked file by file against its manifest
 (builds.py); the model runs through the generation engine (jobs.core.engine), the base loaded exactly as the

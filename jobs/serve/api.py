@@ -1,6 +1,6 @@
 """An OpenAI-compatible HTTP server for one or more builds that share a base model.
 
-    python -m jobs.serve.api --version smoke[,v2] [--port 8000]      # `make serve VERSION=smoke,v2 PORT=8000`
+    python -m jobs.serve.api --tag smoke[,v2] [--port 8000]      # `make serve VERSION=smoke,v2 PORT=8000`
 
 GET /v1/models lists the build tags; POST /v1/chat/completions answers with the build named in `model`, plain or
 streamed (server-sent events), honouring temperature, top_p, max_tokens, stop and seed. FastAPI + uvicorn serve
@@ -133,7 +133,7 @@ async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int):
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Serve builds over the OpenAI chat-completions API.")
-    p.add_argument("--version", help="build tag(s), comma-separated (default: the promoted `current` build)")
+    p.add_argument("--tag", help="build tag(s), comma-separated (default: the promoted `current` build)")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
@@ -142,7 +142,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     try:
         store = open_store()
-        builds = {tag: open_build(store, tag) for tag in pick_tags(store, args.version)}
+        builds = {tag: open_build(store, tag) for tag in pick_tags(store, args.tag)}
         engine = load_engine(list(builds.values()), args.device)
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:

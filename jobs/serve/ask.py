@@ -1,9 +1,9 @@
 """Ask a build one question, or chat with it in the terminal.
 
-    python -m jobs.serve.ask --version smoke -q "What is a quantum kernel?"   # `make ask VERSION=smoke Q="..."`
-    python -m jobs.serve.ask [--version TAG]                                  # `make ask [VERSION=TAG]`: a chat
+    python -m jobs.serve.ask --tag smoke -q "What is a quantum kernel?"   # `make ask VERSION=smoke Q="..."`
+    python -m jobs.serve.ask [--tag TAG]                                  # `make ask [VERSION=TAG]`: a chat
 
-Without --version it uses the promoted `current` build. A one-shot answer goes to stdout alone (what was loaded
+Without --tag it uses the promoted `current` build. A one-shot answer goes to stdout alone (what was loaded
 goes to stderr), so it can be piped; the chat streams tokens and keeps the conversation (commands: /help).
 """
 
@@ -65,7 +65,7 @@ def repl(chat: Chat, out=sys.stdout) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Ask a build a question, or chat with it (no -q).")
-    p.add_argument("--version", help="build tag (default: the promoted `current` build)")
+    p.add_argument("--tag", help="build tag (default: the promoted `current` build)")
     p.add_argument("-q", "--question", help="ask this one question, print the answer and exit")
     p.add_argument("--system", help="system message (default: the one the build was trained with)")
     p.add_argument("--max-new-tokens", type=int, help="answer length cap in tokens (default: the spec's eval setting)")
@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.core.engine.generation import Sampling
 
         store = open_store()
-        tag = pick_tags(store, args.version)[0]
+        tag = pick_tags(store, args.tag)[0]
         build = open_build(store, tag, ("adapter",) if args.question else ("adapter", "dataset"))
         engine = load_engine([build], args.device)
         sampling = Sampling(max_new_tokens=args.max_new_tokens or build.spec.eval.max_new_tokens,

@@ -1,7 +1,7 @@
 """Export a build as standalone models: Hugging Face folders (adapter merged in), a model card, optionally GGUF.
 
-    python -m jobs.serve.export --version smoke [--out exports/smoke]           # `make export VERSION=smoke`
-    python -m jobs.serve.export --version v2 --format gguf --quant Q4_K_M       # `make export VERSION=v2 FORMAT=gguf`
+    python -m jobs.serve.export --tag smoke [--out exports/smoke]           # `make export VERSION=smoke`
+    python -m jobs.serve.export --tag v2 --format gguf --quant Q4_K_M       # `make export VERSION=v2 FORMAT=gguf`
 
 Writes OUT/merged-dequantized/ and OUT/merged-original/ (each loadable by AutoModelForCausalLM.from_pretrained
 without peft; only `original` for a build not trained on a 4-bit base), OUT/adapter/ (the adapter itself, for
@@ -60,7 +60,7 @@ def export(build: Build, out: Path, fmt: str = "hf", quant: str = "Q4_K_M", gguf
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Export a build: merged Hugging Face folders + model card [+ GGUF].")
-    p.add_argument("--version", required=True, help="build tag")
+    p.add_argument("--tag", required=True, help="build tag")
     p.add_argument("--out", type=Path, help="export folder (default: exports/<tag>)")
     p.add_argument("--format", choices=["hf", "gguf"], default="hf", help="gguf: also a llama.cpp file")
     p.add_argument("--quant", default="Q4_K_M", type=str.upper, help=f"GGUF type: {', '.join(QUANTS)}")
@@ -69,9 +69,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     args = p.parse_args(argv)
     try:
-        build = open_build(open_store(), args.version, ("adapter", "dataset", "report"))
+        build = open_build(open_store(), args.tag, ("adapter", "dataset", "report"))
         quiet_libraries()
-        out = args.out or REPO_ROOT / "exports" / args.version
+        out = args.out or REPO_ROOT / "exports" / args.tag
         print(f"exporting {build.label()} to {out}", flush=True)
         result = export(build, out, args.format, args.quant, args.gguf_from, args.device)
     except QslmError as exc:

@@ -119,13 +119,13 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
             folder = tmp_path / name / "out" / output
             written = [p for p in folder.rglob("*") if p.is_file()]
             assert written and all(p.stat().st_uid == uid for p in written), f"{name} wrote as another user"
-            upload_folder(store, folder, keys.run_prefix(run_id, name), exclude=("checkpoints",))
+            upload_folder(store, folder, keys.run_key(run_id, output) + "/", exclude=("checkpoints",))
         return proc.stdout
 
     sources = {f"runs/{run_id}/sources/": "/in/sources"}
-    dataset = {keys.run_prefix(run_id, "curate"): "/in/dataset"}
-    adapter = {keys.run_prefix(run_id, "train"): "/in/adapter"}
-    report = {keys.run_prefix(run_id, "eval"): "/in/report"}
+    dataset = {keys.run_key(run_id, "dataset") + "/": "/in/dataset"}
+    adapter = {keys.run_key(run_id, "adapter") + "/": "/in/adapter"}
+    report = {keys.run_key(run_id, "report") + "/": "/in/report"}
     run_stage("curate", images["curate"], sources,
               ["--spec", SPEC, "--sources", "/in/sources", "--out", "/out/dataset"], output="dataset")
     run_stage("train", images["train"], dataset,

@@ -24,11 +24,11 @@ USER = [{"role": "user", "content": QUESTION}]
 
 @pytest.fixture(scope="module")
 def server(smoke_store, tmp_path_factory):
-    """`python -m jobs.serve.api --version smoke,smoke-loud` on a free port; yields its base URL."""
+    """`python -m jobs.serve.api --tag smoke,smoke-loud` on a free port; yields its base URL."""
     port = free_port()
     log = tmp_path_factory.mktemp("api") / "server.log"
     with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--version", "smoke,smoke-loud",
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--tag", "smoke,smoke-loud",
                                  "--port", str(port), "--device", "cpu"], cwd=REPO, env=smoke_store, stdout=out,
                                 stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"

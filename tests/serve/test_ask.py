@@ -25,7 +25,7 @@ def _ask(env, *args) -> subprocess.CompletedProcess:
 
 def test_one_shot_prints_the_adapters_answer_and_says_what_it_loaded(smoke_store, smoke_engine):
     engine, (smoke, _) = smoke_engine
-    done = _ask(smoke_store, "--version", "smoke", "-q", QUESTION)
+    done = _ask(smoke_store, "--tag", "smoke", "-q", QUESTION)
     assert done.returncode == 0, done.stderr
     expected = engine.chat([[{"role": "user", "content": QUESTION}]], "smoke",
                            Sampling(max_new_tokens=smoke.spec.eval.max_new_tokens))[0]
@@ -37,7 +37,7 @@ def test_one_shot_prints_the_adapters_answer_and_says_what_it_loaded(smoke_store
 
 def test_a_failed_gate_build_can_be_asked_but_is_labelled(smoke_store, smoke_engine):
     engine, _ = smoke_engine
-    done = _ask(smoke_store, "--version", "smoke-loud", "-q", QUESTION)
+    done = _ask(smoke_store, "--tag", "smoke-loud", "-q", QUESTION)
     assert done.returncode == 0, done.stderr
     assert "build smoke-loud (FAILED its eval gate: similarity 0.0000 < minimum 0.5000; it can be asked but not " \
            "promoted)" in done.stderr
@@ -47,7 +47,7 @@ def test_a_failed_gate_build_can_be_asked_but_is_labelled(smoke_store, smoke_eng
 
 def test_the_chat_in_a_real_terminal(smoke_store):
     # Sampled (seeded): the tiny model's greedy answers are blank, and /sources needs words to compare.
-    child = pexpect.spawn(sys.executable, ["-m", "jobs.serve.ask", "--version", "smoke", "--temperature", "1",
+    child = pexpect.spawn(sys.executable, ["-m", "jobs.serve.ask", "--tag", "smoke", "--temperature", "1",
                                            "--seed", "2"], cwd=str(REPO),
                           env=smoke_store, encoding="utf-8", timeout=300, dimensions=(50, 220))
     child.expect(r"build smoke \(passed its eval gate\)")

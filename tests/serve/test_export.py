@@ -49,7 +49,7 @@ print(json.dumps({"answers": answers, "nll": nll, "quantized": hasattr(model.con
 @pytest.fixture(scope="module")
 def exported(smoke_store, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("export") / "smoke"
-    done = subprocess.run([sys.executable, "-m", "jobs.serve.export", "--version", "smoke", "--out", str(out),
+    done = subprocess.run([sys.executable, "-m", "jobs.serve.export", "--tag", "smoke", "--out", str(out),
                            "--device", "cpu"], cwd=REPO, env=smoke_store, capture_output=True, text=True, timeout=900)
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
     assert "held-out perplexity: adapter on its 4-bit base" in done.stdout

@@ -64,7 +64,7 @@ def test_render_check_fails_on_drift(tmp_path, monkeypatch, capsys):
     copy_path = tmp_path / "pipeline.yaml"
     copy_path.write_text(render.PIPELINE_FILES[0].read_text().replace("curate", "kurate", 1))
     monkeypatch.setattr(render, "PIPELINE_FILES", (copy_path,))
-    monkeypatch.setattr(render, "REPO", tmp_path)
+    monkeypatch.setattr(render, "REPO_ROOT", tmp_path)
     monkeypatch.setattr(render, "SAMPLE_FILE", tmp_path / "sample-run.yaml")
     assert render.main(["--check"]) == 1
     assert "make render" in capsys.readouterr().err

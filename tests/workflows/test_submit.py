@@ -297,15 +297,15 @@ def test_uncommitted_data_is_refused_unless_allowed(argo, data_repo, s3_env):
 
 
 def test_main_prints_name_and_ui_link(argo, data_repo, s3_env, monkeypatch, capsys):
-    monkeypatch.setattr(submit, "REPO", data_repo)
+    monkeypatch.setattr(submit, "REPO_ROOT", data_repo)
     for k, v in {"ARGO_SERVER": argo.url, "ARGO_TOKEN": "good-token", "ARGO_NAMESPACE": NS}.items():
         monkeypatch.setenv(k, v)
-    assert submit.main(["--version", "smoke"]) == 0
+    assert submit.main(["--tag", "smoke"]) == 0
     out = capsys.readouterr().out
     name = argo.calls("POST", "workflows")[0]["body"]["workflow"]["metadata"]["name"]
     assert f"submitted {name}" in out and f"{argo.url}/workflows/{NS}/{name}" in out
     monkeypatch.setenv("ARGO_TOKEN", "bad")
-    assert submit.main(["--version", "smoke"]) == 2
+    assert submit.main(["--tag", "smoke"]) == 2
     assert "401" in capsys.readouterr().err
 
 
@@ -357,4 +357,4 @@ def test_make_submit_validates_every_spec_before_anything_else():
                           text=True, env={**os.environ, "MAKEFLAGS": ""})
     lines = [line for line in proc.stdout.splitlines() if "-m jobs." in line or "-m workflows." in line]
     assert proc.returncode == 0 and lines[0].endswith("-m jobs.core.spec v2 v3"), proc.stdout
-    assert "-m workflows.submit --version v2,v3 --wait" in lines[1]
+    assert "-m workflows.submit --tag v2,v3 --wait" in lines[1]

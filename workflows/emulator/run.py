@@ -1,11 +1,11 @@
-"""python -m workflows.emulator.run --version smoke [--image-tag TAG] [--work DIR]
+"""python -m workflows.emulator.run --tag smoke [--image-tag TAG] [--work DIR]
 python -m workflows.emulator.run --payload PUSH.json [--image-tag TAG] [--work DIR]
 
 Runs the rendered WorkflowTemplates (workflows/rendered/) without a cluster, each step in its image with Docker
 under the conditions a real cluster imposes (workflows/emulator/pod.py: the pod's user, a read-only root, inputs
 placed by a root init step with minio-go's modes, outputs read back from the declared paths), its artifacts moved
 the way Argo moves key-only S3 artifacts, against the store in QSLM_STORE (s3://bucket, with S3_ENDPOINT_URL
-reachable from the host network). --version runs one build as `make submit` starts it; --payload runs what a git
+reachable from the host network). --tag runs one build as `make submit` starts it; --payload runs what a git
 push starts: the push template, whose plan step decides the tags, then each build it applies.
 
 What it emulates: parameters, `depends` and `when`, withParam fan-out, key-only S3, raw and git input artifacts,
@@ -35,10 +35,11 @@ from jobs.core.store.backends import open_store
 from workflows import pipeline, push, steps
 from workflows.emulator.lint import depends_on
 from workflows.emulator.pod import Pod, save_artifact
-from workflows.submit import REPO, data_snapshot, data_state, run_name
+from jobs.core.repo import REPO_ROOT
+from workflows.submit import data_snapshot, data_state, run_name
 
-RENDERED = {pipeline.NAME: REPO / "workflows" / "rendered" / "pipeline.yaml",
-            push.NAME: REPO / "workflows" / "rendered" / "push.yaml"}
+RENDERED = {pipeline.NAME: REPO_ROOT / "workflows" / "rendered" / "pipeline.yaml",
+            push.NAME: REPO_ROOT / "workflows" / "rendered" / "push.yaml"}
 VARIABLE = re.compile(r"\{\{\s*([^{}=]+?)\s*\}\}")
 FINISHED = ("Succeeded", "Failed", "Error")
 
@@ -289,7 +290,7 @@ def cluster_objects(store, volumes: Path, env=os.environ) -> dict:
 def _cluster(store, work: Path | None, volumes: Path | None) -> tuple[dict, Path]:
     if not store.url.startswith("s3://"):
         raise RunError(f"QSLM_STORE is {store.url}: the local runner emulates Argo's S3 artifacts; give s3://bucket")
-    work = work or REPO / ".work" / "local-run"
+    work = work or REPO_ROOT / ".work" / "local-run"
     return cluster_objects(store, volumes or work / "volumes"), work
 
 
@@ -297,7 +298,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
               work: Path | None = None, volumes: Path | None = None, allow_dirty: bool = False,
               cluster: dict | None = None) -> tuple[str, str]:
     """Run build `tag` as `make submit` starts it (data/ uploaded from the checkout); returns (run name, phase)."""
-    repo, store = repo or REPO, open_store()
+    repo, store = repo or REPO_ROOT, open_store()
     default_cluster, work = _cluster(store, work, volumes)
     git = data_state(repo)
     if git["dirty"] and not allow_dirty:
@@ -330,7 +331,7 @@ def local_push(payload: dict, *, image_tag: str, image_prefix: str = "", work: P
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Run the rendered workflows with Docker, as a cluster would.")
     what = p.add_mutually_exclusive_group(required=True)
-    what.add_argument("--version", help="build tag (and spec name): run it as `make submit` starts it")
+    what.add_argument("--tag", help="build tag (and spec name): run it as `make submit` starts it")
     what.add_argument("--payload", type=Path, help="a push webhook's JSON body: run what the git trigger starts")
     p.add_argument("--image-tag", help="tag of the qslm-* images (default: the build tag)")
     p.add_argument("--image-prefix", default="", help="registry prefix of the images, ending in '/'")
@@ -338,8 +339,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--allow-dirty", action="store_true", help="use the working tree's data/ with local changes")
     args = p.parse_args(argv)
     try:
-        if args.version:
-            name, phase = local_run(args.version, image_tag=args.image_tag, image_prefix=args.image_prefix,
+        if args.tag:
+            name, phase = local_run(args.tag, image_tag=args.image_tag, image_prefix=args.image_prefix,
                                     work=args.work, allow_dirty=args.allow_dirty)
         else:
             if not args.image_tag:

@@ -60,8 +60,22 @@ def source_key(sha256: str) -> str:
     return f"sources/{sha256}"
 
 
-def run_prefix(run_id: str, stage: str) -> str:
-    return f"runs/{run_id}/{stage}/"
+# A cluster run's intermediates in the artifact repository, under runs/<run-id>/ (Argo's key-only artifacts; the
+# workflow, submit and the local runner all take their keys from here). Folders have no trailing slash: an
+# output's key is the folder, an input adds "/" to read everything under it.
+RUN_KEYS = {
+    "data": "checkout/data.tgz",  # data/ as committed, packed by `make submit`
+    "curated": "curate/dataset",  # curate's output when synthesize follows
+    "dataset": "dataset",  # the dataset train, eval and publish read (synthesize's, or curate's without synthesis)
+    "adapter": "train/adapter",
+    "report": "eval/report",
+    "report_html": "eval/report.html",
+    "metrics": "eval/metrics.json",
+}
+
+
+def run_key(run_id: str, name: str) -> str:
+    return f"runs/{run_id}/{RUN_KEYS[name]}"
 
 
 CURRENT_KEY = "registry/current.json"

@@ -21,7 +21,8 @@ from jobs.core.store import keys
 from jobs.core.errors import QslmError
 from jobs.core.store.provenance import file_records, git_state, library_versions
 from jobs.core.repo import REPO_ROOT
-from jobs.core.spec.tags import TAG_PATTERN
+from jobs.core.spec.tags import check_tag
+from jobs.core.store.registry import refuse_complete
 from jobs.core.spec.load import load_spec
 from jobs.core.store.backends import KeyExists, StoreError, open_store
 
@@ -110,11 +111,8 @@ def publish(spec, tag: str, dataset: Path, adapter: Path, report: Path, sources:
     """Upload under a new attempt, then commit it with the manifest; a run that loses the commit to another has
     written only under its own attempt, which no manifest names (`make gc` removes it)."""
     store = store or open_store()
-    if not TAG_PATTERN.match(tag):
-        raise PublishError(f"{tag[:80]!r} is not a valid build tag: letters, digits, '.', '_' or '-'")
-    if store.exists(keys.manifest_key(tag)):
-        raise PublishError(f"build {tag!r} is already complete in {store.url}; a tag is immutable. "
-                           f"Nothing was written. Use a new tag (copy data/builds/{tag}.yaml to a new name).")
+    check_tag(tag, PublishError)
+    refuse_complete(store, tag, PublishError)
     started = time.monotonic()
     attempt = keys.new_attempt()
     folders = {"dataset": Path(dataset), "adapter": Path(adapter), "report": Path(report)}

@@ -18,7 +18,7 @@ from pathlib import Path
 from jobs.core.store import keys
 from jobs.core.errors import QslmError
 from jobs.core.store.provenance import sha256_file
-from jobs.core.spec.tags import TAG_PATTERN
+from jobs.core.spec.tags import check_tag
 from jobs.core.store.backends import StoreError
 
 
@@ -34,9 +34,15 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
+def refuse_complete(store, tag: str, error: type[Exception], spec: str | None = None) -> None:
+    """The one rule every command that starts a build applies first: a tag complete in the store is immutable."""
+    if store.exists(keys.manifest_key(tag)):
+        raise error(f"build {tag!r} is already complete in {store.url}; a tag is immutable. Nothing was written. "
+                    f"Use a new tag (copy data/builds/{spec or tag}.yaml to a new name).")
+
+
 def read_manifest(store, tag: str) -> dict:
-    if not isinstance(tag, str) or not TAG_PATTERN.match(tag):
-        raise RegistryError(f"{str(tag)[:80]!r} is not a valid build tag: letters, digits, '.', '_' or '-'")
+    check_tag(tag, RegistryError)
     try:
         raw = store.get_bytes(keys.manifest_key(tag))
     except StoreError:
