@@ -16,7 +16,8 @@ import textwrap
 from jobs.core.errors import QslmError
 from jobs.core.store.registry import complete_tags, current_tag, read_artifact_file, read_manifest
 from jobs.core.store.backends import open_store
-from jobs.eval.diagnose import DIAGNOSTICS, RIGHT_CONCEPT_RECALL, RIGHT_SIMILARITY, question_diff
+from jobs.core.spec.metrics import DIAGNOSTICS
+from jobs.eval.diagnose import RIGHT_CONCEPT_RECALL, RIGHT_SIMILARITY, question_diff
 from jobs.eval.report import comparison_rows, fmt, pct, signed
 
 ANSWER_CHARS = 300  # of each answer in the question-level diff

@@ -20,6 +20,7 @@ import math
 import re
 import unicodedata
 
+from jobs.core.spec.metrics import DIAGNOSTICS, WITH_BASE
 from jobs.eval import metrics
 
 RIGHT_CONCEPT_RECALL = 0.5  # share of the expected concepts a right answer names
@@ -37,10 +38,6 @@ ABSTAIN_PHRASES = (
 OUTCOMES = ("knew", "learned", "forgotten", "never")
 OUTCOME_LABELS = {"knew": "base knew it", "learned": "learned", "forgotten": "forgotten", "never": "never right"}
 MODELS = ("adapter", "base")
-# The flat metrics headline() adds; those WITH_BASE also get base_ and delta_ twins (the report's order).
-WITH_BASE = ("right_rate", "abstention_rate", "false_abstention_rate", "unsupported_rate", "train_verbatim_right",
-             "train_reworded_right")
-DIAGNOSTICS = WITH_BASE + ("learned_rate", "forgotten_rate")
 
 
 def abstains(answer: str) -> bool:

@@ -24,8 +24,6 @@ import numpy as np
 from jobs.core.text.embed import Embedder
 from jobs.core.spec.suite import Concept
 
-# Headline metrics and their direction; the gate and the comparisons use these.
-PER_QUESTION = ("concept_recall", "similarity", "rougeL", "bleu")
 
 REPEAT_NGRAM = 4  # words; a 4-gram said twice is a loop, not style
 REPEAT_CHARS = 16  # characters; long enough that reusing a term ("quantum kernel ") is not a loop

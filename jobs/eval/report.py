@@ -16,20 +16,11 @@ from pathlib import Path
 
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 
-from jobs.core.spec.metrics import HEADLINE, HIGHER_IS_BETTER, LOWER_IS_BETTER
-from jobs.eval.diagnose import DIAGNOSTICS, OUTCOME_LABELS, WITH_BASE
+from jobs.core.spec.metrics import DIAGNOSTICS, HEADLINE, HIGHER_IS_BETTER, LABELS, LOWER_IS_BETTER, WITH_BASE
+from jobs.eval.diagnose import OUTCOME_LABELS
 
 TEMPLATE_DIR = Path(__file__).parent / "templates"
-LABELS = {"concept_recall": "concept recall", "similarity": "semantic similarity", "rougeL": "ROUGE-L",
-          "bleu": "BLEU", "perplexity": "perplexity (held-out)", "stop_rate": "stopped on its own",
-          "repetition_rate": "repetition (repeated n-grams)", "mean_new_tokens": "answer length (tokens)"}
 SAME = 1e-9
-LABELS |= {"right_rate": "answered right", "abstention_rate": "abstains when the documents lack the answer",
-           "false_abstention_rate": "abstains although the documents hold the answer",
-           "unsupported_rate": "unsupported claims (share of answer sentences)",
-           "train_verbatim_right": "training questions as trained: right", "train_reworded_right":
-           "training questions reworded: right", "learned_rate": "learned (of what the base got wrong)",
-           "forgotten_rate": "forgotten (of what the base got right)"}
 
 
 def _missing(value) -> bool:

@@ -35,6 +35,7 @@ import numpy as np
 from jobs.core.text.embed import load_embedder
 from jobs.core.engine.generation import Engine, Sampling
 from jobs.core.store.provenance import library_versions
+from jobs.core.spec.metrics import PER_QUESTION
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.spec.suite import Suite, load_suite
 from jobs.eval import EvalError, bootstrap, dataset, diagnose, faithfulness, generate, metrics, probes, sources
@@ -90,7 +91,7 @@ def _values(rows: list[dict], model: str, metric: str) -> list[float]:
 
 def summarise(rows: list[dict], nll: dict, samples: int, seed: int) -> dict:
     """Overall and per-topic means with bootstrap intervals, perplexity, and the flat headline."""
-    names = metrics.PER_QUESTION + ("stop_rate", "repetition_rate")
+    names = PER_QUESTION + ("stop_rate", "repetition_rate")
     overall = {m: {k: bootstrap.bootstrap_mean(_values(rows, m, k), samples, seed) for k in names} for m in MODELS}
     overall["delta"] = {k: bootstrap.bootstrap_delta(_values(rows, "adapter", k), _values(rows, "base", k), samples, seed)
                         for k in names}

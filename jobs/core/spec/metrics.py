@@ -1,23 +1,80 @@
-"""The metric vocabulary: every number eval reports, its direction, whether the gate may name it, and what it
-means. One table that the spec's gate check, eval (scores, diagnostics, report, compare), the store's listing and
-the workflow's gauges import; a new metric is one row here.
+"""The metric vocabulary: every number eval reports, which way is better, whether the gate may name it, its label
+and what it means. One table that the spec's gate check, eval (scores, diagnostics, report, compare), the store's
+listing and the workflow's gauges import; a new metric is one row here.
+
+Keys in metrics.json's flat `headline`: `<name>` is the adapter's value, `base_<name>` the base model's (the adapter
+switched off) and `delta_<name>` adapter minus base (`key()`). That prefix is the axis of evaluation arms: an arm
+beside `adapter` and `base` (with retrieval, say) adds its prefix to ARMS. Questions carry a review status
+(QUESTION_STATUS); a metric over only one status is named by the report, not by a new row.
 """
 
 from __future__ import annotations
 
-# What eval measures and the gate may name (eval.gate.min / max_regression), by direction. A regression is a
-# drop for the first kind and a rise for the second; lower-is-better metrics cannot take a `min`.
-# The knowledge diagnostics (jobs/eval/diagnose.py) add: right_rate (share of answerable questions answered right),
-# learned_rate (right now, of those the base got wrong), forgotten_rate (wrong now, of those the base got right),
-# abstention_rate (says "not in the documents" on `expect: abstain` items), false_abstention_rate (says so on
-# answerable ones), unsupported_rate (answer sentences the source paragraphs do not support), and
-# train_verbatim_right / train_reworded_right (right answers to sampled training questions, as trained / reworded).
-HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate", "right_rate", "learned_rate",
-                    "abstention_rate", "train_verbatim_right", "train_reworded_right")
-LOWER_IS_BETTER = ("perplexity", "repetition_rate", "forgotten_rate", "unsupported_rate", "false_abstention_rate")
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class Metric:
+    name: str
+    better: Literal["higher", "lower", "neither"]  # a regression is a drop (higher) or a rise (lower)
+    gateable: bool  # eval.gate may name it (min: higher-is-better only; max_regression: both)
+    label: str  # what the report and `make compare` call it
+    meaning: str
+    kind: Literal["score", "diagnostic", "length"] = "score"
+
+
+METRICS = (
+    # Scores of each answer against the suite's reference, averaged over questions.
+    Metric("concept_recall", "higher", True, "concept recall",
+           "share of the question's expected concepts (or a synonym) the answer names"),
+    Metric("similarity", "higher", True, "semantic similarity", "MiniLM cosine of the answer to the reference"),
+    Metric("rougeL", "higher", True, "ROUGE-L", "longest common subsequence F-measure against the reference"),
+    Metric("perplexity", "lower", True, "perplexity (held-out)", "of the held-out paragraphs, per token"),
+    Metric("bleu", "higher", True, "BLEU", "sentence BLEU against the reference"),
+    Metric("stop_rate", "higher", True, "stopped on its own", "share of answers that ended with <|im_end|>"),
+    Metric("repetition_rate", "lower", True, "repetition (repeated n-grams)", "share of answers repeating a 4-gram"),
+    Metric("mean_new_tokens", "neither", False, "answer length (tokens)", "mean new tokens per answer", "length"),
+    # The knowledge diagnostics (jobs/eval/diagnose.py).
+    Metric("right_rate", "higher", True, "answered right", "share of answerable questions answered right",
+           "diagnostic"),
+    Metric("abstention_rate", "higher", True, "abstains when the documents lack the answer",
+           "share of `expect: abstain` items answered with 'not in the documents'", "diagnostic"),
+    Metric("false_abstention_rate", "lower", True, "abstains although the documents hold the answer",
+           "share of answerable questions answered with 'not in the documents'", "diagnostic"),
+    Metric("unsupported_rate", "lower", True, "unsupported claims (share of answer sentences)",
+           "answer sentences the question's source paragraphs do not support", "diagnostic"),
+    Metric("train_verbatim_right", "higher", True, "training questions as trained: right",
+           "right answers to sampled training questions asked verbatim", "diagnostic"),
+    Metric("train_reworded_right", "higher", True, "training questions reworded: right",
+           "right answers to sampled training questions reworded", "diagnostic"),
+    Metric("learned_rate", "higher", True, "learned (of what the base got wrong)",
+           "right now, of the questions the base got wrong", "diagnostic"),
+    Metric("forgotten_rate", "lower", True, "forgotten (of what the base got right)",
+           "wrong now, of the questions the base got right", "diagnostic"),
+)
+BY_NAME = {m.name: m for m in METRICS}
+LABELS = {m.name: m.label for m in METRICS}
+HIGHER_IS_BETTER = tuple(m.name for m in METRICS if m.better == "higher" and m.gateable)
+LOWER_IS_BETTER = tuple(m.name for m in METRICS if m.better == "lower" and m.gateable)
 GATED = HIGHER_IS_BETTER + LOWER_IS_BETTER
 # The headline metrics, most telling first: the report's summary table, the manifest's `metrics` keys (with
 # base_ and delta_ twins), `make list` (the first four) and the workflow's Prometheus gauges (the first two).
-HEADLINE = ("concept_recall", "similarity", "rougeL", "perplexity", "bleu", "stop_rate", "repetition_rate",
-            "mean_new_tokens")
+HEADLINE = tuple(m.name for m in METRICS if m.kind in ("score", "length"))
+# The diagnostics: those WITH_BASE also get base_ and delta_ twins (the base answers the same questions);
+# learned and forgotten compare the two, so they have none.
+DIAGNOSTICS = tuple(m.name for m in METRICS if m.kind == "diagnostic")
+WITH_BASE = tuple(n for n in DIAGNOSTICS if n not in ("learned_rate", "forgotten_rate"))
+# Scores each answer gets on its own (averaged with bootstrap intervals per topic).
+PER_QUESTION = ("concept_recall", "similarity", "rougeL", "bleu")
+
+ARMS = {"adapter": "", "base": "base_"}  # an arm's prefix in the flat headline
+DELTA = "delta_"  # adapter minus base
+QUESTION_STATUS = ("reviewed", "draft")  # a suite question's review status
+
 GATE_FAILED = 3  # eval's exit status when the report is written but the gate did not pass (build: failed-gate)
+
+
+def key(name: str, arm: str = "adapter") -> str:
+    """The flat headline key of metric `name` for `arm` ('adapter', 'base') or 'delta'."""
+    return (DELTA if arm == "delta" else ARMS[arm]) + name
