@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from jobs.core.store.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, dataset_sha256, is_empty_or_absent,
-    read_rows, write_folder, write_parquet)
+    DatasetError, read_table, write_folder, write_parquet)
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import library_versions
 from jobs.core.spec.schema import BuildSpec
@@ -30,10 +30,10 @@ COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "curate-info.
 def read_curated(folder: Path) -> dict:
     missing = [n for n in (*DATA_FILES, "curate-info.json") if not (folder / n).is_file()]
     if missing:
-        raise SynthesisError(f"{folder} is not a curated dataset folder: {', '.join(missing)} missing. Pass the "
-                             f"folder that `python -m jobs.curate --out` wrote (curate from this version writes "
-                             f"paragraphs.parquet)")
-    return {"paragraphs": read_rows(folder / "paragraphs.parquet"), "train": read_rows(folder / "train.parquet"),
+        raise DatasetError(f"{folder} is not a curated dataset folder: {', '.join(missing)} missing. Pass the "
+                           f"folder that `python -m jobs.curate --out` wrote (curate from this version writes "
+                           f"paragraphs.parquet)")
+    return {"paragraphs": read_table(folder, "paragraphs.parquet"), "train": read_table(folder, "train.parquet"),
             "stats": json.loads((folder / "stats.json").read_text(encoding="utf-8")),
             "info": json.loads((folder / "curate-info.json").read_text(encoding="utf-8"))}
 

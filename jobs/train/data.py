@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
 
-from jobs.core.errors import QslmError
+from jobs.core.store.dataset_folder import DatasetError, read_table
 
 IGNORE = -100  # label of a token that is not trained on (torch cross_entropy's ignore_index)
 # A packed row's attention grid is this many tokens wide, or a multiple (jobs/train/packing.py): on the H200, sdpa
@@ -21,10 +21,6 @@ IGNORE = -100  # label of a token that is not trained on (torch cross_entropy's 
 # step brought a new width; a step of the same shape took 0.29 s for 4,096 tokens against 0.46 s for 2,614.
 # Rounded up to 128, v1 (max_length 1,024) has at most 8 widths; the padding adds under 0.5 % of the FLOPs.
 GRID_WIDTH_STEP = 128
-
-
-class DatasetError(QslmError):
-    """A dataset folder or row that training cannot use; the message names the file and the fix."""
 
 
 @dataclass
@@ -57,18 +53,8 @@ class Tokenized:
 
 def read_conversations(dataset_dir: str | Path) -> list[tuple[str, list[dict]]]:
     """(id, messages) for every row of DATASET_DIR/train.parquet, in file order."""
-    import pyarrow.parquet as pq
-
     path = Path(dataset_dir) / "train.parquet"
-    if not path.is_file():
-        raise DatasetError(f"{path} does not exist: --dataset must be a folder written by "
-                           f"`python -m jobs.curate --spec SPEC --out DATASET_DIR`")
-    table = pq.read_table(path)
-    if "messages" not in table.column_names:
-        raise DatasetError(f"{path} has no 'messages' column (columns: {', '.join(table.column_names)}); "
-                           f"rewrite it with the curate stage")
-    ids = table.column("id").to_pylist() if "id" in table.column_names else [f"row{i}" for i in range(len(table))]
-    rows = list(zip((str(i) for i in ids), table.column("messages").to_pylist()))
+    rows = [(str(r["id"]), r["messages"]) for r in read_table(dataset_dir, "train.parquet", ["id", "messages"])]
     if not rows:
         raise DatasetError(f"{path} has no rows: curation selected nothing; check curate.keywords and sources")
     for row_id, messages in rows:

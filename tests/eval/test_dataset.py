@@ -5,7 +5,8 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from jobs.eval import EvalError, dataset
+from jobs.core.store.dataset_folder import DatasetError
+from jobs.eval import dataset
 
 from .conftest import PARAGRAPHS, write_dataset
 
@@ -47,10 +48,10 @@ def test_paragraph_text_comes_only_from_examples_that_quote_it(tmp_path):
 
 
 def test_missing_file_and_column_name_the_fix(tmp_path):
-    with pytest.raises(EvalError, match="heldout.parquet: missing from the dataset folder"):
+    with pytest.raises(DatasetError, match="heldout.parquet: missing from the dataset folder"):
         dataset.heldout_texts(tmp_path)
     pd.DataFrame([{"id": "x", "body": "y"}]).to_parquet(tmp_path / "heldout.parquet")
-    with pytest.raises(EvalError, match="missing column"):
+    with pytest.raises(DatasetError, match="missing column"):
         dataset.heldout_texts(tmp_path)
 
 

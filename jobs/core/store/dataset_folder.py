@@ -10,11 +10,12 @@ import json
 import shutil
 import tempfile
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Sequence
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.core.errors import QslmError
 from jobs.core.store.provenance import sha256_file
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -39,6 +40,10 @@ PARAGRAPH_SCHEMA = pa.schema([
 DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "paragraphs.parquet", "stats.json")
 
 
+class DatasetError(QslmError):
+    """A dataset folder this version cannot read; the message names the file and the fix."""
+
+
 def example_id(messages: list[dict]) -> str:
     """An example's id: a hash of its messages, so equal examples share it wherever they were made."""
     return hashlib.sha256(json.dumps(messages, ensure_ascii=False, sort_keys=True).encode()).hexdigest()[:24]
@@ -51,6 +56,24 @@ def write_parquet(rows: list[dict], schema: pa.Schema, path: Path) -> None:
 
 def read_rows(path: Path) -> list[dict]:
     return pq.read_table(path).to_pylist()
+
+
+def read_table(folder: Path, name: str, columns: Sequence[str] = ()) -> list[dict]:
+    """The rows of one file of a dataset folder (only `columns` when given): the one reader train, eval and
+    synthesize use, with one error that names the file and the fix."""
+    path = Path(folder) / name
+    if not path.is_file():
+        raise DatasetError(f"{path}: missing from the dataset folder; pass the folder that `python -m jobs.curate "
+                           f"--out` (or `python -m jobs.synthesize --out`) wrote as --dataset")
+    try:
+        table = pq.read_table(path)
+    except (pa.ArrowException, OSError) as exc:
+        raise DatasetError(f"{path}: not a readable parquet file ({str(exc)[:200]}); curate the folder again") from None
+    missing = [c for c in columns if c not in table.column_names]
+    if missing:
+        raise DatasetError(f"{path}: missing column(s) {', '.join(missing)} (has {', '.join(table.column_names)}); "
+                           f"curate the folder again with this version of the code")
+    return (table.select(list(columns)) if columns else table).to_pylist()
 
 
 def dataset_sha256(folder: Path) -> str:
