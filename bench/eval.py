@@ -26,7 +26,7 @@ import time
 from pathlib import Path
 
 from bench.benchmodel import build_model
-from jobs.core.engine.generation import Engine, Sampling
+from jobs.core.engine.generation import Engine, EngineSettings, Sampling
 from jobs.core.spec.load import spec_by_tag
 from jobs.core.spec.suite import load_suite
 from jobs.eval.generate import conversations
@@ -128,8 +128,9 @@ def rate(tokens: int, seconds: float) -> dict:
 def fast(spec, adapter: Path, chats: list, new_tokens: int, repeats: int, compile_layers: bool) -> dict:
     """The engine's fast path: load, warm-up (compile + capture), then the timed calls; best of `repeats`."""
     reset_peak()
-    engine, load_s = timed(lambda: Engine.load(spec, {"adapter": adapter}, DEVICE, fast=True,
-                                               compile_layers=compile_layers))
+    settings = EngineSettings(device=DEVICE, memory_budget_gib=spec.train.memory_budget_gib, fast=True,
+                              compile_layers=compile_layers)
+    engine, load_s = timed(lambda: Engine.load(spec, {"adapter": adapter}, settings))
     forced = Sampling(max_new_tokens=new_tokens, min_new_tokens=new_tokens)
     r = {"path": engine.path, "note": engine.path_note, "load_s": load_s}
     _, r["warmup_s"] = timed(lambda: (engine.chat(chats, "adapter", forced), engine.chat(chats, None, forced),
@@ -155,9 +156,7 @@ def fast(spec, adapter: Path, chats: list, new_tokens: int, repeats: int, compil
     r["peak_reserved_gib"] = peak_gib()
     prompts = engine.prompt_ids(chats)
     r["compaction"] = compaction(backend, prompts, engine.tokenizer)
-    trace = Sampling(max_new_tokens=AGREEMENT_STEPS, min_new_tokens=AGREEMENT_STEPS)
-    r["trace"] = {which: backend.generate(prompts, which, trace, engine._stop_ids, engine.tokenizer,
-                                          keep_logits=AGREEMENT_STEPS) for which in ("adapter", None)}
+    r["trace"] = {which: engine.trace(chats, which, AGREEMENT_STEPS) for which in ("adapter", None)}
     del engine, backend
     free()
     return r
@@ -175,32 +174,17 @@ def compaction(backend, prompts: list[list[int]], tokenizer, steps: int = 64) ->
             "ended_early": sum(len(c) < steps for c in cut), "steps": steps}
 
 
-def agreement(spec, model_dir: Path, adapter: Path, prompts: list[list[int]], trace: dict) -> dict:
-    """Teacher-forced on the fast path's own tokens, the 4-bit path's logits at the same steps: relative L2 error
-    per step, and how often the top token agrees (a random model's top logits are nearly tied)."""
-    import contextlib
+def agreement(spec, adapter: Path, chats: list, trace: dict) -> dict:
+    """The fast path's logits on its first decode steps against the 4-bit path's (the exact engine, transformers +
+    peft) on the same tokens: relative L2 error per step, and how often the top token agrees."""
+    from jobs.core.engine.generation import agreement as compare
 
-    import torch
-
-    from jobs.core.engine.loading import load_adapter, load_base
-
-    model = load_adapter(load_base(spec, model_dir, torch.device(DEVICE)), adapter, "adapter").eval()
+    reference = Engine.load(spec, {"adapter": adapter}, EngineSettings(device=DEVICE, fast=False))
     r = {}
     for which in ("adapter", None):
-        tokens, logits = trace[which]
-        errors, top1, top5 = [], 0, 0
-        with model.disable_adapter() if which is None else contextlib.nullcontext(), torch.inference_mode():
-            for prompt, new, got in zip(prompts, tokens, logits):
-                ids = torch.tensor([prompt + new[:AGREEMENT_STEPS - 1]], device=DEVICE)
-                ref = model(input_ids=ids).logits[0, len(prompt) - 1:].float().cpu()
-                errors += ((got - ref).norm(dim=-1) / ref.norm(dim=-1)).tolist()
-                top1 += int((got.argmax(-1) == ref.argmax(-1)).sum())
-                top5 += int((ref.topk(5).indices == got.argmax(-1)[:, None]).any(-1).sum())
-        errors.sort()
-        r[which or "base"] = {"steps": len(errors), "max_rel_l2": errors[-1], "median_rel_l2": errors[len(errors) // 2],
-                              "top1_agree": top1 / len(errors), "top1_in_ref_top5": top5 / len(errors),
-                              "within_tolerance": errors[-1] <= TOLERANCE}
-    del model
+        a = compare(trace[which], reference, chats, which)
+        r[which or "base"] = a | {"within_tolerance": a["max_rel_l2"] <= TOLERANCE}
+    del reference
     free()
     return r
 
@@ -354,7 +338,7 @@ def main(argv: list[str] | None = None) -> int:
     trace = r["fast"].pop("trace", None)
     r["eager"].pop("trace", None)
     if trace:
-        phase(r, "agreement", lambda: agreement(spec, model_dir, adapter, prompts, trace))
+        phase(r, "agreement", lambda: agreement(spec, adapter, chats, trace))
     phase(r, "lora", lambda: {"unmerged_step_ms": 1e3 * lora_unmerged_step_s(len(chats)),
                               "merge_switch_ms": 1e3 * r["fast"].get("switch_s", float("nan"))})
     small = dataclasses.replace(spec, train=dataclasses.replace(spec.train, memory_budget_gib=3.0))
@@ -375,7 +359,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def fallback(spec, adapter: Path) -> dict:
-    engine = Engine.load(spec, {"adapter": adapter}, DEVICE)
+    engine = Engine.load(spec, {"adapter": adapter}, EngineSettings(device=DEVICE, batch_size=spec.eval.batch_size,
+                                                                   memory_budget_gib=spec.train.memory_budget_gib))
     r = {"budget_gib": spec.train.memory_budget_gib, "path": engine.path, "note": engine.path_note}
     del engine
     free()

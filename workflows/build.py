@@ -30,6 +30,7 @@ from jobs.core.spec.metrics import GATE_FAILED, HEADLINE
 from jobs.core.repo import REPO_ROOT
 from jobs.core.spec.load import spec_by_tag
 from jobs.core.store.backends import open_store
+from workflows.stages import STAGES
 
 
 class BuildError(QslmError):
@@ -70,7 +71,7 @@ def run_in_group(cmd: list[str]) -> int:
 
 
 def _stage(name: str, args: list[str]) -> int:
-    cmd = [sys.executable, "-m", f"jobs.{name}", *args]
+    cmd = [sys.executable, "-m", STAGES[name], *args]
     print(f"\n==> {name}: {' '.join(cmd[1:])}", flush=True)
     started = time.perf_counter()
     rc = run_in_group(cmd)
@@ -116,7 +117,7 @@ def build(tag: str, work_root: Path) -> int:
     rc = _stage("eval", eval_args)
     if rc not in (0, GATE_FAILED):
         raise BuildError("eval failed (see its message above); nothing was published")
-    if _stage("core.publish", ["--spec", spec_file, "--tag", tag, "--dataset", str(dataset),
+    if _stage("publish", ["--spec", spec_file, "--tag", tag, "--dataset", str(dataset),
                                "--adapter", str(adapter), "--report", str(report)]) != 0:
         raise BuildError("publish failed (see its message above)")
     manifest = read_manifest(store, tag)

@@ -29,6 +29,7 @@ from hera.workflows.models import (
 
 from jobs.core.spec.metrics import GATE_FAILED, HEADLINE
 from jobs.core.store import keys
+from workflows.stages import STAGES
 from workflows.steps import (
     DATA, DATA_KEY, HOUR, OUT, READABLE, RUN_ID, backoff, common_spec, folder_in, folder_out, stage, store_env,
     with_digest,
@@ -97,7 +98,7 @@ def dataset_in() -> Artifact:
 
 def curate() -> Container:
     return stage(
-        "curate", "curate", ["python", "-m", "jobs.curate"],
+        "curate", "curate", ["python", "-m", STAGES["curate"]],
         ["--spec", SPEC, "--out", OUT + "/dataset"],  # sources: the spec's, inside the mounted data/
         inputs=[Parameter(name="curated")],
         outputs=[folder_out("dataset", OUT + "/dataset", f"runs/{RUN_ID}/{{{{inputs.parameters.curated}}}}")],
@@ -111,7 +112,7 @@ def curate() -> Container:
 def synthesize() -> Container:
     # The train image: the engine writer runs the base model on the GPU; the reply cache lives in the store.
     return stage(
-        "synthesize", "train", ["python", "-m", "jobs.synthesize"],
+        "synthesize", "train", ["python", "-m", STAGES["synthesize"]],
         ["--spec", SPEC, "--dataset", "/in/curated", "--out", OUT + "/dataset"],
         inputs=[folder_in("curated", "/in/curated", key=keys.run_key(RUN_ID, "curated") + "/")],
         outputs=[folder_out("dataset", OUT + "/dataset", keys.run_key(RUN_ID, "dataset"))],
@@ -125,7 +126,7 @@ def synthesize() -> Container:
 
 def train() -> Container:
     return stage(
-        "train", "train", ["python", "-m", "jobs.train"],
+        "train", "train", ["python", "-m", STAGES["train"]],
         ["--spec", SPEC, "--dataset", "/in/dataset", "--out", OUT + "/adapter", "--checkpoints", "/state/checkpoints"],
         inputs=[dataset_in()],
         outputs=[folder_out("adapter", OUT + "/adapter", keys.run_key(RUN_ID, "adapter"))],
@@ -150,7 +151,7 @@ def eval_(compare: bool) -> Container:
         inputs.append(folder_in("previous", "/in/previous/metrics.json",
                                 key="{{workflow.parameters.previous-report}}"))
     return stage(
-        "eval-vs-previous" if compare else "eval-first", "eval", ["python", "-m", "jobs.eval"], args,
+        "eval-vs-previous" if compare else "eval-first", "eval", ["python", "-m", STAGES["eval"]], args,
         inputs=inputs,
         outputs=[folder_out("report", OUT + "/report", keys.run_key(RUN_ID, "report")),
                  # single files as well, so the UI previews them (HTML sandboxed, JSON rendered)
@@ -169,7 +170,7 @@ def eval_(compare: bool) -> Container:
 
 def publish() -> Container:
     return stage(
-        "publish", "curate", ["python", "-m", "jobs.core.store.publish"],  # core only: no torch needed to write the store
+        "publish", "curate", ["python", "-m", STAGES["publish"]],  # core only: no torch needed to write the store
         ["--spec", SPEC, "--tag", "{{workflow.parameters.tag}}", "--dataset", "/in/dataset",
          "--adapter", "/in/adapter", "--report", "/in/report",
          "--git-commit", "{{workflow.parameters.git-commit}}", "--git-dirty", "{{workflow.parameters.git-dirty}}"],

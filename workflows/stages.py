@@ -19,6 +19,11 @@ from jobs.core.errors import QslmError
 from jobs.core.store import keys
 from jobs.core.spec.load import load_spec
 
+# The build's stages in order, each with the command it runs (python -m MODULE): the local build (workflows/build.py)
+# runs them in this order, and the Argo pipeline's DAG (workflows/pipeline.py) runs the same commands in the same
+# order (tests/workflows/test_pipeline.py checks it). synthesize runs only when the spec has a `synthesize:` section.
+STAGES = {"curate": "jobs.curate", "synthesize": "jobs.synthesize", "train": "jobs.train", "eval": "jobs.eval",
+          "publish": "jobs.core.store.publish"}
 DATASET = keys.RUN_KEYS["dataset"]  # runs/<run>/dataset/: the dataset train, eval and publish read
 CURATED_FOR_SYNTHESIS = keys.RUN_KEYS["curated"]  # runs/<run>/curate/dataset/: curate's output when synthesize follows
 

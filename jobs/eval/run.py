@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from jobs.core.text.embed import load_embedder
-from jobs.core.engine.generation import Engine, Sampling
+from jobs.core.engine.generation import Engine, EngineSettings, Sampling
 from jobs.core.store.provenance import library_versions
 from jobs.core.spec.metrics import PER_QUESTION
 from jobs.core.spec.schema import BuildSpec
@@ -188,12 +188,10 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     timings = {}
 
     t = time.perf_counter()
-    engine = Engine.load(spec, {"adapter": adapter_dir}, device=spec.eval.device)
+    engine = Engine.load(spec, {"adapter": adapter_dir}, EngineSettings(
+        device=spec.eval.device, batch_size=spec.eval.batch_size, memory_budget_gib=spec.train.memory_budget_gib,
+        cpu_threads=spec.eval.cpu_threads))
     device = engine.device
-    if device == "cpu" and spec.train.execution.cpu_threads:  # the tiny model decodes ~30x faster on 1 busy core
-        import torch
-
-        torch.set_num_threads(spec.train.execution.cpu_threads)
     print(f"eval: answers by the {engine.path} generation path: {engine.path_note}", flush=True)
     timings["load_s"] = time.perf_counter() - t
     questions = [q.question for q in suite.questions]

@@ -143,7 +143,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = open_store()
         builds = {tag: open_build(store, tag) for tag in pick_tags(store, args.tag)}
-        engine = load_engine(list(builds.values()), args.device)
+        engine = load_engine(list(builds.values()), args.device, args.max_batch)
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)

@@ -148,13 +148,16 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def load_engine(builds: list[Build], device: str = "auto"):
-    """The engine with every build's adapter loaded under its tag, over the one base they share."""
+def load_engine(builds: list[Build], device: str = "auto", batch_size: int = 8):
+    """The engine with every build's adapter loaded under its tag, over the one base they share, within the
+    first build's GPU memory budget (its spec's train.memory_budget_gib: the card it was made for)."""
     check_one_base(builds)
     quiet_libraries()
-    from jobs.core.engine.generation import Engine
+    from jobs.core.engine.generation import Engine, EngineSettings
 
-    return Engine.load(builds[0].spec, adapters={b.tag: b.artifact("adapter") for b in builds}, device=device)
+    settings = EngineSettings(device=device, batch_size=batch_size,
+                              memory_budget_gib=builds[0].spec.train.memory_budget_gib)
+    return Engine.load(builds[0].spec, {b.tag: b.artifact("adapter") for b in builds}, settings)
 
 
 def describe(builds: list[Build], engine) -> str:

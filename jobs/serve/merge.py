@@ -86,13 +86,14 @@ def merged_dtype(folder: Path) -> str:
 
 def perplexities(build: Build, merged: dict[str, Path], texts: list[str], device: str = "auto") -> dict[str, float]:
     """Held-out perplexity (exp of mean next-token NLL, nats) of the adapter on its 4-bit base and of each merge."""
-    from jobs.core.engine.generation import Engine
+    from jobs.core.engine.generation import Engine, EngineSettings
 
-    out = {"adapter": _perplexity(Engine.load(build.spec, {build.tag: build.artifact("adapter")}, device), texts,
+    settings = EngineSettings(device=device, memory_budget_gib=build.spec.train.memory_budget_gib)
+    out = {"adapter": _perplexity(Engine.load(build.spec, {build.tag: build.artifact("adapter")}, settings), texts,
                                   build.tag)}
     for kind, folder in merged.items():
         train = dataclasses.replace(build.spec.train, quantization="none", compute_dtype=merged_dtype(folder))
         with _base_model_env(folder):
-            engine = Engine.load(dataclasses.replace(build.spec, train=train), None, device)
+            engine = Engine.load(dataclasses.replace(build.spec, train=train), None, settings)
         out[kind] = _perplexity(engine, texts, None)
     return out

@@ -57,9 +57,12 @@ class EngineWriter:
 
     def _load(self):
         if self.engine is None:
-            from jobs.core.engine.generation import Engine
+            from jobs.core.engine.generation import Engine, EngineSettings
 
-            self.engine = Engine.load(self.spec)
+            # the writer's own batch and the build's GPU memory budget (the engine reads no spec section itself)
+            settings = EngineSettings(batch_size=self.spec.synthesize.writer.batch_size,
+                                      memory_budget_gib=self.spec.train.memory_budget_gib)
+            self.engine = Engine.load(self.spec, None, settings)
             self.note = f"engine path {self.engine.path}: {self.engine.path_note}"
         return self.engine
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from jobs.core.engine.generation import Engine, Sampling
+from jobs.core.engine.generation import Engine, EngineSettings, Sampling
 from jobs.serve.export import heldout_texts
 from tests.serve.conftest import QUESTION, REPO
 
@@ -87,7 +87,7 @@ def test_the_original_merge_behaves_like_the_adapter_on_the_fp32_base(exported, 
     _, (smoke, _) = smoke_engine
     texts = heldout_texts(smoke)[:4]
     fp32 = dataclasses.replace(smoke.spec, train=dataclasses.replace(smoke.spec.train, quantization="none"))
-    unquantized = Engine.load(fp32, {"smoke": smoke.artifact("adapter")}, "cpu")
+    unquantized = Engine.load(fp32, {"smoke": smoke.artifact("adapter")}, EngineSettings(device="cpu"))
     _same(_without_peft(exported / "merged-original", texts, smoke_store), _engine_side(unquantized, "smoke", texts))
 
 

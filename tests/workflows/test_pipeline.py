@@ -338,3 +338,25 @@ def test_template_digest_tracks_the_definition():
     key = "quantum-slm/definition-sha256"
     assert a.annotations[key] == b.annotations[key]  # the namespace is not part of the definition
     assert push_template().annotations[key] != a.annotations[key]
+
+
+def test_the_dag_runs_the_stages_in_the_order_the_local_build_does(template):
+    """workflows/stages.py STAGES is the one order: every stage's command is a task of the DAG, and each task
+    comes after every stage listed before it (the local build runs them in that order). A stage may be two
+    alternative tasks (eval-first, eval-vs-previous): a later task waits for one of them."""
+    from workflows.stages import STAGES
+
+    templates = _by_name(template)
+    dag = next(t for t in templates.values() if "dag" in t)
+    tasks = {t["name"]: t for t in dag["dag"]["tasks"]}
+    by_module: dict[str, list[str]] = {}
+    for name, task in tasks.items():
+        container = templates[task["template"]].get("container", {})
+        if container.get("command", [])[:2] == ["python", "-m"]:
+            by_module.setdefault(container["command"][2], []).append(name)
+    order = [by_module[module] for module in STAGES.values()]
+    assert all(order), f"a stage is not in the DAG: {dict(zip(STAGES, order))}"
+    for i, later in enumerate(order):
+        for task in later:
+            for earlier in order[:i]:
+                assert set(earlier) & ancestors(task, tasks), f"{task} does not wait for {' or '.join(earlier)}"

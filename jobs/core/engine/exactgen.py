@@ -25,6 +25,17 @@ class ExactBackend:
         self.pad_id = tokenizer.pad_token_id
         self.device = next(model.parameters()).device
 
+    def trace(self, prompts, adapter, sampling, stop_ids, tokenizer, forced=None):
+        """Greedy, exactly sampling.max_new_tokens tokens (or the `forced` ones: another path's, to compare at the
+        same positions); each step's logits from one teacher-forced forward over the prompt and those tokens."""
+        tokens = forced or self.generate(prompts, adapter, sampling, stop_ids, tokenizer)
+        logits = []
+        with self._use(adapter), torch.inference_mode():
+            for prompt, new in zip(prompts, tokens):
+                ids = torch.tensor([prompt + new[:-1]], device=self.device)
+                logits.append(self.model(input_ids=ids).logits[0, len(prompt) - 1:].float().cpu())
+        return tokens, logits
+
     def _use(self, adapter: str | None):
         """The adapter switched on, or (None) every adapter switched off for the base alone."""
         from peft import PeftModel

@@ -108,12 +108,12 @@ class FastBackend:
         self.compile_seconds = 0.0
 
     @classmethod
-    def build(cls, model, adapters: list[str], spec, compile_layers: bool = True) -> "FastBackend":
+    def build(cls, model, adapters: list[str], spec, budget_gib: float, compile_layers: bool = True) -> "FastBackend":
         dtype = compute_dtype(spec)
         device = next(model.parameters()).device
         with torch.inference_mode():
             weights, targets, loras = fastmodel.build_weights(model, adapters, spec.train.quantization == "nf4", dtype)
-        budget = int(spec.train.memory_budget_gib * 2 ** 30) if device.type == "cuda" else None
+        budget = int(budget_gib * 2 ** 30) if device.type == "cuda" else None
         return cls(weights, targets, loras, device, budget, compile_layers)
 
     @staticmethod
@@ -208,9 +208,19 @@ class FastBackend:
         torch.cuda.synchronize(self.device)
         self.compile_seconds += time.perf_counter() - start
 
-    def generate(self, prompts, adapter, sampling, stop_ids, tokenizer, keep_logits: int = 0):
-        """New token ids per prompt (to its first stop token, or max_new_tokens), in input order. keep_logits > 0
-        also returns each prompt's float32 logits of its first keep_logits steps (checks against the 4-bit path)."""
+    def generate(self, prompts, adapter, sampling, stop_ids, tokenizer):
+        """New token ids per prompt (to its first stop token, or max_new_tokens), in input order."""
+        return self._generate(prompts, adapter, sampling, stop_ids, tokenizer, 0)[0]
+
+    def trace(self, prompts, adapter, sampling, stop_ids, tokenizer, forced=None):
+        """Greedy, exactly sampling.max_new_tokens tokens: new ids and float32 logits per prompt (Engine.trace).
+        Teacher forcing (`forced`) is the reference path's: this path is the one being checked."""
+        if forced is not None:
+            raise ValueError("the fast path traces its own tokens; pass forced tokens to the exact path")
+        tokens, logits = self._generate(prompts, adapter, sampling, stop_ids, tokenizer, sampling.max_new_tokens)
+        return tokens, [x.float().cpu() for x in logits]
+
+    def _generate(self, prompts, adapter, sampling, stop_ids, tokenizer, keep_logits: int):
         with torch.inference_mode():
             self.use(adapter)
             stops = torch.tensor(stop_ids, dtype=torch.long, device=self.device)
@@ -226,8 +236,7 @@ class FastBackend:
                                       keep_logits)
                 results.update(zip(group, out))
                 logits.update(zip(group, kept))
-        answers = [results[i] for i in range(len(prompts))]
-        return (answers, [logits[i] for i in range(len(prompts))]) if keep_logits else answers
+        return [results[i] for i in range(len(prompts))], [logits.get(i) for i in range(len(prompts))]
 
     def _run(self, session, prompts, sampling, stops, generator, tokenizer, keep_logits):
         n, width = len(prompts), max(map(len, prompts))

@@ -94,8 +94,8 @@ def unsupported(model) -> str | None:
     return None
 
 
-def over_budget(model, spec, device) -> str | None:
-    """Why the dequantized base would not fit train.memory_budget_gib on this GPU (None: it fits, or a CPU)."""
+def over_budget(model, spec, device, budget_gib: float) -> str | None:
+    """Why the dequantized base would not fit `budget_gib` on this GPU (None: it fits, or a CPU)."""
     if device.type != "cuda":
         return None
     from peft.tuners.lora import LoraLayer
@@ -107,10 +107,10 @@ def over_budget(model, spec, device) -> str | None:
     cache = MIN_CACHE[0] * MIN_CACHE[1] * token_bytes(c.num_hidden_layers, c.num_key_value_heads,
                                                        c.hidden_size // c.num_attention_heads, size)
     need = torch.cuda.memory_allocated(device) + dense + kept + cache + WORKSPACE_BYTES
-    if need <= spec.train.memory_budget_gib * 2 ** 30:
+    if need <= budget_gib * 2 ** 30:
         return None
     return (f"it needs about {need / 2 ** 30:.1f} GiB (4-bit model while converting, {dense / 2 ** 30:.1f} GiB of "
-            f"dequantized weights, KV cache, workspace) and train.memory_budget_gib is {spec.train.memory_budget_gib}")
+            f"dequantized weights, KV cache, workspace) and the memory budget is {budget_gib} GiB")
 
 
 def token_bytes(layers: int, kv_heads: int, head_dim: int, size: int) -> int:

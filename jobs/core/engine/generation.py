@@ -1,7 +1,7 @@
 """Generation for every stage and command: one engine loads a base once and answers chats, streams, scores text.
 
-    from jobs.core.engine import Engine, Sampling
-    engine = Engine.load(spec, {"adapter": adapter_dir}, device=spec.eval.device)
+    from jobs.core.engine.generation import Engine, EngineSettings, Sampling
+    engine = Engine.load(spec, {"adapter": adapter_dir}, EngineSettings(device="cuda", batch_size=8))
     [answer] = engine.chat([[{"role": "user", "content": "What is a quantum kernel?"}]], "adapter", Sampling())
     for chunk in engine.stream(conversation, None, Sampling(temperature=0.7, seed=1)): print(chunk.text, end="")
     [(nats, tokens)] = engine.nll(["A held-out paragraph."], "adapter")
@@ -12,7 +12,7 @@ adapter None is the base alone from the same weights (no reload). `engine.path` 
   cpu-exact  transformers' own `generate` over the base as trained, with peft attaching the adapter. Greedy answers
              equal plain `generate` with peft token for token at every batch size: the reference path.
   gpu-nf4    the same code on the GPU (gpu-exact for an unquantized base): the fallback when the dequantized base
-             does not fit train.memory_budget_gib, or the architecture is not one the fast path implements.
+             does not fit the memory budget (EngineSettings), or the architecture is not one the fast path implements.
   gpu-fast   jobs/core/engine/fastgen.py + fastmodel.py: the NF4 base dequantized once to the compute dtype (the values
              bitsandbytes multiplies with), LoRA merged exactly, static KV cache, decode steps replayed from CUDA
              graphs. (cpu-fast, the same code without graphs, runs only when asked for: the tests use it.)
@@ -37,12 +37,26 @@ from typing import Iterator
 
 from jobs.core.errors import QslmError
 from jobs.core.engine.loading import ModelError, load_adapter, load_base, load_tokenizer, pick_device
+from jobs.core.engine.backend import Backend
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.spec.schema import BuildSpec
 
 END_OF_TURN = "<|im_end|>"
 END_OF_TEXT = "<|endoftext|>"  # Qwen's generation_config stops on it too; a base model may emit it instead
 NLL_MAX_TOKENS = 1024  # a longer text is scored on its first 1,024 tokens (the count returned says so)
+
+
+@dataclass(frozen=True)
+class EngineSettings:
+    """How an engine runs, chosen by its caller (eval from its spec section, serve from its flags, synthesis from
+    its writer), never read from a spec section behind the caller's back."""
+
+    device: str = "auto"  # auto (cuda when present) | cpu | cuda
+    batch_size: int = 8  # conversations per generate call on the exact path
+    memory_budget_gib: float = 11.5  # GPU memory the fast path may take (weights, KV cache, workspace)
+    cpu_threads: int | None = None  # torch threads on a CPU; None: torch's default (every core)
+    fast: bool | None = None  # None: the fast path on a GPU when it fits; True forces it (tests, on the CPU); False: exact
+    compile_layers: bool = True  # torch.compile the fast path's layers inside its CUDA graphs (False: eager kernels)
 
 
 class EngineError(QslmError):
@@ -86,7 +100,7 @@ class Engine:
 
     def __init__(self, backend, tokenizer, *, path: str, path_note: str, adapters: tuple[str, ...], context: int,
                  device: str, base_dir: Path):
-        self._backend = backend
+        self._backend: Backend = backend
         self.tokenizer = tokenizer
         self.base_dir = base_dir  # the base model's checkpoint folder, as resolve_base_model found it
         self.path, self.path_note, self.adapters = path, path_note, adapters
@@ -96,19 +110,22 @@ class Engine:
                                 | ({tokenizer.eos_token_id} if tokenizer.eos_token_id is not None else set()))
 
     @classmethod
-    def load(cls, spec: BuildSpec, adapters: dict[str, Path] | None = None, device: str = "auto",
-             fast: bool | None = None, compile_layers: bool = True) -> "Engine":
-        """The base once (as spec.train defines it), each adapter under its name. fast: None = the fast path on a
-        GPU when it fits train.memory_budget_gib, else the exact path; True forces it (tests run it on the CPU);
-        False the exact path. compile_layers: torch.compile the fast path's layers inside its CUDA graphs (False
-        keeps eager kernels in the graphs, for measuring)."""
+    def load(cls, spec: BuildSpec, adapters: dict[str, Path] | None = None,
+             settings: EngineSettings = EngineSettings()) -> "Engine":
+        """The base once (as spec.base_model and spec.train define it), each adapter under its name, run as
+        `settings` say (device, batch size, memory budget, threads, which path)."""
         adapters = dict(adapters or {})
+        fast = settings.fast
         base_dir = resolve_base_model(spec)
         tokenizer = load_tokenizer(base_dir)
         if END_OF_TURN not in tokenizer.get_vocab():
             raise ModelError(f"{base_dir}: the tokenizer has no {END_OF_TURN} token to stop answers on "
                              f"(the engine expects a Qwen2.5-style chat model)")
-        dev = pick_device(device)
+        dev = pick_device(settings.device)
+        if dev.type == "cpu" and settings.cpu_threads:  # the tiny model decodes ~30x faster on 1 busy core
+            import torch
+
+            torch.set_num_threads(settings.cpu_threads)
         model = load_base(spec, base_dir, dev)
         for i, (name, folder) in enumerate(adapters.items()):
             if i == 0:
@@ -119,13 +136,14 @@ class Engine:
         context = model.config.max_position_embeddings
         kind = "gpu" if dev.type == "cuda" else "cpu"
         use_fast = fast if fast is not None else kind == "gpu"
-        why_not = _fast_blocker(spec, model, dev) if use_fast else None
+        why_not = _fast_blocker(spec, model, dev, settings.memory_budget_gib) if use_fast else None
         if fast and why_not:
             raise EngineError(f"the fast generation path cannot run here: {why_not}")
         if use_fast and not why_not:
             from jobs.core.engine import fastgen
 
-            backend = fastgen.FastBackend.build(model, list(adapters), spec, compile_layers=compile_layers)
+            backend = fastgen.FastBackend.build(model, list(adapters), spec, settings.memory_budget_gib,
+                                                compile_layers=settings.compile_layers)
             del model
             backend.release()
             path = f"{kind}-fast"
@@ -137,10 +155,10 @@ class Engine:
         else:
             from jobs.core.engine.exactgen import ExactBackend
 
-            backend = ExactBackend(model, tokenizer, spec.eval.batch_size)
+            backend = ExactBackend(model, tokenizer, settings.batch_size)
             path = "cpu-exact" if kind == "cpu" else "gpu-nf4" if spec.train.quantization == "nf4" else "gpu-exact"
             note = (f"transformers generate over the base as trained ({spec.train.quantization}, "
-                    f"{spec.train.compute_dtype}) with peft adapters, batches of {spec.eval.batch_size}: "
+                    f"{spec.train.compute_dtype}) with peft adapters, batches of {settings.batch_size}: "
                     f"the reference path")
             if why_not:
                 note += f"; the fast path was not used because {why_not}"
@@ -204,12 +222,39 @@ class Engine:
         yield Chunk(text[len(sent):] if text.startswith(sent) else text,
                     finish(self.tokenizer, ids, self._stop_ids, sampling.stop))
 
+    def trace(self, conversations: list[list[dict]], adapter: str | None, steps: int,
+              forced: list[list[int]] | None = None) -> tuple[list[list[int]], list]:
+        """Greedy: each conversation's first `steps` new token ids and their float32 logits (steps x vocab, on the
+        CPU); on the exact path, `forced` tokens (another path's trace) are scored instead. The one window into a
+        path's numbers: `agreement` compares two paths with it (tests, benchmarks)."""
+        prompts = self.prompt_ids(conversations)
+        sampling = Sampling(max_new_tokens=steps, min_new_tokens=steps)
+        self._check(prompts, adapter, sampling, _names(conversations))
+        return self._backend.trace(prompts, adapter, sampling, self._stop_ids, self.tokenizer, forced)
+
     def nll(self, texts: list[str], adapter: str | None) -> list[tuple[float, int]]:
         """(sum of next-token NLL in nats, tokens scored) per text, in order: held-out perplexity."""
         self._check([], adapter, Sampling(), None)
         encoded = [self.tokenizer(t, add_special_tokens=False, truncation=True, max_length=NLL_MAX_TOKENS)["input_ids"]
                    for t in texts]
         return self._backend.nll(encoded, adapter, self.tokenizer.pad_token_id)
+
+
+def agreement(trace: tuple[list[list[int]], list], reference: "Engine", conversations: list[list[dict]],
+              adapter: str | None) -> dict:
+    """How closely a path's `trace` (Engine.trace of `conversations`) follows `reference`, an exact-path engine,
+    teacher-forced on the traced tokens: relative L2 error per step (worst and median) and how often the top token
+    agrees (a random model's top logits are nearly tied, so top-1 is the weaker test)."""
+    tokens, got = trace
+    _, ref = reference.trace(conversations, adapter, len(tokens[0]), forced=tokens)
+    errors, top1, top5 = [], 0, 0
+    for g, r in zip(got, ref):
+        errors += ((g - r).norm(dim=-1) / r.norm(dim=-1)).tolist()
+        top1 += int((g.argmax(-1) == r.argmax(-1)).sum())
+        top5 += int((r.topk(min(5, r.shape[-1])).indices == g.argmax(-1)[:, None]).any(-1).sum())
+    errors.sort()
+    return {"steps": len(errors), "max_rel_l2": errors[-1], "median_rel_l2": errors[len(errors) // 2],
+            "top1_agree": top1 / len(errors), "top1_in_ref_top5": top5 / len(errors)}
 
 
 def chat_prompt_ids(tokenizer, conversations: list[list[dict]]) -> list[list[int]]:
@@ -224,11 +269,11 @@ def _names(conversations: list[list[dict]]) -> list[str]:
             for i, m in enumerate(conversations)]
 
 
-def _fast_blocker(spec: BuildSpec, model, device) -> str | None:
+def _fast_blocker(spec: BuildSpec, model, device, budget_gib: float) -> str | None:
     """Why the fast path cannot run for this model and budget (None: it can)."""
     from jobs.core.engine import fastmodel
 
-    return fastmodel.unsupported(model) or fastmodel.over_budget(model, spec, device)
+    return fastmodel.unsupported(model) or fastmodel.over_budget(model, spec, device, budget_gib)
 
 
 def cut(tokenizer, ids: list[int], stop_ids: list[int], stops: tuple[str, ...]) -> tuple[list[int], str, bool]:

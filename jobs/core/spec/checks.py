@@ -87,6 +87,7 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
     _at_least({"eval.max_new_tokens": e.max_new_tokens, "eval.batch_size": e.batch_size,
                "eval.bootstrap_samples": e.bootstrap_samples}, 1, errors)
     _at_least({"eval.train_questions": e.train_questions}, 0, errors)
+    _at_least({"eval.cpu_threads": e.cpu_threads}, 1, errors)
     for kind, table in (("min", e.gate.min), ("max_regression", e.gate.max_regression)):
         for metric, value in table.items():
             where = f"eval.gate.{kind}.{metric}"

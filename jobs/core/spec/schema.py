@@ -144,6 +144,7 @@ class EvalSpec:
     bootstrap_samples: int = 1000
     seed: int = 0
     device: Literal["auto", "cpu", "cuda"] = "auto"  # where eval runs the model; auto = cuda when present
+    cpu_threads: int | None = None  # torch threads when eval runs on a CPU; None = torch's default (all cores)
     # training questions asked again (verbatim and reworded) to tell memorised from generalised; 0 = skip
     train_questions: int = 24
     gate: GateSpec = GateSpec()

@@ -7,7 +7,8 @@ import dataclasses
 
 import pytest
 
-from jobs.core.engine.generation import Engine, EngineError, Sampling, finish, held_back, stop_at
+from jobs.core.engine.generation import (Engine, EngineError, EngineSettings, Sampling, agreement, finish, held_back,
+                                        stop_at)
 
 QUESTIONS = ["What is a quantum kernel?", "Explain depolarizing noise on a NISQ device in a few sentences, please.",
              "Why?", "How does a feature map encode classical data into a Hilbert space?"]
@@ -48,20 +49,21 @@ def test_bad_sampling_is_refused(bad):
 
 # --- the tiny model (slow tier) ---------------------------------------------------------------------------------
 
-def _spec(smoke_spec, quantization="nf4", batch_size=None):
-    train = dataclasses.replace(smoke_spec.train, quantization=quantization)
-    ev = dataclasses.replace(smoke_spec.eval, batch_size=batch_size or smoke_spec.eval.batch_size)
-    return dataclasses.replace(smoke_spec, train=train, eval=ev)
+def _spec(smoke_spec, quantization="nf4"):
+    return dataclasses.replace(smoke_spec, train=dataclasses.replace(smoke_spec.train, quantization=quantization))
+
+
+CPU = EngineSettings(device="cpu")
 
 
 @pytest.fixture(scope="module")
 def exact(smoke_spec, tiny_adapter):
-    return Engine.load(smoke_spec, {"a": tiny_adapter}, "cpu")
+    return Engine.load(smoke_spec, {"a": tiny_adapter}, CPU)
 
 
 @pytest.fixture(scope="module")
 def fast(smoke_spec, tiny_adapter):
-    return Engine.load(smoke_spec, {"a": tiny_adapter}, "cpu", fast=True)
+    return Engine.load(smoke_spec, {"a": tiny_adapter}, dataclasses.replace(CPU, fast=True))
 
 
 @pytest.mark.slow
@@ -96,7 +98,8 @@ def test_greedy_equals_plain_generate_with_peft_at_every_batch_size(smoke_spec, 
         with model.disable_adapter():
             reference[None] = [plain(p) for p in prompts]
     assert reference["a"] != reference[None]
-    engines = [exact] + [Engine.load(_spec(smoke_spec, batch_size=b), {"a": tiny_adapter}, "cpu") for b in (1, 3)]
+    engines = [exact] + [Engine.load(smoke_spec, {"a": tiny_adapter}, dataclasses.replace(CPU, batch_size=b))
+                         for b in (1, 3)]
     for engine in engines:
         for adapter in ("a", None):
             assert engine.complete_ids(prompts, adapter, Sampling(max_new_tokens=12)) == reference[adapter]
@@ -108,7 +111,7 @@ def test_fast_path_equals_transformers_on_the_same_weights(smoke_spec, tiny_adap
     import torch
 
     spec = _spec(smoke_spec, quantization="none")
-    exact, fast = (Engine.load(spec, {"a": tiny_adapter}, "cpu", fast=f) for f in (False, True))
+    exact, fast = (Engine.load(spec, {"a": tiny_adapter}, dataclasses.replace(CPU, fast=f)) for f in (False, True))
     prompts = exact.prompt_ids(CHATS)
     for adapter in ("a", None):
         sampling = Sampling(max_new_tokens=12)
@@ -116,12 +119,10 @@ def test_fast_path_equals_transformers_on_the_same_weights(smoke_spec, tiny_adap
         got, want = fast.nll(QUESTIONS, adapter), exact.nll(QUESTIONS, adapter)
         assert [t for _, t in got] == [t for _, t in want]
         assert [n for n, _ in got] == pytest.approx([n for n, _ in want], rel=1e-5)
-        tokens, logits = fast._backend.generate(prompts, adapter, sampling, fast._stop_ids, fast.tokenizer,
-                                                keep_logits=4)
-        with exact._backend._use(adapter), torch.inference_mode():
-            for prompt, new, got in zip(prompts, tokens, logits):
-                ref = exact._backend.model(input_ids=torch.tensor([prompt + new[:3]])).logits[0, len(prompt) - 1:]
-                assert (got - ref.float()).abs().max() < 1e-4
+        tokens, logits = fast.trace(CHATS, adapter, 4)
+        _, reference = exact.trace(CHATS, adapter, 4, forced=tokens)
+        for got, ref in zip(logits, reference):
+            assert (got - ref).abs().max() < 1e-4
 
 
 @pytest.mark.slow
@@ -130,14 +131,9 @@ def test_fast_path_logits_agree_with_the_4bit_path(exact, fast):
     with bfloat16 block scales (AVX512-BF16), so the reference itself moves by about 1e-3 relative."""
     import torch
 
-    prompts = exact.prompt_ids(CHATS)
     for adapter in ("a", None):
-        tokens, logits = fast._backend.generate(prompts, adapter, Sampling(max_new_tokens=4), fast._stop_ids,
-                                                fast.tokenizer, keep_logits=4)
-        with exact._backend._use(adapter), torch.inference_mode():
-            for prompt, new, got in zip(prompts, tokens, logits):
-                ref = exact._backend.model(input_ids=torch.tensor([prompt + new[:3]])).logits[0, len(prompt) - 1:]
-                assert float((got - ref).norm() / ref.norm()) < 1e-2
+        found = agreement(fast.trace(CHATS, adapter, 4), exact, CHATS, adapter)
+        assert found["steps"] == 4 * len(CHATS) and found["max_rel_l2"] < 1e-2
 
 
 @pytest.mark.slow
@@ -200,7 +196,7 @@ def test_sampling_is_seeded(path, request):
 
 @pytest.mark.slow
 def test_switching_adapters_restores_the_base_exactly(smoke_spec, tiny_adapter, fast):
-    alone = Engine.load(smoke_spec, None, "cpu", fast=True)
+    alone = Engine.load(smoke_spec, None, dataclasses.replace(CPU, fast=True))
     base_nll = alone.nll(QUESTIONS, None)
     base_ids = alone.complete_ids(alone.prompt_ids(CHATS), None, Sampling(max_new_tokens=8))
     with_adapter = fast.nll(QUESTIONS, "a")
