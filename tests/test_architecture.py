@@ -113,6 +113,16 @@ def test_the_product_never_imports_the_tools(module):
     assert not tools, f"{module} imports {tools}: bench/ holds development tools, not product code"
 
 
+def test_no_two_modules_share_a_name():
+    """Two modules of one name doing different things is a bug waiting (jobs/ and workflows/; each stage's run.py,
+    __main__.py and __init__.py are the one convention that repeats)."""
+    seen: dict[str, list[str]] = {}
+    for name, path in MODULES.items():
+        if not name.startswith("bench") and path.name not in ("__init__.py", "__main__.py", "run.py"):
+            seen.setdefault(path.name, []).append(name)
+    assert not {k: v for k, v in seen.items() if len(v) > 1}
+
+
 def test_no_module_imports_itself_through_another():
     cycles = []
     for start in sorted(MODULES):

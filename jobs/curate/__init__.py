@@ -11,9 +11,9 @@ select.py      keywords in the text or a section title, captions/tables beside i
                eval questions (on where installed), human overrides, context; explain.py: --explain's listing
 examples.py    chat examples from templates: explain, define, relate, researcher, engineer
 split.py       held-out sections
-               (near duplicates, eval leakage, the language guess: jobs/core/text/neardup.py, leakage.py, text.py)
+               (near duplicates, eval leakage, the language guess: jobs/core/text/neardup.py, leakage.py, prose.py)
 stats.py       stats.json and the printed summary
-run.py         the stage function (+ paragraphs.parquet for synthesis); bench.py: python -m bench.curate
+run.py         the stage function (+ paragraphs.parquet for synthesis); the benchmark: python -m bench.curate
 
 Overrides (spec `curate.overrides`), for a human in the loop; ids come from `--explain` or a dataset's `paragraph_ids`:
     pin:  ["data/raw/thesis/main.tex#quantum-kernel-methods#p3"]    # always make examples from these

@@ -21,7 +21,7 @@ import re
 import unicodedata
 
 from jobs.core.spec.metrics import DIAGNOSTICS, WITH_BASE
-from jobs.eval import metrics
+from jobs.eval import scoring
 
 RIGHT_CONCEPT_RECALL = 0.5  # share of the expected concepts a right answer names
 RIGHT_SIMILARITY = 0.6  # MiniLM cosine to the reference a right answer reaches (unrelated text: ~0.1-0.3)
@@ -150,9 +150,9 @@ def _side_summary(side: dict) -> dict:
 
 def topic_keywords(questions: list[dict], keywords: list[str]) -> list[str]:
     """The spec's curate keywords a topic's questions, references or concepts mention (normalised words)."""
-    text = metrics.normalise(" ".join(q["question"] + " " + q["reference"] + " " + " ".join(q.get("concepts", []))
+    text = scoring.normalise(" ".join(q["question"] + " " + q["reference"] + " " + " ".join(q.get("concepts", []))
                                       for q in questions))
-    return [k for k in keywords if metrics.contains(text, metrics.normalise(k))]
+    return [k for k in keywords if scoring.contains(text, scoring.normalise(k))]
 
 
 def where_to_add_data(rows: list[dict], outcomes: dict, stats: dict, keywords: list[str]) -> dict:

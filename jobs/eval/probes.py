@@ -21,7 +21,7 @@ import math
 import re
 from typing import Callable
 
-from jobs.eval import diagnose, metrics
+from jobs.eval import diagnose, scoring
 
 REWORD_PROMPT = ("Rewrite the following question in different words, keeping exactly its meaning. Reply with the "
                  "rewritten question only.\n\nQuestion: {question}")
@@ -68,7 +68,7 @@ def accept_reword(original: str, candidate: str, similarity: float) -> bool:
     c = candidate.strip()
     if not c or "\n" in c or len(c) > REWORD_MAX_LENGTH * len(original) + 20:
         return False
-    return metrics.normalise(c) != metrics.normalise(original) and similarity >= REWORD_MIN_SIMILARITY
+    return scoring.normalise(c) != scoring.normalise(original) and similarity >= REWORD_MIN_SIMILARITY
 
 
 def _turns(example: dict) -> tuple[list[dict], str, str]:
@@ -110,7 +110,7 @@ def run(examples: list[dict], chat: Chat, embed, max_new_tokens: int) -> list[di
         for m in diagnose.MODELS:
             generations = chat(convs[form], m == "adapter", max_new_tokens) if examples else []
             refs = [_reference(g, a, max_new_tokens) for g, (_, _, a) in zip(generations, turns)]
-            sims = metrics.similarities([g.text for g in generations], refs, embed)
+            sims = scoring.similarities([g.text for g in generations], refs, embed)
             for row, g, sim in zip(rows, generations, sims):
                 row[form][m] = {"answer": g.text, "similarity": sim, "right": sim >= diagnose.RIGHT_SIMILARITY}
     return rows

@@ -38,7 +38,7 @@ from jobs.core.store.provenance import library_versions
 from jobs.core.spec.metrics import PER_QUESTION
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.spec.suite import Suite, load_suite
-from jobs.eval import EvalError, bootstrap, dataset, diagnose, faithfulness, generate, metrics, probes, sources
+from jobs.eval import EvalError, bootstrap, dataset, diagnose, faithfulness, generate, probes, scoring, sources
 from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
 
@@ -65,17 +65,17 @@ def read_previous(previous_dir: Path | None) -> dict | None:
 def score_rows(suite: Suite, answers: dict, embed, max_new_tokens: int) -> list[dict]:
     """One row per question with the adapter's and the base's answer and every per-answer score."""
     refs = [q.reference for q in suite.questions]
-    sims = {m: metrics.similarities([g.text for g in answers[m]], refs, embed) for m in MODELS}
+    sims = {m: scoring.similarities([g.text for g in answers[m]], refs, embed) for m in MODELS}
     rows = []
     for i, q in enumerate(suite.questions):
         row = {"id": q.id, "topic": q.topic, "source": q.source, "expect": q.expect, "question": q.question,
                "reference": q.reference, "concepts": [c.name for c in q.concepts], "paragraphs": list(q.paragraphs)}
         for m in MODELS:
             g = answers[m][i]
-            scores = metrics.score_answer(g.text, q.reference, q.concepts, sims[m][i])
-            scores.update(metrics.generation_stats(g.text, g.new_tokens, g.stopped, max_new_tokens))
+            scores = scoring.score_answer(g.text, q.reference, q.concepts, sims[m][i])
+            scores.update(scoring.generation_stats(g.text, g.new_tokens, g.stopped, max_new_tokens))
             scores["answer"] = g.text
-            scores["quality"] = metrics.answer_quality(scores)
+            scores["quality"] = scoring.answer_quality(scores)
             row[m] = scores
         rows.append(row)
     return rows

@@ -12,7 +12,7 @@ from typing import Callable, Iterator
 
 from jobs.core.spec.audiences import AUDIENCES, audience_prompt
 from jobs.serve.builds import Build
-from jobs.serve.sources import SourceIndex, format_sources
+from jobs.serve.nearest import SourceIndex, format_sources
 
 HELP = """commands:
   /reset                 forget the conversation (the system message stays)

@@ -6,7 +6,7 @@ prompts.py   the writer's protocol: facts (a choice per sentence), cloze (a choi
 writers.py   the engine (the build's base model) or an OpenAI-compatible endpoint; retries with backoff
 cache.py     every reply in the store, keyed by paragraph, prompt version, writer, sampling and seed
 plan.py      paragraphs -> requests -> candidates; filters.py: format, length, language, grounding
-examples.py  similarity, chat rows with provenance, eval leakage, near duplicates
-report.py    stats.json's synthesis section (fact coverage, every filter's count and samples), the summary
+rows.py      similarity, chat rows with provenance, eval leakage, near duplicates
+summary.py   stats.json's synthesis section (fact coverage, every filter's count and samples), the summary
 run.py       the stage function
 """

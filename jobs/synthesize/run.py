@@ -19,9 +19,9 @@ from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import library_versions
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.store.backends import open_store
-from jobs.synthesize import plan, report
+from jobs.synthesize import plan, summary
 from jobs.synthesize.cache import GenerationCache
-from jobs.synthesize.examples import screen
+from jobs.synthesize.rows import screen
 from jobs.synthesize.writers import SynthesisError, make_writer
 
 COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "curate-info.json")
@@ -68,10 +68,10 @@ def synthesize(spec: BuildSpec, dataset: Path, out: Path, quiet: bool = False) -
     paragraphs = training_paragraphs(spec, curated["paragraphs"])
     writer = make_writer(spec, resolve_base_model(spec) if spec.synthesize.writer.kind == "engine" else None)
     cache = GenerationCache(open_store(), writer.name)
-    rejected = report.Rejections()
+    rejected = summary.Rejections()
     found, facts, requests, generated = generate(spec, paragraphs, writer, cache, rejected)
     rows = screen(spec, found, writer.name, rejected)
-    st = report.stats(spec, curated, paragraphs, facts, rows, rejected, writer.name, requests)
+    st = summary.stats(spec, curated, paragraphs, facts, rows, rejected, writer.name, requests)
     train = sorted(curated["train"] + rows, key=lambda r: r["id"])
     info = {"stage": "synthesize", "versions": library_versions(), "writer": writer.name, "writer_note": writer.note,
             "calls": {"requests": requests, "generated": generated, "cached": requests - generated},
@@ -90,5 +90,5 @@ def synthesize(spec: BuildSpec, dataset: Path, out: Path, quiet: bool = False) -
 
     write_folder(out, fill)
     if not quiet:
-        print(report.summary(st, info, out))
+        print(summary.summary(st, info, out))
     return st

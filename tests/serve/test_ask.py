@@ -11,7 +11,7 @@ import pytest
 from jobs.core.spec.audiences import audience_prompt
 from jobs.core.engine.generation import Sampling
 from jobs.serve.chat import Chat
-from jobs.serve.sources import SourceIndex, passages
+from jobs.serve.nearest import SourceIndex, passages
 from tests.serve.conftest import QUESTION, REPO
 
 pytestmark = pytest.mark.slow
