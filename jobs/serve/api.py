@@ -41,7 +41,7 @@ def _validation_error(_request, exc: RequestValidationError) -> JSONResponse:
         return _error(400, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')}, "
                            f"at character {first['loc'][-1]})", code="json_invalid")
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-    where = ".".join(loc)
+    where = ".".join(loc) or (first.get("ctx") or {}).get("field", "")  # a field refused as a whole (protocol.py)
     message = first.get("msg", "invalid request").removeprefix("Value error, ")
     return _error(400, f"{where}: {message}" if where else message, param=where or None, code=first.get("type"))
 
