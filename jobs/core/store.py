@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -342,13 +343,35 @@ class S3Store:
             Bucket=self.bucket, Key=self._k(item.key), UploadId=item.handle))
 
 
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")  # S3's rule for bucket names
+
+
 def open_store(url: str | None = None) -> LocalStore | S3Store:
+    """The store QSLM_STORE names: a folder (made when first written), or s3://bucket[/prefix]. Anything else (a
+    file, another scheme, a bucket name S3 would refuse) is a StoreError now, not an empty store later."""
     url = url or os.environ.get("QSLM_STORE") or str(REPO_ROOT / "store")
+    use = "set QSLM_STORE to a folder (e.g. store) or to s3://bucket[/prefix]"
+    shown = repr(url[:200])
+    if "\0" in url or len(url) > 4096:
+        raise StoreError(f"QSLM_STORE={shown} is not a usable folder or URL; {use}")
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://"):].partition("/")
-        if not bucket:
-            raise StoreError(f"QSLM_STORE={url}: no bucket name; use s3://bucket[/prefix]")
+        if not BUCKET_NAME.match(bucket):
+            raise StoreError(f"QSLM_STORE={shown}: {bucket!r} is not an S3 bucket name (3 to 63 lower-case "
+                             f"letters, digits, '.' or '-'); use s3://bucket[/prefix]")
+        if any(part in (".", "..") for part in prefix.split("/")):
+            raise StoreError(f"QSLM_STORE={shown}: the prefix may not hold '.' or '..' parts; {use}")
         return S3Store(bucket, prefix)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url):
+        raise StoreError(f"QSLM_STORE={shown}: only s3:// URLs are stores (S3_ENDPOINT_URL names the server); {use}")
+    path = Path(url)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"QSLM_STORE={shown} is a file, not a folder; {use}")
+    for parent in path.absolute().parents:  # a file on the way makes every later write fail
+        if parent.exists():
+            if not parent.is_dir():
+                raise StoreError(f"QSLM_STORE={shown}: {parent} is a file, so the store folder cannot exist; {use}")
+            break
     return LocalStore(url)
 
 
