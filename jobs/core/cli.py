@@ -16,8 +16,8 @@ import sys
 
 from jobs.core import gc
 from jobs.core.errors import QslmError
-from jobs.core.registry import (IntegrityError, RegistryError, complete_tags, current_tag, promote, read_manifest,
-                                rollback, verify_build)
+from jobs.core.registry import (IntegrityError, RegistryDamage, RegistryError, complete_tags, current_tag, promote,
+                                read_manifest, rollback, verify_build)
 from jobs.core.spec import HEADLINE
 from jobs.core.store import open_store
 
@@ -29,7 +29,10 @@ def _fmt(value) -> str:
 
 
 def list_builds(store) -> str:
-    current = current_tag(store)
+    try:
+        current, damage = current_tag(store), ""
+    except RegistryDamage as exc:  # the builds can still be listed; which one is current cannot be known
+        current, damage = None, f"\nregistry damaged, current build unknown: {exc}"
     tags = {k.split("/")[1] for k in store.list("builds/") if k.count("/") >= 2}
     complete = set(complete_tags(store))
     rows = [("", "tag", "status", "created", "commit", *COLUMNS)]
@@ -49,7 +52,7 @@ def list_builds(store) -> str:
         return f"no builds in {store.url} yet: run `make build VERSION=smoke`"
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines + [f"\nstore: {store.url}   (* = current; incomplete = interrupted, never promoted)"])
+    return "\n".join(lines + [f"\nstore: {store.url}   (* = current; incomplete = interrupted, never promoted)"]) + damage
 
 
 def verify_text(store, tag: str) -> str:

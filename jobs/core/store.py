@@ -34,6 +34,9 @@ from jobs.core.spec import REPO_ROOT
 CHUNK = 1 << 20  # bytes read at a time when streaming a download or hashing
 
 
+LOCK_PREFIX = ".lock-"  # a local store's lock files (put_if), beside their key; never listed as keys
+
+
 class StoreError(QslmError):
     pass
 
@@ -115,6 +118,36 @@ class LocalStore:
         finally:
             tmp.unlink()
 
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """(content, version) of a key, (None, None) when absent; the version is what put_if compares."""
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key} in the store folder {self.url}: {exc.strerror}") from None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """Write `key` only if it is still at `version` (None: still absent); False when another writer changed it
+        first. An exclusive lock (fcntl) on a lock file beside the key spans the compare and the atomic rename."""
+        import fcntl
+
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = os.open(path.with_name(f"{LOCK_PREFIX}{path.name}"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._oserror(key, exc) from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+            if self.get_versioned(key)[1] != version:
+                return False
+            self.put_bytes(key, data)
+            return True
+        finally:
+            os.close(lock)
+
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -142,7 +175,7 @@ class LocalStore:
         if not base.is_dir():
             return []
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith((".tmp-", LOCK_PREFIX)))
 
     def _prune(self, folder: Path) -> None:
         # Empty folders left by a deletion go too, up to the store's root.
@@ -270,6 +303,37 @@ class S3Store:
         except ClientError as exc:
             if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict"):
                 raise KeyExists(f"{key} already exists in {self.url}") from None
+            raise self._error("PUT", key, exc) from None
+
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """(content, ETag) of a key, (None, None) when absent."""
+        from botocore.exceptions import ClientError
+
+        def fetch():
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+            return answer["Body"].read(), answer["ETag"]
+        try:
+            return self._call("GET", key, fetch)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None, None
+            raise self._error("GET", key, exc) from None
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """Write `key` only if its ETag is still `version` (None: still absent), by a conditional PUT (If-Match /
+        If-None-Match: *); False when another writer changed it first. A try that timed out may have written:
+        the caller recognises its own change when it reads the key again."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            self._call("PUT (conditional)", key, lambda: self.client.put_object(
+                Bucket=self.bucket, Key=self._k(key), Body=data, **condition))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict",
+                                                             "NoSuchKey", "412", "409"):
+                return False
             raise self._error("PUT", key, exc) from None
 
     def _get(self, key: str, consume):
