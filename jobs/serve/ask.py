@@ -15,7 +15,7 @@ import sys
 from jobs.core.errors import QslmError
 from jobs.core.store import open_store
 from jobs.serve.builds import describe, load_engine, open_build, pick_tags
-from jobs.serve.chat import Chat
+from jobs.serve.chat import Chat, TooLong
 
 PROMPT = "you> "
 
@@ -56,6 +56,8 @@ def repl(chat: Chat, out=sys.stdout) -> None:
             label, output = chat.command(line) if line.startswith("/") else (f"{chat.build.tag}> ", chat.ask(line))
         except EOFError:
             return
+        except TooLong as exc:  # this message only: the conversation goes on
+            label, output = "", f"({exc})"
         out.write(label)
         if isinstance(output, str):
             _write_stream([output], out)
