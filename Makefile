@@ -106,8 +106,9 @@ promote: need-version venv ## Make a build that passed its gate current: make pr
 rollback: venv ## Move `current` back to the previously promoted build
 	$(PY) -m jobs.core.cli rollback
 
-gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24]
-	$(PY) -m jobs.core.cli gc $(if $(call given,APPLY),--apply) $(if $(call given,MIN_AGE_HOURS),--min-age-hours $(call q,MIN_AGE_HOURS))
+gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24] [CLEAR_CACHE=writer|all]
+	$(PY) -m jobs.core.cli gc $(if $(call given,APPLY),--apply) $(if $(call given,MIN_AGE_HOURS),--min-age-hours $(call q,MIN_AGE_HOURS)) \
+	  $(if $(call given,CLEAR_CACHE),--clear-cache $(call q,CLEAR_CACHE))
 
 ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; no VERSION: the promoted build)
 	$(PY) -m jobs.serve.ask $(if $(call given,VERSION),--version $(call q,VERSION)) $(if $(call given,Q),-q $(call q,Q))

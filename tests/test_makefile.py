@@ -19,7 +19,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 HOSTILE = ["x;touch {m}", "`touch {m}`", "$(touch {m})", "$(shell touch {m})", "' ; touch {m} ; '",
            "a\ntouch {m}", '"$(touch {m})"', "$$(touch {m})", "${{HOME}}$(info x)$(shell touch {m})", "-e x|touch {m}&"]
 # target -> the variables it passes on (besides VERSION)
-TARGETS = {"ask": ["Q"], "compare": ["A", "B"], "gc": ["MIN_AGE_HOURS", "APPLY"], "export": ["OUT", "FORMAT", "QUANT"],
+TARGETS = {"ask": ["Q"], "compare": ["A", "B"], "gc": ["MIN_AGE_HOURS", "APPLY", "CLEAR_CACHE"], "export": ["OUT", "FORMAT", "QUANT"],
            "submit": ["REGISTRY", "WAIT"], "local-run": ["PAYLOAD", "IMAGE_TAG"],
            "images": ["REGISTRY", "PYTHON_BASE", "TORCH_BASE", "PUSH"]}
 

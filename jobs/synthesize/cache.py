@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import re
 from concurrent.futures import ThreadPoolExecutor
 
 from jobs.core import keys
@@ -22,11 +21,6 @@ from jobs.synthesize.prompts import PROMPT_VERSION
 from jobs.synthesize.writers import OVERSIZED, Request
 
 FETCH_THREADS = 16  # parallel GETs: an S3 round trip is ~10 ms, thousands of replies are read per run
-
-
-def writer_slug(name: str) -> str:
-    """A key-safe folder name for a writer: readable, plus a hash so two names never collide."""
-    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]
 
 
 def determinants(r: Request, writer: str) -> dict:
@@ -42,7 +36,7 @@ def request_key(r: Request, writer: str) -> str:
 class GenerationCache:
     def __init__(self, store, writer_name: str):
         self.store, self.writer = store, writer_name
-        self.slug = writer_slug(writer_name)
+        self.slug = keys.writer_slug(writer_name)
         self.known = set(store.list(keys.synthesis_cache_prefix(self.slug)))  # one listing, not a HEAD per reply
         self.malformed = 0  # replies received this run that the filters reject as malformed (kept marked so)
 
