@@ -62,3 +62,18 @@ def test_the_repl_goes_on_after_a_refused_message(chat, monkeypatch):
     text = out.getvalue()
     assert "message of 10,000 characters not taken" in text and text.count("t1> ok") == 2
     assert [t["content"] for t in chat.history] == ["hello", "ok", "again", "ok"]
+
+
+@pytest.mark.parametrize("args, expected", [
+    (["--seed", str(10**30)], "--seed 1000000000000000000000000000000 is outside"),
+    (["--temperature", "nan"], "--temperature nan is outside [0.0, 2.0]"),
+    (["--top-p", "0"], "--top-p 0.0 is outside"),
+    (["--max-new-tokens", "0"], "--max-new-tokens 0 is outside [1, 32768]"),
+    (["--system", "s" * 1_000_001], "--system is 1,000,001 characters"),
+])
+def test_the_one_shot_command_checks_its_numbers_before_loading_anything(args, expected, capsys, monkeypatch,
+                                                                         tmp_path):
+    monkeypatch.setenv("QSLM_STORE", str(tmp_path / "store"))
+    assert ask.main(["-q", "hello", *args]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("ask: error: ") and expected in err and "Traceback" not in err
