@@ -5,9 +5,10 @@ SHELL := /bin/bash
 SPECS := $(sort $(basename $(notdir $(wildcard data/builds/*.yaml))))
 comma := ,
 
-# A value given to make (VERSION, Q, OUT, ...) never reaches make's expansion or a shell unquoted: recipes take
-# it as $(call q,NAME), the raw text ($(value ...): a `$(shell ...)` inside is not expanded) in single quotes, and
-# make does not export command-line values into the recipes' environment (it would expand them to do so).
+# A value given to make (VERSION, Q, OUT, ...) never reaches make's expansion or a shell unquoted: each command-line
+# value becomes a simple variable holding its raw text (make never expands a `$(shell ...)` inside it, and exports
+# it to the recipes' environment as it is, so QSLM_STORE=... on the command line still reaches the commands), and
+# recipes take it as $(call q,NAME): that text in single quotes.
 # A newline becomes bash's $'\n' (make would end the command line there).
 define nl
 
@@ -15,7 +16,9 @@ define nl
 endef
 q = '$(subst $(nl),'$$'\n'',$(subst ','\'',$(value $(1))))'
 given = $(value $(1))
-unexport $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+given_on_command_line := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+$(foreach v,$(given_on_command_line),$(eval override $(v) := $$(value $(v))))
+export $(given_on_command_line)
 # Values that name tags, files or ports are checked against their pattern before anything else runs (the whole
 # value: bash's =~ has no multi-line mode, so a newline fails it). VERSION takes a comma list (submit, serve).
 TAG_RE := [A-Za-z0-9][A-Za-z0-9._-]{0,62}

@@ -94,6 +94,18 @@ def test_hostile_environment_values_are_quoted_too(tmp_path, fake_python):
     assert not marker.exists() and env["Q"] in out.read_bytes().decode().split("\0")
 
 
+def test_command_line_settings_reach_the_commands_as_given(tmp_path, fake_python):
+    marker = tmp_path / "ran"
+    out, env_out = tmp_path / "argv", tmp_path / "env"
+    script = tmp_path / "bin" / "python"
+    script.write_text(script.read_text() + 'printf %s "$QSLM_STORE" > "$ENV_OUT"\n')
+    store = f"/srv/store $(shell touch {marker}) `touch {marker}`"
+    subprocess.run(["make", "-o", ".venv/.installed", f"PY={fake_python}", "list", f"QSLM_STORE={store}"],
+                   cwd=REPO_ROOT, env={**os.environ, "ARGV_OUT": str(out), "ENV_OUT": str(env_out)},
+                   capture_output=True, timeout=60)
+    assert env_out.read_text() == store and not marker.exists()
+
+
 def test_cluster_passes_dry_run_quoted():
     result = subprocess.run(["make", "-n", "cluster", "DRY_RUN=1;touch x"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=60)
