@@ -29,6 +29,7 @@ from jobs.core.loading import load_tokenizer
 from jobs.core.store import open_store
 from jobs.serve import ServeError, protocol
 from jobs.serve.builds import Build, describe, load_engine, open_build, pick_tags
+from jobs.serve.chat import MAX_CHARS_PER_TOKEN
 from jobs.serve.guard import MAX_HEADER_BYTES, Guard
 from jobs.serve.protocol import ChatRequest, error_body
 from jobs.serve.worker import Job, Worker
@@ -88,6 +89,12 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
         if system and not req.has_system():  # ask the way the adapter was trained unless the client says otherwise
             turns = [{"role": "system", "content": system}] + turns
         max_new = req.max_completion_tokens or req.max_tokens or build.spec.eval.max_new_tokens
+        chars = sum(len(t["content"]) for t in turns)
+        if chars > MAX_CHARS_PER_TOKEN * (context_tokens - max_new):  # plainly over: not worth tokenizing (seconds)
+            return _error(400, f"the messages are {chars:,} characters, more than {MAX_CHARS_PER_TOKEN} a token could "
+                               f"fill in the {context_tokens - max_new:,} tokens the model's {context_tokens} leave "
+                               f"beside {max_new} new ones; shorten the messages or lower max_tokens",
+                          param="messages", code="context_length_exceeded")
         prompt_tokens = len(chat_prompt_ids(tokenizer, [turns])[0])  # as the engine will format it
         info["prompt_tokens"] = prompt_tokens
         if prompt_tokens + max_new > context_tokens:

@@ -45,6 +45,9 @@ class WhitespaceTrim:
         return body
 
 
+MAX_CHARS_PER_TOKEN = 32  # far above any real text's characters per token (English: about 4)
+
+
 class TooLong(ServeError):
     """A message the context cannot hold; the chat says so and goes on."""
 
@@ -76,8 +79,15 @@ class Chat:
         """TooLong when the conversation (system message, `turns`) and the answer's max_new_tokens exceed the
         context, saying by how many tokens; nothing is changed."""
         conversation = ([{"role": "system", "content": system}] if system else []) + turns
-        tokens = len(self.engine.prompt_ids([conversation])[0])
         room = self.engine.context - self.sampling.max_new_tokens
+        chars = sum(len(t["content"]) for t in conversation)
+        if chars > MAX_CHARS_PER_TOKEN * room:  # plainly over: not worth seconds of tokenizing megabytes
+            raise TooLong(f"{what} not taken: the conversation would be {chars:,} characters, more than "
+                          f"{MAX_CHARS_PER_TOKEN} a token could fill in the {room:,} tokens the model's context of "
+                          f"{self.engine.context:,} leaves beside {self.sampling.max_new_tokens:,} for the answer "
+                          f"(over by at least {chars - MAX_CHARS_PER_TOKEN * room:,} characters). Shorten it; the "
+                          f"conversation is kept")
+        tokens = len(self.engine.prompt_ids([conversation])[0])
         if tokens > room:
             earlier = " or /reset to forget the earlier turns" if self.history else ""
             raise TooLong(f"{what} not taken: the conversation would be {tokens:,} tokens, {tokens - room:,} more "

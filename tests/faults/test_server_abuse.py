@@ -164,6 +164,13 @@ def test_every_field_is_checked_before_the_engine(server, field, value, status, 
     FIGURES["server abuse cases"] += 1
 
 
+def test_messages_plainly_over_the_context_are_refused_without_tokenizing(server):
+    port, _, _ = server
+    answer = _chat(port, {**CHAT, "messages": [{"role": "user", "content": "x" * 900_000}]})
+    assert _status(answer) == 400 and _json_body(answer)["error"]["code"] == "context_length_exceeded"
+    assert "900,000 characters" in _json_body(answer)["error"]["message"]
+
+
 def test_a_nan_in_the_body_is_refused(server):
     port, _, _ = server
     body = json.dumps(CHAT)[:-1] + ', "temperature": NaN}'

@@ -41,8 +41,12 @@ def test_a_message_over_the_context_is_refused_by_how_much_and_the_history_kept(
     with pytest.raises(TooLong) as err:
         chat.ask("x" * 5_000_000)
     message = str(err.value)
-    assert "message of 5,000,000 characters not taken" in message
-    assert "5,000,044 tokens, 4,998,252 more than the 1,792" in message and "/reset" in message
+    assert "message of 5,000,000 characters not taken" in message and "5,000,028 characters" in message
+    assert "over by at least 4,942,684 characters" in message
+    with pytest.raises(TooLong) as err:
+        chat.ask("x" * 50_000)  # inside the character bound: counted in tokens
+    message = str(err.value)
+    assert "50,044 tokens, 48,252 more than the 1,792" in message and "/reset" in message
     assert chat.history == kept and len(chat.engine.streamed) == 1
     assert "".join(chat.ask("And a feature map?")) == "ok" and len(chat.history) == 4
 
