@@ -118,7 +118,7 @@ def cache_garbage(store, which: str) -> list[Garbage]:
     writers = cache_writers(store)
     chosen = list(writers) if which == "all" else [w for w in writers if which in (w, w.rsplit("-", 1)[0])
                                                     or w == keys.writer_slug(which)]
-    if not chosen:
+    if not chosen and which != "all":
         raise RegistryError(f"no synthesis cache for writer {which[:100]!r} in {store.url}; cached writers: "
                             f"{', '.join(writers) or '(none)'}, or all")
     return [Garbage(k, f"cached reply of writer {w} (asked to clear)") for w in chosen
