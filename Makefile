@@ -2,14 +2,49 @@
 # Every target creates and reuses the project's virtual environment (.venv) by itself.
 
 SHELL := /bin/bash
+SPECS := $(sort $(basename $(notdir $(wildcard data/builds/*.yaml))))
+comma := ,
+
+# A value given to make (VERSION, Q, OUT, ...) never reaches make's expansion or a shell unquoted: each command-line
+# value becomes a simple variable holding its raw text (make never expands a `$(shell ...)` inside it, and exports
+# it to the recipes' environment as it is, so QSLM_STORE=... on the command line still reaches the commands), and
+# recipes take it as $(call q,NAME): that text in single quotes.
+# A newline becomes bash's $'\n' (make would end the command line there).
+define nl
+
+
+endef
+q = '$(subst $(nl),'$$'\n'',$(subst ','\'',$(value $(1))))'
+given = $(value $(1))
+given_on_command_line := $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(v)))
+$(foreach v,$(given_on_command_line),$(eval override $(v) := $$(value $(v))))
+export $(given_on_command_line)
+# Values that name tags, files or ports are checked against their pattern before anything else runs (the whole
+# value: bash's =~ has no multi-line mode, so a newline fails it). VERSION takes a comma list (submit, serve).
+TAG_RE := [A-Za-z0-9][A-Za-z0-9._-]{0,62}
+VERSION_RE := $(TAG_RE)(,$(TAG_RE))*
+VERSION_WHY := is not a build tag: letters, digits, '.', '_' or '-', at most 63 (make submit and make serve take several, comma-separated); build specs: $(SPECS)
+PATH_RE := [A-Za-z0-9._/+-]+
+PATH_WHY := is not a plain path: letters, digits, '.', '_', '/', '+' or '-' only
+EXTRAS_RE := [a-z0-9_,-]+
+EXTRAS_WHY := is not a comma list of extras (pyproject.toml)
+PORT_RE := [0-9]{1,5}
+PORT_WHY := is not a port number
+from_user = $(filter command line environment environment override,$(origin $(1)))
+matches = $(shell v=$(call q,$(1)); [[ $$v =~ ^($($(2)))$$ ]] && echo ok)
+check = $(if $(and $(call from_user,$(1)),$(call given,$(1))),$(if $(call matches,$(1),$(2)),,$(error $(1)=$(call q,$(1)) $($(3)))))
+$(call check,VERSION,VERSION_RE,VERSION_WHY)
+$(call check,PYTHON,PATH_RE,PATH_WHY)
+$(call check,VENV,PATH_RE,PATH_WHY)
+$(call check,EXTRAS,EXTRAS_RE,EXTRAS_WHY)
+$(call check,PORT,PORT_RE,PORT_WHY)
+
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= curate,train,eval,serve,workflows,dev
-SPECS := $(sort $(basename $(notdir $(wildcard data/builds/*.yaml))))
 A ?=
 B ?=
-comma := ,
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
@@ -42,10 +77,10 @@ $(VENV)/.gguf: $(VENV)/.installed
 gguf: $(VENV)/.gguf ## Install llama.cpp's Python binding, for FORMAT=gguf exports and their test (compiles llama.cpp)
 
 need-version:
-	@if [ -z "$(VERSION)" ]; then echo "error: give a build tag: make $(MAKECMDGOALS) VERSION=<tag>  (build specs in data/builds/: $(SPECS))" >&2; exit 2; fi
+	@if [ -z $(call q,VERSION) ]; then echo "error: give a build tag: make "$(call q,MAKECMDGOALS)" VERSION=<tag>  (build specs in data/builds/: $(SPECS))" >&2; exit 2; fi
 
 build: need-version venv ## Run a whole build locally: make build VERSION=smoke (curate, train, eval, publish)
-	$(PY) -m workflows.build --tag $(VERSION)
+	$(PY) -m workflows.build --tag $(call q,VERSION)
 
 test: venv ## Run every test tier (unit, tiny-model, docker when an engine can be started)
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q
@@ -60,36 +95,37 @@ list: venv ## List the builds in the store with status and headline scores
 	$(PY) -m jobs.core.store.cli list
 
 show: need-version venv ## Print a build's manifest and re-hash its files: make show VERSION=v1
-	$(PY) -m jobs.core.store.cli show $(VERSION)
+	$(PY) -m jobs.core.store.cli show $(call q,VERSION)
 
 verify: need-version venv ## Re-hash every file of a build against its manifest: make verify VERSION=v1
-	$(PY) -m jobs.core.store.cli verify $(VERSION)
+	$(PY) -m jobs.core.store.cli verify $(call q,VERSION)
 
 compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (A: current, B: newest by default)
-	$(PY) -m jobs.eval.compare $(if $(A),--a $(A)) $(if $(B),--b $(B))
+	$(PY) -m jobs.eval.compare $(if $(call given,A),--a $(call q,A)) $(if $(call given,B),--b $(call q,B))
 
 promote: need-version venv ## Make a build that passed its gate current: make promote VERSION=v2
-	$(PY) -m jobs.core.store.cli promote $(VERSION)
+	$(PY) -m jobs.core.store.cli promote $(call q,VERSION)
 
 rollback: venv ## Move `current` back to the previously promoted build
 	$(PY) -m jobs.core.store.cli rollback
 
-gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24]
-	$(PY) -m jobs.core.store.cli gc $(if $(APPLY),--apply) $(if $(MIN_AGE_HOURS),--min-age-hours $(MIN_AGE_HOURS))
+gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24] [CLEAR_CACHE=writer|all]
+	$(PY) -m jobs.core.store.cli gc $(if $(call given,APPLY),--apply) $(if $(call given,MIN_AGE_HOURS),--min-age-hours $(call q,MIN_AGE_HOURS)) \
+	  $(if $(call given,CLEAR_CACHE),--clear-cache $(call q,CLEAR_CACHE))
 
 ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; no VERSION: the promoted build)
-	$(PY) -m jobs.serve.ask $(if $(VERSION),--tag $(VERSION)) $(if $(Q),-q "$$Q")
+	$(PY) -m jobs.serve.ask $(if $(call given,VERSION),--tag $(call q,VERSION)) $(if $(call given,Q),-q $(call q,Q))
 
 serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
-	$(PY) -m jobs.serve.api $(if $(VERSION),--tag $(VERSION)) --port $(PORT)
+	$(PY) -m jobs.serve.api $(if $(call given,VERSION),--tag $(call q,VERSION)) --port $(call q,PORT)
 
-export: need-version venv $(if $(filter gguf,$(FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
-	$(PY) -m jobs.serve.export --tag $(VERSION) $(if $(FORMAT),--format $(FORMAT)) $(if $(QUANT),--quant $(QUANT)) \
-	  $(if $(OUT),--out $(OUT))
+export: need-version venv $(if $(filter gguf,$(call given,FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
+	$(PY) -m jobs.serve.export --tag $(call q,VERSION) $(if $(call given,FORMAT),--format $(call q,FORMAT)) $(if $(call given,QUANT),--quant $(call q,QUANT)) \
+	  $(if $(call given,OUT),--out $(call q,OUT))
 
 images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
-	$(PYTHON) images/build_images.py --tag $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push) \
-	  $(if $(K3S_IMPORT),--k3s-import) $(if $(PYTHON_BASE),--python-base $(PYTHON_BASE)) $(if $(TORCH_BASE),--torch-base $(TORCH_BASE))
+	$(PYTHON) images/build_images.py --tag $(call q,VERSION) $(if $(call given,REGISTRY),--registry $(call q,REGISTRY)) $(if $(call given,PUSH),--push) \
+	  $(if $(call given,K3S_IMPORT),--k3s-import) $(if $(call given,PYTHON_BASE),--python-base $(call q,PYTHON_BASE)) $(if $(call given,TORCH_BASE),--torch-base $(call q,TORCH_BASE))
 
 constraints: venv ## Re-pin the images' packages to the venv's exact versions (after changing pyproject.toml)
 	{ sed -n 1,4p images/constraints.txt; $(VENV)/bin/pip freeze --exclude-editable | grep -v '^torch=='; } > images/constraints.txt.new
@@ -99,16 +135,16 @@ render: venv ## Write the Argo YAML from workflows/pipeline.py (committed; a tes
 	$(PY) -m workflows.render
 
 submit: need-version venv ## Start builds on the cluster, side by side: make submit VERSION=v2[,v3] [WAIT=1] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
-	$(PY) -m jobs.core.spec $(subst $(comma), ,$(VERSION))
-	$(PY) -m workflows.submit --tag $(VERSION) $(if $(WAIT),--wait) $(if $(IMAGES),--build-images) \
-	  $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(K3S),--k3s-import)
+	$(PY) -m jobs.core.spec $(subst $(comma),' ',$(call q,VERSION))
+	$(PY) -m workflows.submit --tag $(call q,VERSION) $(if $(call given,WAIT),--wait) $(if $(call given,IMAGES),--build-images) \
+	  $(if $(call given,REGISTRY),--registry $(call q,REGISTRY)) $(if $(call given,K3S),--k3s-import)
 
 local-run: venv ## Run the rendered workflows with Docker as a cluster would: VERSION=smoke, or PAYLOAD=push.json IMAGE_TAG=smoke (needs QSLM_STORE=s3://..., S3_ENDPOINT_URL)
-	@if [ -z "$(VERSION)$(PAYLOAD)" ]; then echo "error: give VERSION=<tag> (a build as make submit starts it) or PAYLOAD=<push.json> IMAGE_TAG=<tag> (a git push)" >&2; exit 2; fi
-	$(PY) -m workflows.emulator.run $(if $(PAYLOAD),--payload $(PAYLOAD),--tag $(VERSION)) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
+	@if [ -z $(call q,VERSION)$(call q,PAYLOAD) ]; then echo "error: give VERSION=<tag> (a build as make submit starts it) or PAYLOAD=<push.json> IMAGE_TAG=<tag> (a git push)" >&2; exit 2; fi
+	$(PY) -m workflows.emulator.run $(if $(call given,PAYLOAD),--payload $(call q,PAYLOAD),--tag $(call q,VERSION)) $(if $(call given,IMAGE_TAG),--image-tag $(call q,IMAGE_TAG))
 
 cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan)
-	DRY_RUN=$(DRY_RUN) scripts/cluster.sh
+	DRY_RUN=$(call q,DRY_RUN) scripts/cluster.sh
 
 bench: venv ## Curation benchmark on this machine (GPU benchmarks: see docs/benchmarks.md)
 	$(PY) -m bench.curate

@@ -28,6 +28,7 @@ from jobs.core.repo import REPO_ROOT
 from jobs.core.errors import QslmError
 from jobs.core.spec.tags import TAG_RULE, is_tag
 from workflows.names import run_name
+from workflows.payload import read_payload, repo_path, shape_problems
 
 CHART_VALUES = REPO_ROOT / "charts" / "quantum-slm" / "values.yaml"
 SPEC_FILE = re.compile(r"^data/builds/([^/]+)\.yaml$")
@@ -62,18 +63,26 @@ class PlannedBuild:
 
 def parse_push(payload: dict, source: str = "payload") -> Push:
     """The parts of a GitHub or Gitea push payload the decision needs (both carry the same fields)."""
+    if not isinstance(payload, dict):
+        raise TriggerError(f"{source}: expected a JSON object (a push event), got {type(payload).__name__}")
     missing = [k for k in ("ref", "after", "commits", "repository") if k not in payload]
     if missing:
         raise TriggerError(f"{source}: not a push event payload (no {', '.join(missing)}); the webhook must send "
                            f"push events (GitHub: X-GitHub-Event push, Gitea: X-Gitea-Event push)")
+    problems = shape_problems(payload)
+    if problems:
+        raise TriggerError(f"{source}: {len(problems)} problem(s) in this push payload:\n"
+                           + "\n".join(f"  - {p}" for p in problems))
     commits = payload.get("commits") or []
     # GitHub lists commits oldest first, Gitea newest first: order them by time (a stable sort keeps ties as sent).
     present, touched = set(), set()
     for commit in sorted(commits, key=lambda c: c.get("timestamp") or ""):
         for path in (commit.get("added") or []) + (commit.get("modified") or []):
+            path = repo_path(path, "", [])  # normalised: data/eval/../../x is x (checked above: never None)
             present.add(path)
             touched.add(path)
         for path in commit.get("removed") or []:
+            path = repo_path(path, "", [])
             present.discard(path)
             touched.add(path)
     total = payload.get("total_commits", len(commits))  # Gitea says how many there were
@@ -145,10 +154,7 @@ def records(push: Push, builds: list[PlannedBuild], store, image_tag: str, image
 
 def plan_command(args: argparse.Namespace) -> None:
     """What `plan` prints and writes: the tags on stdout, why on stderr, the records in --json."""
-    try:
-        push = parse_push(json.loads(args.payload.read_text()), str(args.payload))
-    except (OSError, ValueError) as exc:
-        raise TriggerError(f"{args.payload}: cannot read a JSON payload ({exc})") from None
+    push = parse_push(read_payload(args.payload, TriggerError), str(args.payload))
     store = None
     if args.store:
         from jobs.core.store import keys

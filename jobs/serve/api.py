@@ -3,15 +3,19 @@
     python -m jobs.serve.api --tag smoke[,v2] [--port 8000]      # `make serve VERSION=smoke,v2 PORT=8000`
 
 GET /v1/models lists the build tags; POST /v1/chat/completions answers with the build named in `model`, plain or
-streamed (server-sent events), honouring temperature, top_p, max_tokens, stop and seed. FastAPI + uvicorn serve
-HTTP; one worker thread owns the engine (worker.py). Bad requests get OpenAI-shaped 4xx errors.
+streamed (server-sent events), honouring temperature, top_p, max_tokens, stop and seed; GET /health answers 200
+while the server serves. FastAPI + uvicorn serve HTTP; one worker thread owns the engine (worker.py). Bad requests
+get OpenAI-shaped 4xx errors. Bounds, framing, the API key (QSLM_API_KEY; required off loopback) and the request
+log line: guard.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import ipaddress
 import json
+import os
 import sys
 
 from fastapi import FastAPI, Request
@@ -23,12 +27,15 @@ from starlette.exceptions import HTTPException
 from jobs.core.errors import QslmError
 from jobs.core.engine.loading import load_tokenizer
 from jobs.core.store.backends import open_store
-from jobs.serve import protocol
+from jobs.serve import ServeError, protocol
 from jobs.serve.builds import Build, describe, load_engine, open_build, pick_tags
+from jobs.serve.chat import MAX_CHARS_PER_TOKEN
+from jobs.serve.guard import MAX_HEADER_BYTES, Guard
 from jobs.serve.protocol import ChatRequest, error_body
 from jobs.serve.worker import Job, Worker
 
 DISCONNECT_POLL_S = 0.5  # how often a waiting plain request checks that its client is still there
+API_KEY_ENV = "QSLM_API_KEY"
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", param=None, code=None) -> JSONResponse:
@@ -41,7 +48,7 @@ def _validation_error(_request, exc: RequestValidationError) -> JSONResponse:
         return _error(400, f"the request body is not valid JSON ({first.get('ctx', {}).get('error', 'decode error')}, "
                            f"at character {first['loc'][-1]})", code="json_invalid")
     loc = [str(x) for x in first.get("loc", ()) if x != "body"]
-    where = ".".join(loc)
+    where = ".".join(loc) or (first.get("ctx") or {}).get("field", "")  # a field refused as a whole (protocol.py)
     message = first.get("msg", "invalid request").removeprefix("Value error, ")
     return _error(400, f"{where}: {message}" if where else message, param=where or None, code=first.get("type"))
 
@@ -50,12 +57,18 @@ def _http_error(_request, exc: HTTPException) -> JSONResponse:
     return _error(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
 
 
-def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens: int) -> FastAPI:
-    """The routes over a running worker; `tokenizer` is the server's own copy (the engine's belongs to the worker
-    thread: a tokenizer shared between threads can fail mid-call), used to count and check prompt tokens."""
+def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens: int, api_key: str | None = None,
+             log=None) -> Guard:
+    """The routes over a running worker, behind the guard; `tokenizer` is the server's own copy (the engine's
+    belongs to the worker thread: a tokenizer shared between threads can fail mid-call), used to count and check
+    prompt tokens."""
     app = FastAPI(title="quantum-slm", docs_url=None, redoc_url=None)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+
+    @app.get("/health")
+    def health() -> dict:
+        return {"status": "ok", "models": list(builds), "waiting": worker.waiting()}
 
     @app.get("/v1/models")
     def models() -> dict:
@@ -65,6 +78,8 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
     async def chat_completions(req: ChatRequest, request: Request):
         from jobs.core.engine.generation import Sampling, chat_prompt_ids
 
+        info = request.state.qslm_log  # the guard's log line for this request
+        info["model"] = req.model
         build = builds.get(req.model)
         if build is None:
             return _error(404, f"the model {req.model!r} does not exist here; this server serves "
@@ -74,7 +89,14 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
         if system and not req.has_system():  # ask the way the adapter was trained unless the client says otherwise
             turns = [{"role": "system", "content": system}] + turns
         max_new = req.max_completion_tokens or req.max_tokens or build.spec.eval.max_new_tokens
+        chars = sum(len(t["content"]) for t in turns)
+        if chars > MAX_CHARS_PER_TOKEN * (context_tokens - max_new):  # plainly over: not worth tokenizing (seconds)
+            return _error(400, f"the messages are {chars:,} characters, more than {MAX_CHARS_PER_TOKEN} a token could "
+                               f"fill in the {context_tokens - max_new:,} tokens the model's {context_tokens} leave "
+                               f"beside {max_new} new ones; shorten the messages or lower max_tokens",
+                          param="messages", code="context_length_exceeded")
         prompt_tokens = len(chat_prompt_ids(tokenizer, [turns])[0])  # as the engine will format it
+        info["prompt_tokens"] = prompt_tokens
         if prompt_tokens + max_new > context_tokens:
             return _error(400, f"this request needs {prompt_tokens} prompt + {max_new} new tokens, more than the "
                                f"model's {context_tokens}; shorten the messages or lower max_tokens",
@@ -87,13 +109,13 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
                                f"shortly", type_="rate_limit_error", code="queue_full")
         cid = protocol.completion_id()
         if req.stream:
-            return EventSourceResponse(_events(job, cid, req, prompt_tokens))
-        return await _answer(job, cid, req.model, prompt_tokens, request)
+            return EventSourceResponse(_events(job, cid, req, prompt_tokens, info))
+        return await _answer(job, cid, req.model, prompt_tokens, request, info)
 
-    return app
+    return Guard(app, api_key, **({"log": log} if log else {}))
 
 
-async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: Request):
+async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: Request, info: dict):
     try:
         while True:
             try:
@@ -103,13 +125,14 @@ async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: R
                     return None  # nobody to answer; `finally` drops the job if it has not started
                 continue
             if item[0] == "done":
+                info["completion_tokens"] = item[1].new_tokens
                 return protocol.completion(cid, model, item[1], prompt_tokens)
             return _error(500, item[1], type_="server_error")
     finally:
         job.cancelled.set()
 
 
-async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int):
+async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int, info: dict):
     """SSE data lines as OpenAI sends them: a role delta, content deltas, a finish chunk, [usage], [DONE]."""
     try:
         yield {"data": json.dumps(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}))}
@@ -118,6 +141,7 @@ async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int):
             if kind == "chunk":
                 yield {"data": json.dumps(protocol.chunk(cid, req.model, {"content": value}))}
             elif kind == "done":
+                info["completion_tokens"] = value.new_tokens
                 yield {"data": json.dumps(protocol.chunk(cid, req.model, {}, value.finish_reason))}
                 if req.include_usage():
                     usage = protocol.usage(prompt_tokens, value.new_tokens)
@@ -131,16 +155,45 @@ async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int):
         job.cancelled.set()  # the client left (or the answer ended): the worker stops at its next token
 
 
+def run_http(app, host: str, port: int) -> None:
+    """Serve `app` until stopped. h11 (uvicorn's pure-Python HTTP/1.1 parser, chosen explicitly so the bounds below
+    hold whatever else is installed) bounds the request line and headers; the guard bounds the body."""
+    import uvicorn
+
+    uvicorn.run(app, host=host, port=port, log_level="warning", http="h11",
+                h11_max_incomplete_event_size=MAX_HEADER_BYTES, timeout_keep_alive=5)
+
+
+def check_exposure(host: str, api_key: str | None) -> None:
+    """Off loopback the server is reachable by others: it must then require an API key."""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:  # a host name: it may resolve to anything
+        loopback = False
+    if not loopback and not api_key:
+        raise ServeError(f"--host {host} is not loopback, so others can reach this server: set {API_KEY_ENV}=<a "
+                         f"secret> and give clients that key (Authorization: Bearer <key>), or serve on 127.0.0.1")
+    if api_key is not None and len(api_key) < 16:
+        raise ServeError(f"{API_KEY_ENV} is {len(api_key)} characters; use at least 16 (e.g. `openssl rand -hex 24`)")
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Serve builds over the OpenAI chat-completions API.")
     p.add_argument("--tag", help="build tag(s), comma-separated (default: the promoted `current` build)")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback only)")
+    p.add_argument("--host", default="127.0.0.1", help=f"address to listen on (default: loopback only; any other "
+                   f"needs an API key in {API_KEY_ENV})")
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
     p.add_argument("--max-batch", type=int, default=8, help="plain greedy requests answered in one engine call")
     args = p.parse_args(argv)
+    api_key = os.environ.get(API_KEY_ENV) or None
     try:
+        for name, value, low, high in (("--port", args.port, 1, 65535), ("--max-queue", args.max_queue, 1, 100_000),
+                                       ("--max-batch", args.max_batch, 1, 1024)):
+            if not low <= value <= high:
+                raise ServeError(f"{name} {value} is outside [{low}, {high}]")
+        check_exposure(args.host, api_key)
         store = open_store()
         builds = {tag: open_build(store, tag) for tag in pick_tags(store, args.tag)}
         engine = load_engine(list(builds.values()), args.device, args.max_batch)
@@ -148,15 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     except QslmError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         return 2
-    import uvicorn
-
     worker = Worker(engine, args.max_queue, args.max_batch)
     worker.start()
-    app = make_app(builds, worker, tokenizer, engine.context)
+    app = make_app(builds, worker, tokenizer, engine.context, api_key)
     print(describe(list(builds.values()), engine), flush=True)
     print(f"serving {', '.join(builds)} at http://{args.host}:{args.port}/v1 (OpenAI API; Ctrl-C stops)", flush=True)
     try:
-        uvicorn.run(app, host=args.host, port=args.port, log_level="warning")
+        run_http(app, args.host, args.port)
     finally:
         worker.stop()
     return 0

@@ -14,10 +14,12 @@ import sys
 
 from jobs.core.errors import QslmError
 from jobs.core.store.backends import open_store
+from jobs.serve import ServeError
 from jobs.serve.builds import describe, load_engine, open_build, pick_tags
-from jobs.serve.chat import Chat
+from jobs.serve.chat import Chat, TooLong
 
 PROMPT = "you> "
+MAX_ARG_CHARS = 1_000_000  # -q and --system; the context check then counts tokens
 
 
 def _write_stream(chunks, out) -> str:
@@ -56,11 +58,28 @@ def repl(chat: Chat, out=sys.stdout) -> None:
             label, output = chat.command(line) if line.startswith("/") else (f"{chat.build.tag}> ", chat.ask(line))
         except EOFError:
             return
+        except TooLong as exc:  # this message only: the conversation goes on
+            label, output = "", f"({exc})"
         out.write(label)
         if isinstance(output, str):
             _write_stream([output], out)
         else:
             out.write(_note(chat, _write_stream(output, out)) + "\n")
+
+
+def check_sampling(args) -> None:
+    """The same ranges the server's requests have (protocol.py), before anything is loaded."""
+    from jobs.serve.protocol import MAX_NEW_TOKENS, SEED_RANGE
+
+    for name, value, low, high in (("--max-new-tokens", args.max_new_tokens, 1, MAX_NEW_TOKENS),
+                                   ("--temperature", args.temperature, 0.0, 2.0), ("--top-p", args.top_p, 1e-9, 1.0),
+                                   ("--seed", args.seed, *SEED_RANGE)):
+        if value is not None and not low <= value <= high:  # NaN fails it too
+            raise ServeError(f"{name} {value} is outside [{low}, {high}]")
+    for name, text in (("--question", args.question), ("--system", args.system)):
+        if text is not None and len(text) > MAX_ARG_CHARS:
+            raise ServeError(f"{name} is {len(text):,} characters; at most {MAX_ARG_CHARS:,} (the model's context "
+                             f"holds far less)")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -78,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.core.text.embed import load_embedder
         from jobs.core.engine.generation import Sampling
 
+        check_sampling(args)
         store = open_store()
         tag = pick_tags(store, args.tag)[0]
         build = open_build(store, tag, ("adapter",) if args.question else ("adapter", "dataset"))

@@ -3,6 +3,8 @@
 Commands: /reset, /system TEXT, /audience researcher|engineer|student [en|es], /base, /sources, /help, /exit.
 The system message is the one the adapter was trained with unless the user sets another; /audience puts the
 audience's prompt after it, exactly as curate wrote the audience variants of the training examples.
+A message (or a /system) that would make the conversation longer than the model's context, less the answer's
+max_new_tokens, is refused with its size in tokens and by how much it is over (TooLong); the conversation is kept.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from jobs.core.spec.audiences import AUDIENCES, audience_prompt
+from jobs.serve import ServeError
 from jobs.serve.builds import Build
 from jobs.serve.nearest import SourceIndex, format_sources
 
@@ -42,6 +45,13 @@ class WhitespaceTrim:
         return body
 
 
+MAX_CHARS_PER_TOKEN = 32  # far above any real text's characters per token (English: about 4)
+
+
+class TooLong(ServeError):
+    """A message the context cannot hold; the chat says so and goes on."""
+
+
 @dataclass
 class Chat:
     build: Build
@@ -65,9 +75,34 @@ class Chat:
             self.last = chunk.generation or self.last
             yield trim.feed(chunk.text)
 
+    def _check_fits(self, turns: list[dict], system: str | None, what: str) -> None:
+        """TooLong when the conversation (system message, `turns`) and the answer's max_new_tokens exceed the
+        context, saying by how many tokens; nothing is changed."""
+        conversation = ([{"role": "system", "content": system}] if system else []) + turns
+        room = self.engine.context - self.sampling.max_new_tokens
+        chars = sum(len(t["content"]) for t in conversation)
+        if chars > MAX_CHARS_PER_TOKEN * room:  # plainly over: not worth seconds of tokenizing megabytes
+            raise TooLong(f"{what} not taken: the conversation would be {chars:,} characters, more than "
+                          f"{MAX_CHARS_PER_TOKEN} a token could fill in the {room:,} tokens the model's context of "
+                          f"{self.engine.context:,} leaves beside {self.sampling.max_new_tokens:,} for the answer "
+                          f"(over by at least {chars - MAX_CHARS_PER_TOKEN * room:,} characters). Shorten it; the "
+                          f"conversation is kept")
+        tokens = len(self.engine.prompt_ids([conversation])[0])
+        if tokens > room:
+            earlier = " or /reset to forget the earlier turns" if self.history else ""
+            raise TooLong(f"{what} not taken: the conversation would be {tokens:,} tokens, {tokens - room:,} more "
+                          f"than the {room:,} the model's context of {self.engine.context:,} leaves beside "
+                          f"{self.sampling.max_new_tokens:,} for the answer. Shorten it{earlier}; the conversation "
+                          f"is kept")
+
     def ask(self, question: str) -> Iterator[str]:
-        """Stream the adapter's answer; the turn joins the history once it is complete."""
+        """Stream the adapter's answer; the turn joins the history once it is complete. Raises TooLong at once
+        (before any token) when the question does not fit."""
         turns = self.history + [{"role": "user", "content": question}]
+        self._check_fits(turns, self.system, f"message of {len(question):,} characters")
+        return self._answer(turns)
+
+    def _answer(self, turns: list[dict]) -> Iterator[str]:
         yield from self._stream(turns, self.build.tag)
         self.history = turns + [{"role": "assistant", "content": self.last.text}]
 
@@ -95,7 +130,12 @@ class Chat:
             self.history = []
             return "", "(conversation forgotten)"
         if name == "/system":
-            self.system = arg or self.build.system_prompt()
+            system = arg or self.build.system_prompt()
+            try:
+                self._check_fits(self.history, system, f"system message of {len(system or ''):,} characters")
+            except TooLong as exc:
+                return "", f"({exc})"
+            self.system = system
             return "", f"(system message: {self.system or 'the base model default'})"
         if name == "/audience":
             who, _, lang = arg.partition(" ")

@@ -17,6 +17,7 @@ import re
 
 from jobs.core.text.grounding import absent
 from jobs.core.text.prose import language
+from jobs.synthesize.writers import OVERSIZED, TOO_LONG
 
 FILTERS = ("malformed", "length", "language", "ungrounded", "off_topic", "leakage", "near_duplicate")
 FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
@@ -44,6 +45,25 @@ def parse_choice(reply: str, options: tuple[str, ...]) -> str | None:
     """The option a reply names: the reply is the option, perhaps quoted or followed by punctuation or words."""
     first = re.split(r"[\s.,;:!)\]\"']+", reply.strip().strip("\"'*(["), maxsplit=1)[0].lower()
     return next((o for o in options if o.lower() == first), None)
+
+
+def reply_limit(r) -> int:
+    """The most characters a reply to request `r` can honestly have: its max_new_tokens at 16 characters a token
+    (Qwen's longest common tokens are shorter), plus room for a JSON wrapper."""
+    return 256 + 16 * r.max_new_tokens
+
+
+def malformed(r, reply) -> bool:
+    """Whether a reply is not what request `r` asked for (the `malformed` filter, judged before caching): not
+    text, longer than reply_limit, a stand-in (TOO_LONG, OVERSIZED), not one of the options, or for a Q&A not
+    JSON with a question and an answer. The cache keeps such a reply marked malformed, never as a success."""
+    if not isinstance(reply, str) or len(reply) > reply_limit(r) or reply in (TOO_LONG, OVERSIZED):
+        return True
+    if r.options:
+        return parse_choice(reply, r.options) is None
+    if r.shape == "qa":
+        return parse_qa(reply) is None
+    return not reply.strip()
 
 
 def check_text(kind: str, question: str, answer: str, p: dict, spec) -> tuple[str, str] | None:

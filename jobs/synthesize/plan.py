@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from jobs.synthesize import prompts
 from jobs.synthesize.filters import check_text, parse_choice, parse_qa
-from jobs.synthesize.writers import TOO_LONG, Request
+from jobs.synthesize.writers import OVERSIZED, TOO_LONG, Request
 
 
 @dataclass
@@ -28,11 +28,11 @@ def paragraph_sha256(p: dict) -> str:
     return hashlib.sha256(json.dumps(what, ensure_ascii=False).encode()).hexdigest()
 
 
-def _request(spec, messages, p, options=(), slot: int = 0) -> Request:
+def _request(spec, messages, p, options=(), slot: int = 0, shape: str = "text") -> Request:
     y = spec.synthesize
     if options:  # a choice: greedy and short; the engine scores the options instead of sampling
         return Request(messages, tuple(options), 0.0, 1.0, 8, y.seed, paragraph_sha256(p))
-    return Request(messages, (), y.temperature, y.top_p, y.max_new_tokens, y.seed + slot, paragraph_sha256(p))
+    return Request(messages, (), y.temperature, y.top_p, y.max_new_tokens, y.seed + slot, paragraph_sha256(p), shape)
 
 
 def first_requests(spec, paragraphs: list[dict]) -> tuple[list[Request], list[tuple]]:
@@ -61,7 +61,7 @@ def second_requests(spec, facts: list[tuple[dict, int]]) -> tuple[list[Request],
             what.append(("cloze", p, j, options))
         for k in range(y.questions_per_fact):
             audience = y.audiences[k % len(y.audiences)]
-            reqs.append(_request(spec, prompts.qa_prompt(p, unit, audience, k), p, slot=k))
+            reqs.append(_request(spec, prompts.qa_prompt(p, unit, audience, k), p, slot=k, shape="qa"))
             what.append(("qa", p, j, audience))
     return reqs, what
 
@@ -98,8 +98,9 @@ def _candidate(spec, w: tuple, reply: str, rejected) -> Candidate | None:
         c = Candidate("fact-qa", p, qa[0], qa[1], w[2], w[3])
     else:
         c = Candidate("paraphrase", p, prompts.paraphrase_question(p, w[2]), reply.strip())
-        if not c.answer or reply == TOO_LONG:
-            rejected("malformed", "paraphrase", p, "an empty reply" if not c.answer else "prompt too long", reply)
+        if not c.answer or reply in (TOO_LONG, OVERSIZED):
+            why = "an empty reply" if not c.answer else "prompt too long" if reply == TOO_LONG else "reply too large"
+            rejected("malformed", "paraphrase", p, why, reply)
             return None
     failed = check_text(c.kind, c.question, c.answer, p, spec)
     if failed:

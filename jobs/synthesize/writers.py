@@ -1,14 +1,17 @@
 """The writers: the build's own base model through the generation engine, or an OpenAI-compatible endpoint
 through the official `openai` client. Both answer the same requests: free text, or a choice among options.
 
-An endpoint request that fails for a passing reason (connection refused or reset, timeout, 408/409/429, 5xx) is
-retried with exponential backoff (synthesize.writer.backoff_s, doubling, `retries` times); then the stage stops
-with an error naming the endpoint, the model and the last failure. Replies already received are in the cache,
-so a rerun resumes there.
+An endpoint request that fails for a passing reason (connection refused or reset, timeout, 408/409/429, 5xx, a
+truncated body) is retried with exponential backoff (synthesize.writer.backoff_s, doubling, `retries` times); then
+the stage stops with an error naming the endpoint, the model and the last failure. An answer that is JSON but not
+a chat completion stops it at once, naming the endpoint and what was wrong. A reply body is read only up to
+MAX_REPLY_BYTES: beyond that the reply is OVERSIZED, which the filters count as malformed and the cache never
+keeps. Replies already received are in the cache, so a rerun resumes there.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 import time
@@ -21,10 +24,36 @@ from jobs.core.spec.schema import BuildSpec
 
 RETRY_STATUS = (408, 409, 429)  # and every 5xx: the server may answer next time
 TOO_LONG = "[prompt too long for the writer's context]"  # the engine writer's reply to a prompt it cannot take
+OVERSIZED = "[reply larger than the writer's bound: dropped]"  # what stands for a reply too large to keep
+MAX_REPLY_BYTES = 1 << 20  # one chat completion's JSON; a reply of max_new_tokens (<= 32,768) tokens is far less
 
 
 class SynthesisError(QslmError):
     """The synthesis stage cannot go on; the message names the input, the writer or the value, and the fix."""
+
+
+class _NotJSON(Exception):
+    """A 200 answer whose body is not JSON (cut short, or a proxy's page): worth trying again."""
+
+
+class _NotACompletion(Exception):
+    """A JSON answer that is not a chat completion: the endpoint is not what the spec says; no retry helps."""
+
+
+def completion_text(body: bytes) -> str:
+    """The assistant's text of a chat-completion body; _NotJSON or _NotACompletion saying what is wrong."""
+    try:
+        data = json.loads(body)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise _NotJSON(f"{len(body):,} bytes that are not JSON ({str(exc)[:80]})") from None
+    choices = data.get("choices") if isinstance(data, dict) else None
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        raise _NotACompletion(f"no choices list in {str(body[:120])[2:-1]!r}")
+    message = choices[0].get("message")
+    content = message.get("content") if isinstance(message, dict) else None
+    if not isinstance(message, dict) or not isinstance(content, (str, type(None))):
+        raise _NotACompletion(f"choices[0].message.content is not text in {str(body[:120])[2:-1]!r}")
+    return content or ""
 
 
 @dataclass
@@ -36,6 +65,8 @@ class Request:
     max_new_tokens: int
     seed: int
     paragraph_sha256: str  # the paragraph (with its context) the request is about
+    shape: str = "text"  # what the reply must be: "text", or "qa" (JSON with a question and an answer); not a
+    # determinant of the reply (the messages ask for it), so not part of the cache key
 
     def sampling(self) -> dict:
         return {"temperature": self.temperature, "top_p": self.top_p, "max_new_tokens": self.max_new_tokens,
@@ -48,6 +79,8 @@ Done = Callable[[int, str], None]  # (request index, reply): called as each repl
 class EngineWriter:
     """The base model, exactly as the build trains it (4-bit or not), without an adapter; loaded on first use,
     so a run that finds every reply cached never loads it."""
+
+    reproducible = True  # the same request gives the same reply (greedy, or seeded): a malformed one is reused
 
     def __init__(self, spec: BuildSpec, model_dir):
         b, t = spec.base_model, spec.train
@@ -112,6 +145,8 @@ class EngineWriter:
 class OpenAIWriter:
     """Any OpenAI-compatible chat endpoint (vLLM, Ollama, llama.cpp server, a hosted API)."""
 
+    reproducible = False  # an endpoint can be fixed, or answer badly once: a malformed reply is asked again
+
     def __init__(self, spec: BuildSpec):
         w = spec.synthesize.writer
         self.w = w
@@ -130,13 +165,19 @@ class OpenAIWriter:
         self.client = OpenAI(base_url=self.base_url, api_key=key, timeout=w.timeout_s, max_retries=0)
 
     def _once(self, r: Request) -> str:
-        reply = self.client.chat.completions.create(
-            model=self.model, messages=r.messages, temperature=r.temperature, top_p=r.top_p,
-            max_tokens=r.max_new_tokens, seed=r.seed)
-        return reply.choices[0].message.content or ""
+        with self.client.chat.completions.with_streaming_response.create(
+                model=self.model, messages=r.messages, temperature=r.temperature, top_p=r.top_p,
+                max_tokens=r.max_new_tokens, seed=r.seed) as response:
+            body = bytearray()
+            for chunk in response.iter_bytes():  # read within the bound: never the whole of a runaway reply
+                body += chunk
+                if len(body) > MAX_REPLY_BYTES:
+                    return OVERSIZED
+        return completion_text(bytes(body))
 
     def ask(self, r: Request, stop: threading.Event) -> str | None:
         """The reply, after retries; None when another request already failed for good (`stop` is set)."""
+        import httpx2  # the openai client's HTTP library: its errors surface while a body streams in
         import openai
 
         started, last = time.monotonic(), None
@@ -156,6 +197,15 @@ class OpenAIWriter:
                 last = f"no reply within {self.w.timeout_s} s (synthesize.writer.timeout_s)"
             except openai.APIConnectionError as exc:
                 last = f"{exc.message} ({exc.__cause__ or 'no detail'})"
+            except httpx2.HTTPError as exc:  # while the body streams in: cut short, or too slow
+                last = f"the reply broke off ({type(exc).__name__}: {str(exc)[:120]})"
+            except _NotJSON as exc:
+                last = f"a reply of {exc}"
+            except _NotACompletion as exc:
+                stop.set()
+                raise SynthesisError(f"writer endpoint {self.base_url} (model {self.model}) answered with JSON that "
+                                     f"is not a chat completion: {exc}. Check synthesize.writer.base_url: it must "
+                                     f"be the root of an OpenAI-compatible API (ending in /v1)") from None
             if attempt < self.w.retries:
                 time.sleep(self.w.backoff_s * 2 ** attempt)
         stop.set()

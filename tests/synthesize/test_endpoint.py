@@ -55,14 +55,17 @@ def test_a_rerun_makes_no_call_and_one_changed_paragraph_regenerates_only_its_ow
     from jobs.curate.run import curate
 
     spec = synth_spec(smoke_spec, endpoint.url)
-    synthesize(spec, curated, tmp_path / "a", quiet=True)
+    stats = synthesize(spec, curated, tmp_path / "a", quiet=True)
     first = endpoint.requests
+    malformed = stats["synthesis"]["rejected"]["malformed"]["count"]  # the swap-test fact's broken JSON, 2 Q&A
+    assert malformed == 2
     synthesize(spec, curated, tmp_path / "b", quiet=True)
-    assert endpoint.requests == first  # every reply from the cache
+    # every well-formed reply from the cache; a malformed one is never a cached success: the endpoint is asked again
+    assert endpoint.requests == first + malformed
     for name in DATA_FILES:
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes(), name
     info = json.loads((tmp_path / "b" / "synthesize-info.json").read_text())
-    assert info["calls"] == {"requests": first, "generated": 0, "cached": first}
+    assert info["calls"] == {"requests": first, "generated": malformed, "cached": first - malformed}
 
     doc = tmp_path / "docs" / "k.md"  # the curated fixture's source; context 0 keeps neighbours' prompts as they were
     changed = synth_spec(smoke_spec, endpoint.url)
@@ -75,7 +78,8 @@ def test_a_rerun_makes_no_call_and_one_changed_paragraph_regenerates_only_its_ow
     synthesize(changed, tmp_path / "c1", tmp_path / "d1", quiet=True)
     p4 = [p for p in read_rows(tmp_path / "c1" / "paragraphs.parquet") if p["id"].endswith("#p4")]
     own = len(plan.first_requests(changed, p4)[0]) + len(plan.second_requests(changed, [(p4[0], 0)])[0])
-    assert endpoint.requests - before == own == 5  # its fact, paraphrase, cloze choice and 2 Q&A
+    # its fact, paraphrase, cloze choice and 2 Q&A; and the malformed replies, asked again
+    assert endpoint.requests - before - malformed == own == 5
     old, new = ({r["id"]: r["paragraph_ids"][0] for r in read_rows(tmp_path / d / "train.parquet")
                  if r["origin"] != "template"} for d in ("d0", "d1"))
     moved = {old[i] for i in old.keys() - new.keys()} | {new[i] for i in new.keys() - old.keys()}

@@ -24,9 +24,9 @@ def test_every_problem_of_the_section_is_reported_at_once(tmp_path):
     with pytest.raises(SpecError) as err:
         load_spec(_spec(tmp_path, bad))
     for expected in ("synthesize.colour: unknown key", "synthesize.writer.model: only for kind openai",
-                     "synthesize.writer.retries: must be at least 0", "synthesize.writer.timeout_s: must be positive",
+                     "synthesize.writer.retries: must be in [0, 20]", "synthesize.writer.timeout_s: must be in (0.0, 3600.0]",
                      "synthesize.audiences", "'boss'", "synthesize.answer_chars: give [low, high]",
-                     "synthesize.top_p", "synthesize.questions_per_fact: must be at least 1"):
+                     "synthesize.top_p", "synthesize.questions_per_fact: must be in [1, 50]"):
         assert expected in str(err.value), expected
 
 

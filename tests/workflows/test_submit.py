@@ -356,5 +356,5 @@ def test_make_submit_validates_every_spec_before_anything_else():
     proc = subprocess.run(["make", "-n", "submit", "VERSION=v2,v3", "WAIT=1"], cwd=repo, capture_output=True,
                           text=True, env={**os.environ, "MAKEFLAGS": ""})
     lines = [line for line in proc.stdout.splitlines() if "-m jobs." in line or "-m workflows." in line]
-    assert proc.returncode == 0 and lines[0].endswith("-m jobs.core.spec v2 v3"), proc.stdout
-    assert "-m workflows.submit --tag v2,v3 --wait" in lines[1]
+    assert proc.returncode == 0 and lines[0].endswith("-m jobs.core.spec 'v2' 'v3'"), proc.stdout
+    assert "-m workflows.submit --tag 'v2,v3' --wait" in lines[1]

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -31,6 +32,9 @@ from jobs.core.store.provenance import files_under, sha256_file
 from jobs.core.repo import REPO_ROOT
 
 CHUNK = 1 << 20  # bytes read at a time when streaming a download or hashing
+
+
+LOCK_PREFIX = ".lock-"  # a local store's lock files (put_if), beside their key; never listed as keys
 
 
 class StoreError(QslmError):
@@ -114,6 +118,36 @@ class LocalStore:
         finally:
             tmp.unlink()
 
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """(content, version) of a key, (None, None) when absent; the version is what put_if compares."""
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as exc:
+            raise StoreError(f"cannot read {key} in the store folder {self.url}: {exc.strerror}") from None
+        return data, hashlib.sha256(data).hexdigest()
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """Write `key` only if it is still at `version` (None: still absent); False when another writer changed it
+        first. An exclusive lock (fcntl) on a lock file beside the key spans the compare and the atomic rename."""
+        import fcntl
+
+        path = self._path(key)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock = os.open(path.with_name(f"{LOCK_PREFIX}{path.name}"), os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as exc:
+            raise self._oserror(key, exc) from None
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed, or the process dies
+            if self.get_versioned(key)[1] != version:
+                return False
+            self.put_bytes(key, data)
+            return True
+        finally:
+            os.close(lock)
+
     def get_bytes(self, key: str) -> bytes:
         try:
             return self._path(key).read_bytes()
@@ -141,7 +175,7 @@ class LocalStore:
         if not base.is_dir():
             return []
         keys = (p.relative_to(self.root).as_posix() for p in base.rglob("*") if p.is_file())
-        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith(".tmp-"))
+        return sorted(k for k in keys if k.startswith(prefix) and not Path(k).name.startswith((".tmp-", LOCK_PREFIX)))
 
     def _prune(self, folder: Path) -> None:
         # Empty folders left by a deletion go too, up to the store's root.
@@ -271,6 +305,37 @@ class S3Store:
                 raise KeyExists(f"{key} already exists in {self.url}") from None
             raise self._error("PUT", key, exc) from None
 
+    def get_versioned(self, key: str) -> tuple[bytes | None, str | None]:
+        """(content, ETag) of a key, (None, None) when absent."""
+        from botocore.exceptions import ClientError
+
+        def fetch():
+            answer = self.client.get_object(Bucket=self.bucket, Key=self._k(key))
+            return answer["Body"].read(), answer["ETag"]
+        try:
+            return self._call("GET", key, fetch)
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("NoSuchKey", "404"):
+                return None, None
+            raise self._error("GET", key, exc) from None
+
+    def put_if(self, key: str, data: bytes, version: str | None) -> bool:
+        """Write `key` only if its ETag is still `version` (None: still absent), by a conditional PUT (If-Match /
+        If-None-Match: *); False when another writer changed it first. A try that timed out may have written:
+        the caller recognises its own change when it reads the key again."""
+        from botocore.exceptions import ClientError
+
+        condition = {"IfNoneMatch": "*"} if version is None else {"IfMatch": version}
+        try:
+            self._call("PUT (conditional)", key, lambda: self.client.put_object(
+                Bucket=self.bucket, Key=self._k(key), Body=data, **condition))
+            return True
+        except ClientError as exc:
+            if exc.response.get("Error", {}).get("Code") in ("PreconditionFailed", "ConditionalRequestConflict",
+                                                             "NoSuchKey", "412", "409"):
+                return False
+            raise self._error("PUT", key, exc) from None
+
     def _get(self, key: str, consume):
         """Stream one object's body through consume(chunks); a missing key is a StoreError naming it."""
         from botocore.exceptions import ClientError
@@ -342,13 +407,35 @@ class S3Store:
             Bucket=self.bucket, Key=self._k(item.key), UploadId=item.handle))
 
 
+BUCKET_NAME = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]\Z")  # S3's rule for bucket names
+
+
 def open_store(url: str | None = None) -> LocalStore | S3Store:
+    """The store QSLM_STORE names: a folder (made when first written), or s3://bucket[/prefix]. Anything else (a
+    file, another scheme, a bucket name S3 would refuse) is a StoreError now, not an empty store later."""
     url = url or os.environ.get("QSLM_STORE") or str(REPO_ROOT / "store")
+    use = "set QSLM_STORE to a folder (e.g. store) or to s3://bucket[/prefix]"
+    shown = repr(url[:200])
+    if "\0" in url or len(url) > 4096:
+        raise StoreError(f"QSLM_STORE={shown} is not a usable folder or URL; {use}")
     if url.startswith("s3://"):
         bucket, _, prefix = url[len("s3://"):].partition("/")
-        if not bucket:
-            raise StoreError(f"QSLM_STORE={url}: no bucket name; use s3://bucket[/prefix]")
+        if not BUCKET_NAME.match(bucket):
+            raise StoreError(f"QSLM_STORE={shown}: {bucket!r} is not an S3 bucket name (3 to 63 lower-case "
+                             f"letters, digits, '.' or '-'); use s3://bucket[/prefix]")
+        if any(part in (".", "..") for part in prefix.split("/")):
+            raise StoreError(f"QSLM_STORE={shown}: the prefix may not hold '.' or '..' parts; {use}")
         return S3Store(bucket, prefix)
+    if re.match(r"^[A-Za-z][A-Za-z0-9+.-]*:", url):
+        raise StoreError(f"QSLM_STORE={shown}: only s3:// URLs are stores (S3_ENDPOINT_URL names the server); {use}")
+    path = Path(url)
+    if path.exists() and not path.is_dir():
+        raise StoreError(f"QSLM_STORE={shown} is a file, not a folder; {use}")
+    for parent in path.absolute().parents:  # a file on the way makes every later write fail
+        if parent.exists():
+            if not parent.is_dir():
+                raise StoreError(f"QSLM_STORE={shown}: {parent} is a file, so the store folder cannot exist; {use}")
+            break
     return LocalStore(url)
 
 

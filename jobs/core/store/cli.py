@@ -5,7 +5,7 @@
     python -m jobs.core.store.cli verify v1        # every file re-hashed; exit 2 naming each damaged one
     python -m jobs.core.store.cli promote v2       # re-hashes v2 first
     python -m jobs.core.store.cli rollback
-    python -m jobs.core.store.cli gc [--apply] [--min-age-hours 24]
+    python -m jobs.core.store.cli gc [--apply] [--min-age-hours 24] [--clear-cache WRITER|all]
 """
 
 from __future__ import annotations
@@ -16,8 +16,8 @@ import sys
 
 from jobs.core.store import gc
 from jobs.core.errors import QslmError
-from jobs.core.store.registry import (IntegrityError, RegistryError, complete_tags, current_tag, promote,
-    read_manifest, rollback, verify_build)
+from jobs.core.store.registry import (IntegrityError, RegistryDamage, RegistryError, complete_tags, current_tag,
+    promote, read_manifest, rollback, verify_build)
 from jobs.core.spec.metrics import HEADLINE
 from jobs.core.store.backends import open_store
 
@@ -29,7 +29,10 @@ def _fmt(value) -> str:
 
 
 def list_builds(store) -> str:
-    current = current_tag(store)
+    try:
+        current, damage = current_tag(store), ""
+    except RegistryDamage as exc:  # the builds can still be listed; which one is current cannot be known
+        current, damage = None, f"\nregistry damaged, current build unknown: {exc}"
     tags = {k.split("/")[1] for k in store.list("builds/") if k.count("/") >= 2}
     complete = set(complete_tags(store))
     rows = [("", "tag", "status", "created", "commit", *COLUMNS)]
@@ -49,7 +52,7 @@ def list_builds(store) -> str:
         return f"no builds in {store.url} yet: run `make build VERSION=smoke`"
     widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
     lines = ["  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows]
-    return "\n".join(lines + [f"\nstore: {store.url}   (* = current; incomplete = interrupted, never promoted)"])
+    return "\n".join(lines + [f"\nstore: {store.url}   (* = current; incomplete = interrupted, never promoted)"]) + damage
 
 
 def verify_text(store, tag: str) -> str:
@@ -62,15 +65,19 @@ def verify_text(store, tag: str) -> str:
     return f"verified {tag}: {result.files} files ({result.bytes / 1e6:.1f} MB) match the sha256 in its manifest"
 
 
-def run_gc(store, apply: bool, min_age_hours: float) -> str:
+def run_gc(store, apply: bool, min_age_hours: float, clear_cache: str | None = None) -> str:
     min_age_s = min_age_hours * 3600
+    if not min_age_s <= 100 * 365 * 86400:  # NaN fails this too
+        raise RegistryError(f"--min-age-hours {min_age_hours:g} is not a number of hours below a century")
     if min_age_s < gc.MIN_AGE_FLOOR_S:
         raise RegistryError(f"--min-age-hours {min_age_hours:g} is below {gc.MIN_AGE_FLOOR_S / 3600:g}: a "
                             f"younger attempt may still be publishing")
     garbage, kept = gc.find_garbage(store, min_age_s)
+    if clear_cache:
+        garbage += gc.cache_garbage(store, clear_cache)
     if apply:
         gc.collect(store, garbage)
-    return gc.gc_text(store, garbage, kept, apply, min_age_s)
+    return "\n".join(gc.cache_text(store) + [gc.gc_text(store, garbage, kept, apply, min_age_s)])
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -85,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     g.add_argument("--apply", action="store_true", help="remove them (default: only list them)")
     g.add_argument("--min-age-hours", type=float, default=24.0,
                    help="leave uncommitted attempts and unfinished writes younger than this (default 24)")
+    g.add_argument("--clear-cache", metavar="WRITER", help="also remove the synthesis cache of this writer (its "
+                   "folder or name as `gc` lists it), or of all writers: all")
     args = p.parse_args(argv)
     try:
         store = open_store()
@@ -102,7 +111,7 @@ def main(argv: list[str] | None = None) -> int:
             e = rollback(store)
             print(f"current: {e['tag']} (rolled back from {e['from']})")
         elif args.cmd == "gc":
-            print(run_gc(store, args.apply, args.min_age_hours))
+            print(run_gc(store, args.apply, args.min_age_hours, args.clear_cache))
     except QslmError as exc:
         print(f"{args.cmd}: error: {exc}", file=sys.stderr)
         return 2

@@ -12,6 +12,8 @@ What is garbage, and why removing it is safe:
 - unfinished writes older than --min-age-hours: local `.tmp-*` copies, S3 multipart uploads (of older versions,
   or of Argo's artifact uploads under runs/).
 Never touched: the files a manifest lists, sources/, runs/ (other than unfinished uploads) and registry/.
+The synthesis cache (cache/synthesis/<writer>/) is listed per writer and cleared only when asked for by name
+(--clear-cache WRITER, or `all`): its replies are not garbage, but a writer's may be worth asking again.
 """
 
 from __future__ import annotations
@@ -100,3 +102,29 @@ def gc_text(store, garbage: list[Garbage], kept: list[str], applied: bool, min_a
     if garbage and not applied:
         lines.append("dry run: nothing was changed; `make gc APPLY=1` removes them")
     return "\n".join(lines)
+
+
+def cache_writers(store) -> dict[str, int]:
+    """Cached synthesis replies per writer folder (its slug: the writer's name made key-safe, and a hash)."""
+    counts: dict[str, int] = defaultdict(int)
+    for key in store.list(keys.SYNTHESIS_CACHE):
+        counts[key[len(keys.SYNTHESIS_CACHE):].split("/", 1)[0]] += 1
+    return dict(sorted(counts.items()))
+
+
+def cache_garbage(store, which: str) -> list[Garbage]:
+    """Every cached reply of the writer `which`: its folder name, its name as the spec's writer gives it
+    (`openai:<model>@<revision>`, `engine:...`: synthesize-info.json records it), or `all`."""
+    writers = cache_writers(store)
+    chosen = list(writers) if which == "all" else [w for w in writers if which in (w, w.rsplit("-", 1)[0])
+                                                    or w == keys.writer_slug(which)]
+    if not chosen and which != "all":
+        raise RegistryError(f"no synthesis cache for writer {which[:100]!r} in {store.url}; cached writers: "
+                            f"{', '.join(writers) or '(none)'}, or all")
+    return [Garbage(k, f"cached reply of writer {w} (asked to clear)") for w in chosen
+            for k in store.list(keys.synthesis_cache_prefix(w))]
+
+
+def cache_text(store) -> list[str]:
+    return [f"synthesis cache: {w}: {n} replies (clear with `make gc CLEAR_CACHE={w} APPLY=1`)"
+            for w, n in cache_writers(store).items()]

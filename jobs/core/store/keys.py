@@ -8,6 +8,8 @@ of one tag cannot mix their files. Readers find a build's files through its mani
 
 from __future__ import annotations
 
+import hashlib
+import re
 import secrets
 from datetime import datetime, timezone
 
@@ -97,3 +99,11 @@ def synthesis_cache_key(writer_slug: str, key: str) -> str:
 
 def synthesis_cache_prefix(writer_slug: str) -> str:
     return f"cache/synthesis/{writer_slug}/"
+
+
+SYNTHESIS_CACHE = "cache/synthesis/"
+
+
+def writer_slug(name: str) -> str:
+    """A key-safe folder name for a writer: readable, plus a hash so two names never collide."""
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", name)[:80] + "-" + hashlib.sha256(name.encode()).hexdigest()[:8]

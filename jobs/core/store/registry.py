@@ -9,8 +9,12 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import shutil
+import sys
 import tempfile
+import time
+import uuid
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
@@ -18,7 +22,7 @@ from pathlib import Path
 from jobs.core.store import keys
 from jobs.core.errors import QslmError
 from jobs.core.store.provenance import sha256_file
-from jobs.core.spec.tags import check_tag
+from jobs.core.spec.tags import check_tag, is_tag
 from jobs.core.store.backends import StoreError
 
 
@@ -64,16 +68,81 @@ def complete_tags(store) -> list[str]:
     return [t for t in (keys.tag_of_manifest_key(k) for k in store.list("builds/")) if t]
 
 
-def history(store) -> list[dict]:
-    if not store.exists(keys.HISTORY_KEY):
+class RegistryDamage(RegistryError):
+    """registry/history.jsonl or current.json that is not what this module writes (edited by hand, a merge
+    conflict, a truncated copy): the message names the file, the line and how to repair it."""
+
+
+ACTIONS = ("promote", "rollback")
+CHANGE_TRIES = 30  # conditional writes of the history before giving up (each loser re-reads and retries)
+EVENT_HELP = ('each line is one JSON event such as {"action": "promote", "tag": "v2", "from": "v1", '
+              '"at": "2026-01-01T00:00:00+00:00"}')
+
+
+def _parse_history(store, raw: bytes | None) -> list[dict]:
+    """The events of history.jsonl; RegistryDamage naming the first bad line."""
+    if raw is None:
         return []
-    return [json.loads(line) for line in store.get_bytes(keys.HISTORY_KEY).decode().splitlines() if line.strip()]
+    where = f"{keys.HISTORY_KEY} in {store.url}"
+    try:
+        text = raw.decode()
+    except UnicodeDecodeError:
+        raise RegistryDamage(f"{where} is damaged: it is not UTF-8 text. Restore it from a backup, or rewrite it "
+                             f"({EVENT_HELP})") from None
+    events = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            event = json.loads(line)
+        except ValueError:
+            event = None
+        if not (isinstance(event, dict) and event.get("action") in ACTIONS and isinstance(event.get("tag"), str)
+                and is_tag(event["tag"])):
+            raise RegistryDamage(f"{where} is damaged at line {number} ({line[:60]!r}{'...' if len(line) > 60 else ''}"
+                                 f"): not a registry event. Repair it: fix or delete that line ({EVENT_HELP}); "
+                                 f"promote and rollback refuse to run until it is repaired")
+        events.append(event)
+    return events
+
+
+def history(store) -> list[dict]:
+    """Every promote and rollback, oldest first; RegistryDamage when the file is damaged."""
+    return _parse_history(store, store.get_versioned(keys.HISTORY_KEY)[0])
+
+
+def _current_file(store) -> str | None:
+    """The tag current.json names (a copy of the history's outcome for people and tools); RegistryDamage if bad."""
+    raw, _ = store.get_versioned(keys.CURRENT_KEY)
+    if raw is None:
+        return None
+    try:
+        tag = json.loads(raw).get("tag")
+    except (ValueError, UnicodeDecodeError, AttributeError):
+        tag = None
+    if not is_tag(tag):
+        raise RegistryDamage(f"{keys.CURRENT_KEY} in {store.url} is damaged (not {{\"tag\": ..., \"since\": ...}}): "
+                             f"delete it; the next promote or rollback writes it again from the history")
+    return tag
+
+
+def _warn(message: str) -> None:
+    print(f"registry: warning: {message}", file=sys.stderr, flush=True)
 
 
 def current_tag(store) -> str | None:
-    if not store.exists(keys.CURRENT_KEY):
-        return None
-    return json.loads(store.get_bytes(keys.CURRENT_KEY))["tag"]
+    """The promoted build: the outcome of the history (the record of truth); when the history is damaged, the
+    tag current.json names, with a warning. RegistryDamage only when neither can be read."""
+    try:
+        stack = _promoted_stack(history(store))
+        return stack[-1] if stack else None
+    except RegistryDamage as damage:
+        try:
+            tag = _current_file(store)
+        except RegistryDamage as second:
+            raise RegistryDamage(f"{damage}; and {second}") from None
+        _warn(f"{damage}; using {keys.CURRENT_KEY}, which names {tag!r}")
+        return tag
 
 
 def _promoted_stack(events: list[dict]) -> list[str]:
@@ -87,11 +156,46 @@ def _promoted_stack(events: list[dict]) -> list[str]:
     return stack
 
 
-def _record(store, event: dict) -> None:
-    events = history(store) + [event]
-    body = "".join(json.dumps(e, sort_keys=True) + "\n" for e in events)
-    store.put_bytes(keys.HISTORY_KEY, body.encode())
-    store.put_bytes(keys.CURRENT_KEY, json.dumps({"tag": event["tag"], "since": event["at"]}, indent=2).encode())
+def _change(store, decide) -> dict:
+    """Append the event `decide(events)` returns to the history, atomically and in order on both backends: the
+    history is read with its version and written back only if unchanged (put_if: a lock locally, a conditional
+    PUT on S3); a writer that lost re-reads and decides again, so N racing commands leave N events, each decided
+    on the history before it. current.json follows, written only forward (by event count)."""
+    event_id = uuid.uuid4().hex
+    for attempt in range(CHANGE_TRIES):
+        raw, version = store.get_versioned(keys.HISTORY_KEY)
+        events = _parse_history(store, raw)
+        mine = [e for e in events if e.get("id") == event_id]
+        if mine:  # a write that timed out had landed
+            event, count = mine[0], events.index(mine[0]) + 1
+            break
+        event = {**decide(events), "at": _now(), "id": event_id}
+        body = (raw or b"") + (b"" if not raw or raw.endswith(b"\n") else b"\n")
+        if store.put_if(keys.HISTORY_KEY, body + json.dumps(event, sort_keys=True).encode() + b"\n", version):
+            count = len(events) + 1
+            break
+        time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))  # seconds; spreads the losers out
+    else:
+        raise RegistryError(f"the registry in {store.url} changed under this command {CHANGE_TRIES} times in a row; "
+                            f"run it again")
+    _write_current(store, _promoted_stack(_parse_history(store, store.get_versioned(keys.HISTORY_KEY)[0])), count)
+    return event
+
+
+def _write_current(store, stack: list[str], count: int) -> None:
+    """current.json from the history's outcome after `count` events; never replaces a newer one."""
+    body = json.dumps({"tag": stack[-1] if stack else None, "since": _now(), "events": count}, indent=2).encode()
+    for attempt in range(CHANGE_TRIES):
+        raw, version = store.get_versioned(keys.CURRENT_KEY)
+        try:
+            written = json.loads(raw).get("events", 0) if raw is not None else -1
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            written = -1  # damaged: replace it
+        if isinstance(written, int) and written >= count:
+            return  # a later change already wrote it
+        if store.put_if(keys.CURRENT_KEY, body, version):
+            return
+        time.sleep(random.uniform(0, min(1.0, 0.02 * 2**attempt)))
 
 
 def promote(store, tag: str) -> dict:
@@ -99,29 +203,39 @@ def promote(store, tag: str) -> dict:
     if manifest.get("status") != "passed":
         raise RegistryError(f"build {tag!r} has status {manifest.get('status')!r}: only a build that passed its "
                             f"eval gate can be promoted (see `make show VERSION={tag}`)")
-    previous = current_tag(store)
-    if previous == tag:
-        raise RegistryError(f"build {tag!r} is already current")
     _check_intact(store, tag)
-    event = {"action": "promote", "tag": tag, "from": previous, "at": _now()}
-    _record(store, event)
-    return event
+
+    def decide(events: list[dict]) -> dict:
+        stack = _promoted_stack(events)
+        previous = stack[-1] if stack else None
+        if previous == tag:
+            raise RegistryError(f"build {tag!r} is already current")
+        return {"action": "promote", "tag": tag, "from": previous}
+    return _change(store, decide)
 
 
 def rollback(store) -> dict:
-    stack = _promoted_stack(history(store))
-    if len(stack) < 2:
-        raise RegistryError("nothing to roll back to: fewer than two builds have been promoted "
-                            f"(history: {' -> '.join(stack) or 'empty'})")
-    _check_intact(store, stack[-2])
-    event = {"action": "rollback", "tag": stack[-2], "from": stack[-1], "at": _now()}
-    _record(store, event)
-    return event
+    checked: set[str] = set()
+
+    def decide(events: list[dict]) -> dict:
+        stack = _promoted_stack(events)
+        if len(stack) < 2:
+            raise RegistryError("nothing to roll back to: fewer than two builds have been promoted "
+                                f"(history: {' -> '.join(stack) or 'empty'})")
+        if stack[-2] not in checked:
+            _check_intact(store, stack[-2])
+            checked.add(stack[-2])
+        return {"action": "rollback", "tag": stack[-2], "from": stack[-1]}
+    return _change(store, decide)
 
 
 def previous_build(store, tag: str) -> str | None:
     """The build to compare against: the promoted `current` one, else the newest complete build that passed."""
-    current = current_tag(store)
+    try:
+        current = current_tag(store)
+    except RegistryDamage as damage:  # compare with the newest passed build instead
+        _warn(str(damage))
+        current = None
     if current and current != tag:
         return current
     best = None

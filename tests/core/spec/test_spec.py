@@ -97,12 +97,12 @@ def test_one_mistake_per_section_is_caught_at_load_all_at_once(tmp_path):
     assert "curate.templates: unknown template(s) 'explian'" in msg
     assert f"curate.overrides: {overrides}: 2 problem(s)" in msg and "pin: expected a list" in msg
     assert "keep: unknown key" in msg
-    assert "train.execution.micro_batch_size: must be at least 1, got 0" in msg
-    assert "train.execution.loss_chunk_tokens: must be at least 0, got -1" in msg
+    assert "train.execution.micro_batch_size: must be in [1, 1,024], got 0" in msg
+    assert "train.execution.loss_chunk_tokens: must be in [0, 1,048,576], got -1" in msg
     assert f"eval.suite: {suite}: 1 problem(s)" in msg and "missing key(s) concepts" in msg
     assert "eval.gate.min.concept_recal: unknown metric" in msg
     assert "eval.gate.min.perplexity: perplexity is lower-is-better" in msg
-    assert "eval.gate.max_regression.bleu: the largest allowed drop, must be >= 0" in msg
+    assert "eval.gate.max_regression.bleu: must be in [0.0, 1000000.0], got -1.0" in msg
 
 
 def test_the_spec_command_validates_tags_and_files(capsys, tmp_path):
@@ -179,5 +179,5 @@ def test_the_gate_can_name_the_knowledge_diagnostics(tmp_path):
     bad.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\n"
                    "eval: {train_questions: -1, gate: {min: {unsupported_rate: 0.1}}}\n")
     msg = str(pytest.raises(SpecError, load_spec, bad).value)
-    assert "eval.train_questions: must be at least 0, got -1" in msg
+    assert "eval.train_questions: must be in [0, 10,000], got -1" in msg
     assert "eval.gate.min.unsupported_rate: unsupported_rate is lower-is-better" in msg

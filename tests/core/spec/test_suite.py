@@ -143,3 +143,19 @@ def test_an_id_with_a_trailing_newline_is_refused(tmp_path):
     path = tmp_path / "nl.yaml"
     path.write_text(yaml.safe_dump({"name": "nl", "questions": [_question(0, id="q0\n")]}))
     assert "id must be letters, digits" in str(pytest.raises(SuiteError, load_suite, path).value)
+
+
+def test_a_suite_holds_no_numbers_nan_and_huge_ones_are_refused_as_such(tmp_path):
+    path = tmp_path / "nums.yaml"
+    path.write_text("name: .nan\nquestions:\n  - {id: 1000000000000000000000000000000, question: .inf, "
+                    "reference: -.inf, concepts: [.nan, {name: 1e308, synonyms: [12]}], topic: 7, "
+                    "paragraphs: [3]}\n")
+    with pytest.raises(SuiteError) as err:
+        load_suite(path)
+    message = str(err.value)
+    for where in ("name: expected a non-empty string, got float nan", "question: expected a non-empty string",
+                  "reference: expected a non-empty string", "concepts[0]: expected a string or",
+                  "synonyms[0]: expected a non-empty string", "topic: expected a non-empty string",
+                  "3 is not a paragraph id"):
+        assert where in message, where
+    assert "problem(s)" in message and len(message) < 3000

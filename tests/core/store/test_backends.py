@@ -125,5 +125,39 @@ def test_store_commands_print_one_error_line_not_a_traceback(s3_env, tmp_path):
 
 def test_an_unwritable_local_store_fails_before_any_work(tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    with pytest.raises(StoreError, match="cannot create the store folder"):
+    with pytest.raises(StoreError, match="is a file, so the store folder cannot exist"):
         open_store(str(tmp_path / "file" / "store")).check()
+    (tmp_path / "ro").mkdir()
+    (tmp_path / "ro").chmod(0o500)
+    if not os.access(tmp_path / "ro", os.W_OK):  # root writes anywhere
+        with pytest.raises(StoreError, match="cannot create the store folder"):
+            open_store(str(tmp_path / "ro" / "store")).check()
+
+
+@pytest.mark.parametrize("url, expected", [
+    ("{file}", "is a file, not a folder"),
+    ("{file}/store", "is a file, so the store folder cannot exist"),
+    ("http://minio:9000/bucket", "only s3:// URLs are stores"),
+    ("file:///tmp/store", "only s3:// URLs are stores"),
+    ("s3://", "is not an S3 bucket name"),
+    ("s3://Upper_Case", "is not an S3 bucket name"),
+    ("s3://bucket/../other", "may not hold '.' or '..' parts"),
+    ("store\0x", "is not a usable folder or URL"),
+])
+def test_a_store_that_is_not_a_folder_or_an_s3_url_is_refused(tmp_path, url, expected):
+    from jobs.core.store.backends import StoreError, open_store
+
+    (tmp_path / "f").write_text("not a folder")
+    with pytest.raises(StoreError, match=expected):
+        open_store(url.format(file=tmp_path / "f"))
+
+
+def test_make_list_on_a_file_store_fails_instead_of_listing_nothing(tmp_path):
+    import subprocess
+    import sys
+
+    (tmp_path / "f").write_text("x")
+    result = subprocess.run([sys.executable, "-m", "jobs.core.store.cli", "list"], capture_output=True, text=True,
+                            env={**__import__("os").environ, "QSLM_STORE": str(tmp_path / "f")}, timeout=120)
+    assert result.returncode == 2 and "list: error: QSLM_STORE=" in result.stderr and "is a file" in result.stderr
+    assert "no builds" not in result.stdout

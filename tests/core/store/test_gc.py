@@ -83,3 +83,27 @@ def test_a_folder_under_attempts_that_is_no_attempt_id_is_left_alone(tmp_path):
     store.put_bytes("builds/t9/attempts/notanattempt/x", b"x")
     found, kept = gc.find_garbage(store, min_age_s=0)
     assert found == [] and any("not an attempt id" in k for k in kept)
+
+
+def test_the_synthesis_cache_is_listed_and_cleared_per_writer(store, capsys):
+    from jobs.core.store import keys
+    from jobs.core.store.cli import main
+
+    for name, n in (("openai:qwen@unpinned", 3), ("engine:tiny@x:nf4-float32", 2)):
+        for i in range(n):
+            store.put_bytes(keys.synthesis_cache_key(keys.writer_slug(name), f"{i:02d}" + "a" * 62), b"{}")
+    store.put_bytes("registry/history.jsonl", b"")
+    assert main(["gc"]) == 0
+    out = capsys.readouterr().out
+    openai_slug = keys.writer_slug("openai:qwen@unpinned")
+    assert f"synthesis cache: {openai_slug}: 3 replies" in out and "nothing" not in out.split("\n")[0]
+    assert len(store.list("cache/")) == 5  # listing removes nothing
+    assert main(["gc", "--clear-cache", "openai:qwen@unpinned"]) == 0  # a dry run: listed, kept
+    assert "would remove: cache/synthesis/" + openai_slug in capsys.readouterr().out and len(store.list("cache/")) == 5
+    assert main(["gc", "--apply", "--clear-cache", "openai:qwen@unpinned"]) == 0
+    assert [k.split("/")[2] for k in store.list("cache/")] == [keys.writer_slug("engine:tiny@x:nf4-float32")] * 2
+    assert store.list("registry/") == ["registry/history.jsonl"]
+    assert main(["gc", "--clear-cache", "openai:other@x"]) == 2
+    assert "no synthesis cache for writer 'openai:other@x'" in capsys.readouterr().err
+    assert main(["gc", "--apply", "--clear-cache", "all"]) == 0 and store.list("cache/") == []
+    assert main(["gc", "--min-age-hours", "nan"]) == 2 and "not a number of hours" in capsys.readouterr().err
