@@ -70,6 +70,9 @@ def write_folder(out: Path, fill: Callable[[Path], list[str]]) -> None:
     (or, when `out` exists empty, e.g. a mount point, the files are moved in, the info file last)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    # mkdtemp makes 0700; on a cluster Argo's wait container reads the folder back as another user (the
+    # executor's uid, in the pod's fsGroup) and silently uploads nothing it cannot list (docs/cluster.md).
+    tmp.chmod(0o755)
     try:
         names = fill(tmp)
         if out.exists():
