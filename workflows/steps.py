@@ -40,6 +40,10 @@ DIGEST_ANNOTATION = "quantum-slm/definition-sha256"
 
 # The user of the stage images (USER in images/*.Dockerfile). Pods run as it, files on volumes belong to it.
 UID = 10001
+# Argo's executor (the init and wait containers) runs as this uid: `make cluster` sets it in the controller's
+# executor securityContext (scripts/cluster.sh EXECUTOR). It is in the pod's fsGroup (UID), not its owner: every
+# output a step writes must be readable by group or others, or the wait container silently uploads nothing.
+EXECUTOR_UID = 8737
 POD_SECURITY = PodSecurityContext(run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
                                   seccomp_profile=SeccompProfile(type="RuntimeDefault"))
 # Pod Security "restricted", and a root filesystem nothing can write: a step writes only the volumes it declares.
