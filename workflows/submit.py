@@ -261,6 +261,22 @@ def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: s
     return names
 
 
+def gate_failed_only(nodes) -> bool:
+    """Whether a failed run's only failures are its gate's verdict: the verdict step failed, and every failed pod is
+    a verdict or an eval that exited GATE_FAILED (eval exits 3 too when the gate fails, having written its report,
+    and the build is then published as failed-gate)."""
+    failed = [n for n in nodes if n.type == "Pod" and n.phase in ("Failed", "Error")]
+
+    def exit_code(n) -> str:
+        return str(n.outputs.exit_code) if n.outputs and n.outputs.exit_code is not None else ""
+
+    def verdict(n) -> bool:
+        return n.display_name.startswith("verdict")
+
+    return any(verdict(n) for n in failed) and all(
+        verdict(n) or (n.display_name.startswith("eval") and exit_code(n) == str(GATE_FAILED)) for n in failed)
+
+
 def follow(argo: Argo, names: list[str], poll_s: float = 10.0) -> dict[str, str]:
     """Print phase and step changes until every run finishes; returns {run: final phase, or "GateFailed" when the
     run failed only because its build's gate failed (the verdict step's exit 3)}."""
@@ -277,8 +293,7 @@ def follow(argo: Argo, names: list[str], poll_s: float = 10.0) -> dict[str, str]
                     print(f"  {where}{node.display_name:<16} {node.phase:<10} {node.progress or ''} "
                           f"{node.message or ''}")
             if status and status.phase in FINISHED:
-                failed = [n.display_name for n in nodes if n.type == "Pod" and n.phase in ("Failed", "Error")]
-                gate = status.phase == "Failed" and failed and all(f.startswith("verdict") for f in failed)
+                gate = status.phase == "Failed" and gate_failed_only(nodes)
                 done[name] = "GateFailed" if gate else status.phase
                 print(f"{name}: {status.phase}{' (the gate failed)' if gate else ''} {status.message or ''}")
         if len(done) < len(names):

@@ -333,15 +333,22 @@ def test_wait_follows_the_run_to_its_end(argo, capsys):
 
 def test_wait_exits_3_when_the_only_failure_is_a_failed_gate(argo):
     """The verdict step fails a build whose gate failed (it is stored as failed-gate): make submit WAIT=1 says so."""
-    def node(i, name, phase):
-        return {"id": f"n{i}", "name": f"run.{name}", "displayName": name, "type": "Pod", "phase": phase}
-    gate = {"phase": "Failed", "nodes": {"n1": node(1, "publish-first", "Succeeded"),
-                                         "n2": node(2, "verdict-first", "Failed")}}
-    broken = {"phase": "Failed", "nodes": {"n1": node(1, "train", "Failed")}}
+    def node(i, name, phase, code=None):
+        return {"id": f"n{i}", "name": f"run.{name}", "displayName": name, "type": "Pod", "phase": phase} | \
+            ({"outputs": {"exitCode": str(code)}} if code is not None else {})
+    # as on a cluster: eval exits 3 as well (report written), publish stores failed-gate, the verdict exits 3
+    gate = {"phase": "Failed", "nodes": {"n0": node(0, "eval-first", "Failed", 3),
+                                         "n1": node(1, "publish-first", "Succeeded", 0),
+                                         "n2": node(2, "verdict-first", "Failed", 3)}}
+    broken = {"phase": "Failed", "nodes": {"n1": node(1, "train", "Failed", 1)}}
+    eval_broke = {"phase": "Failed", "nodes": {"n0": node(0, "eval-first", "Failed", 1),
+                                               "n2": node(2, "verdict-first", "Failed", 3)}}
     argo.statuses = [gate]
     assert submit.follow(_argo_env(argo.url), ["a"], poll_s=0) == {"a": "GateFailed"}
     argo.statuses = [broken]
     assert submit.follow(_argo_env(argo.url), ["b"], poll_s=0) == {"b": "Failed"}
+    argo.statuses = [eval_broke]
+    assert submit.follow(_argo_env(argo.url), ["c"], poll_s=0) == {"c": "Failed"}
     assert submit.exit_status({"a": "Succeeded", "b": "Succeeded"}) == 0
     assert submit.exit_status({"a": "Succeeded", "b": "GateFailed"}) == 3
     assert submit.exit_status({"a": "GateFailed", "b": "Failed"}) == 1
