@@ -98,17 +98,17 @@ constraints: venv ## Re-pin the images' packages to the venv's exact versions (a
 render: venv ## Write the Argo YAML from workflows/pipeline.py (committed; a test fails when it drifts)
 	$(PY) -m workflows.render
 
-submit: need-version venv ## Start builds on the cluster, side by side: make submit VERSION=v2[,v3] [WAIT=1] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
+submit: need-version venv ## Start builds on the cluster, side by side: make submit VERSION=v2[,v3] [WAIT=1] [IMAGE_TAG=local] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
 	$(PY) -m jobs.core.spec $(subst $(comma), ,$(VERSION))
 	$(PY) -m workflows.submit --version $(VERSION) $(if $(WAIT),--wait) $(if $(IMAGES),--build-images) \
-	  $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(K3S),--k3s-import)
+	  $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG)) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(K3S),--k3s-import)
 
 local-run: venv ## Run the rendered workflows with Docker as a cluster would: VERSION=smoke, or PAYLOAD=push.json IMAGE_TAG=smoke (needs QSLM_STORE=s3://..., S3_ENDPOINT_URL)
 	@if [ -z "$(VERSION)$(PAYLOAD)" ]; then echo "error: give VERSION=<tag> (a build as make submit starts it) or PAYLOAD=<push.json> IMAGE_TAG=<tag> (a git push)" >&2; exit 2; fi
 	$(PY) -m workflows.local_run $(if $(PAYLOAD),--payload $(PAYLOAD),--version $(VERSION)) $(if $(IMAGE_TAG),--image-tag $(IMAGE_TAG))
 
-cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan)
-	DRY_RUN=$(DRY_RUN) scripts/cluster.sh
+cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan; UNINSTALL=1 [DELETE_DATA=1] removes it)
+	DRY_RUN=$(DRY_RUN) UNINSTALL=$(UNINSTALL) DELETE_DATA=$(DELETE_DATA) scripts/cluster.sh
 
 bench: venv ## Curation benchmark on this machine (GPU benchmarks: see docs/benchmarks.md)
 	$(PY) -m jobs.curate.bench

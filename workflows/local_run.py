@@ -35,6 +35,7 @@ from jobs.core.store import open_store
 from workflows import pipeline, push, steps
 from workflows.lint import depends_on
 from workflows.local_pod import Pod, save_artifact
+from workflows.names import IMAGE_TAG
 from workflows.submit import REPO, data_snapshot, data_state, run_name
 
 RENDERED = {pipeline.NAME: REPO / "workflows" / "rendered" / "pipeline.yaml",
@@ -306,7 +307,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     store.put_bytes(steps.DATA_KEY.replace("{{workflow.name}}", name),
                     data_snapshot(repo, None if git["dirty"] else git["commit"]))
     previous = previous_build(store, tag) or ""
-    wf = pipeline.run_workflow(tag, tag, image_tag or tag, git["commit"], name=name, git_dirty=git["dirty"],
+    wf = pipeline.run_workflow(tag, tag, image_tag or IMAGE_TAG, git["commit"], name=name, git_dirty=git["dirty"],
                                data_hash=git["data_hash"], previous=previous,
                                previous_report=previous_report_key(store, previous), image_prefix=image_prefix).to_dict()
     return name, LocalRun(wf, cluster or default_cluster, work).run()
@@ -332,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--version", help="build tag (and spec name): run it as `make submit` starts it")
     what.add_argument("--payload", type=Path, help="a push webhook's JSON body: run what the git trigger starts")
-    p.add_argument("--image-tag", help="tag of the qslm-* images (default: the build tag)")
+    p.add_argument("--image-tag", help=f"tag of the qslm-* images (default: {IMAGE_TAG})")
     p.add_argument("--image-prefix", default="", help="registry prefix of the images, ending in '/'")
     p.add_argument("--work", type=Path, help="scratch folder (default .work/local-run)")
     p.add_argument("--allow-dirty", action="store_true", help="use the working tree's data/ with local changes")

@@ -45,6 +45,7 @@ from jobs.core.registry import RegistryError, previous_build, previous_report_ke
 from jobs.core.spec import GATE_FAILED, TAG_PATTERN, SpecError, load_spec
 from jobs.core.store import StoreError, open_store
 from workflows import names
+from workflows.names import IMAGE_TAG
 from workflows.pipeline import NAME, pipeline_template, run_workflow
 from workflows.steps import DATA_KEY, DIGEST_ANNOTATION
 
@@ -76,8 +77,10 @@ def argo_from_env(env=os.environ) -> Argo:
     """The Argo Server as the argo CLI finds it. The host ends in '/', so Hera's requests keep its base path."""
     server = env.get("ARGO_SERVER", "").strip().rstrip("/")
     if not server:
+        sudo = (" (sudo drops your environment: run make submit without sudo; with K3S=1 it asks for sudo only "
+                "to import the images)") if env.get("SUDO_USER") else ""
         raise SubmitError("ARGO_SERVER is not set: give the Argo Server's address, e.g. "
-                          "`kubectl -n argo port-forward svc/argo-server 2746` and ARGO_SERVER=localhost:2746")
+                          "`kubectl -n argo port-forward svc/argo-server 2746` and ARGO_SERVER=localhost:2746" + sudo)
     if "://" not in server:
         server = ("http://" if env.get("ARGO_SECURE", "true").lower() == "false" else "https://") + server
     base = env.get("ARGO_BASE_HREF", "").strip().strip("/")
@@ -172,8 +175,12 @@ def check_template(argo: Argo, service: WorkflowsService) -> str:
 
 
 def build_images(image_tag: str, registry: str, k3s_import: bool) -> None:
-    """images/build_images.py (`make images`): pushed to the registry, or loaded into this node's k3s."""
+    """images/build_images.py (`make images`): pushed to the registry, or loaded into this node's k3s. The import
+    writes k3s's images folder, which needs root: only that command runs through sudo, so make submit itself keeps
+    the caller's ARGO_* and AWS_* variables (sudo would drop them)."""
     cmd = [sys.executable, str(REPO / "images" / "build_images.py"), "--tag", image_tag]
+    if k3s_import and os.geteuid() != 0:
+        cmd = ["sudo", *cmd]
     if registry:
         cmd += ["--registry", registry, "--push"]
     if k3s_import:
@@ -251,7 +258,7 @@ def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: s
             store.put_bytes(DATA_KEY.replace("{{workflow.name}}", name), snapshot)
         except StoreError as exc:
             raise SubmitError(f"store: {exc}") from None
-        wf = run_workflow(p.tag, p.spec, image_tag or p.tag, git["commit"], name=name, git_dirty=git["dirty"],
+        wf = run_workflow(p.tag, p.spec, image_tag or IMAGE_TAG, git["commit"], name=name, git_dirty=git["dirty"],
                           data_hash=git["data_hash"], previous=p.previous, previous_report=p.previous_report,
                           image_prefix=image_prefix,
                           namespace=argo.namespace)
@@ -312,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Start builds on the cluster (Argo Workflows), side by side.")
     p.add_argument("--version", required=True, help="build tags, comma-separated, e.g. v2 or v2,v3")
     p.add_argument("--spec", help="build spec name for a single tag (default: the tag): data/builds/<spec>.yaml")
-    p.add_argument("--image-tag", help="tag of the stage images (default: each build's tag)")
+    p.add_argument("--image-tag", help=f"tag of the stage images, one set for every tag (default: {IMAGE_TAG})")
     p.add_argument("--registry", default="", help="registry of the images, e.g. registry.lan:5000 (default: "
                                                   "images imported into k3s)")
     p.add_argument("--build-images", action="store_true", help="build the images first and push them to --registry "
@@ -326,8 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         argo = argo_from_env()
         if args.build_images:
-            for image_tag in sorted({args.image_tag} if args.image_tag else set(tags)):
-                build_images(image_tag, args.registry, args.k3s_import)
+            build_images(args.image_tag or IMAGE_TAG, args.registry, args.k3s_import)
         names = submit(tags, argo, spec=args.spec, image_tag=args.image_tag, previous=args.previous,
                        image_prefix=args.registry.rstrip("/") + "/" if args.registry else "",
                        allow_dirty=args.allow_dirty)

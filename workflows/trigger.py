@@ -26,7 +26,7 @@ import yaml
 
 from jobs.core.errors import QslmError
 from jobs.core.spec import TAG_PATTERN
-from workflows.names import run_name
+from workflows.names import IMAGE_TAG, run_name
 
 REPO = Path(__file__).resolve().parents[1]
 CHART_VALUES = REPO / "charts" / "quantum-slm" / "values.yaml"
@@ -139,7 +139,7 @@ def records(push: Push, builds: list[Build], store, image_tag: str, image_prefix
                     "tag": b.tag, "spec": b.spec, "commit": push.after, "short": short, "repo": push.repo,
                     "previous": previous,
                     "previous_report": previous_report_key(store, previous),
-                    "image_tag": image_tag or b.spec, "image_prefix": image_prefix})
+                    "image_tag": image_tag or IMAGE_TAG, "image_prefix": image_prefix})
     return out
 
 
@@ -177,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--branch", default=env.get("QSLM_TRIGGER_BRANCH", chart.get("branch", "main")))
     q.add_argument("--store", action="store_true", help="leave out tags complete in QSLM_STORE; pick previous builds")
     q.add_argument("--json", type=Path, help="also write the builds as JSON records (the workflow's fan-out)")
-    q.add_argument("--image-tag", default="", help="the stage images' tag for --json (default: the spec name)")
+    q.add_argument("--image-tag", default="", help=f"the stage images' tag for --json (default: {IMAGE_TAG})")
     q.add_argument("--image-prefix", default="", help="registry prefix of the images for --json")
     try:
         plan_command(p.parse_args(argv))

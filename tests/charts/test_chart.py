@@ -21,6 +21,7 @@ from tests.charts import fake_mc
 from tests.conftest import shared
 from workflows import pipeline, push, render, steps
 from workflows.lint import restricted_problems
+from workflows.names import IMAGE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantum-slm"
@@ -145,7 +146,7 @@ def test_trigger_submits_the_push_template_with_the_payload(rendered):
     declared = {p["name"]: p for p in push_wt["spec"]["arguments"]["parameters"]}
     given = {p["name"]: p["valueFrom"]["event"] for p in binding["spec"]["submit"]["arguments"]["parameters"]}
     assert binding["spec"]["submit"]["workflowTemplateRef"]["name"] == push.NAME == push_wt["metadata"]["name"]
-    assert given == {"payload": "payload", "image-tag": '"v1"', "image-prefix": '""'}
+    assert given == {"payload": "payload", "image-tag": f'"{IMAGE_TAG}"', "image-prefix": '""'}
     assert {n for n, p in declared.items() if "value" not in p} <= set(given) <= set(declared)
     assert 'startsWith "data/"' in binding["spec"]["event"]["selector"]
     off = render_chart(VALUES | {"trigger": {"enabled": False}})

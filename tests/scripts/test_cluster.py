@@ -184,9 +184,9 @@ def test_a_second_card_grows_the_gpu_semaphore_and_changes_nothing_else(machine)
 
 
 def test_script_is_what_make_cluster_runs():
-    make = subprocess.run(["make", "-n", "cluster", "DRY_RUN=1"], cwd=REPO, capture_output=True, text=True,
-                          env={**os.environ, "MAKEFLAGS": ""})
-    assert make.returncode == 0 and "DRY_RUN=1 scripts/cluster.sh" in make.stdout
+    make = subprocess.run(["make", "-n", "cluster", "DRY_RUN=1", "UNINSTALL=1"], cwd=REPO, capture_output=True,
+                          text=True, env={**os.environ, "MAKEFLAGS": ""})
+    assert make.returncode == 0 and "DRY_RUN=1 UNINSTALL=1 DELETE_DATA= scripts/cluster.sh" in make.stdout
     assert os.access(SCRIPT, os.X_OK)
 
 

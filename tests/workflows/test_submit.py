@@ -21,6 +21,7 @@ from jobs.core import keys
 from jobs.core.store import open_store
 from workflows import submit
 from workflows.lint import lint
+from workflows.names import IMAGE_TAG
 from workflows.pipeline import NAME, pipeline_template
 from workflows.steps import DIGEST_ANNOTATION
 
@@ -140,7 +141,7 @@ def test_submit_checks_the_template_then_creates_a_workflow_referencing_it(argo,
     assert wf["metadata"]["name"] == name and wf["metadata"]["namespace"] == NS
     assert wf["spec"]["workflowTemplateRef"] == {"name": NAME}
     params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
-    assert params["tag"] == params["spec"] == params["image-tag"] == "smoke"
+    assert params["tag"] == params["spec"] == "smoke" and params["image-tag"] == IMAGE_TAG
     assert params["git-commit"] == commit and params["git-dirty"] == "false"
     assert params["data-hash"] == submit._git(data_repo, "rev-parse", "HEAD:data")
     assert params["previous"] == ""  # empty store: a first build
@@ -177,8 +178,9 @@ def test_several_tags_run_side_by_side_as_one_workflow_each(argo, data_repo, s3_
     names = submit.submit(["smoke", "smoke-b"], _argo_env(argo.url), repo=data_repo)
     created = [c["body"]["workflow"] for c in argo.calls("POST", "workflows")]
     assert [w["metadata"]["name"] for w in created] == names and len(set(names)) == 2
-    assert [{p["name"]: p["value"] for p in w["spec"]["arguments"]["parameters"]}["tag"] for w in created] == \
-        ["smoke", "smoke-b"]
+    params = [{p["name"]: p["value"] for p in w["spec"]["arguments"]["parameters"]} for w in created]
+    assert [p["tag"] for p in params] == ["smoke", "smoke-b"]
+    assert [p["image-tag"] for p in params] == [IMAGE_TAG, IMAGE_TAG]  # one image set serves every spec
     for name in names:
         assert open_store().exists(f"runs/{name}/checkout/data.tgz")
 
@@ -365,3 +367,17 @@ def test_make_submit_validates_every_spec_before_anything_else():
     lines = [line for line in proc.stdout.splitlines() if "-m jobs." in line or "-m workflows." in line]
     assert proc.returncode == 0 and lines[0].endswith("-m jobs.core.spec v2 v3"), proc.stdout
     assert "-m workflows.submit --version v2,v3 --wait" in lines[1]
+
+
+def test_only_the_k3s_import_runs_through_sudo(monkeypatch):
+    """`sudo make submit IMAGES=1 K3S=1` dropped ARGO_* and AWS_*: make submit runs as the user and asks sudo for
+    the import alone; run under sudo without them, it says why they are missing."""
+    ran = []
+    monkeypatch.setattr(submit.subprocess, "run", lambda cmd, cwd: ran.append(cmd) or type("P", (), {"returncode": 0}))
+    monkeypatch.setattr(submit.os, "geteuid", lambda: 1000)
+    submit.build_images(IMAGE_TAG, "", k3s_import=True)
+    submit.build_images(IMAGE_TAG, "reg.lan:5000", k3s_import=False)
+    assert ran[0][0] == "sudo" and ran[0][-3:] == ["--tag", IMAGE_TAG, "--k3s-import"]
+    assert ran[1][0] != "sudo"
+    with pytest.raises(submit.SubmitError, match="sudo drops your environment"):
+        submit.argo_from_env({"SUDO_USER": "alice"})
