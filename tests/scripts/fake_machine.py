@@ -24,7 +24,7 @@ import sys
 from pathlib import Path
 
 COMMANDS = ("id", "lspci", "nvidia-smi", "nvidia-ctk", "apt-get", "curl", "gpg", "install", "systemctl", "k3s",
-            "helm", "fake-installer", "k3s-uninstall.sh")
+            "helm", "fake-installer", "k3s-uninstall.sh", "getent")
 NOT_FOUND = 127
 # Chart 0.17.1's default node affinity for the device plugin's DaemonSet: any one term schedules it.
 DEVICE_PLUGIN_AFFINITY = ({"feature.node.kubernetes.io/pci-10de.present": "true"},
@@ -74,7 +74,12 @@ def main(name: str, args: list[str], state_file: str, log_file: str) -> int:
 
 
 def _id(state, args, entry):
-    return 0, "0"
+    return 0, "0" if len(args) < 2 else "1000"  # id -u: root (the script runs as root); id -g USER: their group
+
+
+def _getent(state, args, entry):
+    home = state.get("users", {}).get(args[-1])
+    return (0, f"{args[-1]}:x:1000:1000::{home}:/bin/bash") if home else (2, "")
 
 
 def _lspci(state, args, entry):
@@ -353,4 +358,4 @@ def _claims(args: list[str], ns: str) -> dict[str, str]:
 COMMAND_HANDLERS = {"id": _id, "lspci": _lspci, "nvidia-smi": _nvidia_smi, "nvidia-ctk": _nvidia_ctk,
                     "apt-get": _apt_get, "curl": _curl, "gpg": _gpg, "install": _install, "systemctl": _systemctl,
                     "k3s": _k3s, "helm": _helm, "fake-installer": _fake_installer,
-                    "k3s-uninstall.sh": _k3s_uninstall}
+                    "k3s-uninstall.sh": _k3s_uninstall, "getent": _getent}

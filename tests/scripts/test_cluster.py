@@ -263,3 +263,17 @@ def test_uninstall_takes_it_back_in_reverse_order_and_keeps_the_data(machine):
 def test_the_executor_user_is_the_one_the_local_runner_reads_outputs_as():
     executor = re.search(r"^EXECUTOR='(.*)'$", SCRIPT.read_text(), re.M).group(1)
     assert f"runAsUser: {EXECUTOR_UID}," in executor and "drop: [ALL]" in executor
+
+
+def test_the_user_who_ran_sudo_gets_a_kubeconfig_and_an_existing_one_is_kept(tmp_path):
+    """k3s writes its kubeconfig for root only; helm status and the chart's NOTES need one as the user."""
+    home = tmp_path / "home" / "alice"
+    machine = Machine(tmp_path, fake_machine.fresh() | {"users": {"alice": str(home)}})
+    proc, calls = machine.run(SUDO_USER="alice")
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr
+    copy = calls[index(calls, "install", "/etc/rancher/k3s/k3s.yaml")]
+    assert copy[-1] == str(home / ".kube" / "config") and {"-m", "0600", "-o", "alice", "-g", "1000"} <= set(copy)
+    (home / ".kube").mkdir(parents=True)
+    (home / ".kube" / "config").write_text("mine")
+    proc, calls = machine.run(SUDO_USER="alice")
+    assert proc.returncode == 0 and not any("/etc/rancher/k3s/k3s.yaml" in c for c in calls if c[0] == "install")
