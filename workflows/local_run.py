@@ -3,7 +3,9 @@ python -m workflows.local_run --payload PUSH.json [--image-tag TAG] [--work DIR]
 
 Runs the rendered WorkflowTemplates (workflows/rendered/) without a cluster, each step in its image with Docker
 under the conditions a real cluster imposes (workflows/local_pod.py: the pod's user, a read-only root, inputs
-placed by a root init step with minio-go's modes, outputs read back from the declared paths), its artifacts moved
+placed by a root init step with minio-go's modes, outputs read back from the declared paths by a separate
+container running as Argo's executor user with no capabilities: an unreadable output fails the step, where
+argoexec would upload nothing and let it succeed), its artifacts moved
 the way Argo moves key-only S3 artifacts, against the store in QSLM_STORE (s3://bucket, with S3_ENDPOINT_URL
 reachable from the host network). --version runs one build as `make submit` starts it; --payload runs what a git
 push starts: the push template, whose plan step decides the tags, then each build it applies.
