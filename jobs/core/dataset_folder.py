@@ -15,6 +15,7 @@ from typing import Callable
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from jobs.core.outputs import share
 from jobs.core.provenance import sha256_file
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -70,11 +71,9 @@ def write_folder(out: Path, fill: Callable[[Path], list[str]]) -> None:
     (or, when `out` exists empty, e.g. a mount point, the files are moved in, the info file last)."""
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    # mkdtemp makes 0700; on a cluster Argo's wait container reads the folder back as another user (the
-    # executor's uid, in the pod's fsGroup) and silently uploads nothing it cannot list (docs/cluster.md).
-    tmp.chmod(0o755)
     try:
         names = fill(tmp)
+        share(tmp)  # mkdtemp's 0700: Argo's executor (another user) would upload nothing (jobs/core/outputs.py)
         if out.exists():
             for name in names:
                 shutil.move(tmp / name, out / name)  # copies when out is another file system

@@ -22,6 +22,7 @@ import torch
 
 from jobs.core.loading import compute_dtype, load_tokenizer, pick_device
 from jobs.core.model import resolve_base_model
+from jobs.core.outputs import share
 from jobs.core.provenance import library_versions, sha256_file, training_fingerprint
 from jobs.core.spec import BuildSpec
 from jobs.train import TrainError, checkpoint, execution
@@ -186,6 +187,7 @@ def write_outputs(out_dir: Path, model, tokenizer, state: State, info: dict) -> 
     tokenizer.save_pretrained(out_dir)
     write_metrics(state.metrics, out_dir)
     (out_dir / "train-info.json").write_text(json.dumps(info, indent=1, default=str))
+    share(out_dir)  # safetensors writes 0600: Argo's executor, another user, could not upload the adapter
     return info
 
 
