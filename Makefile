@@ -134,17 +134,18 @@ constraints: venv ## Re-pin the images' packages to the venv's exact versions (a
 render: venv ## Write the Argo YAML from workflows/pipeline.py (committed; a test fails when it drifts)
 	$(PY) -m workflows.render
 
-submit: need-version venv ## Start builds on the cluster, side by side: make submit VERSION=v2[,v3] [WAIT=1] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
+submit: need-version venv ## Start builds on the cluster, side by side: make submit VERSION=v2[,v3] [WAIT=1] [IMAGE_TAG=local] [IMAGES=1] [REGISTRY=host:port] [K3S=1]
 	$(PY) -m jobs.core.spec $(subst $(comma),' ',$(call q,VERSION))
 	$(PY) -m workflows.submit --tag $(call q,VERSION) $(if $(call given,WAIT),--wait) $(if $(call given,IMAGES),--build-images) \
-	  $(if $(call given,REGISTRY),--registry $(call q,REGISTRY)) $(if $(call given,K3S),--k3s-import)
+	  $(if $(call given,IMAGE_TAG),--image-tag $(call q,IMAGE_TAG)) $(if $(call given,REGISTRY),--registry $(call q,REGISTRY)) \
+	  $(if $(call given,K3S),--k3s-import)
 
 local-run: venv ## Run the rendered workflows with Docker as a cluster would: VERSION=smoke, or PAYLOAD=push.json IMAGE_TAG=smoke (needs QSLM_STORE=s3://..., S3_ENDPOINT_URL)
 	@if [ -z $(call q,VERSION)$(call q,PAYLOAD) ]; then echo "error: give VERSION=<tag> (a build as make submit starts it) or PAYLOAD=<push.json> IMAGE_TAG=<tag> (a git push)" >&2; exit 2; fi
 	$(PY) -m workflows.emulator.run $(if $(call given,PAYLOAD),--payload $(call q,PAYLOAD),--tag $(call q,VERSION)) $(if $(call given,IMAGE_TAG),--image-tag $(call q,IMAGE_TAG))
 
-cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan)
-	DRY_RUN=$(call q,DRY_RUN) scripts/cluster.sh
+cluster: ## Set up k3s + NVIDIA + Argo Workflows + this chart on this GPU workstation (idempotent; DRY_RUN=1 prints the plan; UNINSTALL=1 [DELETE_DATA=1] removes it)
+	DRY_RUN=$(call q,DRY_RUN) UNINSTALL=$(call q,UNINSTALL) DELETE_DATA=$(call q,DELETE_DATA) scripts/cluster.sh
 
 bench: venv ## Curation benchmark on this machine (GPU benchmarks: see docs/benchmarks.md)
 	$(PY) -m bench.curate

@@ -35,7 +35,7 @@ RUN python /tmp/build/requirements.py curate > /tmp/build/requirements.txt \
  && rm -rf /tmp/build
 
 COPY jobs/ /app/jobs/
-COPY workflows/__init__.py workflows/names.py workflows/stages.py workflows/trigger.py workflows/verdict.py /app/workflows/
+COPY workflows/__init__.py workflows/names.py workflows/payload.py workflows/stages.py workflows/trigger.py workflows/verdict.py /app/workflows/
 COPY data/ /app/data/
 WORKDIR /app
 USER 10001:10001

@@ -3,8 +3,13 @@
 # on: the NVIDIA container toolkit, k3s, the NVIDIA device plugin, Argo Workflows with its server, and this
 # project's chart (MinIO, the WorkflowTemplates, RBAC, the GPU semaphore sized to the GPUs found here).
 #
-#   make cluster              # or: sudo scripts/cluster.sh
-#   make cluster DRY_RUN=1    # print every check and every command it would run; change nothing
+#   make cluster                      # or: sudo scripts/cluster.sh
+#   make cluster DRY_RUN=1            # print every check and every command it would run; change nothing
+#   make cluster UNINSTALL=1          # the way back: remove what it installed, in reverse order (DRY_RUN=1 too);
+#                                     # the store's data, k3s and the toolkit stay unless DELETE_DATA=1
+#
+# Every outside behaviour this relies on, with the upstream file or issue it was checked against at the pinned
+# versions, is listed in docs/cluster.md: read it before bumping a version.
 #
 # Idempotent: each step first checks whether it is done (at the pinned version) and runs only when it is not, so
 # a second run changes nothing. It never installs the GPU driver (that needs a reboot): it says how, and stops.
@@ -19,6 +24,9 @@ HELM_VERSION=${HELM_VERSION:-v3.18.4}
 NAMESPACE=${NAMESPACE:-builds}                          # where the builds run: ARGO_NAMESPACE for make submit
 RELEASE=${RELEASE:-qslm}
 DRY_RUN=${DRY_RUN:-}
+UNINSTALL=${UNINSTALL:-}
+DELETE_DATA=${DELETE_DATA:-}
+NODE_NAME=${NODE_NAME:-$(hostname | tr '[:upper:]' '[:lower:]')}  # k3s names its node after the host, lower case
 MIN_DRIVER=525  # the stage images' CUDA 12.6 runs on drivers >= 560, and on >= 525 through minor-version compatibility
 
 CHART="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)/charts/quantum-slm"
@@ -26,9 +34,14 @@ export KUBECONFIG=/etc/rancher/k3s/k3s.yaml
 TOOLKIT_LIST=/etc/apt/sources.list.d/nvidia-container-toolkit.list
 TOOLKIT_KEYRING=/usr/share/keyrings/nvidia-container-toolkit-keyring.gpg
 ARGO_MANIFEST="https://github.com/argoproj/argo-workflows/releases/download/${ARGO_VERSION}/install.yaml"
-# Pod Security "restricted" for Argo's own init and wait containers (the builds' pods declare the rest).
+# Pod Security "restricted" for Argo's own init and wait containers (the builds' pods declare the rest). The uid is
+# workflows/steps.py EXECUTOR_UID: the local runner reads outputs back as it (tests/scripts checks they agree).
 EXECUTOR='securityContext: {runAsNonRoot: true, runAsUser: 8737, allowPrivilegeEscalation: false, capabilities: {drop: [ALL]}, seccompProfile: {type: RuntimeDefault}}'
 UPGRADED=""  # helm releases this run installed or upgraded
+FAILED=()    # dry run: the prerequisites that failed (a real run stops at the first)
+# The device plugin chart (0.17.1 values.yaml, affinity) schedules its DaemonSet only on nodes with an NFD label or
+# this one; k3s runs no NFD, so the node gets it here (NVIDIA/k8s-device-plugin#708).
+GPU_LABEL=nvidia.com/gpu.present
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 
@@ -42,7 +55,11 @@ quote() {
   printf '%s' "${out[*]}"
 }
 step() { printf '\n== %s\n' "$*"; }
-fail() { printf '\ncluster: error: %s\n' "$*" >&2; exit 1; }
+# fail MESSAGE: stop with the fix; in a dry run, mark it and go on, so the whole plan is printed.
+fail() {
+  if [ -n "$DRY_RUN" ]; then say "  FAILED: $*"; FAILED+=("$*"); return 0; fi
+  printf '\ncluster: error: %s\n' "$*" >&2; exit 1
+}
 # A command that changes the machine: printed, and run unless DRY_RUN.
 run() {
   say "${DRY_RUN:+would }run: $(quote "$@")"
@@ -77,8 +94,65 @@ sha() { sha256sum | cut -c1-16; }
 
 if [ "$(id -u)" != 0 ]; then
   say "cluster: running as root through sudo (the checks read k3s's kubeconfig; the steps install packages)"
-  exec sudo --preserve-env=DRY_RUN,K3S_VERSION,TOOLKIT_VERSION,DEVICE_PLUGIN_VERSION,ARGO_VERSION,HELM_VERSION,NAMESPACE,RELEASE,GPUS "$0" "$@"
+  exec sudo --preserve-env=DRY_RUN,UNINSTALL,DELETE_DATA,NODE_NAME,K3S_VERSION,TOOLKIT_VERSION,DEVICE_PLUGIN_VERSION,ARGO_VERSION,HELM_VERSION,NAMESPACE,RELEASE,GPUS "$0" "$@"
 fi
+
+# uninstall: the install's steps undone in reverse order, each only when there is something to undo.
+uninstall() {
+  say "cluster: removing what make cluster installed, in reverse order${DRY_RUN:+ (dry run: nothing is changed)}"
+  step "quantum-slm chart (release $RELEASE in $NAMESPACE)"
+  if check "release $RELEASE exists in $NAMESPACE" helm status "$RELEASE" -n "$NAMESPACE"; then
+    run helm uninstall "$RELEASE" -n "$NAMESPACE"  # its PVCs stay (helm.sh/resource-policy: keep)
+  fi
+  if [ -n "$DELETE_DATA" ]; then
+    step "namespace $NAMESPACE: MinIO's volume (every published build), the model cache, the credentials"
+    if check "namespace $NAMESPACE exists" kubectl get namespace "$NAMESPACE"; then
+      run kubectl delete namespace "$NAMESPACE"
+    fi
+  else
+    say "kept: namespace $NAMESPACE with MinIO's volume (every published build), the model cache and the credentials (DELETE_DATA=1 removes them)"
+  fi
+  step "Argo Workflows $ARGO_VERSION"
+  if check "the argo namespace exists" kubectl get namespace argo; then
+    run kubectl delete --ignore-not-found -n argo -f "$ARGO_MANIFEST"  # the CRDs too: every Workflow goes
+    run kubectl delete namespace argo
+  fi
+  step "NVIDIA device plugin $DEVICE_PLUGIN_VERSION"
+  if check "release nvdp exists" helm status nvdp -n nvidia-device-plugin; then
+    run helm uninstall nvdp -n nvidia-device-plugin
+  fi
+  if check "namespace nvidia-device-plugin exists" kubectl get namespace nvidia-device-plugin; then
+    run kubectl delete namespace nvidia-device-plugin
+  fi
+  if check_output "helm knows NVIDIA's chart repository" https://nvidia.github.io/k8s-device-plugin helm repo list -o json; then
+    run helm repo remove nvdp
+  fi
+  if check_output "node $NODE_NAME has the label $GPU_LABEL=true" true \
+       kubectl get node "$NODE_NAME" -o "jsonpath={.metadata.labels.${GPU_LABEL//./\\.}}"; then
+    run kubectl label node "$NODE_NAME" "$GPU_LABEL-"
+  fi
+  if [ -z "$DELETE_DATA" ]; then
+    say "kept: k3s (its local-path volumes hold the store), helm and the NVIDIA container toolkit. DELETE_DATA=1 removes k3s with every volume, and the toolkit; copy the store out first (make list; mc mirror)."
+  else
+    step "k3s (and every volume on it) and the NVIDIA container toolkit"
+    if check_output "k3s is installed" "k3s version" k3s --version; then
+      run k3s-uninstall.sh  # k3s's own uninstaller (get.k3s.io puts it in /usr/local/bin): its data and volumes go too
+    fi
+    if check_output "nvidia-ctk is installed" "version" nvidia-ctk --version; then
+      run apt-get purge -y -qq nvidia-container-toolkit nvidia-container-toolkit-base libnvidia-container-tools libnvidia-container1
+    fi
+    if check "NVIDIA's apt repository is configured" test -e "$TOOLKIT_LIST"; then
+      run rm -f "$TOOLKIT_LIST" "$TOOLKIT_KEYRING"
+    fi
+    say "kept: helm (/usr/local/bin/helm), a general tool; remove it yourself if nothing else uses it"
+  fi
+  step "done${DRY_RUN:+ (dry run: nothing was changed)}"
+}
+if [ -n "$UNINSTALL" ]; then
+  uninstall
+  exit 0
+fi
+
 say "cluster: k3s $K3S_VERSION, NVIDIA container toolkit $TOOLKIT_VERSION, device plugin $DEVICE_PLUGIN_VERSION, Argo Workflows $ARGO_VERSION, chart $CHART -> namespace $NAMESPACE${DRY_RUN:+ (dry run: nothing is changed)}"
 
 step "this machine"
@@ -88,6 +162,7 @@ case " ${ID:-} ${ID_LIKE:-} " in
   *) fail "this script sets up Ubuntu or Debian (apt); /etc/os-release says ${PRETTY_NAME:-unknown}" ;;
 esac
 if ! check "lspci is installed (to look for the GPU)" lspci --version; then
+  run apt-get update -qq  # a fresh machine's package lists may be empty or stale
   run apt-get install -y -qq pciutils
 fi
 gpu_seen="not checked (lspci is not installed yet)"
@@ -98,20 +173,22 @@ if [ -z "$DRY_RUN" ] || command -v lspci >/dev/null 2>&1; then
   if [ -z "$gpus_pci" ]; then
     fail "no NVIDIA GPU here (lspci lists no NVIDIA display or 3D controller). The builds' train and eval steps need one; without it, build on the CPU with 'make build VERSION=smoke', or run the workflow with 'make local-run'."
   fi
-  say "  ${gpus_pci//$'\n'/$'\n'  }"
+  [ -z "$gpus_pci" ] || say "  ${gpus_pci//$'\n'/$'\n'  }"
 fi
 
 step "NVIDIA driver"
-if ! check "the driver answers (nvidia-smi)" nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; then
+if check "the driver answers (nvidia-smi)" nvidia-smi --query-gpu=name,driver_version --format=csv,noheader; then
+  cp "$WORK/out" "$WORK/gpus"
+  while IFS=', ' read -r line; do say "  $line"; done <"$WORK/gpus"
+  driver=$(head -n1 "$WORK/gpus" | sed 's/.*, *//; s/\..*//')
+  if [ "${driver:-0}" -lt "$MIN_DRIVER" ] 2>/dev/null; then
+    fail "NVIDIA driver $driver is older than $MIN_DRIVER: the stage images (CUDA 12.6) need a newer one; update it and reboot"
+  fi
+  GPUS=${GPUS:-$(wc -l <"$WORK/gpus" | tr -d ' ')}
+else
+  GPUS=${GPUS:-1}  # a dry run goes on: the plan below is the one for one GPU
   fail "the NVIDIA driver does not answer ($(head -n1 "$WORK/out")); a GPU: ${gpu_seen}. Install the driver, reboot, and run make cluster again: on Ubuntu 'sudo ubuntu-drivers install', on Debian 'sudo apt-get install nvidia-driver firmware-misc-nonfree' (contrib non-free non-free-firmware in apt sources). With Secure Boot, enrol the module key when asked."
 fi
-cp "$WORK/out" "$WORK/gpus"
-while IFS=', ' read -r line; do say "  $line"; done <"$WORK/gpus"
-driver=$(head -n1 "$WORK/gpus" | sed 's/.*, *//; s/\..*//')
-if [ "${driver:-0}" -lt "$MIN_DRIVER" ] 2>/dev/null; then
-  fail "NVIDIA driver $driver is older than $MIN_DRIVER: the stage images (CUDA 12.6) need a newer one; update it and reboot"
-fi
-GPUS=${GPUS:-$(wc -l <"$WORK/gpus" | tr -d ' ')}
 say "  GPU steps at once (the GPU semaphore): $GPUS"
 
 step "NVIDIA container toolkit $TOOLKIT_VERSION"
@@ -137,6 +214,14 @@ elif ! check_output "k3s's containerd has the nvidia runtime (found when k3s sta
   run systemctl restart k3s  # the toolkit came after k3s: k3s finds the runtime at its next start
 fi
 wait_for "the node is Ready" " Ready " kubectl get nodes --no-headers || fail "k3s's node is not Ready after 3 minutes: see journalctl -u k3s"
+# k3s writes its kubeconfig for root only (0600): the user who ran sudo gets a copy for helm status, kubectl and the
+# chart's NOTES, unless they have a kubeconfig already (never overwritten).
+if [ -n "${SUDO_USER:-}" ] && [ "$SUDO_USER" != root ]; then
+  user_home=$(getent passwd "$SUDO_USER" | cut -d: -f6)
+  if [ -n "$user_home" ] && ! check "$SUDO_USER has a kubeconfig" test -e "$user_home/.kube/config"; then
+    run install -D -m 0600 -o "$SUDO_USER" -g "$(id -g "$SUDO_USER")" "$KUBECONFIG" "$user_home/.kube/config"
+  fi
+fi
 
 step "helm $HELM_VERSION"
 if ! check_output "helm is installed at $HELM_VERSION" "$HELM_VERSION" helm version --short; then
@@ -144,10 +229,11 @@ if ! check_output "helm is installed at $HELM_VERSION" "$HELM_VERSION" helm vers
   run env DESIRED_VERSION="$HELM_VERSION" bash "$WORK/get-helm-3"
 fi
 
-# helm_release NAME NAMESPACE CHART ARGS...: install or upgrade unless the release was made from exactly this chart
-# and these arguments (their digest is the release's description), so a second run changes nothing.
+# helm_release WAIT NAME NAMESPACE CHART ARGS...: install or upgrade unless the release was made from exactly this
+# chart and these arguments (their digest is the release's description), so a second run changes nothing. WAIT
+# (--wait or "") makes helm wait for the release's objects to be ready, PVCs Bound among them (docs/cluster.md).
 helm_release() {
-  local name=$1 ns=$2 chart=$3; shift 3
+  local wait=$1 name=$2 ns=$3 chart=$4; shift 4
   local digest
   digest=$( { printf '%s\n' "$chart" "$@"; if [ -d "$chart" ]; then find "$chart" -type f | LC_ALL=C sort | xargs cat; fi; } | sha)
   if check_output "release $name in $ns is made from this chart and these values" "make-cluster $digest" \
@@ -155,7 +241,7 @@ helm_release() {
     return 0
   fi
   UPGRADED="$UPGRADED $name"
-  run helm upgrade --install "$name" "$chart" -n "$ns" --create-namespace --description "make-cluster $digest" --wait --timeout 10m "$@"
+  run helm upgrade --install "$name" "$chart" -n "$ns" --create-namespace --description "make-cluster $digest" $wait --timeout 10m "$@"
 }
 
 step "NVIDIA device plugin $DEVICE_PLUGIN_VERSION"
@@ -163,8 +249,12 @@ if ! check_output "helm knows NVIDIA's chart repository" https://nvidia.github.i
   run helm repo add nvdp https://nvidia.github.io/k8s-device-plugin
   run helm repo update nvdp
 fi
+if ! check_output "node $NODE_NAME has the label $GPU_LABEL=true (the device plugin's node affinity)" true \
+     kubectl get node "$NODE_NAME" -o "jsonpath={.metadata.labels.${GPU_LABEL//./\\.}}"; then
+  run kubectl label node "$NODE_NAME" --overwrite "$GPU_LABEL=true"
+fi
 # In k3s the default runtime is runc: the plugin must run with the nvidia runtime to see the GPUs.
-helm_release nvdp nvidia-device-plugin nvdp/nvidia-device-plugin --version "$DEVICE_PLUGIN_VERSION" --set runtimeClassName=nvidia
+helm_release --wait nvdp nvidia-device-plugin nvdp/nvidia-device-plugin --version "$DEVICE_PLUGIN_VERSION" --set runtimeClassName=nvidia
 wait_for "a node offers GPUs (nvidia.com/gpu)" "gpu=[1-9]" \
   kubectl get nodes -o 'jsonpath={range .items[*]}gpu={.status.allocatable.nvidia\.com/gpu}{"\n"}{end}' \
   || fail "no node offers nvidia.com/gpu after 3 minutes: see kubectl -n nvidia-device-plugin logs daemonset/nvdp-nvidia-device-plugin"
@@ -220,16 +310,27 @@ if check_output "RuntimeClass nvidia exists, made by k3s (not by this chart)" "f
      kubectl get runtimeclass nvidia -o 'jsonpath=found by={.metadata.annotations.meta\.helm\.sh/release-name}.'; then
   runtime_class=false
 fi
-helm_release "$RELEASE" "$NAMESPACE" "$CHART" --set secrets.existing=true --set "gpus=$GPUS" \
+# No --wait: helm would wait for every PVC to be Bound (pkg/kube/ready.go), and k3s's local-path binds the model
+# cache only when a build first mounts it (WaitForFirstConsumer; helm/helm#10196). The post-install bucket job is
+# waited for all the same (helm runs hooks and watches them to completion, pkg/action/hooks.go), and it needs MinIO.
+helm_release "" "$RELEASE" "$NAMESPACE" "$CHART" --set secrets.existing=true --set "gpus=$GPUS" \
   --set "runtimeClass.create=$runtime_class"
 if [[ " $UPGRADED " == *" $RELEASE "* ]]; then
   run helm test "$RELEASE" -n "$NAMESPACE"  # the bucket's user can write and read the bucket, and nothing more
 fi
 
+if [ ${#FAILED[@]} -gt 0 ]; then
+  printf '\ncluster: dry run: %d check(s) FAILED; a real run stops at the first:\n' "${#FAILED[@]}" >&2
+  printf '  - %s\n' "${FAILED[@]}" >&2
+  exit 1
+fi
+if ! check "Docker is installed (make images builds the stage images with it)" docker version --format '{{.Client.Version}}'; then
+  say "  note: install Docker before make images: sudo apt-get install -y docker.io"
+fi
 step "done${DRY_RUN:+ (dry run: nothing was changed)}"
 cat <<EOF
 Next:
-  make images VERSION=v2 K3S_IMPORT=1     # the stage images, into k3s and pinned (sudo for the import)
+  sudo make images VERSION=local K3S_IMPORT=1   # one image set (qslm-*:local) for every spec, into k3s, pinned
   helm status $RELEASE -n $NAMESPACE      # how to reach the Argo Server and MinIO: ARGO_SERVER, ARGO_TOKEN, the store
   make submit VERSION=v2 WAIT=1
 EOF

@@ -109,4 +109,4 @@ def test_command_line_settings_reach_the_commands_as_given(tmp_path, fake_python
 def test_cluster_passes_dry_run_quoted():
     result = subprocess.run(["make", "-n", "cluster", "DRY_RUN=1;touch x"], cwd=REPO_ROOT, capture_output=True,
                             text=True, timeout=60)
-    assert "DRY_RUN='1;touch x' scripts/cluster.sh" in result.stdout
+    assert "DRY_RUN='1;touch x' UNINSTALL='' DELETE_DATA='' scripts/cluster.sh" in result.stdout

@@ -5,6 +5,11 @@ from __future__ import annotations
 
 import re
 
+# The stage images' tag when none is given (qslm-<stage>:local): one image set serves every spec of a checkout, since
+# the images hold the code and each build mounts its own commit's data/ (`make images VERSION=local` builds it;
+# make submit IMAGE_TAG=..., the chart's trigger.imageTag and local-run's --image-tag choose another).
+IMAGE_TAG = "local"
+
 
 def run_name(tag: str, suffix: str) -> str:
     """qslm-<tag as a DNS label part>-<suffix>: also the run-id under runs/ in the store (at most 63 characters)."""

@@ -117,7 +117,7 @@ def synthesize() -> Container:
         inputs=[folder_in("curated", "/in/curated", key=keys.run_key(RUN_ID, "curated") + "/")],
         outputs=[folder_out("dataset", OUT + "/dataset", keys.run_key(RUN_ID, "dataset"))],
         cache=True,
-        gpu_memory_gib=12,
+        host_memory_gib=12,
         retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),  # cached replies: a retry resumes
         deadline_s=6 * HOUR,
         **store_env(),
@@ -131,7 +131,7 @@ def train() -> Container:
         inputs=[dataset_in()],
         outputs=[folder_out("adapter", OUT + "/adapter", keys.run_key(RUN_ID, "adapter"))],
         cache=True,
-        gpu_memory_gib=16,
+        host_memory_gib=16,
         # Checkpoints live on a per-run volume, apart from the uploaded adapter; it outlives a failed run
         # (volumeClaimGC: success only), so a retried pod or `argo retry` resumes instead of starting over.
         volumes=[Volume(name="train-state", size="5Gi", mount_path="/state")],
@@ -160,7 +160,7 @@ def eval_(compare: bool) -> Container:
                  S3Artifact(name="metrics-json", path=OUT + "/report/metrics.json", archive=NoneArchiveStrategy(),
                             key=keys.run_key(RUN_ID, "metrics"), optional=True)],
         cache=True,
-        gpu_memory_gib=12,
+        host_memory_gib=12,
         # Exit 3 is a verdict (gate failed, report written), not a fault: never retried.
         retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff(),
                             expression=f"asInt(lastRetry.exitCode) != {GATE_FAILED}"),

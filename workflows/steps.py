@@ -42,6 +42,10 @@ DIGEST_ANNOTATION = "quantum-slm/definition-sha256"
 
 # The user of the stage images (USER in images/*.Dockerfile). Pods run as it, files on volumes belong to it.
 UID = 10001
+# Argo's executor (the init and wait containers) runs as this uid: `make cluster` sets it in the controller's
+# executor securityContext (scripts/cluster.sh EXECUTOR). It is in the pod's fsGroup (UID), not its owner: every
+# output a step writes must be readable by group or others, or the wait container silently uploads nothing.
+EXECUTOR_UID = 8737
 POD_SECURITY = PodSecurityContext(run_as_non_root=True, run_as_user=UID, run_as_group=UID, fs_group=UID,
                                   seccomp_profile=SeccompProfile(type="RuntimeDefault"))
 # Pod Security "restricted", and a root filesystem nothing can write: a step writes only the volumes it declares.
@@ -86,11 +90,19 @@ def backoff() -> Backoff:
     return Backoff(duration="30s", factor="2", max_duration="10m")
 
 
-def _gpu(memory_gib: int) -> dict:
-    """What a GPU step needs: the card, its runtime, the taint, shared memory, a place in the GPU semaphore."""
+# Host memory (not GPU memory) a GPU step asks the scheduler for. A pod that cannot be scheduled still holds its
+# place in the GPU semaphore (Argo takes the lock before the pod exists), so a request a 16 GB workstation cannot
+# meet after k3s, MinIO and Argo (about 2 GiB) would block every build behind it. The step may use more, up to its
+# limit, when the machine has it.
+GPU_STEP_MEMORY_REQUEST_GIB = 6
+
+
+def _gpu(host_memory_gib: int) -> dict:
+    """What a GPU step needs: the card, its runtime, the taint, shared memory, a place in the GPU semaphore, and
+    host memory: GPU_STEP_MEMORY_REQUEST_GIB guaranteed, about host_memory_gib expected (the limit has headroom)."""
     return dict(
-        resources=Resources(gpus=1, cpu_request="2", memory_request=f"{memory_gib}Gi",
-                            memory_limit=f"{memory_gib + 8}Gi"),  # the limit leaves room for the 2 GiB /dev/shm
+        resources=Resources(gpus=1, cpu_request="2", memory_request=f"{GPU_STEP_MEMORY_REQUEST_GIB}Gi",
+                            memory_limit=f"{host_memory_gib + 8}Gi"),  # room for the 2 GiB /dev/shm too
         pod_spec_patch='{"runtimeClassName": "nvidia"}',  # Argo templates have no runtimeClassName field
         tolerations=[Toleration(key="nvidia.com/gpu", operator="Exists", effect="NoSchedule")],
         # DataLoader workers use /dev/shm; the container default (64 MiB) is too small. Counts against the limit.
@@ -101,11 +113,12 @@ def _gpu(memory_gib: int) -> dict:
 
 
 def stage(name: str, stage_image: str, command: list[str], args: list[str], *, inputs: list = (),
-          outputs: list = (), data: bool = True, cache: bool = False, gpu_memory_gib: int | None = None,
+          outputs: list = (), data: bool = True, cache: bool = False, host_memory_gib: int | None = None,
           retry: RetryStrategy | None = None, deadline_s: int = HOUR, **extra) -> Container:
     """One pipeline step, with what every step needs on a real cluster: the image pinned and never pulled again,
     the image's user under Pod Security "restricted", a read-only root with emptyDirs at /tmp and /out (outputs),
-    data/ at the build's commit, and optionally the model cache (/cache) and a GPU."""
+    data/ at the build's commit, and optionally the model cache (/cache) and a GPU (host_memory_gib: the step's
+    expected peak host memory; see _gpu)."""
     volumes = [EmptyDirVolume(name="tmp", mount_path="/tmp")]
     written = [o.path if isinstance(o, Artifact) else o.value_from.path for o in outputs]
     if any(path.startswith(OUT + "/") for path in written):  # a non-root user cannot create /out itself
@@ -115,7 +128,7 @@ def stage(name: str, stage_image: str, command: list[str], args: list[str], *, i
     if cache:  # the images default to offline; here the hub may be reached, so the first build fills the cache
         volumes.append(ExistingVolume(name="models", claim_name=MODELS_CLAIM, mount_path="/cache"))
         env.append(Env(name="HF_HUB_OFFLINE", value="0"))
-    gpu = _gpu(gpu_memory_gib) if gpu_memory_gib else {}
+    gpu = _gpu(host_memory_gib) if host_memory_gib else {}  # a GPU step: host_memory_gib is the host RAM it may use
     return Container(
         name=name,
         image=image(stage_image),

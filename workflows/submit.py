@@ -49,6 +49,7 @@ from jobs.core.spec.schema import SpecError
 from jobs.core.spec.load import load_spec
 from jobs.core.store.backends import StoreError, open_store
 from workflows import names
+from workflows.names import IMAGE_TAG
 from workflows.pipeline import NAME, pipeline_template, run_workflow
 from workflows.steps import DATA_KEY, DIGEST_ANNOTATION
 
@@ -79,8 +80,10 @@ def argo_from_env(env=os.environ) -> Argo:
     """The Argo Server as the argo CLI finds it. The host ends in '/', so Hera's requests keep its base path."""
     server = env.get("ARGO_SERVER", "").strip().rstrip("/")
     if not server:
+        sudo = (" (sudo drops your environment: run make submit without sudo; with K3S=1 it asks for sudo only "
+                "to import the images)") if env.get("SUDO_USER") else ""
         raise SubmitError("ARGO_SERVER is not set: give the Argo Server's address, e.g. "
-                          "`kubectl -n argo port-forward svc/argo-server 2746` and ARGO_SERVER=localhost:2746")
+                          "`kubectl -n argo port-forward svc/argo-server 2746` and ARGO_SERVER=localhost:2746" + sudo)
     if "://" not in server:
         server = ("http://" if env.get("ARGO_SECURE", "true").lower() == "false" else "https://") + server
     base = env.get("ARGO_BASE_HREF", "").strip().strip("/")
@@ -175,8 +178,12 @@ def check_template(argo: Argo, service: WorkflowsService) -> str:
 
 
 def build_images(image_tag: str, registry: str, k3s_import: bool) -> None:
-    """images/build_images.py (`make images`): pushed to the registry, or loaded into this node's k3s."""
+    """images/build_images.py (`make images`): pushed to the registry, or loaded into this node's k3s. The import
+    writes k3s's images folder, which needs root: only that command runs through sudo, so make submit itself keeps
+    the caller's ARGO_* and AWS_* variables (sudo would drop them)."""
     cmd = [sys.executable, str(REPO_ROOT / "images" / "build_images.py"), "--tag", image_tag]
+    if k3s_import and os.geteuid() != 0:
+        cmd = ["sudo", *cmd]
     if registry:
         cmd += ["--registry", registry, "--push"]
     if k3s_import:
@@ -252,7 +259,7 @@ def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: s
             store.put_bytes(DATA_KEY.replace("{{workflow.name}}", name), snapshot)
         except StoreError as exc:
             raise SubmitError(f"store: {exc}") from None
-        wf = run_workflow(p.tag, p.spec, image_tag or p.tag, git["commit"], name=name, git_dirty=git["dirty"],
+        wf = run_workflow(p.tag, p.spec, image_tag or IMAGE_TAG, git["commit"], name=name, git_dirty=git["dirty"],
                           data_hash=git["data_hash"], previous=p.previous, previous_report=p.previous_report,
                           image_prefix=image_prefix,
                           namespace=argo.namespace)
@@ -260,6 +267,22 @@ def submit(tags: list[str], argo: Argo, *, spec: str | None = None, image_tag: s
               argo.namespace)
         names.append(name)
     return names
+
+
+def gate_failed_only(nodes) -> bool:
+    """Whether a failed run's only failures are its gate's verdict: the verdict step failed, and every failed pod is
+    a verdict or an eval that exited GATE_FAILED (eval exits 3 too when the gate fails, having written its report,
+    and the build is then published as failed-gate)."""
+    failed = [n for n in nodes if n.type == "Pod" and n.phase in ("Failed", "Error")]
+
+    def exit_code(n) -> str:
+        return str(n.outputs.exit_code) if n.outputs and n.outputs.exit_code is not None else ""
+
+    def verdict(n) -> bool:
+        return n.display_name.startswith("verdict")
+
+    return any(verdict(n) for n in failed) and all(
+        verdict(n) or (n.display_name.startswith("eval") and exit_code(n) == str(GATE_FAILED)) for n in failed)
 
 
 def follow(argo: Argo, names: list[str], poll_s: float = 10.0) -> dict[str, str]:
@@ -278,8 +301,7 @@ def follow(argo: Argo, names: list[str], poll_s: float = 10.0) -> dict[str, str]
                     print(f"  {where}{node.display_name:<16} {node.phase:<10} {node.progress or ''} "
                           f"{node.message or ''}")
             if status and status.phase in FINISHED:
-                failed = [n.display_name for n in nodes if n.type == "Pod" and n.phase in ("Failed", "Error")]
-                gate = status.phase == "Failed" and failed and all(f.startswith("verdict") for f in failed)
+                gate = status.phase == "Failed" and gate_failed_only(nodes)
                 done[name] = "GateFailed" if gate else status.phase
                 print(f"{name}: {status.phase}{' (the gate failed)' if gate else ''} {status.message or ''}")
         if len(done) < len(names):
@@ -298,7 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Start builds on the cluster (Argo Workflows), side by side.")
     p.add_argument("--tag", required=True, help="build tags, comma-separated, e.g. v2 or v2,v3")
     p.add_argument("--spec", help="build spec name for a single tag (default: the tag): data/builds/<spec>.yaml")
-    p.add_argument("--image-tag", help="tag of the stage images (default: each build's tag)")
+    p.add_argument("--image-tag", help=f"tag of the stage images, one set for every tag (default: {IMAGE_TAG})")
     p.add_argument("--registry", default="", help="registry of the images, e.g. registry.lan:5000 (default: "
                                                   "images imported into k3s)")
     p.add_argument("--build-images", action="store_true", help="build the images first and push them to --registry "
@@ -312,8 +334,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         argo = argo_from_env()
         if args.build_images:
-            for image_tag in sorted({args.image_tag} if args.image_tag else set(tags)):
-                build_images(image_tag, args.registry, args.k3s_import)
+            build_images(args.image_tag or IMAGE_TAG, args.registry, args.k3s_import)
         names = submit(tags, argo, spec=args.spec, image_tag=args.image_tag, previous=args.previous,
                        image_prefix=args.registry.rstrip("/") + "/" if args.registry else "",
                        allow_dirty=args.allow_dirty)

@@ -27,7 +27,7 @@ import yaml
 from jobs.core.repo import REPO_ROOT
 from jobs.core.errors import QslmError
 from jobs.core.spec.tags import TAG_RULE, is_tag
-from workflows.names import run_name
+from workflows.names import IMAGE_TAG, run_name
 from workflows.payload import read_payload, repo_path, shape_problems
 
 CHART_VALUES = REPO_ROOT / "charts" / "quantum-slm" / "values.yaml"
@@ -148,7 +148,7 @@ def records(push: Push, builds: list[PlannedBuild], store, image_tag: str, image
                     "tag": b.tag, "spec": b.spec, "commit": push.after, "short": short, "repo": push.repo,
                     "previous": previous,
                     "previous_report": previous_report_key(store, previous),
-                    "image_tag": image_tag or b.spec, "image_prefix": image_prefix})
+                    "image_tag": image_tag or IMAGE_TAG, "image_prefix": image_prefix})
     return out
 
 
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     q.add_argument("--branch", default=env.get("QSLM_TRIGGER_BRANCH", chart.get("branch", "main")))
     q.add_argument("--store", action="store_true", help="leave out tags complete in QSLM_STORE; pick previous builds")
     q.add_argument("--json", type=Path, help="also write the builds as JSON records (the workflow's fan-out)")
-    q.add_argument("--image-tag", default="", help="the stage images' tag for --json (default: the spec name)")
+    q.add_argument("--image-tag", default="", help=f"the stage images' tag for --json (default: {IMAGE_TAG})")
     q.add_argument("--image-prefix", default="", help="registry prefix of the images for --json")
     try:
         plan_command(p.parse_args(argv))

@@ -24,6 +24,7 @@ from jobs.core.engine.loading import compute_dtype, load_tokenizer, pick_device
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import library_versions, sha256_file, training_fingerprint
 from jobs.core.spec.schema import BuildSpec
+from jobs.core.store.outputs import share
 from jobs.train import TrainError, checkpoint, execution
 from jobs.train.data import Tokenized, read_conversations, step_plan, tokenize
 from jobs.train.loop import Layout, Mark, StepRead, accumulate, make_optimizer, make_scaler, optimizer_step
@@ -186,6 +187,7 @@ def write_outputs(out_dir: Path, model, tokenizer, state: State, info: dict) -> 
     tokenizer.save_pretrained(out_dir)
     write_metrics(state.metrics, out_dir)
     (out_dir / "train-info.json").write_text(json.dumps(info, indent=1, default=str))
+    share(out_dir)  # safetensors writes 0600: Argo's executor, another user, could not upload the adapter
     return info
 
 

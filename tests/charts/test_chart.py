@@ -6,6 +6,7 @@ MinIO scripts work with nothing but `sh` and `mc` (what the MinIO image has)."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from tests.charts import fake_mc
 from tests.conftest import shared
 from workflows import pipeline, push, render, steps
 from workflows.emulator.lint import restricted_problems
+from workflows.names import IMAGE_TAG
 
 REPO = Path(__file__).resolve().parents[2]
 CHART = REPO / "charts" / "quantum-slm"
@@ -144,7 +146,7 @@ def test_trigger_submits_the_push_template_with_the_payload(rendered):
     declared = {p["name"]: p for p in push_wt["spec"]["arguments"]["parameters"]}
     given = {p["name"]: p["valueFrom"]["event"] for p in binding["spec"]["submit"]["arguments"]["parameters"]}
     assert binding["spec"]["submit"]["workflowTemplateRef"]["name"] == push.NAME == push_wt["metadata"]["name"]
-    assert given == {"payload": "payload", "image-tag": '"v1"', "image-prefix": '""'}
+    assert given == {"payload": "payload", "image-tag": f'"{IMAGE_TAG}"', "image-prefix": '""'}
     assert {n for n, p in declared.items() if "value" not in p} <= set(given) <= set(declared)
     assert 'startsWith "data/"' in binding["spec"]["event"]["selector"]
     off = render_chart(VALUES | {"trigger": {"enabled": False}})
@@ -264,15 +266,31 @@ def test_submitter_can_read_logs_and_artifacts_but_not_change_templates(rendered
     assert set(by[(("argoproj.io",), ("workflowtemplates",))]["verbs"]) == {"get", "list"}
 
 
-def test_minio_image_is_pinned_and_runs_as_non_root(rendered):
-    deploy = objects(rendered)[("Deployment", "quantum-slm-minio")]
-    image = deploy["spec"]["template"]["spec"]["containers"][0]["image"]
-    assert image == "minio/minio:RELEASE.2025-09-07T16-13-09Z"
+MINIO_DIGEST = "sha256:14cea493d9a34af32f524e538b8346cf79f3321eff8e708c1e2960462bd8936e"
+
+
+def test_minio_image_is_pulled_from_quay_by_digest_and_runs_as_non_root(rendered):
+    """Blocker 4: Docker Hub no longer serves minio/minio (removed in September 2026); Quay serves the pinned release
+    under this digest. Every pod of the chart that runs MinIO or mc pulls exactly it."""
+    objs = objects(rendered)
+    deploy = objs[("Deployment", "quantum-slm-minio")]
+    pinned = f"quay.io/minio/minio:RELEASE.2025-09-07T16-13-09Z@{MINIO_DIGEST}"
+    pods = {"minio": deploy["spec"]["template"]["spec"], "bucket job": objs[("Job", "quantum-slm-bucket")]["spec"]
+            ["template"]["spec"], "helm test": objs[("Pod", "quantum-slm-test-store")]["spec"]}
+    for what, spec in pods.items():
+        assert [c["image"] for c in spec["containers"]] == [pinned], what
     assert deploy["spec"]["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
-    digest = "sha256:" + "0" * 64
-    pinned = objects(render_chart(VALUES | {"minio": VALUES["minio"] | {"image": {"digest": digest}}}))
-    assert pinned[("Deployment", "quantum-slm-minio")]["spec"]["template"]["spec"]["containers"][0]["image"] \
-        .endswith("@" + digest)
+    values = yaml.safe_load((CHART / "values.yaml").read_text())["minio"]["image"]
+    assert values["registry"] == "quay.io" and re.fullmatch(r"sha256:[0-9a-f]{64}", values["digest"])
+    mirror = {"registry": "registry.lan:5000", "repository": "mirror/minio", "tag": "", "digest": MINIO_DIGEST}
+    moved = objects(render_chart(VALUES | {"minio": VALUES["minio"] | {"image": mirror}}))
+    assert moved[("Deployment", "quantum-slm-minio")]["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        f"registry.lan:5000/mirror/minio@{MINIO_DIGEST}"
+    mc = {"registry": "quay.io", "repository": "minio/mc", "tag": "RELEASE.2025-08-13T08-35-41Z",
+          "digest": "sha256:a7fe349ef4bd8521fb8497f55c6042871b2ae640607cf99d9bede5e9bdf11727"}
+    client = objects(render_chart(VALUES | {"minio": VALUES["minio"] | {"clientImage": mc}}))
+    assert client[("Job", "quantum-slm-bucket")]["spec"]["template"]["spec"]["containers"][0]["image"] == \
+        "quay.io/minio/mc:RELEASE.2025-08-13T08-35-41Z@" + mc["digest"]
 
 
 def test_helm_test_hook_checks_the_bucket(rendered):
@@ -292,6 +310,15 @@ def test_external_store_without_minio():
     assert "port-forward svc/quantum-slm-minio" not in text and "S3_ENDPOINT_URL=https://s3.lan:9000" in text
     with pytest.raises(HelmRenderError, match="set store.endpoint"):
         render_chart(VALUES | {"minio": VALUES["minio"] | {"enabled": False}})
+    # first-class: no MinIO image anywhere, nothing that waits on MinIO, the store's Secret still there
+    assert "minio/minio" not in json.dumps(list(objs.values())) and ("Job", "quantum-slm-bucket") not in objs
+    assert set(objs[("Secret", steps.STORE_SECRET)]["stringData"]) == {"accesskey", "secretkey"}
+    existing = objects(render_chart({"secrets": {"existing": True}, "minio": {"enabled": False},
+                                     "store": {"endpoint": "s3.lan:9000"}}))
+    assert not {("Secret", steps.STORE_SECRET), ("Secret", "quantum-slm-minio-root")} & set(existing)
+    assert ("PersistentVolumeClaim", "quantum-slm-minio") not in existing
+    report = lint(CHART, values, strict=True, kube_version=f"v{KUBE}.0")
+    assert report["errors"] == []
 
 
 def test_notes_say_how_to_reach_a_stock_argo_server(rendered):

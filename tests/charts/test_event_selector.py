@@ -74,7 +74,7 @@ def test_selector_refuses_other_events_and_discriminators(expr_eval, binding):
 def test_event_expressions_give_the_parameters(expr_eval, binding):
     payload = json.loads((PAYLOADS / "github-push-new-spec.json").read_text())
     params = {p["name"]: p["valueFrom"]["event"] for p in binding["spec"]["submit"]["arguments"]["parameters"]}
-    assert evaluate(expr_eval, params["image-tag"], event(payload)) == "v1"
+    assert evaluate(expr_eval, params["image-tag"], event(payload)) == "local"
     assert evaluate(expr_eval, params["image-prefix"], event(payload)) == ""
     metadata = binding["spec"]["submit"]["metadata"]  # Argo evaluates these as expressions too
     assert evaluate(expr_eval, metadata["generateName"], event(payload)) == "qslm-push-"

@@ -4,19 +4,33 @@ from, or changes, one JSON state file (GPUs, driver, toolkit, k3s and its cluste
     install_stubs(bin_dir, state_file, log_file)     # then run the script with PATH=bin_dir:<a few real tools>
 
 Only the commands the script may change the machine with, or read it through, are stubs; nothing here touches
-the real machine.
+the real machine. Two behaviours of the outside components are modelled because `make cluster` once stopped at
+them on a real k3s (docs/cluster.md):
+  - the device plugin's DaemonSet schedules a pod only on a node matching chart 0.17.1's default node affinity
+    (deployments/helm/nvidia-device-plugin/values.yaml `affinity`: an NFD label or nvidia.com/gpu.present=true;
+    NVIDIA/k8s-device-plugin#708); k3s runs no NFD, so without the label no node offers nvidia.com/gpu;
+  - `helm upgrade --install --wait` waits for every PVC of the release to be Bound (helm v3.18
+    pkg/kube/ready.go, IsReady/volumeReady), and k3s's local-path class binds only when a pod first mounts the
+    claim (manifests/local-storage.yaml: volumeBindingMode WaitForFirstConsumer; helm/helm#10196): the chart is
+    rendered with Helm's own engine (helm_python) and a claim no workload of the release mounts never binds.
 """
 
 from __future__ import annotations
 
 import json
 import re
+import socket
 import sys
 from pathlib import Path
 
 COMMANDS = ("id", "lspci", "nvidia-smi", "nvidia-ctk", "apt-get", "curl", "gpg", "install", "systemctl", "k3s",
-            "helm", "fake-installer")
+            "helm", "fake-installer", "k3s-uninstall.sh", "getent")
 NOT_FOUND = 127
+# Chart 0.17.1's default node affinity for the device plugin's DaemonSet: any one term schedules it.
+DEVICE_PLUGIN_AFFINITY = ({"feature.node.kubernetes.io/pci-10de.present": "true"},
+                          {"feature.node.kubernetes.io/cpu-model.vendor_id": "NVIDIA"},
+                          {"nvidia.com/gpu.present": "true"})
+WAIT_FOR_FIRST_CONSUMER = ("local-path",)  # k3s's storage classes that bind on first use
 
 
 def install_stubs(bin_dir: Path, state: Path, log: Path) -> None:
@@ -33,7 +47,8 @@ def fresh(gpus: int = 1, driver: str | None = "550.120") -> dict:
     """A workstation with its GPUs and driver, and nothing else the script installs."""
     return {"gpus": ["NVIDIA RTX A2000 12GB"] * gpus, "driver": driver, "toolkit": None, "k3s": None,
             "k3s_nvidia": False, "helm": None, "repos": {}, "releases": {}, "namespaces": [], "labels": {},
-            "secrets": {}, "argo": None, "executor": "", "runtimeclass": None}
+            "secrets": {}, "argo": None, "executor": "", "runtimeclass": None,
+            "node": socket.gethostname().lower(), "node_labels": {}, "pvcs": {}}
 
 
 def _option(args: list[str], *names: str) -> str | None:
@@ -59,10 +74,17 @@ def main(name: str, args: list[str], state_file: str, log_file: str) -> int:
 
 
 def _id(state, args, entry):
-    return 0, "0"
+    return 0, "0" if len(args) < 2 else "1000"  # id -u: root (the script runs as root); id -g USER: their group
+
+
+def _getent(state, args, entry):
+    home = state.get("users", {}).get(args[-1])
+    return (0, f"{args[-1]}:x:1000:1000::{home}:/bin/bash") if home else (2, "")
 
 
 def _lspci(state, args, entry):
+    if not state.get("pciutils", True):
+        return NOT_FOUND, "lspci: command not found"
     if args == ["--version"]:
         return 0, "lspci version 3.9.0"
     if args == ["-d", "10de::0302"]:
@@ -84,6 +106,13 @@ def _nvidia_ctk(state, args, entry):
 
 
 def _apt_get(state, args, entry):
+    if "install" in args and "pciutils" in args:
+        state["pciutils"] = bool(state.get("apt_lists"))  # a fresh machine's package lists are empty
+        return (0, "") if state["pciutils"] else (100, "E: Unable to locate package pciutils")
+    if args[:1] == ["update"] or "update" in args:
+        state["apt_lists"] = True
+    if "purge" in args and "nvidia-container-toolkit" in args:
+        state["toolkit"] = None
     for a in args:
         if a.startswith("nvidia-container-toolkit="):
             state["toolkit"] = a.split("=", 1)[1].rsplit("-", 1)[0]
@@ -118,7 +147,22 @@ def _fake_installer(state, args, entry):
         state["k3s_nvidia"] = bool(state["toolkit"])
         state["runtimeclass"] = "k3s"
         state["namespaces"] += ["default", "kube-system"]
+        state["node_labels"] = {"kubernetes.io/hostname": state["node"]}
     return 0, ""
+
+
+def _k3s_uninstall(state, args, entry):
+    if not state["k3s"]:
+        return NOT_FOUND, "k3s-uninstall.sh: command not found"
+    state.update(k3s=None, k3s_nvidia=False, releases={}, namespaces=[], labels={}, secrets={}, argo=None,
+                 executor="", runtimeclass=None, node_labels={}, pvcs={})
+    return 0, ""
+
+
+def plugin_schedules(state) -> bool:
+    """Whether the device plugin's DaemonSet wants a pod on the node (its default node affinity)."""
+    labels = state["node_labels"]
+    return any(all(labels.get(k) == v for k, v in term.items()) for term in DEVICE_PLUGIN_AFFINITY)
 
 
 def _systemctl(state, args, entry):
@@ -148,9 +192,36 @@ def _kubectl(state, args, entry):
     verb, kind, obj = (words + [None, None, None])[:3]
     if verb == "get" and kind == "nodes":
         if "allocatable" in jsonpath:
-            plugin = "nvidia-device-plugin/nvdp" in state["releases"] and state["k3s_nvidia"]
+            plugin = "nvidia-device-plugin/nvdp" in state["releases"] and state["k3s_nvidia"] and \
+                plugin_schedules(state)
             return 0, f"gpu={len(state['gpus']) if plugin else ''}"
         return 0, f"workstation   Ready   control-plane,master   2m   {state['k3s']}"
+    if kind == "node" and verb == "get":
+        if obj != state["node"]:
+            return 1, f'Error from server (NotFound): nodes "{obj}" not found'
+        key = re.search(r"labels\.(.*)\}", jsonpath).group(1).replace("\\.", ".")
+        return 0, state["node_labels"].get(key, "")
+    if kind == "node" and verb == "label":
+        if obj != state["node"]:
+            return 1, f'Error from server (NotFound): nodes "{obj}" not found'
+        change = words[3]
+        if change.endswith("-"):
+            state["node_labels"].pop(change[:-1], None)
+        else:
+            key, value = change.split("=")
+            state["node_labels"][key] = value
+        return 0, f"node/{obj} labeled"
+    if verb == "delete" and kind == "namespace":
+        if obj not in state["namespaces"]:
+            return 1, f'Error from server (NotFound): namespaces "{obj}" not found'
+        state["namespaces"].remove(obj)
+        state["secrets"] = {k: v for k, v in state["secrets"].items() if not k.startswith(obj + "/")}
+        state["pvcs"] = {k: v for k, v in state["pvcs"].items() if not k.startswith(obj + "/")}
+        state["labels"].pop(obj, None)
+        return 0, f'namespace "{obj}" deleted'
+    if verb == "delete" and _option(args, "-f"):
+        state["argo"], state["executor"] = None, ""
+        return 0, "customresourcedefinition.apiextensions.k8s.io \"workflows.argoproj.io\" deleted"
     if kind == "namespace" and verb == "get":
         if obj not in state["namespaces"]:
             return 1, f'Error from server (NotFound): namespaces "{obj}" not found'
@@ -210,6 +281,19 @@ def _helm(state, args, entry):
         return 0, f'"{args[2]}" has been added to your repositories'
     if args[:2] == ["repo", "update"]:
         return 0, "Update Complete."
+    if args[:2] == ["repo", "remove"]:
+        state["repos"].pop(args[2], None)
+        return 0, f'"{args[2]}" has been removed from your repositories'
+    if args[0] == "status":
+        if f"{ns}/{args[1]}" not in state["releases"]:
+            return 1, "Error: release: not found"
+        return 0, f"NAME: {args[1]}\nSTATUS: deployed"
+    if args[0] == "uninstall":
+        if not state["releases"].pop(f"{ns}/{args[1]}", None):
+            return 1, f"Error: uninstall: Release not loaded: {args[1]}: release: not found"
+        if state["runtimeclass"] == args[1]:
+            state["runtimeclass"] = None
+        return 0, f'release "{args[1]}" uninstalled'  # the claims stay: helm.sh/resource-policy keep
     if args[0] == "history":
         release = state["releases"].get(f"{ns}/{args[1]}")
         if not release:
@@ -220,6 +304,13 @@ def _helm(state, args, entry):
         if not state["k3s"]:
             return 1, "Error: Kubernetes cluster unreachable"
         key = f"{ns}/{args[2]}"
+        if Path(args[3]).is_dir():
+            state["pvcs"] |= {f"{ns}/{name}": phase for name, phase in _claims(args, ns).items()}
+            pending = sorted(k for k, phase in state["pvcs"].items() if k.startswith(ns + "/") and phase != "Bound")
+            if "--wait" in args and pending:  # helm's ReadyChecker: a PVC is ready when Bound, and it never is
+                state["releases"][key] = {"chart": args[3], "description": "failed", "revision": 0}
+                return 1, (f"Error: UPGRADE FAILED: context deadline exceeded (PersistentVolumeClaim is not bound: "
+                           f"{', '.join(pending)})")
         revision = state["releases"].get(key, {}).get("revision", 0) + 1
         state["releases"][key] = {"chart": args[3], "description": _option(args, "--description"),
                                   "revision": revision}
@@ -231,6 +322,40 @@ def _helm(state, args, entry):
     return 1, f"fake helm: unexpected {args}"
 
 
+def _set_values(args: list[str]) -> dict:
+    """--set a.b=c pairs as nested values, as helm parses simple ones."""
+    values: dict = {}
+    for i, a in enumerate(args):
+        if a == "--set":
+            path, _, raw = args[i + 1].partition("=")
+            value = {"true": True, "false": False}.get(raw, int(raw) if raw.isdigit() else raw)
+            *parents, last = path.split(".")
+            node = values
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[last] = value
+    return values
+
+
+def _claims(args: list[str], ns: str) -> dict[str, str]:
+    """{claim: phase} of the chart's PVCs once installed: Bound when a workload of the release (not a hook) mounts
+    it or its class binds at once; Pending on a WaitForFirstConsumer class that nothing uses yet."""
+    import yaml
+    from helm_python.chart import Chart
+
+    manifests = Chart.load(Path(args[3])).render(_set_values(args), name=args[2], namespace=ns)
+    objects = [d for path, text in manifests.items() if path.endswith(".yaml") for d in yaml.safe_load_all(text) if d]
+    workloads = [o for o in objects if o["kind"] in ("Deployment", "StatefulSet", "Pod")
+                 and "helm.sh/hook" not in (o["metadata"].get("annotations") or {})]
+    mounted = {v["persistentVolumeClaim"]["claimName"] for o in workloads
+               for v in (o["spec"].get("template", {}).get("spec", o["spec"]).get("volumes") or [])
+               if "persistentVolumeClaim" in v}
+    return {o["metadata"]["name"]: "Bound" if o["metadata"]["name"] in mounted
+            or o["spec"].get("storageClassName") not in WAIT_FOR_FIRST_CONSUMER else "Pending"
+            for o in objects if o["kind"] == "PersistentVolumeClaim"}
+
+
 COMMAND_HANDLERS = {"id": _id, "lspci": _lspci, "nvidia-smi": _nvidia_smi, "nvidia-ctk": _nvidia_ctk,
                     "apt-get": _apt_get, "curl": _curl, "gpg": _gpg, "install": _install, "systemctl": _systemctl,
-                    "k3s": _k3s, "helm": _helm, "fake-installer": _fake_installer}
+                    "k3s": _k3s, "helm": _helm, "fake-installer": _fake_installer,
+                    "k3s-uninstall.sh": _k3s_uninstall, "getent": _getent}

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from hera.workflows import DAG, S3Artifact, Task, WorkflowTemplate
 
-from workflows.steps import RUN, common_spec, folder_out, stage
+from workflows.steps import RUN_ID, common_spec, folder_out, stage
 
 
 def step_template(image_ref: str, command: list[str], *, outputs: dict[str, str] | None = None,
@@ -15,7 +15,7 @@ def step_template(image_ref: str, command: list[str], *, outputs: dict[str, str]
     outputs {name: path} go to runs/<run>/step/<name>/; inputs {name: (path, key)} come from the store."""
     arts_in = [S3Artifact(name=n, path=p, key=k, mode=mode, recurse_mode=True if mode else None)
                for n, (p, k) in (inputs or {}).items()]
-    arts_out = [folder_out(n, p, f"{RUN}/step/{n}") for n, p in (outputs or {}).items()]
+    arts_out = [folder_out(n, p, f"runs/{RUN_ID}/step/{n}") for n, p in (outputs or {}).items()]
     with WorkflowTemplate(name="conditions", entrypoint="main", **common_spec()) as wt:
         with DAG(name="main"):
             Task(name="step", template=stage("step", "curate", command, [], inputs=arts_in, outputs=arts_out,

@@ -216,6 +216,17 @@ def test_gpu_steps_share_a_semaphore_sized_by_the_cluster(template):
     assert not any("synchronization" in t[name] for name in ("curate", "publish", "spec", "verdict"))
 
 
+def test_gpu_steps_ask_for_host_memory_a_16_gb_workstation_has(template):
+    """Issue 23: train asked the scheduler for 16 GiB of host memory; on a 16 GB workstation that pod never
+    schedules, and it still holds the only place in the GPU semaphore, so every other build waits behind it."""
+    workstation_gib, cluster_gib = 16, 2  # k3s, MinIO and Argo's controller and server
+    for name, t in _by_name(template).items():
+        res = t.get("container", {}).get("resources", {})
+        if "nvidia.com/gpu" in res.get("limits", {}):
+            request = res["requests"]["memory"]
+            assert request.endswith("Gi") and int(request[:-2]) <= workstation_gib - cluster_gib - 8, (name, request)
+
+
 def test_retries_resume_training_and_never_upload_checkpoints(template):
     t = _by_name(template)
     assert t["train"]["retryStrategy"]["retryPolicy"] == "OnError"  # infrastructure failures only

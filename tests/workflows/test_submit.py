@@ -21,6 +21,7 @@ from jobs.core.store import keys
 from jobs.core.store.backends import open_store
 from workflows import submit
 from workflows.emulator.lint import lint
+from workflows.names import IMAGE_TAG
 from workflows.pipeline import NAME, pipeline_template
 from workflows.steps import DIGEST_ANNOTATION
 
@@ -140,7 +141,7 @@ def test_submit_checks_the_template_then_creates_a_workflow_referencing_it(argo,
     assert wf["metadata"]["name"] == name and wf["metadata"]["namespace"] == NS
     assert wf["spec"]["workflowTemplateRef"] == {"name": NAME}
     params = {p["name"]: p["value"] for p in wf["spec"]["arguments"]["parameters"]}
-    assert params["tag"] == params["spec"] == params["image-tag"] == "smoke"
+    assert params["tag"] == params["spec"] == "smoke" and params["image-tag"] == IMAGE_TAG
     assert params["git-commit"] == commit and params["git-dirty"] == "false"
     assert params["data-hash"] == submit._git(data_repo, "rev-parse", "HEAD:data")
     assert params["previous"] == ""  # empty store: a first build
@@ -177,8 +178,9 @@ def test_several_tags_run_side_by_side_as_one_workflow_each(argo, data_repo, s3_
     names = submit.submit(["smoke", "smoke-b"], _argo_env(argo.url), repo=data_repo)
     created = [c["body"]["workflow"] for c in argo.calls("POST", "workflows")]
     assert [w["metadata"]["name"] for w in created] == names and len(set(names)) == 2
-    assert [{p["name"]: p["value"] for p in w["spec"]["arguments"]["parameters"]}["tag"] for w in created] == \
-        ["smoke", "smoke-b"]
+    params = [{p["name"]: p["value"] for p in w["spec"]["arguments"]["parameters"]} for w in created]
+    assert [p["tag"] for p in params] == ["smoke", "smoke-b"]
+    assert [p["image-tag"] for p in params] == [IMAGE_TAG, IMAGE_TAG]  # one image set serves every spec
     for name in names:
         assert open_store().exists(f"runs/{name}/checkout/data.tgz")
 
@@ -333,15 +335,22 @@ def test_wait_follows_the_run_to_its_end(argo, capsys):
 
 def test_wait_exits_3_when_the_only_failure_is_a_failed_gate(argo):
     """The verdict step fails a build whose gate failed (it is stored as failed-gate): make submit WAIT=1 says so."""
-    def node(i, name, phase):
-        return {"id": f"n{i}", "name": f"run.{name}", "displayName": name, "type": "Pod", "phase": phase}
-    gate = {"phase": "Failed", "nodes": {"n1": node(1, "publish-first", "Succeeded"),
-                                         "n2": node(2, "verdict-first", "Failed")}}
-    broken = {"phase": "Failed", "nodes": {"n1": node(1, "train", "Failed")}}
+    def node(i, name, phase, code=None):
+        return {"id": f"n{i}", "name": f"run.{name}", "displayName": name, "type": "Pod", "phase": phase} | \
+            ({"outputs": {"exitCode": str(code)}} if code is not None else {})
+    # as on a cluster: eval exits 3 as well (report written), publish stores failed-gate, the verdict exits 3
+    gate = {"phase": "Failed", "nodes": {"n0": node(0, "eval-first", "Failed", 3),
+                                         "n1": node(1, "publish-first", "Succeeded", 0),
+                                         "n2": node(2, "verdict-first", "Failed", 3)}}
+    broken = {"phase": "Failed", "nodes": {"n1": node(1, "train", "Failed", 1)}}
+    eval_broke = {"phase": "Failed", "nodes": {"n0": node(0, "eval-first", "Failed", 1),
+                                               "n2": node(2, "verdict-first", "Failed", 3)}}
     argo.statuses = [gate]
     assert submit.follow(_argo_env(argo.url), ["a"], poll_s=0) == {"a": "GateFailed"}
     argo.statuses = [broken]
     assert submit.follow(_argo_env(argo.url), ["b"], poll_s=0) == {"b": "Failed"}
+    argo.statuses = [eval_broke]
+    assert submit.follow(_argo_env(argo.url), ["c"], poll_s=0) == {"c": "Failed"}
     assert submit.exit_status({"a": "Succeeded", "b": "Succeeded"}) == 0
     assert submit.exit_status({"a": "Succeeded", "b": "GateFailed"}) == 3
     assert submit.exit_status({"a": "GateFailed", "b": "Failed"}) == 1
@@ -358,3 +367,17 @@ def test_make_submit_validates_every_spec_before_anything_else():
     lines = [line for line in proc.stdout.splitlines() if "-m jobs." in line or "-m workflows." in line]
     assert proc.returncode == 0 and lines[0].endswith("-m jobs.core.spec 'v2' 'v3'"), proc.stdout
     assert "-m workflows.submit --tag 'v2,v3' --wait" in lines[1]
+
+
+def test_only_the_k3s_import_runs_through_sudo(monkeypatch):
+    """`sudo make submit IMAGES=1 K3S=1` dropped ARGO_* and AWS_*: make submit runs as the user and asks sudo for
+    the import alone; run under sudo without them, it says why they are missing."""
+    ran = []
+    monkeypatch.setattr(submit.subprocess, "run", lambda cmd, cwd: ran.append(cmd) or type("P", (), {"returncode": 0}))
+    monkeypatch.setattr(submit.os, "geteuid", lambda: 1000)
+    submit.build_images(IMAGE_TAG, "", k3s_import=True)
+    submit.build_images(IMAGE_TAG, "reg.lan:5000", k3s_import=False)
+    assert ran[0][0] == "sudo" and ran[0][-3:] == ["--tag", IMAGE_TAG, "--k3s-import"]
+    assert ran[1][0] != "sudo"
+    with pytest.raises(submit.SubmitError, match="sudo drops your environment"):
+        submit.argo_from_env({"SUDO_USER": "alice"})

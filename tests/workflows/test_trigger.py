@@ -126,3 +126,15 @@ def test_the_workflow_step_skips_complete_tags_and_writes_the_fan_out(s3_env, tm
                       "previous": "v3", "previous_report": keys.artifact_prefix("v3", "report") + "metrics.json",
                       "image_tag": "v1", "image_prefix": ""}
     assert set(record) == set(trigger.BUILD_FIELDS)
+
+
+def test_without_an_image_tag_a_push_runs_the_one_image_set_the_readme_builds(tmp_path):
+    """Issue 23: the default was the spec's name (qslm-*:v1), which nothing builds, so a push started nothing."""
+    from workflows.names import IMAGE_TAG
+
+    out = tmp_path / "builds.json"
+    assert trigger.main(["plan", "--payload", str(PAYLOADS / "github-push-new-spec.json"), "--specs", "",
+                         "--json", str(out)]) == 0
+    assert [r["image_tag"] for r in json.loads(out.read_text())] == [IMAGE_TAG]
+    readme = (Path(trigger.__file__).resolve().parents[1] / "README.md").read_text()
+    assert f"make images VERSION={IMAGE_TAG} " in readme

@@ -13,7 +13,12 @@ The conditions of a real cluster (Argo v4's executor and the kubelet), so that a
   - input artifacts are placed by a separate step running as root, as Argo's init container: S3 objects with
     minio-go's modes (0700 folders, 0600 files), tarballs unpacked with their own modes, raw data as a 0644 file,
     then the artifact's `mode` (recursively with recurseMode) where the template sets one;
-  - outputs are read back with `docker cp` from the declared paths only, after the container exits.
+  - outputs are read back after the container exits, from the declared paths only, by a separate container
+    running as Argo's executor (its wait container): the executor's uid (steps.EXECUTOR_UID, what `make cluster`
+    sets) with the pod's runAsGroup, fsGroup and supplementalGroups, every capability dropped, the step's volumes
+    mounted read-only. Where argoexec skips a folder it cannot list and uploads nothing without failing
+    (workflow/artifacts/s3/s3.go generatePutTasks: `_ = filepath.Walk(...)`, v4.0.10), this runner does the
+    opposite: an output the executor cannot read fails the step, naming the path.
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from pathlib import Path
 
 from jobs.core.errors import QslmError
 from jobs.core.store.backends import download_folder, upload_folder
+from workflows.steps import EXECUTOR_UID
 
 PROGRESS_DIR = "/var/run/argo"  # Argo mounts this volume and sets ARGO_PROGRESS_FILE=/var/run/argo/progress
 INPUTS = "/argo/inputs/artifacts"  # where the init step sees the input-artifacts volume
@@ -64,8 +70,41 @@ for item in json.loads(sys.argv[1]):
 """
 
 
+# Run in the step's image as the executor's user: a tar of every declared output on stdout, then one JSON line on
+# stderr: which outputs exist and every path that could not be read (listed or opened).
+READ_BACK = """
+import json, os, sys, tarfile
+paths, found, unreadable = json.loads(sys.argv[1]), [], []
+def refuse(err):
+    unreadable.append(f"{err.filename}: {err.strerror}")
+with tarfile.open(fileobj=sys.stdout.buffer, mode="w|") as tf:
+    def add(path, arc):
+        try:
+            info = tf.gettarinfo(path, arcname=arc)
+            if info.isreg():
+                with open(path, "rb") as f:
+                    tf.addfile(info, f)
+                return
+            names = sorted(os.listdir(path)) if info.isdir() else []
+        except OSError as err:
+            return refuse(err)
+        tf.addfile(info)
+        for name in names:
+            add(os.path.join(path, name), arc + "/" + name)
+    for i, path in enumerate(paths):
+        if os.path.lexists(path):
+            found.append(i)
+            add(path, str(i))
+print(json.dumps({"found": found, "unreadable": unreadable}), file=sys.stderr)
+"""
+
+
 class PodError(QslmError):
     pass
+
+
+class UnreadableOutput(PodError):
+    """An output the executor cannot read: the step fails (argoexec would have Succeeded with nothing uploaded)."""
 
 
 def docker(*args: str, **kw) -> subprocess.CompletedProcess:
@@ -233,33 +272,62 @@ class Pod:
             raise PodError(f"{self.name}: docker create failed: {created.stderr.strip()}")
         try:
             code = docker("start", "--attach", self.name).returncode
-            return (code, *self._outputs())
         finally:
             docker("rm", "--force", self.name, capture_output=True)
+        try:
+            return (code, *self._outputs(mounts))
+        except UnreadableOutput as exc:
+            print(f"    {exc}", flush=True)
+            return 1, {}, {}
 
-    def _copy_out(self, path: str, dest: Path) -> bool:
-        """docker cp one path out of the stopped container (its filesystem and volumes) into dest."""
-        proc = docker("cp", f"{self.name}:{path}", "-", capture_output=True)
-        if proc.returncode:
-            return False
-        unpack = dest.with_name(dest.name + ".cp")
-        with tarfile.open(fileobj=io.BytesIO(proc.stdout)) as tf:
+    def executor(self) -> list[str]:
+        """docker options for Argo's wait container: the executor's uid, the pod's groups, no capabilities."""
+        gid = self.psc.get("runAsGroup", EXECUTOR_UID)
+        groups = ([self.psc["fsGroup"]] if "fsGroup" in self.psc else []) + self.psc.get("supplementalGroups", [])
+        opts = ["--user", f"{EXECUTOR_UID}:{gid}", "--cap-drop", "ALL", "--security-opt", "no-new-privileges",
+                "--read-only", "--network", "none"]
+        for group in groups:
+            opts += ["--group-add", str(group)]
+        return opts
+
+    def read_back(self, paths: list[str], mounts: dict[str, Path], dest: Path) -> dict[int, Path]:
+        """Read the declared output paths as the executor does; returns {index in paths: host copy} for those that
+        exist. An output the executor cannot read raises PodError, where argoexec would upload nothing silently."""
+        # A path on no volume cannot exist: the step's root filesystem is read-only (workflows/emulator/lint.py says so).
+        volumes = []
+        for path, host in sorted(mounts.items()):
+            volumes += ["-v", f"{host.resolve()}:{path}:ro"]
+        proc = docker("run", "--rm", *self.executor(), *volumes, "--entrypoint", "python", self.c["image"], "-c",
+                      READ_BACK, json.dumps(paths), capture_output=True)
+        try:
+            status = json.loads(proc.stderr.decode(errors="replace").strip().splitlines()[-1])
+        except (IndexError, ValueError):
+            raise PodError(f"{self.name}: reading the outputs back failed: {proc.stderr.decode(errors='replace')[-2000:]}"
+                           ) from None
+        if status["unreadable"]:
+            raise UnreadableOutput(f"{self.name}: Argo's executor (uid {EXECUTOR_UID}, the pod's groups, no capabilities) "
+                           f"cannot read these outputs, and on a cluster would upload nothing without failing: "
+                           f"{'; '.join(status['unreadable'][:5])}. Make them readable by group and others "
+                           f"(folders 0755, files 0644)")
+        unpack = dest / ".read-back"
+        with tarfile.open(fileobj=io.BytesIO(proc.stdout), mode="r|") as tf:
             tf.extractall(unpack, filter="fully_trusted")
-        (unpack / Path(path).name).rename(dest)
-        shutil.rmtree(unpack)
-        return True
+        return {i: unpack / str(i) for i in status["found"]}
 
-    def _outputs(self) -> tuple[dict[str, Path], dict[str, str]]:
+    def _outputs(self, mounts: dict[str, Path]) -> tuple[dict[str, Path], dict[str, str]]:
         out = self.work / "outputs"
         out.mkdir()
+        arts = self.t.get("outputs", {}).get("artifacts", [])
+        params = self.t.get("outputs", {}).get("parameters", [])
+        paths = [a["path"] for a in arts] + [p["valueFrom"]["path"] for p in params]
+        found = self.read_back(paths, mounts, out) if paths else {}
         artifacts, parameters = {}, {}
-        for art in self.t.get("outputs", {}).get("artifacts", []):
-            if self._copy_out(art["path"], out / art["name"]):
-                artifacts[art["name"]] = out / art["name"]
-        for p in self.t.get("outputs", {}).get("parameters", []):
-            host = out / ("param-" + p["name"])
-            if self._copy_out(p["valueFrom"]["path"], host):
-                parameters[p["name"]] = host.read_text()
+        for i, art in enumerate(arts):
+            if i in found:
+                artifacts[art["name"]] = found[i].rename(out / art["name"])
+        for j, p in enumerate(params, start=len(arts)):
+            if j in found:
+                parameters[p["name"]] = found[j].read_text()
             elif "default" in p["valueFrom"]:
                 parameters[p["name"]] = p["valueFrom"]["default"]
         return artifacts, parameters

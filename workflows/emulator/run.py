@@ -3,7 +3,9 @@ python -m workflows.emulator.run --payload PUSH.json [--image-tag TAG] [--work D
 
 Runs the rendered WorkflowTemplates (workflows/rendered/) without a cluster, each step in its image with Docker
 under the conditions a real cluster imposes (workflows/emulator/pod.py: the pod's user, a read-only root, inputs
-placed by a root init step with minio-go's modes, outputs read back from the declared paths), its artifacts moved
+placed by a root init step with minio-go's modes, outputs read back from the declared paths by a separate
+container running as Argo's executor user with no capabilities: an unreadable output fails the step, where
+argoexec would upload nothing and let it succeed), its artifacts moved
 the way Argo moves key-only S3 artifacts, against the store in QSLM_STORE (s3://bucket, with S3_ENDPOINT_URL
 reachable from the host network). --tag runs one build as `make submit` starts it; --payload runs what a git
 push starts: the push template, whose plan step decides the tags, then each build it applies.
@@ -33,9 +35,10 @@ from jobs.core.errors import QslmError
 from jobs.core.store.registry import previous_build, previous_report_key
 from jobs.core.store.backends import open_store
 from workflows import pipeline, push, steps
+from jobs.core.repo import REPO_ROOT
 from workflows.emulator.lint import depends_on
 from workflows.emulator.pod import Pod, save_artifact
-from jobs.core.repo import REPO_ROOT
+from workflows.names import IMAGE_TAG
 from workflows.submit import data_snapshot, data_state, run_name
 
 RENDERED = {pipeline.NAME: REPO_ROOT / "workflows" / "rendered" / "pipeline.yaml",
@@ -307,7 +310,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     store.put_bytes(steps.DATA_KEY.replace("{{workflow.name}}", name),
                     data_snapshot(repo, None if git["dirty"] else git["commit"]))
     previous = previous_build(store, tag) or ""
-    wf = pipeline.run_workflow(tag, tag, image_tag or tag, git["commit"], name=name, git_dirty=git["dirty"],
+    wf = pipeline.run_workflow(tag, tag, image_tag or IMAGE_TAG, git["commit"], name=name, git_dirty=git["dirty"],
                                data_hash=git["data_hash"], previous=previous,
                                previous_report=previous_report_key(store, previous), image_prefix=image_prefix).to_dict()
     return name, LocalRun(wf, cluster or default_cluster, work).run()
@@ -333,7 +336,7 @@ def main(argv: list[str] | None = None) -> int:
     what = p.add_mutually_exclusive_group(required=True)
     what.add_argument("--tag", help="build tag (and spec name): run it as `make submit` starts it")
     what.add_argument("--payload", type=Path, help="a push webhook's JSON body: run what the git trigger starts")
-    p.add_argument("--image-tag", help="tag of the qslm-* images (default: the build tag)")
+    p.add_argument("--image-tag", help=f"tag of the qslm-* images (default: {IMAGE_TAG})")
     p.add_argument("--image-prefix", default="", help="registry prefix of the images, ending in '/'")
     p.add_argument("--work", type=Path, help="scratch folder (default .work/local-run)")
     p.add_argument("--allow-dirty", action="store_true", help="use the working tree's data/ with local changes")

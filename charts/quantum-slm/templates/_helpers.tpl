@@ -29,14 +29,21 @@ quantum-slm-minio.{{ .Release.Namespace }}.svc:9000
 {{ ternary "http" "https" .Values.store.insecure }}://{{ include "quantum-slm.endpoint" . }}
 {{- end }}
 
+{{/* registry/repository:tag@digest; the digest is what the node pulls, the tag names the release. */}}
+{{- define "quantum-slm.image" -}}
+{{ with .registry }}{{ . }}/{{ end }}{{ .repository }}{{ with .tag }}:{{ . }}{{ end }}{{ with .digest }}@{{ . }}{{ end }}
+{{- end }}
+
 {{- define "quantum-slm.minioImage" -}}
-{{- with .Values.minio.image -}}
-{{ .repository }}:{{ .tag }}{{ if .digest }}@{{ .digest }}{{ end }}
-{{- end -}}
+{{ include "quantum-slm.image" .Values.minio.image }}
 {{- end }}
 
 {{- define "quantum-slm.clientImage" -}}
-{{ .Values.minio.clientImage | default (include "quantum-slm.minioImage" .) }}
+{{- if .Values.minio.clientImage.repository -}}
+{{ include "quantum-slm.image" .Values.minio.clientImage }}
+{{- else -}}
+{{ include "quantum-slm.minioImage" . }}
+{{- end -}}
 {{- end }}
 
 {{/* A credential value, required unless the Secrets are made outside the chart (secrets.existing). */}}

@@ -16,6 +16,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from jobs.core.errors import QslmError
+from jobs.core.store.outputs import share
 from jobs.core.store.provenance import sha256_file
 
 MESSAGES = pa.list_(pa.struct([("role", pa.string()), ("content", pa.string())]))
@@ -95,6 +96,7 @@ def write_folder(out: Path, fill: Callable[[Path], list[str]]) -> None:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
     try:
         names = fill(tmp)
+        share(tmp)  # mkdtemp's 0700: Argo's executor (another user) would upload nothing (jobs/core/store/outputs.py)
         if out.exists():
             for name in names:
                 shutil.move(tmp / name, out / name)  # copies when out is another file system

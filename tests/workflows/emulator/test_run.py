@@ -7,6 +7,7 @@ from __future__ import annotations
 import gzip
 import io
 import json
+import re
 import subprocess
 import tarfile
 from pathlib import Path
@@ -229,6 +230,23 @@ def test_inputs_are_placed_by_root_with_minio_modes(s3_env, tmp_path, monkeypatc
                              inputs={"dataset": ("/in/dataset", "runs/in/dataset/")}, mode=mode)
     got, _ = _run_step(tmp_path, monkeypatch, template)
     assert got == phase
+
+
+@pytest.mark.docker
+@pytest.mark.parametrize("mode, phase", [(0o755, "Succeeded"), (0o700, "Failed")])
+def test_outputs_the_executor_cannot_read_fail_the_step(s3_env, tmp_path, monkeypatch, capfd, curate_image, mode,
+                                                        phase):
+    """Blocker 1 of issue 23: a folder made by mkdtemp (0700) is the step user's alone; Argo's wait container (the
+    executor's uid, the pod's groups, no capabilities) cannot list it and uploads nothing, and the step still
+    Succeeds. The runner reads outputs back as that user and fails the step instead, naming the path."""
+    code = ("import os, tempfile; t = tempfile.mkdtemp(dir='/out'); open(t + '/a.txt', 'w').write('x'); "
+            f"os.chmod(t, {mode}); os.rename(t, '/out/dataset')")
+    template = step_template(curate_image, ["python", "-c", code], outputs={"dataset": "/out/dataset"})
+    got, _ = _run_step(tmp_path, monkeypatch, template)
+    assert got == phase
+    assert open_store().exists("runs/qslm-conditions-1/step/dataset/a.txt") is (phase == "Succeeded")
+    logs = "".join(capfd.readouterr())
+    assert bool(re.search(r"uid 8737.*cannot read these outputs.*/out/dataset", logs)) is (phase == "Failed")
 
 
 @pytest.mark.docker
