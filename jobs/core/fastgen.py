@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from jobs.core import fastmodel
 from jobs.core.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
-from jobs.core.loading import compute_dtype
+from jobs.core.loading import compute_dtype, use_compile_cache
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # rows of the captured decode graphs
 SYNC_EVERY = 8  # decode steps between the host's looks at finished rows (each look waits for the GPU once)
@@ -100,6 +100,8 @@ class FastBackend:
 
         self.eager = (pre, post)
         compiled = compile_layers and self.graphs
+        if compiled:
+            use_compile_cache()
         self.step_fns = tuple(torch.compile(f, fullgraph=True) for f in self.eager) if compiled else self.eager
         self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
         self.sessions: dict[tuple[int, int], Session] = {}

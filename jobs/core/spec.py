@@ -56,6 +56,10 @@ class TinyModelSpec:
     vocab_size: int = 1024
     max_position_embeddings: int = 2048
     seed: int = 0
+    # rows of the embedding (and tied output layer) when more than the tokenizer learns: Qwen2.5's 151,936 gives
+    # every matmul the real model's size (the rows past the tokenizer's are zero: never read, never predicted)
+    embedding_rows: int = 0
+    dtype: str = "float32"  # of the saved weights: float16 halves a large model's file (Qwen ships 16-bit too)
 
 
 @dataclass(frozen=True)
@@ -357,10 +361,16 @@ def _at_least(values: dict[str, object], low: int | float, errors: list[str]) ->
 
 
 def _check_base_model(b: BaseModelSpec, errors: list[str]) -> None:
-    if b.tiny is None or not all(isinstance(v, int) for v in vars(b.tiny).values()):
+    if b.tiny is None or not all(isinstance(v, int) for k, v in vars(b.tiny).items() if k != "dtype"):
         return
     t = b.tiny
-    _at_least({f"base_model.tiny.{k}": v for k, v in vars(t).items() if k != "seed"}, 1, errors)
+    _at_least({f"base_model.tiny.{k}": v for k, v in vars(t).items() if k not in ("seed", "embedding_rows", "dtype")},
+              1, errors)
+    if t.dtype not in ("float32", "float16"):
+        errors.append(f"base_model.tiny.dtype: must be float32 or float16, got {t.dtype!r}")
+    if t.embedding_rows and t.embedding_rows < t.vocab_size:
+        errors.append(f"base_model.tiny.embedding_rows: {t.embedding_rows} is fewer than vocab_size "
+                      f"{t.vocab_size}; give at least that many rows, or 0 for the tokenizer's own size")
     if t.num_heads >= 1 and t.num_kv_heads >= 1 and (t.hidden_size % t.num_heads or t.num_heads % t.num_kv_heads):
         errors.append(f"base_model.tiny: hidden_size {t.hidden_size} must divide by num_heads {t.num_heads}, "
                       f"and num_heads by num_kv_heads {t.num_kv_heads}")
