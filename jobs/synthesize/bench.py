@@ -37,11 +37,15 @@ def count_engine_calls(counts: dict) -> None:
 
     complete, nll = engine_module.Engine.complete_ids, engine_module.Engine.nll
 
+    def sync():
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()
+
     def complete_ids(self, prompts, adapter, sampling, names=None):
-        torch.cuda.synchronize()
+        sync()
         t = time.perf_counter()
         out = complete(self, prompts, adapter, sampling, names)
-        torch.cuda.synchronize()
+        sync()
         seconds = time.perf_counter() - t
         steps = max(map(len, out), default=0)
         counts["calls"] += 1
@@ -75,8 +79,9 @@ def run(tag: str, sources: Path, out: Path, max_paragraphs: int) -> dict:
     subprocess.run([sys.executable, "-m", "jobs.curate", "--spec", spec.source_file, "--sources", str(sources),
                     "--out", str(work / "curated")], cwd=REPO_ROOT, env=env, check=True)
     curate_s = time.perf_counter() - t
-    everything = training_paragraphs(spec, read_curated(work / "curated")["paragraphs"])
-    capped = dataclasses.replace(spec, synthesize=dataclasses.replace(spec.synthesize, max_paragraphs=max_paragraphs))
+    uncapped = dataclasses.replace(spec, synthesize=dataclasses.replace(spec.synthesize, max_paragraphs=None))
+    everything = training_paragraphs(uncapped, read_curated(work / "curated")["paragraphs"])
+    capped = dataclasses.replace(spec, synthesize=dataclasses.replace(spec.synthesize, max_paragraphs=max_paragraphs or None))
     os.environ["QSLM_STORE"] = env["QSLM_STORE"]  # an empty cache: every reply is generated
     counts = dict.fromkeys(("calls", "rows", "new_tokens", "generate_s", "decode_steps", "compile_s", "step_bytes",
                             "choice_texts", "choice_s"), 0)
