@@ -164,10 +164,10 @@ def ask_twice(tag: str, gpu: GpuMemory, log: Path, env: dict, cache: Path) -> di
         found = [json.loads(line[len("COLDSTART "):]) for _, line in lines if line.startswith("COLDSTART ")]
         runs[label] = {"exit": rc, "process_s": round(t1 - t0, 1), "peak_gib": gpu.peak_gib(t0, t1),
                        **(found[0] if found else {})}
-    venv = Path("/tmp/qslm-venv")  # `make ask` with this machine's python as the venv's (nothing to install here)
+    venv = Path("/tmp/qslm-venv")  # `make ask` with this python as the venv's python (nothing to install)
     (venv / "bin").mkdir(parents=True, exist_ok=True)
-    if not (venv / "bin" / "python").exists():
-        (venv / "bin" / "python").symlink_to(sys.executable)
+    (venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
+    (venv / "bin" / "python").chmod(0o755)
     (venv / ".installed").touch()
     t0 = time.perf_counter()
     rc, lines = run_logged(["make", "-s", "ask", f"VENV={venv}", f"VERSION={tag}", f"Q={QUESTION}"], log,

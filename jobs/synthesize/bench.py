@@ -81,7 +81,8 @@ def run(tag: str, sources: Path, out: Path, max_paragraphs: int) -> dict:
     curate_s = time.perf_counter() - t
     uncapped = dataclasses.replace(spec, synthesize=dataclasses.replace(spec.synthesize, max_paragraphs=None))
     everything = training_paragraphs(uncapped, read_curated(work / "curated")["paragraphs"])
-    capped = dataclasses.replace(spec, synthesize=dataclasses.replace(spec.synthesize, max_paragraphs=max_paragraphs or None))
+    capped = dataclasses.replace(spec, synthesize=dataclasses.replace(spec.synthesize,
+                                                                      max_paragraphs=max_paragraphs or None))
     os.environ["QSLM_STORE"] = env["QSLM_STORE"]  # an empty cache: every reply is generated
     counts = dict.fromkeys(("calls", "rows", "new_tokens", "generate_s", "decode_steps", "compile_s", "step_bytes",
                             "choice_texts", "choice_s"), 0)
