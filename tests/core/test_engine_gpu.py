@@ -67,6 +67,17 @@ def test_fast_path_logits_agree_with_the_4bit_path(rehearsal_spec, qwen_shape_mo
     torch.cuda.empty_cache()
 
 
+def test_a_session_of_another_length_replaces_the_last_and_captures_again(fast):
+    """Synthesis asks with prompts of many lengths: each new cache length replaces the batch session and its graphs.
+    Capturing into a freed graph pool crashed the rehearsal's synthesis (an internal assert in torch's allocator)."""
+    prompts = fast.prompt_ids(_chats(3))
+    short = Sampling(max_new_tokens=8)
+    first = fast.complete_ids(prompts, "a", short)
+    fast.complete_ids(prompts, "a", Sampling(max_new_tokens=300))  # a longer cache: a new session, new graphs
+    fast.complete_ids(prompts[:1], "a", Sampling(max_new_tokens=600))
+    assert fast.complete_ids(prompts, "a", short) == first
+
+
 @pytest.mark.parametrize("stage", ["eval", "synthesize"])
 def test_generation_as_the_stages_run_it_stays_inside_the_budget(rehearsal_spec, fast, stage):
     """eval: a batch of the suite's size, greedy, eval.max_new_tokens; synthesize: the writer's batch, sampled,

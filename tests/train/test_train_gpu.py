@@ -1,6 +1,7 @@
 """The gpu tier, training: at Qwen2.5-1.5B's shape on a CUDA GPU with the rehearsal's (v2's) settings, packed rows
 give the padded loss and gradients, a short train killed after a checkpoint and rerun ends on the uninterrupted
-run's adapter byte for byte, and its peak memory stays inside train.memory_budget_gib. `make test-gpu` runs it."""
+run's adapter (byte for byte where the GPU is bit-reproducible), and its peak memory stays inside
+train.memory_budget_gib. `make test-gpu` runs it."""
 
 from __future__ import annotations
 
@@ -58,17 +59,31 @@ def _command(spec_file, data, out):
     return [sys.executable, "-m", "jobs.train", "--spec", str(spec_file), "--dataset", str(data), "--out", str(out)]
 
 
-def test_killed_and_restarted_equals_uninterrupted_byte_for_byte(rehearsal_spec, qwen_shape_model, tmp_path):
+def _run(spec_file, data, out, env) -> dict:
+    done = subprocess.run(_command(spec_file, data, out), cwd=REPO, env=env, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return {"stdout": done.stdout, "adapter": load_file(str(out / "adapter_model.safetensors")),
+            "info": json.loads((out / "train-info.json").read_text()),
+            "losses": [m["loss"] for m in json.loads((out / "metrics.json").read_text())]}
+
+
+def _largest_difference(a: dict, b: dict) -> float:
+    assert a["adapter"].keys() == b["adapter"].keys()
+    return max(float((a["adapter"][k].float() - b["adapter"][k].float()).abs().max()) for k in a["adapter"])
+
+
+def test_killed_and_restarted_equals_uninterrupted(rehearsal_spec, qwen_shape_model, tmp_path):
     """v2's settings (packed micro-batches of 4, dequantized once, compiled layers, float16 with loss scaling),
-    8 steps, a checkpoint every 2, dropout on (its RNG state is restored too)."""
+    8 steps, a checkpoint every 2, dropout on (its RNG state is restored too). Byte for byte when two uninterrupted
+    runs are (the CPU test's case); where the GPU's kernels are not bit-reproducible (atomic adds in attention's and
+    the packed layout's backward), the resumed run may differ from an uninterrupted one no more than a second
+    uninterrupted run does (a resume that lost the RNG, optimizer or scaler state differs by far more)."""
     spec = with_train(rehearsal_spec, max_steps=8, checkpoint_every=2, lr_scheduler="cosine", warmup_steps=2)
     spec_file = tmp_path / "spec.json"
     spec_file.write_text(spec.to_json())
     data = write_dataset(tmp_path / "data", conversations(48, answer_words=(20, 120)))
     env = dict(os.environ, PYTHONUNBUFFERED="1", QSLM_BASE_MODEL=str(qwen_shape_model))
-    straight = subprocess.run(_command(spec_file, data, tmp_path / "straight"), cwd=REPO, env=env,
-                              capture_output=True, text=True)
-    assert straight.returncode == 0, straight.stderr[-3000:]
+    straight, again = (_run(spec_file, data, tmp_path / name, env) for name in ("straight", "again"))
     out = tmp_path / "killed"
     proc = subprocess.Popen(_command(spec_file, data, out), cwd=REPO, env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -76,21 +91,18 @@ def test_killed_and_restarted_equals_uninterrupted_byte_for_byte(rehearsal_spec,
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL, "the run ended before it could be killed; make it longer"
     assert not (out / "train-info.json").exists()
-    done = subprocess.run(_command(spec_file, data, out), cwd=REPO, env=env, capture_output=True, text=True)
-    assert done.returncode == 0, done.stderr[-3000:]
-    assert "resuming from" in done.stdout, done.stdout[-3000:]
+    resumed = _run(spec_file, data, out, env)
+    assert "resuming from" in resumed["stdout"], resumed["stdout"][-3000:]
+    assert resumed["info"]["resumed_from"] is not None and resumed["info"]["steps"] == 8
 
-    info = json.loads((out / "train-info.json").read_text())
-    assert info["resumed_from"] is not None and info["steps"] == 8
-    resumed = load_file(str(out / "adapter_model.safetensors"))
-    reference = load_file(str(tmp_path / "straight" / "adapter_model.safetensors"))
-    assert resumed.keys() == reference.keys()
-    different = [k for k in reference if not torch.equal(resumed[k], reference[k])]
-    assert not different, f"{len(different)} of {len(reference)} tensors differ, e.g. {different[:3]}"
-    losses = {m["step"]: m["loss"] for m in json.loads((out / "metrics.json").read_text())}
-    reference_losses = {m["step"]: m["loss"] for m in json.loads((tmp_path / "straight" / "metrics.json").read_text())}
-    assert losses == reference_losses
-
-    straight_info = json.loads((tmp_path / "straight" / "train-info.json").read_text())
-    for run in (straight_info, info):  # the train stage's own peak (reserved, the allocator capped at the budget)
-        assert 0 < run["peak_mem_gib"] <= spec.train.memory_budget_gib, run["peak_mem_gib"]
+    rerun, after_kill = _largest_difference(straight, again), _largest_difference(straight, resumed)
+    loss_rerun = max(abs(x - y) for x, y in zip(straight["losses"], again["losses"]))
+    loss_after_kill = max(abs(x - y) for x, y in zip(straight["losses"], resumed["losses"]))
+    print(f"largest adapter difference: rerun {rerun:.3g}, killed and resumed {after_kill:.3g}; "
+          f"largest loss difference: rerun {loss_rerun:.3g}, killed and resumed {loss_after_kill:.3g}")
+    if rerun == 0:
+        assert after_kill == 0 and loss_after_kill == 0
+    else:
+        assert after_kill <= 10 * rerun and loss_after_kill <= 10 * loss_rerun + 1e-6
+    for run in (straight, again, resumed):  # the train stage's own peak (reserved; the allocator capped at the budget)
+        assert 0 < run["info"]["peak_mem_gib"] <= spec.train.memory_budget_gib, run["info"]["peak_mem_gib"]
