@@ -25,7 +25,7 @@ import time
 import urllib.request
 from pathlib import Path
 
-from jobs.core.spec import REPO_ROOT
+from jobs.core.spec import GATE_FAILED, REPO_ROOT
 
 QUESTION = "What is a quantum kernel?"
 GiB = 2 ** 30
@@ -260,6 +260,10 @@ def main(argv: list[str] | None = None) -> int:
     if not args.skip_build:
         result["build"] = build_stages(args.tag, gpu, log, env, args.build_timeout_s)
         save()
+        if result["build"]["exit"] not in (0, GATE_FAILED):  # no build to ask, serve or export
+            gpu.stop()
+            print(table(result))
+            return 1
     result["ask"] = ask_twice(args.tag, gpu, log, env, Path("/tmp/qslm-compile-cache"))
     save()
     result["serve"] = serve_once(args.tag, gpu, log, env)
