@@ -48,7 +48,7 @@ B ?=
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gguf need-version build test test-fast test-faults list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version build test test-fast test-faults test-gpu list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -90,6 +90,9 @@ test-fast: venv ## Run the unit tests only (no tiny-model, fault or docker tests
 
 test-faults: venv ## Run the fault tier only: kill -9 in publish/train/eval/build, racing publishes, S3 endpoint faults
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m faults
+
+test-gpu: venv ## Run the GPU tier only (Qwen2.5-1.5B's shape on a CUDA GPU; skipped without one): fast vs exact logits, packing, memory, resume
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(PY) -m pytest -q -m gpu
 
 list: venv ## List the builds in the store with status and headline scores
 	$(PY) -m jobs.core.store.cli list

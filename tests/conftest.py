@@ -134,3 +134,51 @@ def tiny_adapter(tiny_model, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("tiny-adapter")
     get_peft_model(base, lora).save_pretrained(str(out))
     return out
+
+
+def pytest_collection_modifyitems(config, items):
+    """The gpu tier (marker gpu) runs only where torch sees a CUDA GPU; elsewhere its tests are skipped."""
+    gpu = [item for item in items if item.get_closest_marker("gpu")]
+    if not gpu:
+        return
+    import torch
+
+    if not torch.cuda.is_available():
+        skip = pytest.mark.skip(reason="gpu tier: no CUDA GPU here (run it with `make test-gpu` on a GPU machine)")
+        for item in gpu:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def rehearsal_spec():
+    """v2 on a random model of Qwen2.5-1.5B's shape (data/builds/rehearsal.yaml): the gpu tier's spec."""
+    from jobs.core.spec.load import spec_by_tag
+
+    return spec_by_tag("rehearsal")
+
+
+@pytest.fixture(scope="session")
+def qwen_shape_model(rehearsal_spec) -> Path:
+    """The rehearsal's base checkpoint folder (made once, about 3 GB, cached under QSLM_CACHE)."""
+    from jobs.core.engine.basemodel import resolve_base_model
+
+    return resolve_base_model(rehearsal_spec)
+
+
+@pytest.fixture(scope="session")
+def qwen_shape_adapter(rehearsal_spec, qwen_shape_model, tmp_path_factory) -> Path:
+    """A LoRA adapter as the rehearsal trains it (r16 on q/k/v/o) with random, non-zero weights."""
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    lora = rehearsal_spec.train.lora
+    base = AutoModelForCausalLM.from_pretrained(str(qwen_shape_model), dtype=torch.float16, device_map={"": "cuda"})
+    config = LoraConfig(r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.target_modules),
+                        init_lora_weights=False, task_type="CAUSAL_LM")
+    out = tmp_path_factory.mktemp("qwen-shape-adapter")
+    get_peft_model(base, config).save_pretrained(str(out))
+    del base
+    torch.cuda.empty_cache()
+    return out

@@ -32,7 +32,7 @@ from functools import partial
 import torch
 from torch.utils.checkpoint import checkpoint
 
-from jobs.core.engine.loading import dequantized_weight
+from jobs.core.engine.loading import dequantized_weight, use_compile_cache
 
 
 def decoder_layers(model) -> torch.nn.ModuleList:
@@ -105,6 +105,7 @@ def compile_layers(model, checkpointed: bool) -> int:
     """Compile every decoder layer (see the module docstring); returns how many. The model must not have
     transformers' checkpointing enabled (jobs.train.model.load_model leaves it off when compile is set): the
     compiled layers checkpoint themselves."""
+    use_compile_cache()
     step = torch.compile(_layer_forward, dynamic=True)  # dynamic: a packed row's length changes every step
     layers = decoder_layers(model)
     for layer in layers:

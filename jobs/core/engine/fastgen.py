@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from jobs.core.engine import fastmodel
 from jobs.core.engine.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
-from jobs.core.engine.loading import compute_dtype
+from jobs.core.engine.loading import compute_dtype, use_compile_cache
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # rows of the captured decode graphs
 SYNC_EVERY = 8  # decode steps between the host's looks at finished rows (each look waits for the GPU once)
@@ -71,6 +71,10 @@ class Session:
         self.starts = torch.zeros(rows, dtype=torch.long, device=device)
         self.slot = torch.zeros(1, dtype=torch.long, device=device)  # where the step writes its token's keys
         self.graphs = {}  # bucket -> (CUDAGraph, the logits it writes)
+        # The session's graphs share one memory pool, its own: a pool whose graphs are all gone is freed by torch,
+        # and capturing into its handle again fails (an internal assert), which a shared pool met once a session
+        # of another length replaced this one (synthesis: prompts of many lengths).
+        self.pool = torch.cuda.graph_pool_handle() if device.type == "cuda" else None
 
     def views(self, first: int, last: int, length: int | None = None):
         return [(k[first:last, :, :length], v[first:last, :, :length]) for k, v in self.caches]
@@ -100,8 +104,9 @@ class FastBackend:
 
         self.eager = (pre, post)
         compiled = compile_layers and self.graphs
+        if compiled:
+            use_compile_cache()
         self.step_fns = tuple(torch.compile(f, fullgraph=True) for f in self.eager) if compiled else self.eager
-        self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
         self.sessions: dict[tuple[int, int], Session] = {}
         self.token_bytes = fastmodel.token_bytes(len(weights.layers), dims.kv_heads, dims.head_dim,
                                                  weights.embed.element_size())
@@ -202,7 +207,7 @@ class FastBackend:
                 self._step(session, bucket)
         torch.cuda.current_stream(self.device).wait_stream(side)
         graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(graph, pool=self.pool):
+        with torch.cuda.graph(graph, pool=session.pool):
             logits = self._step(session, bucket)
         session.graphs[bucket] = (graph, logits)
         torch.cuda.synchronize(self.device)

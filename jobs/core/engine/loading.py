@@ -9,6 +9,7 @@ transformers are imported inside the functions: the curate image (no torch) can 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from jobs.core.errors import QslmError
@@ -29,6 +30,16 @@ def pick_device(wanted: str = "auto"):
     if wanted == "cpu" or (wanted == "auto" and not torch.cuda.is_available()):
         return torch.device("cpu")
     return torch.device("cuda", torch.cuda.current_device())
+
+
+def use_compile_cache() -> None:
+    """Keep torch.compile's on-disk caches (inductor's compiled graphs and kernels, AOTAutograd's) under the
+    project's cache folder ($QSLM_CACHE/torchinductor) instead of /tmp: the next process that compiles the same
+    layers loads them instead of compiling again (docs/benchmarks.md, cold start), and they survive a reboot or, with
+    the folder mounted, a new container. A TORCHINDUCTOR_CACHE_DIR already set wins. Call before the first compile."""
+    from jobs.core.engine.basemodel import cache_dir
+
+    os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
 
 
 def compute_dtype(spec: BuildSpec):

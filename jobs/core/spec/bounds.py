@@ -57,6 +57,7 @@ SPEC_BOUNDS: dict[str, Range] = {
     "base_model.tiny.vocab_size": Range(1, 262_144),
     "base_model.tiny.max_position_embeddings": TOKENS,
     "base_model.tiny.seed": SEED,
+    "base_model.tiny.embedding_rows": Range(0, 1_048_576),
     "curate.context_paragraphs": Range(0, 50),
     "curate.min_paragraph_chars": Range(0, 100_000),
     "curate.eval_fraction": FRACTION,

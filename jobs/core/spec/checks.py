@@ -18,6 +18,9 @@ def _check_base_model(b: BaseModelSpec, errors: list[str]) -> None:
     if b.tiny is None:
         return
     t = b.tiny
+    if t.embedding_rows and t.embedding_rows < t.vocab_size:
+        errors.append(f"base_model.tiny.embedding_rows: {t.embedding_rows} is fewer than vocab_size "
+                      f"{t.vocab_size}; give at least that many rows, or 0 for the tokenizer's own size")
     if t.num_heads >= 1 and t.num_kv_heads >= 1 and (t.hidden_size % t.num_heads or t.num_heads % t.num_kv_heads):
         errors.append(f"base_model.tiny: hidden_size {t.hidden_size} must divide by num_heads {t.num_heads}, "
                       f"and num_heads by num_kv_heads {t.num_kv_heads}")

@@ -39,6 +39,10 @@ class TinyModelSpec:
     vocab_size: int = 1024
     max_position_embeddings: int = 2048
     seed: int = 0
+    # rows of the embedding (and tied output layer) when more than the tokenizer learns: Qwen2.5's 151,936 gives
+    # every matmul the real model's size (the rows past the tokenizer's are zero: never read, never predicted)
+    embedding_rows: int = 0
+    dtype: Literal["float32", "float16"] = "float32"  # of the saved weights: float16 halves a large model's file
 
 
 @dataclass(frozen=True)

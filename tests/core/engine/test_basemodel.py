@@ -39,8 +39,45 @@ def test_tiny_model_is_cached_by_config_and_corpus(tmp_path, monkeypatch):
     a = tiny_model_dir(TinyModelSpec(), corpus)
     assert a == tiny_model_dir(TinyModelSpec(), corpus)
     assert a != tiny_model_dir(TinyModelSpec(seed=1), corpus)
+    assert a != tiny_model_dir(TinyModelSpec(embedding_rows=4096), corpus)
     (corpus / "a.md").write_text("changed")
     assert a != tiny_model_dir(TinyModelSpec(), corpus)
+
+
+def test_fields_left_at_their_defaults_keep_the_cache_name_of_a_model_made_before_they_existed(tmp_path):
+    import hashlib
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("A kernel.")
+    before = {k: v for k, v in vars(TinyModelSpec()).items() if k not in ("embedding_rows", "dtype")}
+    h = hashlib.sha256(json.dumps(before, sort_keys=True).encode())
+    h.update(b"a.md")
+    h.update(b"A kernel.")
+    assert tiny_model_dir(TinyModelSpec(), corpus).name == f"tiny-qwen2-{h.hexdigest()[:12]}"
+
+
+def test_the_embedding_is_padded_with_zero_rows_and_saved_in_the_asked_dtype(tmp_path):
+    from safetensors.numpy import load_file
+
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    (corpus / "a.md").write_text("A fidelity kernel compares encoded states. " * 30)
+    out = make_tiny_model(TinyModelSpec(embedding_rows=1536, dtype="float16"), corpus, tmp_path / "m")
+    config = json.loads((out / "config.json").read_text())
+    words = len(json.loads((out / "tokenizer.json").read_text())["model"]["vocab"])
+    weights = load_file(str(out / "model.safetensors"))
+    embedding = weights["model.embed_tokens.weight"]
+    assert config["vocab_size"] == 1536 and config["torch_dtype"] == "float16"
+    assert embedding.shape == (1536, 64) and {w.dtype.name for w in weights.values()} == {"float16"}
+    assert words <= 1024 and not embedding[words:].any() and embedding[:words].std() > 0.01
+
+
+def test_the_rehearsal_base_has_qwen25_1p5b_shape():
+    tiny = spec_by_tag("rehearsal").base_model.tiny
+    assert (tiny.hidden_size, tiny.num_layers, tiny.num_heads, tiny.num_kv_heads, tiny.intermediate_size,
+            tiny.embedding_rows) == (1536, 28, 12, 2, 8960, 151936)
+    assert spec_by_tag("rehearsal").train.memory_budget_gib == 11.5
 
 
 @pytest.mark.slow

@@ -181,3 +181,15 @@ def test_the_gate_can_name_the_knowledge_diagnostics(tmp_path):
     msg = str(pytest.raises(SpecError, load_spec, bad).value)
     assert "eval.train_questions: must be in [0, 10,000], got -1" in msg
     assert "eval.gate.min.unsupported_rate: unsupported_rate is lower-is-better" in msg
+
+
+def test_a_padded_tiny_model_needs_rows_for_every_word_and_a_dtype_it_can_save(tmp_path):
+    suite = tmp_path / "suite.yaml"
+    suite.write_text("name: s\nquestions:\n  - {id: q1, question: What is it, reference: This., concepts: [r], topic: t}\n")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_model: {id: x, tiny: {vocab_size: 1024, embedding_rows: 512, dtype: bfloat16}}\n"
+                   f"curate: {{keywords: [kernel]}}\neval: {{suite: {suite}}}\n")
+    msg = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert "2 problem(s)" in msg
+    assert "base_model.tiny.dtype: 'bfloat16' is not one of 'float32', 'float16'" in msg
+    assert "base_model.tiny.embedding_rows: 512 is fewer than vocab_size 1024" in msg
