@@ -5,7 +5,7 @@ SHELL := /bin/bash
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= curate,train,eval,serve,workflows,dev
+EXTRAS ?= curate,train,eval,serve,studio,workflows,dev
 SPECS := $(sort $(basename $(notdir $(wildcard data/builds/*.yaml))))
 A ?=
 B ?=
@@ -13,7 +13,7 @@ comma := ,
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gguf need-version build test test-fast test-faults list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version build test test-fast test-faults list show verify compare promote rollback gc ask serve studio export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -82,6 +82,9 @@ ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; n
 
 serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
 	$(PY) -m jobs.serve.api $(if $(VERSION),--version $(VERSION)) --port $(PORT)
+
+studio: venv ## The studio, a local web page over the store: builds, reports, compare, running builds, chat [PORT=8080] [CHANGES=1: promote/rollback]
+	$(PY) -m jobs.studio --port $(if $(filter command line environment,$(origin PORT)),$(PORT),8080) $(if $(CHANGES),--allow-changes)
 
 export: need-version venv $(if $(filter gguf,$(FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
 	$(PY) -m jobs.serve.export --version $(VERSION) $(if $(FORMAT),--format $(FORMAT)) $(if $(QUANT),--quant $(QUANT)) \

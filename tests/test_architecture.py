@@ -11,6 +11,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("curate", "synthesize", "train", "eval", "serve")
+# Apps over the stages' outputs, not stages (no image, no workflow step): each may import exactly these modules of
+# the stages. The studio presents eval's comparison with eval's own torch-free code (one home for the comparison
+# the terminal prints) and chats through serve's OpenAI-compatible server (one generation path), and no stage or
+# core module may import it.
+APPS = {"jobs.studio": {"jobs.eval.report", "jobs.eval.diagnose", "jobs.serve.api", "jobs.serve.builds",
+                        "jobs.serve.worker"}}
 
 
 def _module_name(path: Path) -> str:
@@ -57,7 +63,12 @@ def _stage(module: str) -> str | None:
 @pytest.mark.parametrize("module", sorted(MODULES))
 def test_no_stage_imports_a_sibling_and_core_and_workflows_import_no_stage(module):
     own = _stage(module)
+    app = next((a for a in APPS if module == a or module.startswith(a + ".")), None)
     for target in GRAPH[module]:
+        if any(target == a or target.startswith(a + ".") for a in APPS) and app is None:
+            pytest.fail(f"{module} imports the app {target}: apps sit on top; nothing imports them")
+        if app and target in APPS[app]:
+            continue
         other = _stage(target)
         if other and other != own:
             where = "jobs.core" if module.startswith("jobs.core") else module.split(".")[0] if own is None else own

@@ -11,7 +11,7 @@ import json
 import re
 from concurrent.futures import ThreadPoolExecutor
 
-from jobs.core import keys
+from jobs.core import keys, progress
 from jobs.synthesize.prompts import PROMPT_VERSION
 from jobs.synthesize.writers import Request
 
@@ -52,6 +52,7 @@ class GenerationCache:
             for i, data in zip(cached, pool.map(lambda i: self.store.get_bytes(keys_[i]), cached)):
                 replies[i] = json.loads(data)["reply"]
         missing = [i for i, reply in enumerate(replies) if reply is None]
+        meter = progress.Meter("synthesis", len(missing), say="synthesize: writer replies")
 
         def done(j: int, reply: str) -> None:
             i = missing[j]
@@ -59,6 +60,7 @@ class GenerationCache:
             self.store.put_bytes(keys_[i], json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
             self.known.add(keys_[i])
             replies[i] = reply
+            meter.advance()
 
         if missing:
             writer.run([requests[i] for i in missing], done)

@@ -176,7 +176,7 @@ def record(done: Done, state: State, window: dict, bar: Progress, logging_every:
             "peak_mem_gib": peak_memory_gib(device), "label_tokens": window["labels"],
             "tokens": window["tokens"]})  # real tokens: padding is never counted
         window = {"loss_sum": 0.0, "labels": 0, "tokens": 0, "since": done.read.mark}
-    bar.update(done.step, loss)
+    bar.update(done.step, loss, done.lr, done.n_tokens)
     return window
 
 
