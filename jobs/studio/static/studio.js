@@ -21,10 +21,11 @@ async function pollRunning(url) {
   el("log").textContent = s.log.join("\n");
   if (s.state === "running") setTimeout(() => pollRunning(url), 1000);
 }
-async function streamInto(target, model, question) {
-  target.textContent = "";
+async function streamInto(target, model, question, temperature) {
+  target.textContent = ""; target.dataset.chunks = "0"; delete target.dataset.done;
   const r = await fetch("/v1/chat/completions", {method: "POST", headers: {"content-type": "application/json"},
-    body: JSON.stringify({model: model, stream: true, messages: [{role: "user", content: question}]})});
+    body: JSON.stringify({model: model, stream: true, temperature: temperature, seed: 0,
+                         messages: [{role: "user", content: question}]})});
   if (!r.ok) { target.textContent = "error: " + (await r.text()); return; }
   const reader = r.body.getReader(), dec = new TextDecoder();
   let buf = "";
@@ -41,13 +42,14 @@ async function streamInto(target, model, question) {
       const chunk = JSON.parse(payload);
       if (chunk.error) { target.textContent += "\nerror: " + chunk.error.message; return; }
       const delta = chunk.choices && chunk.choices[0].delta.content;
-      if (delta) target.textContent += delta;
+      if (delta) { target.textContent += delta; target.dataset.chunks = String(Number(target.dataset.chunks) + 1); }
     }
   }
 }
 async function ask(event) {
   event.preventDefault();
   const models = [el("model-a").value, el("model-b").value].filter(Boolean), question = el("question").value;
+  const temperature = Number(el("temperature").value) || 0;
   el("chat-status").textContent = "loading " + models.join(", ") + " ...";
   const r = await fetch("/chat/load", {method: "POST", headers: {"content-type": "application/json"},
     body: JSON.stringify({tags: models, csrf: el("csrf").value})});
@@ -56,8 +58,8 @@ async function ask(event) {
   el("chat-status").textContent = "answering with " + models.join(" and ");
   el("label-a").textContent = models[0]; el("label-b").textContent = models[1] || "";
   el("side-b").hidden = models.length < 2;
-  await Promise.all([streamInto(el("answer-a"), models[0], question),
-                     models[1] ? streamInto(el("answer-b"), models[1], question) : null]);
+  await Promise.all([streamInto(el("answer-a"), models[0], question, temperature),
+                     models[1] ? streamInto(el("answer-b"), models[1], question, temperature) : null]);
   el("chat-status").textContent = "done";
 }
 document.addEventListener("DOMContentLoaded", () => {
