@@ -93,20 +93,22 @@ def run_in_group(cmd: list[str], log: Path | None = None, env: dict | None = Non
 class Stages:
     """Runs the build's stages in order: the terminal's stage line, the progress events, the stages' log."""
 
-    def __init__(self, tag: str, names: list[str], events: Path):
+    def __init__(self, tag: str, names: list[str], events: Path, estimates: dict):
         self.names, self.events, self.t0 = names, events, time.monotonic()
+        self.estimates = {n: estimates[n] for n in names if isinstance(estimates.get(n), (int, float))}
         events.parent.mkdir(parents=True, exist_ok=True)
         events.unlink(missing_ok=True)  # one file per build attempt
         progress.log_file(events).unlink(missing_ok=True)
-        progress.write(events, "build_start", tag=tag, stages=names, pid=os.getpid())
+        progress.write(events, "build_start", tag=tag, stages=names, pid=os.getpid(), estimates_s=self.estimates)
         # the stages' output goes through a pipe: unbuffered, so the terminal and the log see lines as they come
         self.env = {**os.environ, progress.ENV: str(events), "PYTHONUNBUFFERED": "1"}
 
     def run(self, name: str, args: list[str]) -> int:
         index, of = self.names.index(name) + 1, len(self.names)
         cmd = [sys.executable, "-m", f"jobs.{'core.publish' if name == 'publish' else name}", *args]
-        print(f"\n==> stage {index} of {of}: {name} (build elapsed {progress.clock(time.monotonic() - self.t0)})"
-              f"\n    {' '.join(cmd[1:])}", flush=True)
+        guess = f", the last build's took {progress.clock(self.estimates[name])}" if name in self.estimates else ""
+        print(f"\n==> stage {index} of {of}: {name} (build elapsed {progress.clock(time.monotonic() - self.t0)}"
+              f"{guess})\n    {' '.join(cmd[1:])}", flush=True)
         progress.write(self.events, "stage_start", stage=name, index=index, of=of)
         started = time.perf_counter()
         rc = run_in_group(cmd, progress.log_file(self.events), self.env)
@@ -134,12 +136,18 @@ def build(tag: str, work_root: Path) -> int:
     for d in ("curated", "dataset", "report", "previous"):  # the adapter keeps its checkpoints: a rerun resumes
         shutil.rmtree(work / d, ignore_errors=True)
     names = ["curate", *(["synthesize"] if spec.synthesize else []), "train", "eval", "publish"]
-    stages = Stages(tag, names, progress.event_file(work_root, tag))
+    stages = Stages(tag, names, progress.event_file(work_root, tag), _timings(store, tag))
     try:
         return _run(tag, spec, store, work, stages)
     except BaseException:
         stages.end("failed")
         raise
+
+
+def _timings(store, tag: str) -> dict:
+    """Seconds each stage of the build compared against took (its manifest): the estimate of this one's stages."""
+    previous = previous_build(store, tag)
+    return (read_manifest(store, previous).get("timings_s") or {}) if previous else {}
 
 
 def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:

@@ -8,7 +8,8 @@ The local build driver (jobs/core/build.py) starts the file and passes its path 
 $QSLM_PROGRESS_FILE; a stage run alone, or in the cluster (Argo shows steps there), has no such variable and
 writes nothing. Every event has "event" and "t" (unix seconds); the others:
 
-    build_start  tag, stages (names, in order), pid (the driver's: a file whose driver is gone is not running)
+    build_start  tag, stages (names, in order), pid (the driver's: a file whose driver is gone is not running),
+                 estimates_s ({stage: seconds} the build compared against took; the estimate of the time left)
     stage_start  stage, index (1-based), of
     stage_end    stage, index, of, seconds
     stage_fail   stage, index, of, seconds, rc
@@ -150,14 +151,14 @@ def _alive(pid) -> bool:
 
 def summary(events: list[dict]) -> dict:
     """One build's state from its events: what the terminal's line and the studio's page show."""
-    s = {"tag": None, "stages": [], "stage": None, "index": 0, "of": 0, "state": "unknown", "started": None,
+    s = {"tag": None, "stages": [], "estimates": {}, "remaining_s": None, "stage": None, "index": 0, "of": 0, "state": "unknown", "started": None,
          "elapsed_s": None, "stage_started": None, "train": None, "synthesis": None, "loss": [], "status": None,
          "failed_stage": None}
     for e in events:
         kind = e["event"]
         if kind == "build_start":
             s.update(tag=e.get("tag"), stages=e.get("stages", []), started=e.get("t"), pid=e.get("pid"),
-                     state="running", of=len(e.get("stages", [])))
+                     state="running", of=len(e.get("stages", [])), estimates=e.get("estimates_s") or {})
         elif kind == "stage_start":
             s.update(stage=e.get("stage"), index=e.get("index", 0), of=e.get("of", s["of"]),
                      stage_started=e.get("t"), train=None if e.get("stage") == "train" else s["train"])
@@ -176,7 +177,27 @@ def summary(events: list[dict]) -> dict:
             s["state"] = "stopped"  # the driver is gone without a build_end: killed
         if s["started"] is not None:
             s["elapsed_s"] = round(time.time() - s["started"], 1)
+        s["remaining_s"] = remaining(s) if s["state"] == "running" else None
     return s
+
+
+def remaining(s: dict) -> float | None:
+    """Seconds left: the running stage's own estimate (train's steps, synthesis's replies) or the last build's time
+    for it less what it has run, plus the last build's time for each stage after it; None without a basis."""
+    estimates, stages = s.get("estimates") or {}, s["stages"]
+    if not s["stage"] or s["stage"] not in stages:
+        return None
+    own = {"train": s["train"], "synthesize": s["synthesis"]}.get(s["stage"])
+    if own and own.get("remaining_s") is not None:
+        now = own["remaining_s"]
+    elif s["stage"] in estimates and s["stage_started"] is not None:
+        now = max(0.0, estimates[s["stage"]] - (time.time() - s["stage_started"]))
+    else:
+        return None
+    later = stages[stages.index(s["stage"]) + 1:]
+    if any(n not in estimates for n in later):
+        return None
+    return round(now + sum(estimates[n] for n in later), 1)
 
 
 def build_files(work_root: Path) -> list[Path]:

@@ -31,6 +31,8 @@ SORTABLE = ("tag", "status", "date", "base_model", "data_commit", "dataset_bytes
             "similarity", "rougeL", "perplexity")
 SHOWN_METRICS = ("concept_recall", "similarity", "rougeL", "perplexity")
 LOG_LINES = 40
+NAV = {"builds": "builds", "build": "builds", "damaged": "builds", "compare": "compare", "chat": "chat",
+       "running": "running"}  # template -> the header link it sits under
 
 
 def _templates() -> Environment:
@@ -59,7 +61,9 @@ def make_app(store, work_root: Path, allow_changes: bool = False, device: str = 
     host = ChatHost(store, device)
 
     def page(name: str, code: int = 200, **context) -> HTMLResponse:
-        html = env.get_template(name).render(allow_changes=allow_changes, csrf=token, store_url=store.url, **context)
+        nav = NAV.get(name.split(".")[0], "")
+        html = env.get_template(name).render(allow_changes=allow_changes, csrf=token, store_url=store.url, nav=nav,
+                                             **context)
         return HTMLResponse(html, status_code=code)
 
     def tag_ok(tag: str) -> str:
@@ -118,9 +122,14 @@ def make_app(store, work_root: Path, allow_changes: bool = False, device: str = 
 
     @app.post("/chat/load")
     async def chat_load(request: Request):
-        body = await request.json()
-        _check_csrf(request, body.get("csrf", ""), token)
-        tags = [tag_ok(str(t)) for t in body.get("tags", [])][:2]
+        try:
+            body = await request.json()
+        except ValueError:
+            body = None
+        if not isinstance(body, dict) or not isinstance(body.get("tags"), list):
+            raise StudioError('a chat load is {"tags": [tag, ...], "csrf": token}')
+        _check_csrf(request, str(body.get("csrf", "")), token)
+        tags = [tag_ok(str(t)) for t in body["tags"]][:2]
         if not tags:
             raise StudioError("pick a build to chat with")
         try:
@@ -139,7 +148,8 @@ def make_app(store, work_root: Path, allow_changes: bool = False, device: str = 
     @app.get("/running/{tag}/state")
     def running_state(tag: str):
         s = _state(work_root, tag_ok(tag))
-        return {**{k: s[k] for k in ("state", "stage", "index", "of", "elapsed_s", "status", "failed_stage")},
+        return {**{k: s[k] for k in ("state", "stage", "index", "of", "elapsed_s", "remaining_s", "status",
+                                  "failed_stage")},
                 "train": s["train"], "synthesis": s["synthesis"], "log": s["log"], "loss_svg": str(s["loss_svg"])}
 
     @app.post("/builds/{tag}/promote")

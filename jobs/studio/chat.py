@@ -49,20 +49,32 @@ class ChatHost:
             self.worker.stop()
 
 
+LOCAL_HOSTS = {"127.0.0.1", "localhost", "[::1]"}  # the Host a browser on this machine sends
+
+
+async def _refuse(send, status: int, message: str) -> None:
+    body = json.dumps({"error": {"message": message, "type": "invalid_request_error"}}).encode()
+    await send({"type": "http.response.start", "status": status, "headers": [(b"content-type", b"application/json")]})
+    await send({"type": "http.response.body", "body": body})
+
+
 class WithChat:
-    """The studio's ASGI app, with /v1/... handed to the loaded serve app (503 before a chat loaded one)."""
+    """The studio's ASGI app, with /v1/... handed to the loaded serve app (503 before a chat loaded one). A request
+    whose Host is not this machine's loopback name is refused: a page elsewhere that rebinds its own name to
+    127.0.0.1 could otherwise read the studio's pages and their token."""
 
     def __init__(self, studio, host: ChatHost):
         self.studio, self.host = studio, host
 
     async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            name = dict(scope["headers"]).get(b"host", b"").decode("latin-1").rsplit(":", 1)[0]
+            if name not in LOCAL_HOSTS:
+                await _refuse(send, 421, f"the studio answers only as 127.0.0.1 or localhost, not {name[:80]!r}")
+                return
         if scope["type"] == "http" and scope["path"].startswith("/v1/"):
             if self.host.app is None:
-                body = json.dumps({"error": {"message": "no chat is loaded: open the studio's chat page and pick "
-                                                        "the builds to ask", "type": "invalid_request_error"}})
-                await send({"type": "http.response.start", "status": 503,
-                            "headers": [(b"content-type", b"application/json")]})
-                await send({"type": "http.response.body", "body": body.encode()})
+                await _refuse(send, 503, "no chat is loaded: open the studio's chat page and pick the builds to ask")
                 return
             await self.host.app(scope, receive, send)
             return

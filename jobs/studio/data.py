@@ -31,9 +31,8 @@ def build_rows(store) -> list[dict]:
     rows = []
     for tag in registry.complete_tags(store):
         try:
-            raw = store.get_bytes(keys.manifest_key(tag))
             m = registry.read_manifest(store, tag)
-            intervals = _intervals(store, tag, hashlib.sha256(raw).hexdigest())
+            intervals = _intervals(store, tag, hashlib.sha256(store.get_bytes(keys.manifest_key(tag))).hexdigest())
         except IntegrityError as exc:
             rows.append({"tag": tag, "damaged": str(exc), "status": "damaged", "promoted": tag == current,
                          "created_at": ""})
@@ -47,6 +46,8 @@ _INTERVALS: dict[tuple[str, str], dict] = {}
 
 def _intervals(store, tag: str, manifest_sha: str) -> dict:
     key = (tag, manifest_sha)
+    if not listed(registry.read_manifest(store, tag), "report", "metrics.json"):
+        return {}  # a build without a report shows its manifest's numbers alone
     if key not in _INTERVALS:
         overall = (read_json(store, tag, "report", "metrics.json").get("overall") or {}).get("adapter") or {}
         _INTERVALS[key] = {name: overall.get(name) for name in HEADLINE if isinstance(overall.get(name), dict)}

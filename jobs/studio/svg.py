@@ -7,6 +7,7 @@ from markupsafe import Markup, escape
 
 COLOURS = ("#1f6feb", "#d1242f", "#1a7f37", "#9a6700")  # series in order: A, B, ...
 W, H, PAD = 640, 220, 40  # pixels; PAD leaves room for the axis labels
+MARKERS = 60  # a series of at most this many points also gets a dot per point
 
 
 def loss_svg(series: dict[str, list[tuple[float, float]]], title: str = "training loss") -> Markup:
@@ -38,6 +39,8 @@ def loss_svg(series: dict[str, list[tuple[float, float]]], title: str = "trainin
             coords = " ".join(f"{x:.1f},{y:.1f}" for x, y in (xy(*p) for p in pts))
             parts.append(f'<polyline class="series" data-name="{escape(name)}" data-points="{len(pts)}" '
                          f'fill="none" stroke="{colour}" stroke-width="2" points="{coords}"/>')
+            if len(pts) <= MARKERS:  # a short run (or the first steps of a live one) shows each step
+                parts += [f'<circle cx="{x:.1f}" cy="{y:.1f}" r="3" fill="{colour}"/>' for x, y in (xy(*p) for p in pts)]
         parts.append(f'<text x="{W - PAD - 4}" y="{PAD + 16 + 14 * i}" font-size="12" text-anchor="end" '
                      f'fill="{colour}">{escape(name)}</text>')
     parts.append("</svg>")

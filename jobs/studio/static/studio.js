@@ -13,6 +13,7 @@ async function pollRunning(url) {
   el("state").textContent = s.state + (s.status ? " (" + s.status + ")" : "");
   el("stage").textContent = s.stage ? "stage " + s.index + " of " + s.of + ": " + s.stage : "starting";
   el("elapsed").textContent = clock(s.elapsed_s);
+  el("remaining").textContent = s.remaining_s === null ? "no estimate yet (no earlier build to go by)" : "about " + clock(s.remaining_s);
   const t = s.train, y = s.synthesis;
   el("step").textContent = t ? "step " + t.step + " of " + t.steps + ", loss " + t.loss.toFixed(4) +
     ", lr " + t.lr.toExponential(2) + ", " + Math.round(t.tokens_per_s) + " tokens/s, about " + clock(t.remaining_s) + " left in train" : "–";
