@@ -21,3 +21,7 @@ from jobs.core.errors import QslmError
 
 class StudioError(QslmError):
     """A request the studio cannot answer (an unknown tag, a change without --allow-changes...)."""
+
+
+class Refused(StudioError):
+    """A change the studio does not make: read-only, or a request without this page's token or from elsewhere."""

@@ -22,7 +22,7 @@ from jobs.core.errors import QslmError
 from jobs.core.registry import IntegrityError
 from jobs.core.spec import TAG_PATTERN
 from jobs.eval.report import LABELS, flat_stats
-from jobs.studio import StudioError, data
+from jobs.studio import Refused, StudioError, data
 from jobs.studio.chat import ChatHost, WithChat
 from jobs.studio.svg import loss_svg
 
@@ -73,7 +73,8 @@ def make_app(store, work_root: Path, allow_changes: bool = False, device: str = 
 
     @app.exception_handler(QslmError)
     async def qslm_error(_request, exc: QslmError):
-        return page("error.html.j2", code=409 if isinstance(exc, IntegrityError) else 404,
+        code = 409 if isinstance(exc, IntegrityError) else 403 if isinstance(exc, Refused) else 404
+        return page("error.html.j2", code=code,
                     message=str(exc), damaged=isinstance(exc, IntegrityError))
 
     @app.get("/", response_class=HTMLResponse)
@@ -172,7 +173,7 @@ def make_app(store, work_root: Path, allow_changes: bool = False, device: str = 
 async def _check_changes(allowed: bool, request: Request, token: str) -> None:
     """Only with --allow-changes, and only a form of this studio's own page (the form body is one small field)."""
     if not allowed:
-        raise StudioError("the studio is read-only: start it with --allow-changes (make studio CHANGES=1) to "
+        raise Refused("the studio is read-only: start it with --allow-changes (make studio CHANGES=1) to "
                           "promote or roll back, or use `make promote VERSION=...` / `make rollback`")
     body = (await request.body())[:4096].decode("utf-8", "replace")
     _check_csrf(request, (parse_qs(body).get("csrf") or [""])[0], token)
@@ -182,9 +183,9 @@ def _check_csrf(request: Request, given: str, token: str) -> None:
     """A form or call from this studio's own page: its token, and (when the browser sends one) its origin."""
     origin = request.headers.get("origin") or request.headers.get("referer")
     if origin and urlsplit(origin).netloc != request.headers.get("host"):
-        raise StudioError(f"refused a request from another site ({origin[:80]})")
+        raise Refused(f"refused a request from another site ({origin[:80]})")
     if not hmac.compare_digest(str(given), token):
-        raise StudioError("refused a request without this page's token: reload the page and try again")
+        raise Refused("refused a request without this page's token: reload the page and try again")
 
 
 def _running(work_root: Path) -> list[dict]:

@@ -122,6 +122,10 @@ def build_detail(store, tag: str) -> dict:
     if check.damaged:
         return detail
     detail["metrics"] = part(read_json, store, tag, "report", "metrics.json")
+    if detail["metrics"]["ok"]:
+        overall = (detail["metrics"]["value"].get("overall") or {}).get("adapter") or {}
+        detail["row"] = _row(tag, manifest, registry.current_tag(store),
+                             {k: v for k, v in overall.items() if isinstance(v, dict)})
     detail["train"] = part(read_json, store, tag, "adapter", "metrics.json")
     detail["stats"] = part(read_json, store, tag, "dataset", "stats.json")
     detail["decisions"] = part(decisions, store, tag, manifest)

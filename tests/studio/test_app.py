@@ -94,7 +94,7 @@ def test_a_damaged_file_is_named_never_shown(studio):
 
 def test_a_read_only_studio_refuses_to_promote_and_the_registry_is_unchanged(studio):
     url, store = studio
-    assert _status(url + "/builds/a1/promote", data=b"csrf=x", headers={"Origin": url}) == 404
+    assert _status(url + "/builds/a1/promote", data=b"csrf=x", headers={"Origin": url}) == 403
     assert not store.exists(keys.CURRENT_KEY)
 
 
@@ -102,7 +102,7 @@ def test_requests_for_another_host_name_are_refused(studio):
     url, _ = studio
     assert _status(url + "/", headers={"Host": "attacker.example:80"}) == 421
     assert _status(url + "/chat/load", data=b'{"tags": ["a1"], "csrf": "x"}',
-                   headers={"Origin": "http://attacker.example", "Content-Type": "application/json"}) == 404
+                   headers={"Origin": "http://attacker.example", "Content-Type": "application/json"}) == 403
 
 
 def test_spec_differences_are_every_differing_leaf():

@@ -24,8 +24,10 @@ def test_a_running_builds_page_updates_while_it_runs(smoke, studio, page):
                            f".textContent !== {first[0] + first[1]!r}", timeout=120_000)
     page.wait_for_function("document.getElementById('stage').textContent.includes('train') || "
                            "document.getElementById('state').textContent.startsWith('finished')", timeout=300_000)
-    if page.inner_text("#state").startswith("running"):
-        page.wait_for_function("document.querySelector('#loss polyline') !== null", timeout=120_000)
+    if page.inner_text("#state").startswith("running"):  # the live curve grows as train writes its steps
+        page.wait_for_function("Number((document.querySelector('#loss polyline') || {dataset: {points: 0}}).dataset"
+                               ".points) >= 3 || !document.getElementById('state').textContent.startsWith('running')",
+                               timeout=120_000)
         screenshot(page, "running")
     assert page.inner_text("#log").strip(), "the log's tail is shown"
     assert not page.errors
