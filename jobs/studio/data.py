@@ -49,9 +49,15 @@ def _intervals(store, tag: str, manifest_sha: str) -> dict:
     if not listed(registry.read_manifest(store, tag), "report", "metrics.json"):
         return {}  # a build without a report shows its manifest's numbers alone
     if key not in _INTERVALS:
-        overall = (read_json(store, tag, "report", "metrics.json").get("overall") or {}).get("adapter") or {}
-        _INTERVALS[key] = {name: overall.get(name) for name in HEADLINE if isinstance(overall.get(name), dict)}
+        _INTERVALS[key] = adapter_intervals(read_json(store, tag, "report", "metrics.json"))
     return _INTERVALS[key]
+
+
+def adapter_intervals(report: dict) -> dict:
+    """{metric: {mean, low, high}} of the adapter from a report's metrics.json (perplexity is kept apart there)."""
+    found = dict((report.get("overall") or {}).get("adapter") or {})
+    found["perplexity"] = (report.get("perplexity") or {}).get("adapter")
+    return {name: found[name] for name in HEADLINE if isinstance(found.get(name), dict)}
 
 
 def _row(tag: str, m: dict, current: str | None, intervals: dict | None = None) -> dict:
@@ -123,9 +129,7 @@ def build_detail(store, tag: str) -> dict:
         return detail
     detail["metrics"] = part(read_json, store, tag, "report", "metrics.json")
     if detail["metrics"]["ok"]:
-        overall = (detail["metrics"]["value"].get("overall") or {}).get("adapter") or {}
-        detail["row"] = _row(tag, manifest, registry.current_tag(store),
-                             {k: v for k, v in overall.items() if isinstance(v, dict)})
+        detail["row"] = _row(tag, manifest, registry.current_tag(store), adapter_intervals(detail["metrics"]["value"]))
     detail["train"] = part(read_json, store, tag, "adapter", "metrics.json")
     detail["stats"] = part(read_json, store, tag, "dataset", "stats.json")
     detail["decisions"] = part(decisions, store, tag, manifest)

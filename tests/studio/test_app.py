@@ -116,3 +116,13 @@ def test_loss_curves_overlay_one_polyline_per_build():
     svg = str(loss_svg({"a": [(1, 2.0), (2, 1.5)], "b": [(1, 2.1)], "c": []}))
     assert svg.count("<polyline") == 2 and 'data-name="a" data-points="2"' in svg
     assert "no training loss" in str(loss_svg({"a": []}))
+
+
+def test_the_studio_without_a_chat_imports_no_torch(studio):
+    _, store = studio
+    code = ("import sys; from pathlib import Path; from jobs.core.store import open_store; "
+            "from jobs.studio.app import make_app; from jobs.studio import data; s = open_store(sys.argv[1]); "
+            "make_app(s, Path(sys.argv[1])); data.build_rows(s); data.build_detail(s, 'a1'); data.compare(s, 'a1', 'b2');"
+            "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
+    r = subprocess.run([sys.executable, "-c", code, store.url], cwd=REPO, capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr[-2000:]

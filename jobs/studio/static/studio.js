@@ -19,7 +19,9 @@ async function pollRunning(url) {
     ", lr " + t.lr.toExponential(2) + ", " + Math.round(t.tokens_per_s) + " tokens/s, about " + clock(t.remaining_s) + " left in train" : "–";
   el("synthesis").textContent = y ? y.done + " of " + y.total + " writer replies, about " + clock(y.remaining_s) + " left" : "–";
   el("loss").innerHTML = s.loss_svg;
-  el("log").textContent = s.log.join("\n");
+  const log = el("log");
+  log.textContent = s.log.join("\n");
+  log.scrollTop = log.scrollHeight;  // the tail is what matters
   if (s.state === "running") setTimeout(() => pollRunning(url), 1000);
 }
 async function streamInto(target, model, question, temperature) {
