@@ -126,3 +126,14 @@ def test_the_studio_without_a_chat_imports_no_torch(studio):
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code, store.url], cwd=REPO, capture_output=True, text=True)
     assert r.returncode == 0, r.stderr[-2000:]
+
+
+def test_what_the_pages_show_reads_either_store_kind(store):
+    from jobs.studio import data
+
+    for tag, recall in (("a1", 0.2), ("b2", 0.6)):
+        commit_fake_build(store, tag, {**SPEC, "train": {"max_steps": 4 if tag == "b2" else 12}}, _files(recall))
+    rows = {r["tag"]: r for r in data.build_rows(store)}
+    assert rows["b2"]["headline"]["concept_recall"]["interval"] == "[0.500, 0.700]"
+    assert data.build_detail(store, "a1")["damaged"] == []
+    assert ("train.max_steps", "12", "4") in data.compare(store, "a1", "b2")["spec"]
