@@ -26,23 +26,27 @@ class ChatHost:
             if self.app is not None and set(tags) <= set(self.tags):
                 return {"tags": self.tags, "loaded": False}
             try:
-                from jobs.core.loading import load_tokenizer
-                from jobs.serve.api import make_app
-                from jobs.serve.builds import describe, load_engine, open_build
-                from jobs.serve.worker import Worker
-            except ImportError as exc:
+                return self._load(tags)
+            except ImportError as exc:  # a light install: the studio extra without serve's (torch, sse-starlette)
                 raise StudioError(f"chat needs the serve extra ({exc.name} is not installed): "
                                   f"pip install -e '.[serve]' (the rest of the studio runs without it)") from None
-            builds = [open_build(self.store, tag) for tag in tags]  # IntegrityError for a damaged build
-            engine = load_engine(builds, self.device)  # ServeError when their bases differ
-            tokenizer = load_tokenizer(engine.base_dir)
-            if self.worker is not None:
-                self.worker.stop()
-            self.worker = Worker(engine, MAX_QUEUE, MAX_BATCH)
-            self.worker.start()
-            self.app = make_app({b.tag: b for b in builds}, self.worker, tokenizer, engine.context)
-            self.tags = list(tags)
-            return {"tags": self.tags, "loaded": True, "description": describe(builds, engine)}
+
+    def _load(self, tags: list[str]) -> dict:
+        from jobs.core.loading import load_tokenizer
+        from jobs.serve.api import make_app
+        from jobs.serve.builds import describe, load_engine, open_build
+        from jobs.serve.worker import Worker
+
+        builds = [open_build(self.store, tag) for tag in tags]  # IntegrityError for a damaged build
+        engine = load_engine(builds, self.device)  # ServeError when their bases differ
+        tokenizer = load_tokenizer(engine.base_dir)
+        if self.worker is not None:
+            self.worker.stop()
+        self.worker = Worker(engine, MAX_QUEUE, MAX_BATCH)
+        self.worker.start()
+        self.app = make_app({b.tag: b for b in builds}, self.worker, tokenizer, engine.context)
+        self.tags = list(tags)
+        return {"tags": self.tags, "loaded": True, "description": describe(builds, engine)}
 
     def stop(self) -> None:
         if self.worker is not None:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import urllib.request
@@ -17,7 +16,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from jobs.core import keys, registry
+from jobs.core import registry
 from jobs.core.store import open_store
 from tests.conftest import REPO, free_port, wait_for
 
@@ -128,5 +127,3 @@ def screenshot(page, name: str) -> None:
 def state(url: str) -> dict:
     return json.loads(urllib.request.urlopen(url, timeout=5).read())
 
-
-__all__ = ["screenshot", "state", "keys", "shutil"]
