@@ -42,13 +42,13 @@ $(call check,PORT,PORT_RE,PORT_WHY)
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= curate,train,eval,serve,workflows,dev
+EXTRAS ?= curate,train,eval,serve,studio,workflows,dev
 A ?=
 B ?=
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gguf need-version build test test-fast test-faults test-gpu list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version build test test-fast test-faults test-gpu list show verify compare promote rollback gc ask serve studio export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -121,6 +121,9 @@ ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; n
 
 serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
 	$(PY) -m jobs.serve.api $(if $(call given,VERSION),--tag $(call q,VERSION)) --port $(call q,PORT)
+
+studio: venv ## The studio, a local web page over the store: builds, reports, compare, running builds, chat [PORT=8080] [CHANGES=1: promote/rollback]
+	$(PY) -m jobs.studio --port $(if $(filter command line environment,$(origin PORT)),$(call q,PORT),8080) $(if $(call given,CHANGES),--allow-changes)
 
 export: need-version venv $(if $(filter gguf,$(call given,FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
 	$(PY) -m jobs.serve.export --tag $(call q,VERSION) $(if $(call given,FORMAT),--format $(call q,FORMAT)) $(if $(call given,QUANT),--quant $(call q,QUANT)) \

@@ -12,6 +12,12 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 STAGES = ("curate", "synthesize", "train", "eval", "serve")
+# Apps over the stages' outputs, not stages (no image, no workflow step): each may import exactly these modules of
+# the stages. The studio presents eval's comparison with eval's own torch-free code (one home for the comparison
+# the terminal prints) and chats through serve's OpenAI-compatible server (one generation path), and no stage or
+# core module may import it.
+APPS = {"jobs.studio": {"jobs.eval.report", "jobs.eval.diagnose", "jobs.serve.api", "jobs.serve.builds",
+                        "jobs.serve.worker"}}
 
 
 def _module_name(path: Path) -> str:
@@ -57,13 +63,15 @@ GRAPH = {name: _imports(name) for name in MODULES}
 CORE_RULES = {
     "jobs.core.errors": (),
     "jobs.core.repo": (),
+    "jobs.core.progress": (),
     "jobs.core.spec": ("jobs.core.errors", "jobs.core.repo"),
     "jobs.core.store": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
     "jobs.core.text": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
     "jobs.core.engine": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
 }
 ML = ("torch", "transformers", "peft", "bitsandbytes", "sentence_transformers", "accelerate")
-TORCH_FREE = ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec", "jobs.core.store", "workflows")
+TORCH_FREE = ("jobs.core.errors", "jobs.core.repo", "jobs.core.progress", "jobs.core.spec", "jobs.core.store",
+              "workflows")
 # The one engine module orchestration may use: it resolves (and for the tiny model, makes) the base model with
 # numpy and tokenizers, no torch; the local build calls it to fail fast before any stage runs.
 ORCHESTRATION_MAY_USE = ("jobs.core.engine.basemodel",)
@@ -81,7 +89,12 @@ def _stage(module: str) -> str | None:
 @pytest.mark.parametrize("module", sorted(m for m in MODULES if not m.startswith("bench")))  # tools may
 def test_no_stage_imports_a_sibling_and_core_and_workflows_import_no_stage(module):
     own = _stage(module)
+    app = next((a for a in APPS if module == a or module.startswith(a + ".")), None)
     for target in GRAPH[module]:
+        if any(target == a or target.startswith(a + ".") for a in APPS) and app is None:
+            pytest.fail(f"{module} imports the app {target}: apps sit on top; nothing imports them")
+        if app and target in APPS[app]:
+            continue
         other = _stage(target)
         if other and other != own:
             where = "jobs.core" if module.startswith("jobs.core") else module.split(".")[0] if own is None else own

@@ -18,9 +18,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 
+from jobs.core import progress
 from jobs.core.store import keys
 from jobs.core.errors import QslmError
 from jobs.core.engine.basemodel import resolve_base_model
@@ -57,26 +59,72 @@ def _die_with(driver: int):
     return arm
 
 
-def run_in_group(cmd: list[str]) -> int:
-    """Run `cmd` in a process group of its own that dies with this process; returns its exit status."""
+def _tee(pipe, terminal, log) -> threading.Thread:
+    """Copy a stage's output to the terminal as it comes, and to the build's log (the studio shows its tail)."""
+    def copy() -> None:
+        while chunk := os.read(pipe.fileno(), 65536):
+            terminal.write(chunk)
+            terminal.flush()
+            log.write(chunk)
+            log.flush()
+    thread = threading.Thread(target=copy, daemon=True)
+    thread.start()
+    return thread
+
+
+def run_in_group(cmd: list[str], log: Path | None = None, env: dict | None = None) -> int:
+    """Run `cmd` in a process group of its own that dies with this process; returns its exit status. With `log`,
+    its stdout and stderr also go to that file (appended)."""
     read, write = os.pipe()
     watcher = subprocess.Popen([sys.executable, "-c", WATCHER], stdin=read, process_group=0)
     os.close(read)
+    out = subprocess.PIPE if log else None
+    tees = []
     try:
-        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, process_group=watcher.pid, preexec_fn=_die_with(os.getpid()))
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, process_group=watcher.pid, preexec_fn=_die_with(os.getpid()),
+                                stdout=out, stderr=out, env=env)
+        if log:
+            sink = open(log, "ab")
+            tees = [_tee(proc.stdout, sys.stdout.buffer, sink), _tee(proc.stderr, sys.stderr.buffer, sink)]
         return proc.wait()
     finally:
         os.close(write)  # the watcher wakes and kills what is left of the group: the stage's own children too
         watcher.wait()
+        for t in tees:  # the group is dead: its pipes are at end of file
+            t.join()
 
 
-def _stage(name: str, args: list[str]) -> int:
-    cmd = [sys.executable, "-m", STAGES[name], *args]
-    print(f"\n==> {name}: {' '.join(cmd[1:])}", flush=True)
-    started = time.perf_counter()
-    rc = run_in_group(cmd)
-    print(f"<== {name}: exit {rc} after {time.perf_counter() - started:.1f} s", flush=True)
-    return rc
+class Stages:
+    """Runs the build's stages in order: the terminal's stage line, the progress events, the stages' log."""
+
+    def __init__(self, tag: str, names: list[str], events: Path, estimates: dict):
+        self.names, self.events, self.t0 = names, events, time.monotonic()
+        self.estimates = {n: estimates[n] for n in names if isinstance(estimates.get(n), (int, float))}
+        events.parent.mkdir(parents=True, exist_ok=True)
+        events.unlink(missing_ok=True)  # one file per build attempt
+        progress.log_file(events).unlink(missing_ok=True)
+        progress.write(events, "build_start", tag=tag, stages=names, pid=os.getpid(), estimates_s=self.estimates)
+        # the stages' output goes through a pipe: unbuffered, so the terminal and the log see lines as they come
+        self.env = {**os.environ, progress.ENV: str(events), "PYTHONUNBUFFERED": "1"}
+
+    def run(self, name: str, args: list[str]) -> int:
+        index, of = self.names.index(name) + 1, len(self.names)
+        cmd = [sys.executable, "-m", STAGES[name], *args]
+        guess = f", the last build's took {progress.clock(self.estimates[name])}" if name in self.estimates else ""
+        print(f"\n==> stage {index} of {of}: {name} (build elapsed {progress.clock(time.monotonic() - self.t0)}"
+              f"{guess})\n    {' '.join(cmd[1:])}", flush=True)
+        progress.write(self.events, "stage_start", stage=name, index=index, of=of)
+        started = time.perf_counter()
+        rc = run_in_group(cmd, progress.log_file(self.events), self.env)
+        seconds = round(time.perf_counter() - started, 1)
+        ok = rc == 0 or (name == "eval" and rc == GATE_FAILED)  # a failed gate is a result, not a failure
+        progress.write(self.events, "stage_end" if ok else "stage_fail", stage=name, index=index, of=of,
+                       seconds=seconds, **({} if rc == 0 else {"rc": rc}))
+        print(f"<== stage {index} of {of}: {name}: exit {rc} after {seconds:.1f} s", flush=True)
+        return rc
+
+    def end(self, status: str) -> None:
+        progress.write(self.events, "build_end", status=status, seconds=round(time.monotonic() - self.t0, 1))
 
 
 def build(tag: str, work_root: Path) -> int:
@@ -86,10 +134,27 @@ def build(tag: str, work_root: Path) -> int:
     refuse_complete(store, tag, BuildError)
     print(f"base model: {resolve_base_model(spec)}", flush=True)  # fail fast, before any stage runs
     work = work_root / tag
+    for d in ("curated", "dataset", "report", "previous"):  # the adapter keeps its checkpoints: a rerun resumes
+        shutil.rmtree(work / d, ignore_errors=True)
+    names = ["curate", *(["synthesize"] if spec.synthesize else []), "train", "eval", "publish"]
+    stages = Stages(tag, names, progress.event_file(work_root, tag), _timings(store, tag))
+    try:
+        return _run(tag, spec, store, work, stages)
+    except BaseException:
+        stages.end("failed")
+        raise
+
+
+def _timings(store, tag: str) -> dict:
+    """Seconds each stage of the build compared against took (its manifest): the estimate of this one's stages."""
+    previous = previous_build(store, tag)
+    return (read_manifest(store, previous).get("timings_s") or {}) if previous else {}
+
+
+def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:
+    _stage = stages.run
     dataset, adapter, report, previous = (work / d for d in ("dataset", "adapter", "report", "previous"))
     curated = work / "curated" if spec.synthesize else dataset  # with synthesis, train reads synthesize's output
-    for d in (curated, dataset, report, previous):  # the adapter keeps its checkpoints: a rerun resumes training
-        shutil.rmtree(d, ignore_errors=True)
     spec_file = spec.source_file
     if _stage("curate", ["--spec", spec_file, "--out", str(curated)]) != 0:
         raise BuildError("curate failed (see its message above); nothing was published")
@@ -118,9 +183,10 @@ def build(tag: str, work_root: Path) -> int:
     if rc not in (0, GATE_FAILED):
         raise BuildError("eval failed (see its message above); nothing was published")
     if _stage("publish", ["--spec", spec_file, "--tag", tag, "--dataset", str(dataset),
-                               "--adapter", str(adapter), "--report", str(report)]) != 0:
+                          "--adapter", str(adapter), "--report", str(report)]) != 0:
         raise BuildError("publish failed (see its message above)")
     manifest = read_manifest(store, tag)
+    stages.end(manifest["status"])
     shutil.rmtree(work, ignore_errors=True)
     print(f"\nbuild {tag}: {manifest['status']} -> {store.url}/{keys.build_prefix(tag)}")
     metrics = manifest.get("metrics", {})

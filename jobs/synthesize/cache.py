@@ -15,6 +15,7 @@ import hashlib
 import json
 from concurrent.futures import ThreadPoolExecutor
 
+from jobs.core import progress
 from jobs.core.store import keys
 from jobs.synthesize.filters import malformed, reply_limit
 from jobs.synthesize.prompts import PROMPT_VERSION
@@ -54,6 +55,7 @@ class GenerationCache:
                 reply, bad = _cached_reply(data, requests[i])
                 replies[i] = reply if reply is not None and (not bad or writer.reproducible) else None  # None: ask
         missing = [i for i, reply in enumerate(replies) if reply is None]
+        meter = progress.Meter("synthesis", len(missing), say="synthesize: writer replies")
 
         def done(j: int, reply: str) -> None:
             i = missing[j]
@@ -64,6 +66,7 @@ class GenerationCache:
             self.store.put_bytes(keys_[i], json.dumps(record, sort_keys=True, ensure_ascii=False).encode())
             self.known.add(keys_[i])
             replies[i] = reply
+            meter.advance()
 
         if missing:
             writer.run([requests[i] for i in missing], done)

@@ -6,7 +6,7 @@ run.py the stage function, one function per phase; model.py the base with a fres
 tokenisation, loss mask, step plan and packed or padded micro-batches; packing.py attention kept inside each
 example of a packed row; loop.py one optimizer step; execution.py the speed knobs that act on the model
 (dequantize once, checkpointed layers, compiled layers); checkpoint.py resume state; preflight.py the memory check
-and the fit advisor; progress.py the bar, Argo's progress and the metrics log. The throughput benchmark and its
+and the fit advisor; steplog.py the bar, Argo's progress and the metrics log. The throughput benchmark and its
 step profile are tools: bench/train.py, bench/stepprofile.py.
 """
 

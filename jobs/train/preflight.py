@@ -25,7 +25,7 @@ from jobs.train import execution
 from jobs.train.checkpoint import load_trainable_state, trainable_state
 from jobs.train.data import IGNORE, Example
 from jobs.train.loop import Layout, accumulate
-from jobs.train.progress import GiB
+from jobs.train.steplog import GiB
 
 
 class MemoryBudgetExceeded(QslmError):

@@ -30,7 +30,7 @@ from jobs.train.data import Tokenized, read_conversations, step_plan, tokenize
 from jobs.train.loop import Layout, Mark, StepRead, accumulate, make_optimizer, make_scaler, optimizer_step
 from jobs.train.model import load_model
 from jobs.train.preflight import cap_memory, preflight
-from jobs.train.progress import Progress, peak_memory_gib, write_metrics
+from jobs.train.steplog import Progress, peak_memory_gib, write_metrics
 
 
 def device_info(device: torch.device) -> dict:
@@ -177,7 +177,7 @@ def record(done: Done, state: State, window: dict, bar: Progress, logging_every:
             "peak_mem_gib": peak_memory_gib(device), "label_tokens": window["labels"],
             "tokens": window["tokens"]})  # real tokens: padding is never counted
         window = {"loss_sum": 0.0, "labels": 0, "tokens": 0, "since": done.read.mark}
-    bar.update(done.step, loss)
+    bar.update(done.step, loss, done.lr, done.n_tokens)
     return window
 
 

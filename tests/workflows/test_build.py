@@ -38,7 +38,7 @@ def test_unavailable_base_model_fails_before_any_stage(build_env, tmp_path):
     env = dict(build_env, HF_HOME=str(tmp_path / "hf"))
     r = run_build("v1", env)
     assert r.returncode == 2 and "QSLM_BASE_MODEL" in r.stderr and "VERSION=smoke" in r.stderr
-    assert "==> curate" not in r.stdout
+    assert "==> stage" not in r.stdout
     assert not Path(env["QSLM_STORE"]).exists() or not open_store(env["QSLM_STORE"]).list("builds/")
 
 
@@ -46,6 +46,14 @@ def test_unavailable_base_model_fails_before_any_stage(build_env, tmp_path):
 def test_smoke_build_writes_a_complete_immutable_tag(build_env):
     r = run_build("smoke", build_env)
     assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-3000:]
+    assert "==> stage 3 of 5: train" in r.stdout and "synthesize: writer replies:" in r.stderr
+    events = progress.read_events(progress.event_file(Path(build_env["QSLM_WORK"]), "smoke"))
+    kinds = [e["event"] for e in events]
+    assert kinds[0] == "build_start" and kinds.count("stage_end") == 5 and "synthesis" in kinds
+    assert events[-1] == {**events[-1], "event": "build_end", "status": "passed"}
+    steps = [e for e in events if e["event"] == "train_step"]
+    assert steps[-1]["step"] == steps[-1]["steps"] == 12 and steps[-1]["tokens_per_s"] > 0
+    assert "train: wrote" in "\n".join(progress.log_tail(progress.event_file(Path(build_env["QSLM_WORK"]), "smoke")))
     store = open_store(build_env["QSLM_STORE"])
     m = json.loads(store.get_bytes(keys.manifest_key("smoke")))
     assert m["status"] == "passed" and m["tag"] == "smoke"
@@ -68,8 +76,8 @@ def test_smoke_build_writes_a_complete_immutable_tag(build_env):
 
     before = {k: store.get_bytes(k) for k in store.list("")}
     again = run_build("smoke", build_env)
-    assert again.returncode == 2 and "already complete" in again.stderr and "immutable" in again.stderr
-    assert "==> curate" not in again.stdout
+    assert again.returncode == 2 and "already exists" in again.stderr and "immutable" in again.stderr
+    assert "==> stage" not in again.stdout
     assert {k: store.get_bytes(k) for k in store.list("")} == before
 
 

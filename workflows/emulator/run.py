@@ -31,8 +31,10 @@ from pathlib import Path
 
 import yaml
 
+from jobs.core.store import keys
+from jobs.core import progress
 from jobs.core.errors import QslmError
-from jobs.core.store.registry import previous_build, previous_report_key
+from jobs.core.store.registry import previous_build, previous_report_key, read_manifest
 from jobs.core.store.backends import open_store
 from workflows import pipeline, push, steps
 from jobs.core.repo import REPO_ROOT
@@ -148,6 +150,8 @@ class LocalRun:
                        for c in self.spec.get("volumeClaimTemplates", [])}
         self.phases: dict[str, str] = {}
         self.results: dict[str, dict] = {}  # task -> {exitCode, artifacts: {name: artifact}, parameters: {...}}
+        self.stages = [t["name"] for t in self.templates[self.spec["entrypoint"]]["dag"]["tasks"]]
+        self.events: Path | None = None  # the build's progress file (jobs/core/progress.py); local_run sets it
 
     def _scope(self) -> dict:
         scope = dict(self.values)
@@ -194,6 +198,9 @@ class LocalRun:
                   claims=self.claims | self.cluster["claims"], secrets=self.cluster["secrets"],
                   configmaps=self.cluster["configmaps"])
         started = time.monotonic()
+        where = {"stage": label, "index": self.stages.index(task["name"]) + 1 if task["name"] in self.stages else 0,
+                 "of": len(self.stages)}
+        progress.write(self.events, "stage_start", **where)
         code, artifacts, parameters = pod.run(self.cluster["store"], self._sources(task, t), self._fetch_git)
         result = {"exitCode": code, "artifacts": {}, "parameters": parameters}
         for art in t.get("outputs", {}).get("artifacts", []):  # saved whatever the exit code, as Argo does
@@ -208,9 +215,11 @@ class LocalRun:
             code = result["exitCode"] = 1
             print(f"    output parameters {missing} were not written", flush=True)
         result["phase"] = "Succeeded" if code == 0 else "Failed"
-        progress = self.work / label / "argo" / "progress"
+        progress.write(self.events, "stage_end" if code == 0 else "stage_fail", **where,
+                       seconds=round(time.monotonic() - started, 1), **({} if code == 0 else {"rc": code}))
+        argo_progress = self.work / label / "argo" / "progress"
         print(f"<== {label}: {result['phase']} (exit {code}, {time.monotonic() - started:.0f} s"
-              f"{', progress ' + progress.read_text().strip() if progress.is_file() else ''})", flush=True)
+              f"{', progress ' + argo_progress.read_text().strip() if argo_progress.is_file() else ''})", flush=True)
         return result
 
     def _inputs(self, task: dict) -> dict:
@@ -313,7 +322,20 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     wf = pipeline.run_workflow(tag, tag, image_tag or IMAGE_TAG, git["commit"], name=name, git_dirty=git["dirty"],
                                data_hash=git["data_hash"], previous=previous,
                                previous_report=previous_report_key(store, previous), image_prefix=image_prefix).to_dict()
-    return name, LocalRun(wf, cluster or default_cluster, work).run()
+    runner = LocalRun(wf, cluster or default_cluster, work)
+    runner.events = progress.event_file(work.parent, tag)  # beside make build's: .work/progress/<tag>.jsonl
+    runner.events.parent.mkdir(parents=True, exist_ok=True)
+    runner.events.unlink(missing_ok=True)
+    progress.write(runner.events, "build_start", tag=tag, stages=runner.stages, pid=os.getpid(), estimates_s={})
+    started = time.monotonic()
+    try:
+        phase = runner.run()
+    finally:
+        status = "failed"
+        if store.exists(keys.manifest_key(tag)):
+            status = read_manifest(store, tag).get("status", "failed")
+        progress.write(runner.events, "build_end", status=status, seconds=round(time.monotonic() - started, 1))
+    return name, phase
 
 
 def local_push(payload: dict, *, image_tag: str, image_prefix: str = "", work: Path | None = None,

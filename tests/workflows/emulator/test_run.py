@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from jobs.core import progress
 from jobs.core.store import keys
 from jobs.core.store.registry import artifact_files, verify_build
 from jobs.core.store.backends import open_store
@@ -132,8 +133,13 @@ def test_gate_verdict_is_published_and_fails_the_run(s3_env, tmp_path, monkeypat
     store.put_bytes(f"runs/{name}/checkout/data.tgz", gzip.compress(b""))  # stands in for data/; never opened
     wf = local_run.pipeline.run_workflow("smoke", "smoke", "t", "0" * 40, name=name).to_dict()
     runner = local_run.LocalRun(wf, _cluster(tmp_path), tmp_path / "work")
+    runner.events = tmp_path / "progress.jsonl"
     assert runner.run() == phase
     assert [t for _, t in steps.ran][:4] == ["spec", "curate", "train", "eval-first"]
+    events = progress.read_events(runner.events)  # what the studio's running page reads
+    assert [e["stage"] for e in events if e["event"] == "stage_start"][:4] == ["spec", "curate", "train", "eval-first"]
+    assert all(e["of"] == len(runner.stages) for e in events)
+    assert any(e["event"] == "stage_fail" for e in events) is (eval_exit != 0)
     assert ("publish" in [t for _, t in steps.ran]) is published
     assert ("verdict" in [t for _, t in steps.ran]) is published
     assert store.exists(f"runs/{name}/eval/report/gate.json")  # the report is kept even when eval fails

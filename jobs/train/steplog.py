@@ -7,11 +7,14 @@ import os
 import sys
 from pathlib import Path
 
+from jobs.core import progress
+
 GiB = 1024 ** 3
 
 
 class Progress:
-    """tqdm bar on stderr; when ARGO_PROGRESS_FILE is set, `step/total` is written there after every step."""
+    """tqdm bar on stderr; when ARGO_PROGRESS_FILE is set, `step/total` is written there after every step; under
+    the local build driver, train_step events (jobs/core/progress.py) with loss, learning rate and tokens/s."""
 
     def __init__(self, total: int, start: int):
         from tqdm import tqdm
@@ -21,6 +24,8 @@ class Progress:
                         dynamic_ncols=True, mininterval=1.0)
         self.argo_file = os.environ.get("ARGO_PROGRESS_FILE")
         self._write_argo(start)
+        self.meter = progress.Meter("train_step", total, start)
+        self.tokens = 0  # real tokens since this run started, for tokens/s
 
     def _write_argo(self, step: int) -> None:
         if self.argo_file:
@@ -29,10 +34,13 @@ class Progress:
                 f.write(f"{step}/{self.total}\n")
             os.replace(tmp, self.argo_file)  # Argo may read at any moment: never a half-written line
 
-    def update(self, step: int, loss: float) -> None:
+    def update(self, step: int, loss: float, lr: float, tokens: int) -> None:
         self.bar.update(1)
         self.bar.set_postfix(loss=f"{loss:.4f}", refresh=False)
         self._write_argo(step)
+        self.tokens += tokens
+        self.meter.advance(step, loss=round(loss, 5), lr=lr,
+                           tokens_per_s=round(self.tokens / max(self.meter.elapsed(), 1e-9), 1))
 
     def close(self) -> None:
         self.bar.close()
