@@ -121,7 +121,7 @@ def test_loss_curves_overlay_one_polyline_per_build():
 def test_the_studio_without_a_chat_imports_no_torch(studio):
     _, store = studio
     code = ("import sys; from pathlib import Path; from jobs.core.store.backends import open_store; "
-            "from jobs.studio.app import make_app; from jobs.studio import data; s = open_store(sys.argv[1]); "
+            "from jobs.studio.app import make_app; from jobs.studio import records as data; s = open_store(sys.argv[1]); "
             "make_app(s, Path(sys.argv[1])); data.build_rows(s); data.build_detail(s, 'a1'); data.compare(s, 'a1', 'b2');"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'torch imported'")
     r = subprocess.run([sys.executable, "-c", code, store.url], cwd=REPO, capture_output=True, text=True)
