@@ -2,7 +2,8 @@
 # Every target creates and reuses the project's virtual environment (.venv) by itself.
 
 SHELL := /bin/bash
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.11 to 3.13 (CI tests 3.11; the GPU measurements ran on 3.12); README: how to get one on Ubuntu / Debian
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
 EXTRAS ?= curate,train,eval,serve,workflows,dev
@@ -24,7 +25,7 @@ help: ## Show this help
 	@echo "Store: $${QSLM_STORE:-store/ (local directory; set QSLM_STORE=s3://bucket for MinIO)}"
 
 $(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "quantum-slm needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "quantum-slm needs Python 3.11, 3.12 or 3.13 (this is %d.%d); set PYTHON=/path/to/python3.12 (README: Python)" % sys.version_info[:2])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned in pyproject (2.13.0); pip takes a local CPU wheel where one lies on disk

@@ -17,7 +17,7 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jobs.core import keys
+from jobs.core import keys, tracking
 from jobs.core.errors import QslmError
 from jobs.core.provenance import file_records, git_state, library_versions
 from jobs.core.spec import REPO_ROOT, TAG_PATTERN, load_spec
@@ -179,6 +179,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"published {args.tag} ({manifest['status']}) to {open_store().url}: "
           f"{sum(len(v) for v in manifest['artifacts'].values())} files, manifest last")
+    folders = {"dataset": args.dataset, "adapter": args.adapter, "report": args.report}
+    tracking.log_build(manifest, folders, open_store().url)  # MLFLOW_TRACKING_URI only; never fails the build
     return 0
 
 

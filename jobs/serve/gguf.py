@@ -4,13 +4,15 @@ The converter (convert_hf_to_gguf.py with its `conversion` and `gguf-py` package
 llama-cpp-python source distribution, at the llama.cpp revision that llama-cpp-python compiles, so converter
 and runtime always agree. It is fetched once per llama-cpp-python version with pip and kept under
 $QSLM_CACHE/llama.cpp/<version>/. The merged folder becomes an f16 GGUF, which llama.cpp's quantizer (through
-llama-cpp-python's binding) turns into the type the user picked.
+llama-cpp-python's binding) turns into the type the user picked. `answer` loads the result and generates from it
+in a child process (gguf_run.py), so a llama.cpp that crashes fails the export with the signal named.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -20,9 +22,8 @@ from pathlib import Path
 from jobs.core.model import cache_dir
 from jobs.core.spec import REPO_ROOT
 from jobs.serve import ServeError
+from jobs.serve.exportargs import QUANTS
 
-# llama.cpp file types a user may pick (llama_ftype names without LLAMA_FTYPE_MOSTLY_); F16 is the converter's own.
-QUANTS = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K")
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 # Qwen2's split pattern, as transformers writes it into a Qwen2 tokenizer.json (the tiny model's included)
 QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -109,3 +110,20 @@ def convert(merged: Path, out: Path, quant: str) -> Path:
     if rc != 0:
         raise ServeError(f"llama.cpp could not quantize {merged} to {quant} (status {rc}); try QUANT=Q8_0 or F16")
     return out
+
+
+def answer(gguf: Path, prompt: str, max_tokens: int = 8, timeout_s: float = 600) -> dict:
+    """Load `gguf` with llama.cpp and complete `prompt` greedily, in a child process: {"text", "tokens", ...}.
+    A crash (a signal) or a load failure raises ServeError naming it, instead of taking this process down."""
+    cmd = [sys.executable, "-m", "jobs.serve.gguf_run", str(gguf), prompt, str(max_tokens)]
+    try:
+        done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ServeError(f"llama.cpp did not answer from {gguf} within {timeout_s:.0f} s") from None
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    if done.returncode < 0:
+        raise ServeError(f"llama.cpp crashed ({signal.Signals(-done.returncode).name}) loading or running {gguf}; "
+                         f"{CRASH_HINT}")
+    if done.returncode:
+        raise ServeError(f"llama.cpp could not load or run {gguf}: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
