@@ -24,6 +24,9 @@ from jobs.core.spec import REPO_ROOT
 from jobs.serve import ServeError
 from jobs.serve.exportargs import QUANTS
 
+# What to do when llama.cpp dies loading or running a GGUF this export wrote (the file itself is kept).
+CRASH_HINT = ("this machine's llama.cpp build cannot run it: rebuild the binding with the project's options "
+              "(rm .venv/.gguf && make gguf) and export again, or try QUANT=F16")
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 # Qwen2's split pattern, as transformers writes it into a Qwen2 tokenizer.json (the tiny model's included)
 QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
@@ -86,30 +89,42 @@ def pre_tokenizer(model_dir: Path) -> str:
     return ""
 
 
-def convert(merged: Path, out: Path, quant: str) -> Path:
-    """`out`: a GGUF file of the merged folder at `quant` (one of QUANTS)."""
+def to_f16(merged: Path, out: Path, outtype: str = "f16") -> Path:
+    """`out`: the merged folder as an f16 (or bf16) GGUF, by llama.cpp's own converter in a child process."""
+    llama = converter_dir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(llama), str(llama / "gguf-py")]))
+    cmd = [sys.executable, "-m", "jobs.serve.gguf_convert", str(llama), pre_tokenizer(merged), str(merged),
+           "--outfile", str(out), "--outtype", outtype]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise ServeError(f"llama.cpp's converter failed on {merged}:\n{done.stderr.strip()[-2000:]}")
+    return out
+
+
+def quantize(f16: Path, out: Path, quant: str) -> Path:
+    """`out`: `f16` quantized by llama.cpp to `quant` (one of QUANTS but F16/BF16)."""
     import ctypes
 
     import llama_cpp
 
-    llama = converter_dir()
-    f16 = out.with_name(out.stem + ".f16.tmp.gguf")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(llama), str(llama / "gguf-py")]))
-    cmd = [sys.executable, "-m", "jobs.serve.gguf_convert", str(llama), pre_tokenizer(merged), str(merged),
-           "--outfile", str(f16), "--outtype", "bf16" if quant == "BF16" else "f16"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise ServeError(f"llama.cpp's converter failed on {merged}:\n{done.stderr.strip()[-2000:]}")
-    if quant in ("F16", "BF16"):
-        os.replace(f16, out)
-        return out
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
     rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(out).encode(), ctypes.byref(params))
-    f16.unlink()
     if rc != 0:
-        raise ServeError(f"llama.cpp could not quantize {merged} to {quant} (status {rc}); try QUANT=Q8_0 or F16")
+        raise ServeError(f"llama.cpp could not quantize {f16} to {quant} (status {rc}); try QUANT=Q8_0 or F16")
     return out
+
+
+def convert(merged: Path, out: Path, quant: str) -> Path:
+    """`out`: a GGUF file of the merged folder at `quant` (one of QUANTS)."""
+    f16 = to_f16(merged, out.with_name(out.stem + ".f16.tmp.gguf"), "bf16" if quant == "BF16" else "f16")
+    if quant in ("F16", "BF16"):
+        os.replace(f16, out)
+        return out
+    try:
+        return quantize(f16, out, quant)
+    finally:
+        f16.unlink()
 
 
 def answer(gguf: Path, prompt: str, max_tokens: int = 8, timeout_s: float = 600) -> dict:
