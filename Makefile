@@ -14,7 +14,7 @@ comma := ,
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gguf need-version build test test-fast test-faults list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version export-args build test test-fast test-faults list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -84,9 +84,14 @@ ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; n
 serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
 	$(PY) -m jobs.serve.api $(if $(VERSION),--version $(VERSION)) --port $(PORT)
 
-export: need-version venv $(if $(filter gguf,$(FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
-	$(PY) -m jobs.serve.export --version $(VERSION) $(if $(FORMAT),--format $(FORMAT)) $(if $(QUANT),--quant $(QUANT)) \
-	  $(if $(OUT),--out $(OUT))
+# FORMAT and QUANT are checked (export-args, the system Python, standard library only) before the venv is made or
+# llama.cpp compiled; user values reach the commands only as quoted environment variables.
+export: need-version export-args venv $(if $(filter gguf,$(value FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir] (gguf: + Ollama Modelfile)
+	$(PY) -m jobs.serve.export --version "$$VERSION" --format "$${FORMAT:-hf}" --quant "$${QUANT:-Q4_K_M}" \
+	  $(if $(value OUT),--out "$$OUT")
+
+export-args:
+	@$(PYTHON) -m jobs.serve.exportargs --format "$${FORMAT:-hf}" --quant "$${QUANT:-Q4_K_M}"
 
 images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
 	$(PYTHON) images/build_images.py --tag $(VERSION) $(if $(REGISTRY),--registry $(REGISTRY)) $(if $(PUSH),--push) \
