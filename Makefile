@@ -35,9 +35,18 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create or update the virtual environment
 
 # llama-cpp-python has no wheels on the package index: pip compiles llama.cpp (minutes on 2 cores, once per
-# machine: pip keeps the wheel in its cache). Its multimodal library is not needed to convert or run a GGUF.
+# machine: pip keeps the wheel in the cache named here). Its multimodal library is not needed to convert or run a
+# GGUF. Built for this CPU (-march=native) but without AMX: on CPUs that have it (Intel Sapphire Rapids and
+# later) llama.cpp moves Q8_0 and K-quant weights into its AMX buffer and segfaults in ggml_backend_amx_mul_mat
+# on the first decode (ggml-org/llama.cpp#20824, unfixed in 0.3.36's llama.cpp); F16 never goes there. -march=native
+# turns AMX on whatever GGML_AMX_* say, so the compiler is told -mno-amx-*. The cache folder is named after these
+# options: a wheel pip cached from a build with AMX is never reused.
+GGUF_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+GGUF_PIP_CACHE := $${XDG_CACHE_HOME:-$$HOME/.cache}/quantum-slm/pip-llama-noamx
 $(VENV)/.gguf: $(VENV)/.installed
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF $$CMAKE_ARGS" $(PY) -m pip install -q -e '.[gguf]'
+	CFLAGS="$(GGUF_CFLAGS) $$CFLAGS" CXXFLAGS="$(GGUF_CFLAGS) $$CXXFLAGS" CMAKE_ARGS="-DLLAVA_BUILD=OFF $$CMAKE_ARGS" \
+	  $(PY) -m pip install -q --cache-dir "$(GGUF_PIP_CACHE)" -e '.[gguf]'
+	$(PY) -m jobs.serve.gguf --check
 	@touch $@
 
 gguf: $(VENV)/.gguf ## Install llama.cpp's Python binding, for FORMAT=gguf exports and their test (compiles llama.cpp)

@@ -25,21 +25,29 @@ from jobs.serve import ServeError
 from jobs.serve.exportargs import QUANTS
 
 # What to do when llama.cpp dies loading or running a GGUF this export wrote (the file itself is kept).
-CRASH_HINT = ("this machine's llama.cpp build cannot run it: rebuild the binding with the project's options "
-              "(rm .venv/.gguf && make gguf) and export again, or try QUANT=F16")
+CRASH_HINT = ("the file is kept for inspection; llama.cpp's build here cannot run it: rebuild the binding with "
+              "the project's options (rm -f .venv/.gguf && make gguf) and export again, or try QUANT=F16")
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 # Qwen2's split pattern, as transformers writes it into a Qwen2 tokenizer.json (the tiny model's included)
 QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 
 def llama_cpp_version() -> str:
+    """The installed llama-cpp-python's version, after checking it was built without AMX (see CRASH_HINT)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("llama_cpp_python")
+        installed = version("llama_cpp_python")
     except PackageNotFoundError:
         raise ServeError("FORMAT=gguf needs llama-cpp-python (it compiles llama.cpp, several minutes on 2 cores): "
-                         "pip install -e '.[gguf]'") from None
+                         "make gguf") from None
+    import llama_cpp
+
+    if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace"):
+        raise ServeError(f"this llama-cpp-python {installed} was compiled with AMX, whose kernels segfault on "
+                         f"Q8_0 and K-quant GGUFs (ggml-org/llama.cpp#20824); rebuild it without: rm -f .venv/.gguf "
+                         f"&& make gguf")
+    return installed
 
 
 def converter_dir() -> Path:
@@ -142,3 +150,22 @@ def answer(gguf: Path, prompt: str, max_tokens: int = 8, timeout_s: float = 600)
     if done.returncode:
         raise ServeError(f"llama.cpp could not load or run {gguf}: {last}")
     return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    """`python -m jobs.serve.gguf --check` (make gguf runs it): the binding is installed and built without AMX."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Check llama.cpp's binding for FORMAT=gguf exports.")
+    p.add_argument("--check", action="store_true", required=True, help="installed, and built without AMX")
+    p.parse_args()
+    try:
+        print(f"llama-cpp-python {llama_cpp_version()} ready for FORMAT=gguf (built without AMX)")
+    except ServeError as exc:
+        print(f"gguf: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
