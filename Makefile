@@ -41,7 +41,7 @@ venv: $(VENV)/.installed ## Create or update the virtual environment
 # on the first decode (ggml-org/llama.cpp#20824, unfixed in 0.3.36's llama.cpp); F16 never goes there. -march=native
 # turns AMX on whatever GGML_AMX_* say, so the compiler is told -mno-amx-*. The cache folder is named after these
 # options: a wheel pip cached from a build with AMX is never reused.
-GGUF_CFLAGS := -mno-amx-tile -mno-amx-int8 -mno-amx-bf16
+GGUF_CFLAGS := $(if $(filter x86_64 amd64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
 GGUF_PIP_CACHE := $${XDG_CACHE_HOME:-$$HOME/.cache}/quantum-slm/pip-llama-noamx
 $(VENV)/.gguf: $(VENV)/.installed
 	CFLAGS="$(GGUF_CFLAGS) $$CFLAGS" CXXFLAGS="$(GGUF_CFLAGS) $$CXXFLAGS" CMAKE_ARGS="-DLLAVA_BUILD=OFF $$CMAKE_ARGS" \
