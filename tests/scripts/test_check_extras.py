@@ -20,4 +20,4 @@ def test_tracking_pulls_mlflow_and_no_torch_and_curate_neither():
     assert done.returncode == 0, done.stdout + done.stderr[-2000:]
     rows = {line.split("|")[1].strip(): line for line in done.stdout.splitlines()[2:]}
     assert "| - | ok |" in rows["curate"]
-    assert "| mlflow, mlflow-skinny | ok |" in rows["tracking"] or "| mlflow | ok |" in rows["tracking"]
+    assert "| mlflow, mlflow-skinny | ok |" in rows["tracking"]
