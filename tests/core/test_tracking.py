@@ -127,6 +127,35 @@ def test_a_silent_tracker_is_given_up_on_at_the_deadline(capsys, tmp_path):
     assert capsys.readouterr().err.count("\n") == 1
 
 
+def test_a_refusing_tracker_is_one_warning_line(capsys, tmp_path, monkeypatch):
+    """A server that answers every request 403 (a token it does not accept): the first answer ends the logging."""
+    import http.server
+    import threading
+
+    class Refuse(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(403)
+            self.end_headers()
+            self.wfile.write(b'{"error_code": "PERMISSION_DENIED"}')
+
+        do_POST = do_GET
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Refuse)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        monkeypatch.setenv("MLFLOW_TRACKING_URI", f"http://127.0.0.1:{server.server_address[1]}")
+        monkeypatch.setenv("MLFLOW_TRACKING_TOKEN", "wrong")
+        manifest = {"tag": "v9", "attempt": None, "spec": {}, "metrics": {}}
+        assert tracking.log_build(manifest, {n: tmp_path for n in ("dataset", "adapter", "report")}, "s") is None
+    finally:
+        server.shutdown()
+    err = capsys.readouterr().err.splitlines()
+    assert len(err) == 1 and "answered 403: {\"error_code\": \"PERMISSION_DENIED\"}" in err[0]
+
+
 def test_no_uri_no_tracking_and_a_non_server_uri_is_named(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
     manifest = {"tag": "v9", "spec": {}}

@@ -28,7 +28,7 @@ def python313():
 def test_the_torch_free_tiers_pass_on_python_313(python313, tmp_path):
     files = subprocess.run(["git", "ls-files", "-co", "--exclude-standard", "-z"], cwd=REPO, capture_output=True,
                            check=True).stdout
-    tar = subprocess.run(["tar", "-c", "--null", "-T", "-", "-C", str(REPO)], input=files, capture_output=True,
+    tar = subprocess.run(["tar", "-c", "-C", str(REPO), "--null", "-T", "-"], input=files, capture_output=True,
                          check=True, cwd=REPO).stdout
     script = (
         "set -e; mkdir /tmp/src && tar -x -C /tmp/src && cd /tmp/src && python --version && "
