@@ -39,16 +39,17 @@ $(call check,VENV,PATH_RE,PATH_WHY)
 $(call check,EXTRAS,EXTRAS_RE,EXTRAS_WHY)
 $(call check,PORT,PORT_RE,PORT_WHY)
 
-PYTHON ?= $(shell command -v python3.11 || command -v python3)
+# Python 3.11 to 3.13 (CI tests 3.11; the GPU measurements ran on 3.12); README: how to get one on Ubuntu / Debian
+PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= curate,train,eval,serve,studio,workflows,dev
+EXTRAS ?= curate,train,eval,serve,studio,workflows,tracking,dev
 A ?=
 B ?=
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gguf need-version build test test-fast test-faults test-gpu list show verify compare promote rollback gc ask serve studio export images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version export-args build test test-fast test-faults test-gpu list show verify compare promote rollback gc ask serve studio export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -59,7 +60,7 @@ help: ## Show this help
 	@echo "Store: $${QSLM_STORE:-store/ (local directory; set QSLM_STORE=s3://bucket for MinIO)}"
 
 $(VENV)/.installed: pyproject.toml
-	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info[:2] == (3, 11) else "quantum-slm needs Python 3.11; set PYTHON=/path/to/python3.11")'
+	@$(PYTHON) -c 'import sys; sys.exit(0 if (3, 11) <= sys.version_info[:2] <= (3, 13) else "quantum-slm needs Python 3.11, 3.12 or 3.13 (this is %d.%d); set PYTHON=/path/to/python3.12 (README: Python)" % sys.version_info[:2])'
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	# torch is pinned in pyproject (2.13.0); pip takes a local CPU wheel where one lies on disk
@@ -69,9 +70,18 @@ $(VENV)/.installed: pyproject.toml
 venv: $(VENV)/.installed ## Create or update the virtual environment
 
 # llama-cpp-python has no wheels on the package index: pip compiles llama.cpp (minutes on 2 cores, once per
-# machine: pip keeps the wheel in its cache). Its multimodal library is not needed to convert or run a GGUF.
+# machine: pip keeps the wheel in the cache named here). Its multimodal library is not needed to convert or run a
+# GGUF. Built for this CPU (-march=native) but without AMX: on CPUs that have it (Intel Sapphire Rapids and
+# later) llama.cpp moves Q8_0 and K-quant weights into its AMX buffer and segfaults in ggml_backend_amx_mul_mat
+# on the first decode (ggml-org/llama.cpp#20824, unfixed in 0.3.36's llama.cpp); F16 never goes there. -march=native
+# turns AMX on whatever GGML_AMX_* say, so the compiler is told -mno-amx-*. The cache folder is named after these
+# options: a wheel pip cached from a build with AMX is never reused.
+GGUF_CFLAGS := $(if $(filter x86_64 amd64,$(shell uname -m)),-mno-amx-tile -mno-amx-int8 -mno-amx-bf16)
+GGUF_PIP_CACHE := $${XDG_CACHE_HOME:-$$HOME/.cache}/quantum-slm/pip-llama-noamx
 $(VENV)/.gguf: $(VENV)/.installed
-	CMAKE_ARGS="-DLLAVA_BUILD=OFF $$CMAKE_ARGS" $(PY) -m pip install -q -e '.[gguf]'
+	CFLAGS="$(GGUF_CFLAGS) $$CFLAGS" CXXFLAGS="$(GGUF_CFLAGS) $$CXXFLAGS" CMAKE_ARGS="-DLLAVA_BUILD=OFF $$CMAKE_ARGS" \
+	  $(PY) -m pip install -q --cache-dir "$(GGUF_PIP_CACHE)" -e '.[gguf]'
+	$(PY) -m jobs.serve.gguf --check
 	@touch $@
 
 gguf: $(VENV)/.gguf ## Install llama.cpp's Python binding, for FORMAT=gguf exports and their test (compiles llama.cpp)
@@ -125,9 +135,14 @@ serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag.
 studio: venv ## The studio, a local web page over the store: builds, reports, compare, running builds, chat [PORT=8080] [CHANGES=1: promote/rollback]
 	$(PY) -m jobs.studio --port $(if $(filter command line environment,$(origin PORT)),$(call q,PORT),8080) $(if $(call given,CHANGES),--allow-changes)
 
-export: need-version venv $(if $(filter gguf,$(call given,FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
-	$(PY) -m jobs.serve.export --tag $(call q,VERSION) $(if $(call given,FORMAT),--format $(call q,FORMAT)) $(if $(call given,QUANT),--quant $(call q,QUANT)) \
+# FORMAT and QUANT are checked (export-args, the system Python, standard library only) before the venv is made or
+# llama.cpp compiled.
+export: need-version export-args venv $(if $(filter gguf,$(call given,FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir] (gguf: + Ollama Modelfile)
+	$(PY) -m jobs.serve.export --tag $(call q,VERSION) --format "$${FORMAT:-hf}" --quant "$${QUANT:-Q4_K_M}" \
 	  $(if $(call given,OUT),--out $(call q,OUT))
+
+export-args:
+	@$(PYTHON) -m jobs.serve.exportargs --format "$${FORMAT:-hf}" --quant "$${QUANT:-Q4_K_M}"
 
 images: need-version ## Build the curate/train/eval images tagged VERSION and print sizes [REGISTRY=host:port PUSH=1 | K3S_IMPORT=1] [PYTHON_BASE=.. TORCH_BASE=..]
 	$(PYTHON) images/build_images.py --tag $(call q,VERSION) $(if $(call given,REGISTRY),--registry $(call q,REGISTRY)) $(if $(call given,PUSH),--push) \

@@ -4,7 +4,7 @@
 
 Public base images cannot be pulled on this machine, so the bases are made here: Debian bookworm by
 debootstrap + `docker import`, with Python 3.11 in a venv at /opt/venv (like python:3.11-slim, `python` and
-`pip` come first on PATH), and a "torch" base that adds the CPU torch wheel pip finds on this machine's disk
+`pip` come first on PATH; Debian trixie's 3.13 the same way, for the torch-free tests on 3.13), and a "torch" base that adds the CPU torch wheel pip finds on this machine's disk
 (the stand-in for pytorch/pytorch's CUDA image). Package downloads here pass through a proxy with its own
 certificate, so the bases carry this machine's CA bundle and a pip.conf pointing at it. None of this goes into
 images/*.Dockerfile: the stage images take the bases only as the BASE_IMAGE build argument.
@@ -26,6 +26,9 @@ REPO = Path(__file__).resolve().parents[1]
 PYTHON_BASE = "qslm-local/python:3.11-bookworm"
 TORCH_BASE = "qslm-local/torch:2.13.0-cpu"
 ROOTFS_IMAGE = "qslm-local/bookworm-rootfs:latest"
+# Debian 13 brings Python 3.13: the torch-free tests run on it too (tests/images/test_python_versions.py)
+PYTHON313_BASE = "qslm-local/python:3.13-trixie"
+TRIXIE_ROOTFS_IMAGE = "qslm-local/trixie-rootfs:latest"
 TORCH_WHEEL_GLOB = "torch-2.13.0+cpu-cp311-*.whl"
 WHEEL_DIRS = [Path("/opt/wheels")]  # where pip on this machine finds the CPU torch wheel (pip config find-links)
 CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
@@ -33,8 +36,8 @@ DEBIAN_MIRROR = "http://deb.debian.org/debian"
 DOCKERD_LOG = Path(tempfile.gettempdir()) / "qslm-dockerd.log"
 
 # The venv and its PATH, as a Dockerfile; the torch base adds one layer on top (see make_torch_base).
-PYTHON_BASE_DOCKERFILE = f"""\
-FROM {ROOTFS_IMAGE}
+PYTHON_BASE_DOCKERFILE = """\
+FROM {rootfs}
 COPY ca-certificates.crt /etc/ssl/certs/ca-certificates.crt
 COPY pip.conf /etc/pip.conf
 RUN python3 -m venv /opt/venv && /opt/venv/bin/python -m pip --version
@@ -107,14 +110,14 @@ def find_torch_wheel() -> Path:
                             f"torch==2.13.0 from PyTorch's CPU index)")
 
 
-def make_rootfs_image() -> None:
-    """Debian bookworm (minbase + python3-venv + CA certificates) by debootstrap, imported as an image."""
+def make_rootfs_image(suite: str = "bookworm", ref: str = ROOTFS_IMAGE) -> None:
+    """Debian `suite` (minbase + python3-venv + CA certificates) by debootstrap, imported as an image."""
     if not shutil.which("debootstrap"):
         apt_install("debootstrap")
     with tempfile.TemporaryDirectory(prefix="qslm-rootfs-") as tmp:
         root = Path(tmp) / "rootfs"
         subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-venv,ca-certificates",
-                        "bookworm", str(root), DEBIAN_MIRROR], check=True, stdout=subprocess.DEVNULL)
+                        suite, str(root), DEBIAN_MIRROR], check=True, stdout=subprocess.DEVNULL)
         # Like Debian's -slim images: no apt lists or caches, docs (but copyrights), man pages or locales (~50 MB).
         for junk in ["var/cache/apt", "var/lib/apt/lists", "usr/share/doc", "usr/share/man", "usr/share/locale",
                      "usr/share/info"]:
@@ -123,7 +126,7 @@ def make_rootfs_image() -> None:
         (root / "etc/dpkg/dpkg.cfg.d/slim").write_text(
             "path-exclude /usr/share/doc/*\npath-exclude /usr/share/man/*\npath-exclude /usr/share/locale/*\n")
         tar = subprocess.Popen(["tar", "-C", str(root), "-c", "."], stdout=subprocess.PIPE)
-        subprocess.run(["docker", "import", "-", ROOTFS_IMAGE], stdin=tar.stdout, stdout=subprocess.DEVNULL,
+        subprocess.run(["docker", "import", "-", ref], stdin=tar.stdout, stdout=subprocess.DEVNULL,
                        check=True)
         if tar.wait() != 0:
             raise RuntimeError(f"tar of {root} failed")
@@ -164,10 +167,22 @@ def ensure_local_bases() -> dict[str, str]:
     if not image_exists(PYTHON_BASE):
         if not image_exists(ROOTFS_IMAGE):
             make_rootfs_image()
-        build_base(PYTHON_BASE, PYTHON_BASE_DOCKERFILE, {"ca-certificates.crt": CA_BUNDLE, "pip.conf": PIP_CONF})
+        build_base(PYTHON_BASE, PYTHON_BASE_DOCKERFILE.format(rootfs=ROOTFS_IMAGE),
+                   {"ca-certificates.crt": CA_BUNDLE, "pip.conf": PIP_CONF})
     if not image_exists(TORCH_BASE):
         make_torch_base()
     return {"python": PYTHON_BASE, "torch": TORCH_BASE}
+
+
+def ensure_python313_base() -> str:
+    """Debian 13 (trixie) with its Python 3.13 in a venv, made like the 3.11 base; returns its ref."""
+    ensure_docker_engine()
+    if not image_exists(PYTHON313_BASE):
+        if not image_exists(TRIXIE_ROOTFS_IMAGE):
+            make_rootfs_image("trixie", TRIXIE_ROOTFS_IMAGE)
+        build_base(PYTHON313_BASE, PYTHON_BASE_DOCKERFILE.format(rootfs=TRIXIE_ROOTFS_IMAGE),
+                   {"ca-certificates.crt": CA_BUNDLE, "pip.conf": PIP_CONF})
+    return PYTHON313_BASE
 
 
 def build_images(tag: str, stages: tuple[str, ...] = ("curate", "train", "eval")) -> dict[str, str]:
@@ -220,7 +235,8 @@ def main() -> None:
         parser.error("nothing to do: pass --prepare")
     started = time.monotonic()
     bases = ensure_local_bases()
-    print(f"docker engine up; local bases {bases['python']}, {bases['torch']} "
+    ensure_python313_base()
+    print(f"docker engine up; local bases {bases['python']}, {bases['torch']}, {PYTHON313_BASE} "
           f"({time.monotonic() - started:.0f} s)")
 
 

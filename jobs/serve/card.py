@@ -72,8 +72,9 @@ def _usage(build: Build, merges: tuple[str, ...], gguf: Path | None) -> list[str
              "adapter runs on the 16-bit base, like `merged-original/`). The same API is served without a GPU by "
              f"`make serve VERSION={build.tag}`."]
     if gguf:
-        lines += ["", "llama.cpp and Ollama:", "```bash", f"llama-cli -m {gguf.name} -cnv",
-                  f"printf 'FROM ./{gguf.name}\\n' > Modelfile && ollama create {build.tag} -f Modelfile", "```"]
+        lines += ["", "llama.cpp, and Ollama with the `Modelfile` beside the GGUF (the build's chat template, stop "
+                  "tokens, system prompt and its eval's greedy decoding):", "```bash", f"llama-cli -m {gguf.name} -cnv",
+                  f"ollama create {build.tag} -f Modelfile && ollama run {build.tag}", "```"]
     return lines
 
 

@@ -4,13 +4,15 @@ The converter (convert_hf_to_gguf.py with its `conversion` and `gguf-py` package
 llama-cpp-python source distribution, at the llama.cpp revision that llama-cpp-python compiles, so converter
 and runtime always agree. It is fetched once per llama-cpp-python version with pip and kept under
 $QSLM_CACHE/llama.cpp/<version>/. The merged folder becomes an f16 GGUF, which llama.cpp's quantizer (through
-llama-cpp-python's binding) turns into the type the user picked.
+llama-cpp-python's binding) turns into the type the user picked. `answer` loads the result and generates from it
+in a child process (gguf_run.py), so a llama.cpp that crashes fails the export with the signal named.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tarfile
@@ -20,22 +22,32 @@ from pathlib import Path
 from jobs.core.engine.basemodel import cache_dir
 from jobs.core.repo import REPO_ROOT
 from jobs.serve import ServeError
+from jobs.serve.exportargs import QUANTS
 
-# llama.cpp file types a user may pick (llama_ftype names without LLAMA_FTYPE_MOSTLY_); F16 is the converter's own.
-QUANTS = ("F16", "BF16", "Q8_0", "Q6_K", "Q5_K_M", "Q5_K_S", "Q5_0", "Q4_K_M", "Q4_K_S", "Q4_0", "Q3_K_M", "Q2_K")
+# What to do when llama.cpp dies loading or running a GGUF this export wrote (the file itself is kept).
+CRASH_HINT = ("the file is kept for inspection; llama.cpp's build here cannot run it: rebuild the binding with "
+              "the project's options (rm -f .venv/.gguf && make gguf) and export again, or try QUANT=F16")
 CONVERTER_PARTS = ("convert_hf_to_gguf.py", "conversion/", "gguf-py/")
 # Qwen2's split pattern, as transformers writes it into a Qwen2 tokenizer.json (the tiny model's included)
 QWEN2_SPLIT = r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"
 
 
 def llama_cpp_version() -> str:
+    """The installed llama-cpp-python's version, after checking it was built without AMX (see CRASH_HINT)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:
-        return version("llama_cpp_python")
+        installed = version("llama_cpp_python")
     except PackageNotFoundError:
         raise ServeError("FORMAT=gguf needs llama-cpp-python (it compiles llama.cpp, several minutes on 2 cores): "
-                         "pip install -e '.[gguf]'") from None
+                         "make gguf") from None
+    import llama_cpp
+
+    if "AMX_INT8 = 1" in llama_cpp.llama_print_system_info().decode(errors="replace"):
+        raise ServeError(f"this llama-cpp-python {installed} was compiled with AMX, whose kernels segfault on "
+                         f"Q8_0 and K-quant GGUFs (ggml-org/llama.cpp#20824); rebuild it without: rm -f .venv/.gguf "
+                         f"&& make gguf")
+    return installed
 
 
 def converter_dir() -> Path:
@@ -85,27 +97,75 @@ def pre_tokenizer(model_dir: Path) -> str:
     return ""
 
 
-def convert(merged: Path, out: Path, quant: str) -> Path:
-    """`out`: a GGUF file of the merged folder at `quant` (one of QUANTS)."""
+def to_f16(merged: Path, out: Path, outtype: str = "f16") -> Path:
+    """`out`: the merged folder as an f16 (or bf16) GGUF, by llama.cpp's own converter in a child process."""
+    llama = converter_dir()
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(llama), str(llama / "gguf-py")]))
+    cmd = [sys.executable, "-m", "jobs.serve.gguf_convert", str(llama), pre_tokenizer(merged), str(merged),
+           "--outfile", str(out), "--outtype", outtype]
+    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if done.returncode:
+        raise ServeError(f"llama.cpp's converter failed on {merged}:\n{done.stderr.strip()[-2000:]}")
+    return out
+
+
+def quantize(f16: Path, out: Path, quant: str) -> Path:
+    """`out`: `f16` quantized by llama.cpp to `quant` (one of QUANTS but F16/BF16)."""
     import ctypes
 
     import llama_cpp
 
-    llama = converter_dir()
-    f16 = out.with_name(out.stem + ".f16.tmp.gguf")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO_ROOT), str(llama), str(llama / "gguf-py")]))
-    cmd = [sys.executable, "-m", "jobs.serve.gguf_convert", str(llama), pre_tokenizer(merged), str(merged),
-           "--outfile", str(f16), "--outtype", "bf16" if quant == "BF16" else "f16"]
-    done = subprocess.run(cmd, env=env, capture_output=True, text=True)
-    if done.returncode:
-        raise ServeError(f"llama.cpp's converter failed on {merged}:\n{done.stderr.strip()[-2000:]}")
-    if quant in ("F16", "BF16"):
-        os.replace(f16, out)
-        return out
     params = llama_cpp.llama_model_quantize_default_params()
     params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{quant}")
     rc = llama_cpp.llama_model_quantize(str(f16).encode(), str(out).encode(), ctypes.byref(params))
-    f16.unlink()
     if rc != 0:
-        raise ServeError(f"llama.cpp could not quantize {merged} to {quant} (status {rc}); try QUANT=Q8_0 or F16")
+        raise ServeError(f"llama.cpp could not quantize {f16} to {quant} (status {rc}); try QUANT=Q8_0 or F16")
     return out
+
+
+def convert(merged: Path, out: Path, quant: str) -> Path:
+    """`out`: a GGUF file of the merged folder at `quant` (one of QUANTS)."""
+    f16 = to_f16(merged, out.with_name(out.stem + ".f16.tmp.gguf"), "bf16" if quant == "BF16" else "f16")
+    if quant in ("F16", "BF16"):
+        os.replace(f16, out)
+        return out
+    try:
+        return quantize(f16, out, quant)
+    finally:
+        f16.unlink()
+
+
+def answer(gguf: Path, prompt: str, max_tokens: int = 8, timeout_s: float = 600) -> dict:
+    """Load `gguf` with llama.cpp and complete `prompt` greedily, in a child process: {"text", "tokens", ...}.
+    A crash (a signal) or a load failure raises ServeError naming it, instead of taking this process down."""
+    cmd = [sys.executable, "-m", "jobs.serve.gguf_run", str(gguf), prompt, str(max_tokens)]
+    try:
+        done = subprocess.run(cmd, cwd=REPO_ROOT, capture_output=True, text=True, timeout=timeout_s)
+    except subprocess.TimeoutExpired:
+        raise ServeError(f"llama.cpp did not answer from {gguf} within {timeout_s:.0f} s") from None
+    last = (done.stderr.strip().splitlines() or [""])[-1]
+    if done.returncode < 0:
+        raise ServeError(f"llama.cpp crashed ({signal.Signals(-done.returncode).name}) loading or running {gguf}; "
+                         f"{CRASH_HINT}")
+    if done.returncode:
+        raise ServeError(f"llama.cpp could not load or run {gguf}: {last}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def main() -> int:
+    """`python -m jobs.serve.gguf --check` (make gguf runs it): the binding is installed and built without AMX."""
+    import argparse
+
+    p = argparse.ArgumentParser(description="Check llama.cpp's binding for FORMAT=gguf exports.")
+    p.add_argument("--check", action="store_true", required=True, help="installed, and built without AMX")
+    p.parse_args()
+    try:
+        print(f"llama-cpp-python {llama_cpp_version()} ready for FORMAT=gguf (built without AMX)")
+    except ServeError as exc:
+        print(f"gguf: error: {exc}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -140,6 +140,13 @@ def test_the_gpu_semaphore_is_the_clusters_gpu_count():
     assert objs[("ConfigMap", "quantum-slm-gpus")]["data"]["gpus"] == "4"
 
 
+def test_a_tracking_uri_reaches_the_build_pods_as_mlflows_own_variable(rendered):
+    store = objects(render_chart(VALUES | {"tracking": {"uri": "http://mlflow.team:5000"}}))[
+        ("ConfigMap", "quantum-slm-store")]["data"]
+    assert store["MLFLOW_TRACKING_URI"] == "http://mlflow.team:5000"
+    assert "MLFLOW_TRACKING_URI" not in objects(rendered)[("ConfigMap", "quantum-slm-store")]["data"]
+
+
 def test_trigger_submits_the_push_template_with_the_payload(rendered):
     (binding,) = rendered["workfloweventbinding.yaml"]
     (push_wt,) = rendered["workflowtemplate-push.yaml"]

@@ -109,20 +109,39 @@ def test_the_folders_and_the_model_card(exported):
     assert "Closest to the model that was evaluated: `merged-dequantized/`" in card
 
 
-def test_gguf_made_by_llama_cpps_converter_loads_and_generates(exported, smoke_store, smoke_env, tmp_path):
-    llama_cpp = pytest.importorskip("llama_cpp", reason="FORMAT=gguf needs the gguf extra (compiles llama.cpp)")
+def test_gguf_export_into_a_folder_that_holds_files(exported, smoke_store):
+    """FORMAT=gguf end to end: OUT already holds the HF export, so the export writes a new subfolder and changes
+    nothing there; the default Q4_K_M file is loaded and asked by llama.cpp before success; a Modelfile beside it."""
+    pytest.importorskip("llama_cpp", reason="FORMAT=gguf needs the gguf extra: make gguf (compiles llama.cpp)")
+    before = {p: p.read_bytes() for p in exported.rglob("*") if p.is_file()}
+    done = subprocess.run([sys.executable, "-m", "jobs.serve.export", "--tag", "smoke", "--out", str(exported),
+                           "--format", "gguf", "--device", "cpu"], cwd=REPO, env=smoke_store, capture_output=True,
+                          text=True, timeout=900)
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-3000:]
+    new = exported / "smoke"
+    assert f"{exported} already holds files; they stay as they are: writing into {new} (new)" in done.stdout
+    assert {p: p.read_bytes() for p in before} == before  # nothing the export did not write was replaced
+    assert f"{new / 'smoke-Q4_K_M.gguf'}   (llama.cpp loaded it and answered)" in done.stdout
+    modelfile = (new / "Modelfile").read_text()
+    assert "FROM ./smoke-Q4_K_M.gguf\n" in modelfile and 'TEMPLATE """' in modelfile
+    assert "ollama create smoke -f Modelfile" in done.stdout
+
+
+def test_the_gguf_answers_like_the_merged_model_through_the_modelfile_template(exported, smoke_store, smoke_env,
+                                                                                tmp_path):
+    llama_cpp = pytest.importorskip("llama_cpp", reason="FORMAT=gguf needs the gguf extra: make gguf")
     from transformers import AutoTokenizer
 
-    from jobs.serve.gguf import convert
+    from jobs.serve.gguf import answer, convert
+    from jobs.serve.modelfile import render
 
     merged = exported / "merged-dequantized"
-    path = convert(merged, tmp_path / "smoke-Q8_0.gguf", "Q8_0")
-    model = llama_cpp.Llama(model_path=str(path), n_ctx=256, verbose=False)
+    path = convert(merged, tmp_path / "smoke-F16.gguf", "F16")
+    vocab = llama_cpp.Llama(model_path=str(path), vocab_only=True, verbose=False)  # no weights: nothing to crash
     tokenizer = AutoTokenizer.from_pretrained(merged)
     text = "A quantum kernel compares 2 inputs: K(x, x') = |<phi(x)|phi(x')>|^2. It's noise-aware!"
-    assert model.tokenize(text.encode(), add_bos=False, special=False) == \
+    assert vocab.tokenize(text.encode(), add_bos=False, special=False) == \
         tokenizer(text, add_special_tokens=False)["input_ids"]
-    answer = model.create_chat_completion(messages=[{"role": "user", "content": QUESTION}], max_tokens=12,
-                                          temperature=0.0)
-    assert answer["usage"]["completion_tokens"] >= 1
-    assert answer["choices"][0]["message"]["content"].strip() == _without_peft(merged, [], smoke_store)["answers"][0]
+    got = answer(path, render([{"role": "user", "content": QUESTION}]), max_tokens=12)
+    assert got["tokens"] >= 1
+    assert got["text"].strip() == _without_peft(merged, [], smoke_store)["answers"][0]

@@ -18,6 +18,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jobs.core.store import keys
+from jobs.core.store import tracking
 from jobs.core.errors import QslmError
 from jobs.core.store.provenance import file_records, git_state, library_versions
 from jobs.core.repo import REPO_ROOT
@@ -179,6 +180,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"published {args.tag} ({manifest['status']}) to {open_store().url}: "
           f"{sum(len(v) for v in manifest['artifacts'].values())} files, manifest last")
+    folders = {"dataset": args.dataset, "adapter": args.adapter, "report": args.report}
+    tracking.log_build(manifest, folders, open_store().url)  # MLFLOW_TRACKING_URI only; never fails the build
     return 0
 
 
