@@ -173,7 +173,9 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    suite: str = _path(default="data/eval/core.yaml")
+    # Required: a build is measured on questions about its own documents. No default, because a default suite
+    # about other documents yields numbers that mean nothing (`make new` drafts data/eval/<tag>.yaml).
+    suite: str | None = _path(default=None)
     max_new_tokens: int = 256
     batch_size: int = 8
     bootstrap_samples: int = 1000
@@ -228,6 +230,9 @@ class BuildSpec:
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     synthesize: SynthesizeSpec | None = None  # absent: no synthesis, train reads curate's dataset
+    # The build this one is compared with (a tag); None: the latest complete build of the same lineage (same
+    # suite by hash and same base model, jobs/core/registry.py previous_build)
+    previous: str | None = None
     description: str = ""
     name: str = ""  # the tag: the spec file's stem
     source_file: str = ""  # the YAML this was loaded from (absolute)
@@ -437,6 +442,10 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
                 errors.append(f"{where}: {metric} is lower-is-better; gate it with max_regression")
             elif kind == "max_regression" and isinstance(value, float) and value < 0:
                 errors.append(f"{where}: the largest allowed drop, must be >= 0, got {value}")
+    if e.suite is None:
+        errors.append("eval.suite: missing; a build is measured on questions about its own documents, so name "
+                      "its suite: `make new VERSION=<tag> SOURCES=<folder>` drafts data/eval/<tag>.yaml "
+                      "(data/eval/core.yaml is about this project's quantum-kernel documents only)")
     if isinstance(e.suite, str) and Path(e.suite).is_file():
         try:
             load_suite(e.suite)
@@ -481,6 +490,9 @@ def _check_values(spec: BuildSpec, errors: list[str]) -> None:
     for section, kind, check in sections:
         if isinstance(section, kind):  # else: missing or not a mapping, already reported
             check(section, errors)
+    if isinstance(spec.previous, str) and (not TAG_PATTERN.match(spec.previous) or spec.previous == spec.name):
+        errors.append(f"previous: {brief(spec.previous)} must be the tag of another build (letters, digits, '.', "
+                      f"'_' or '-'), not this one")
 
 
 def load_spec(path: str | Path) -> BuildSpec:
