@@ -31,6 +31,7 @@ import yaml
 
 from jobs.core.errors import QslmError
 from jobs.core.registry import previous_build, previous_report_key
+from jobs.core.spec import load_spec
 from jobs.core.store import open_store
 from workflows import pipeline, push, steps
 from workflows.lint import depends_on
@@ -305,7 +306,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     name = run_name(tag)
     store.put_bytes(steps.DATA_KEY.replace("{{workflow.name}}", name),
                     data_snapshot(repo, None if git["dirty"] else git["commit"]))
-    previous = previous_build(store, tag) or ""
+    previous = previous_build(store, tag, load_spec(repo / "data" / "builds" / f"{tag}.yaml")) or ""
     wf = pipeline.run_workflow(tag, tag, image_tag or tag, git["commit"], name=name, git_dirty=git["dirty"],
                                data_hash=git["data_hash"], previous=previous,
                                previous_report=previous_report_key(store, previous), image_prefix=image_prefix).to_dict()

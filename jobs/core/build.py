@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -21,13 +22,16 @@ import sys
 import time
 from pathlib import Path
 
-from jobs.core import keys
+from jobs.core import keys, lineage
+from jobs.core.dataset_folder import read_rows
 from jobs.core.errors import QslmError
 from jobs.core.model import resolve_base_model
 from jobs.core.provenance import sha256_file, training_fingerprint
 from jobs.core.registry import fetch_artifact, previous_build, read_manifest
 from jobs.core.spec import GATE_FAILED, HEADLINE, REPO_ROOT, spec_by_tag
 from jobs.core.store import open_store
+from jobs.core.suite import load_suite
+from jobs.core.suite_check import check_paragraphs
 
 
 class BuildError(QslmError):
@@ -76,6 +80,21 @@ def _stage(name: str, args: list[str]) -> int:
     return rc
 
 
+def comparison_lines(spec, prev: str, manifest: dict, dataset: Path) -> str:
+    """What the build is compared with and why, and whatever makes that comparison not like for like."""
+    why = "named by previous: in the spec" if spec.previous else "the latest build of the same lineage " \
+        "(same suite, same base model)"
+    lines = [f"comparing against previous build {prev}: {why}"]
+    lines += [f"  NOT LIKE FOR LIKE: {d}" for d in lineage.differences(lineage.of_spec(spec),
+                                                                      lineage.of_manifest(manifest), prev)]
+    info = dataset / "curate-info.json"
+    current = json.loads(info.read_text(encoding="utf-8")).get("sources") if info.is_file() else None
+    changed = lineage.sources_line(lineage.changed_sources(manifest.get("sources"), current))
+    if changed:
+        lines.append(f"  {changed}")
+    return "\n".join(lines)
+
+
 def build(tag: str, work_root: Path) -> int:
     spec = spec_by_tag(tag)
     store = open_store()
@@ -93,6 +112,8 @@ def build(tag: str, work_root: Path) -> int:
     spec_file = spec.source_file
     if _stage("curate", ["--spec", spec_file, "--out", str(curated)]) != 0:
         raise BuildError("curate failed (see its message above); nothing was published")
+    for note in check_paragraphs(load_suite(spec.eval.suite), read_rows(curated / "catalogue.parquet")):
+        print(f"note: {note}", flush=True)  # ids that do not exist at all were refused above (SuiteError)
     if spec.synthesize and _stage("synthesize", ["--spec", spec_file, "--dataset", str(curated),
                                                  "--out", str(dataset)]) != 0:
         raise BuildError("synthesize failed (see its message above); nothing was published. Its replies are "
@@ -109,11 +130,15 @@ def build(tag: str, work_root: Path) -> int:
         raise BuildError("train failed (see its message above); nothing was published. Rerunning the same "
                          "command resumes from the last checkpoint.")
     eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report)]
-    prev = previous_build(store, tag)
+    prev = previous_build(store, tag, spec)
     if prev:
         fetch_artifact(store, prev, "report", previous)  # checked against its manifest
         eval_args += ["--previous", str(previous)]
-        print(f"comparing against previous build {prev}", flush=True)
+        print(comparison_lines(spec, prev, read_manifest(store, prev), dataset), flush=True)
+    else:
+        mine = lineage.of_spec(spec)
+        print(f"no previous build of this lineage (suite {mine['suite']} {mine['suite_sha256'][:12]}, base "
+              f"{mine['base_model']}) in {store.url}: this build is compared with its base model only", flush=True)
     rc = _stage("eval", eval_args)
     if rc not in (0, GATE_FAILED):
         raise BuildError("eval failed (see its message above); nothing was published")

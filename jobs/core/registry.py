@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
-from jobs.core import keys
+from jobs.core import keys, lineage
 from jobs.core.errors import QslmError
 from jobs.core.provenance import sha256_file
 from jobs.core.spec import TAG_PATTERN
@@ -113,11 +113,27 @@ def rollback(store) -> dict:
     return event
 
 
-def previous_build(store, tag: str) -> str | None:
-    """The build to compare against: the promoted `current` one, else the newest complete build that passed."""
+def previous_build(store, tag: str, spec=None) -> str | None:
+    """The build to compare against. With the build's spec (jobs/core/lineage.py): the spec's `previous:` when
+    it names one (it must be complete), else the promoted `current` build when it is of the same lineage (same
+    suite by hash, same base model), else the newest complete build of that lineage that passed its gate (a
+    failed one is no baseline); None when the lineage has no such build. Without a spec (callers that have
+    none): the promoted build, else the newest that passed."""
+    if spec is not None and spec.previous:
+        read_manifest(store, spec.previous)  # complete, else RegistryError naming the complete builds
+        return spec.previous
+    mine = lineage.of_spec(spec) if spec is not None else None
+
+    def usable(m: dict) -> bool:
+        return mine is None or lineage.same(mine, lineage.of_manifest(m))
+
     current = current_tag(store)
     if current and current != tag:
-        return current
+        try:
+            if usable(read_manifest(store, current)):
+                return current
+        except IntegrityError:
+            pass  # a damaged manifest is never the build to compare against
     best = None
     for t in complete_tags(store):
         if t == tag:
@@ -125,8 +141,8 @@ def previous_build(store, tag: str) -> str | None:
         try:
             m = read_manifest(store, t)
         except IntegrityError:
-            continue  # a damaged manifest is never the build to compare against
-        if m.get("status") == "passed" and (best is None or m["created_at"] > best[0]):
+            continue
+        if m.get("status") == "passed" and usable(m) and (best is None or m["created_at"] > best[0]):
             best = (m["created_at"], t)
     return best[1] if best else None
 
