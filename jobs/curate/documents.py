@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.core.spec import REPO_ROOT
-from jobs.curate import parse_md, parse_pdf, parse_rst, parse_tex
+from jobs.curate import parse_docx, parse_html, parse_md, parse_pdf, parse_rst, parse_tex
 from jobs.curate.blocks import BadInput, Block, CurateError, read_text
 
 TEXT_SUFFIXES = {".tex", ".md", ".markdown", ".rst", ".txt"}
-DOCUMENT_SUFFIXES = TEXT_SUFFIXES | {".pdf"}
+HTML_SUFFIXES = {".html", ".htm"}
+DOCUMENT_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 # Files that travel with documents but are not prose about the domain.
 NOT_PROSE = re.compile(r"^(license|licence|notice|copying|authors|changelog)(\.[a-z]+)?$", re.I)
 
@@ -41,7 +42,7 @@ class Paragraph:
 @dataclass
 class Document:
     path: str  # relative
-    format: str  # tex | md | rst | pdf | txt
+    format: str  # tex | md | rst | pdf | txt | docx | html
     files: list[dict] = field(default_factory=list)  # [{path, sha256, bytes}] every file read
     paragraphs: list[Paragraph] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -138,10 +139,10 @@ def load_documents(sources: list[Path], on_bad_input: str) -> tuple[list[Documen
         rel = display_path(path, root)
         suffix = path.suffix.lower()
         try:
-            doc = Document(path=rel, format={".markdown": "md"}.get(suffix, suffix[1:]))
-            if suffix == ".pdf":
+            doc = Document(path=rel, format={".markdown": "md", ".htm": "html"}.get(suffix, suffix[1:]))
+            if suffix in (".pdf", ".docx"):
                 data = path.read_bytes()
-                blocks = parse_pdf.parse(path, data)
+                blocks = (parse_pdf if suffix == ".pdf" else parse_docx).parse(path, data)
                 hashes = {path.resolve(): sha256_bytes(data)}
                 doc.files.append({"path": rel, "sha256": hashes[path.resolve()], "bytes": len(data)})
             elif suffix == ".tex":
@@ -157,7 +158,8 @@ def load_documents(sources: list[Path], on_bad_input: str) -> tuple[list[Documen
                                       "bytes": len(data)})
             else:
                 text, data = read_text(path)
-                parser = {".md": parse_md, ".markdown": parse_md, ".rst": parse_rst}.get(suffix, parse_md)
+                parser = {".md": parse_md, ".markdown": parse_md, ".rst": parse_rst, ".html": parse_html,
+                          ".htm": parse_html}.get(suffix, parse_md)
                 blocks = parser.parse(path, text) if suffix != ".txt" else parse_md.parse_plain(path, text)
                 hashes = {path.resolve(): sha256_bytes(data)}
                 doc.files.append({"path": rel, "sha256": hashes[path.resolve()], "bytes": len(data)})

@@ -61,7 +61,7 @@ def read_documents(spec: BuildSpec, sources: list[Path] | None) -> tuple[list, l
     source_dirs = [Path(s) for s in (sources or spec.curate.sources)]
     docs, skipped, ignored = load_documents(source_dirs, spec.curate.on_bad_input)
     if not docs:
-        raise CurateError(f"no readable documents (.tex .md .rst .pdf .txt) under {', '.join(map(str, source_dirs))}"
+        raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under {', '.join(map(str, source_dirs))}"
                           + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
     return docs, skipped, ignored
 
