@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from jobs.core import keys
 from jobs.synthesize.prompts import PROMPT_VERSION
-from jobs.synthesize.writers import Request
+from jobs.core.writers import Request
 
 FETCH_THREADS = 16  # parallel GETs: an S3 round trip is ~10 ms, thousands of replies are read per run
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from jobs.synthesize import prompts
 from jobs.synthesize.filters import check_text, parse_choice, parse_qa
-from jobs.synthesize.writers import TOO_LONG, Request
+from jobs.core.writers import TOO_LONG, Request
 
 
 @dataclass

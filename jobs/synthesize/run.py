@@ -19,10 +19,10 @@ from jobs.core.model import resolve_base_model
 from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.store import open_store
-from jobs.synthesize import plan, report
+from jobs.core.writers import make_writer
+from jobs.synthesize import SynthesisError, plan, report
 from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.examples import screen
-from jobs.synthesize.writers import SynthesisError, make_writer
 
 COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "catalogue.parquet", "curate-info.json")
 

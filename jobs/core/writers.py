@@ -1,5 +1,7 @@
 """The writers: the build's own base model through the generation engine, or an OpenAI-compatible endpoint
 through the official `openai` client. Both answer the same requests: free text, or a choice among options.
+Synthesis writes training data with them; `make new` phrases draft eval questions with them. Configured by the
+spec's `synthesize.writer`.
 
 An endpoint request that fails for a passing reason (connection refused or reset, timeout, 408/409/429, 5xx) is
 retried with exponential backoff (synthesize.writer.backoff_s, doubling, `retries` times); then the stage stops
@@ -23,8 +25,8 @@ RETRY_STATUS = (408, 409, 429)  # and every 5xx: the server may answer next time
 TOO_LONG = "[prompt too long for the writer's context]"  # the engine writer's reply to a prompt it cannot take
 
 
-class SynthesisError(QslmError):
-    """The synthesis stage cannot go on; the message names the input, the writer or the value, and the fix."""
+class WriterError(QslmError):
+    """A writer that cannot answer: the message names the endpoint, the model or the value, and the fix."""
 
 
 @dataclass
@@ -115,7 +117,7 @@ class OpenAIWriter:
         self.base_url = w.base_url or os.environ.get("QSLM_WRITER_BASE_URL")
         self.model = w.model or os.environ.get("QSLM_WRITER_MODEL")
         if not self.base_url or not self.model:
-            raise SynthesisError(f"{spec.source_file}: synthesize.writer.kind is openai but no "
+            raise WriterError(f"{spec.source_file}: synthesize.writer.kind is openai but no "
                                  f"{'base_url' if not self.base_url else 'model'} is set: set it in the spec's "
                                  f"synthesize.writer or export "
                                  f"{'QSLM_WRITER_BASE_URL' if not self.base_url else 'QSLM_WRITER_MODEL'}")
@@ -145,7 +147,7 @@ class OpenAIWriter:
             except openai.APIStatusError as exc:
                 if exc.status_code not in RETRY_STATUS and exc.status_code < 500:
                     stop.set()  # before raising: the worker's next request must see it
-                    raise SynthesisError(f"writer endpoint {self.base_url} refused the request for model "
+                    raise WriterError(f"writer endpoint {self.base_url} refused the request for model "
                                          f"{self.model}: HTTP {exc.status_code} {exc.message}; check "
                                          f"synthesize.writer.model and the endpoint's key") from None
                 last = f"HTTP {exc.status_code} {exc.message}"
@@ -156,7 +158,7 @@ class OpenAIWriter:
             if attempt < self.w.retries:
                 time.sleep(self.w.backoff_s * 2 ** attempt)
         stop.set()
-        raise SynthesisError(f"writer endpoint {self.base_url} (model {self.model}) failed {self.w.retries + 1} "
+        raise WriterError(f"writer endpoint {self.base_url} (model {self.model}) failed {self.w.retries + 1} "
                              f"times over {time.monotonic() - started:.0f} s; last: {last}. Is the server up and "
                              f"serving that model? Replies received so far are cached: rerun to resume")
 
@@ -167,7 +169,7 @@ class OpenAIWriter:
             for future in as_completed(futures):
                 try:
                     reply = future.result()
-                except SynthesisError as exc:  # ask() has set `stop`; replies already in flight are still cached
+                except WriterError as exc:  # ask() has set `stop`; replies already in flight are still cached
                     error = error or exc
                     continue
                 if reply is not None:
