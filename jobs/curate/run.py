@@ -187,6 +187,20 @@ def write_dataset(out: Path, d: Curated, st: dict, info: dict) -> str:
     return info["dataset_sha256"]
 
 
+def catalogue_only(sources: list[Path], out: Path, on_bad_input: str = "skip") -> list[dict]:
+    """Parse the sources and write only catalogue.parquet to `out` (a file): every paragraph as a build numbers
+    it, for `make new` to draft from. No selection or split runs, so every row has selected=false and split=""."""
+    docs, skipped, ignored = load_documents([Path(s) for s in sources], on_bad_input)
+    if not docs:
+        raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under "
+                          f"{', '.join(map(str, sources))}" + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
+    rows = [dict(r, split="") for r in catalogue_rows(docs, [], set())]
+    write_parquet(rows, CATALOGUE_SCHEMA, Path(out))
+    for s in skipped:
+        print(f"curate: skipped {s['path']}: {s['reason']}")
+    return rows
+
+
 def explain_only(spec: BuildSpec, sources: list[Path] | None = None) -> str:
     """The --explain listing without writing a dataset."""
     return explain_listing(make_dataset(spec, *read_documents(spec, sources)))
