@@ -11,7 +11,9 @@ so a rerun resumes there.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -23,6 +25,25 @@ from jobs.core.spec import BuildSpec
 
 RETRY_STATUS = (408, 409, 429)  # and every 5xx: the server may answer next time
 TOO_LONG = "[prompt too long for the writer's context]"  # the engine writer's reply to a prompt it cannot take
+FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
+
+
+def parse_qa(reply: str) -> tuple[str, str] | None:
+    """(question, answer) from a JSON reply (a ```json fence around it is accepted), or None."""
+    text = FENCE.sub("", reply.strip())
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        data = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    q, a = data.get("question"), data.get("answer")
+    if not (isinstance(q, str) and isinstance(a, str) and q.strip() and a.strip()):
+        return None
+    return q.strip(), a.strip()
 
 
 class WriterError(QslmError):
