@@ -45,7 +45,7 @@ class Curated:
     rows: list[dict]  # every example before the split
     train: list[dict]
     evals: list[dict]
-    held: list[str]  # held-out section keys
+    split: split.Split  # the held-out split: by section, or by paragraph where there are few sections
     leaked: list[dict]
     heldout: list[dict]  # paragraphs of the held-out sections, for perplexity
     paragraphs: list[dict]  # the kept paragraphs with their context, for synthesis
@@ -76,24 +76,24 @@ def dedup_examples(rows: list[dict]) -> tuple[list[dict], int]:
     return out, len(rows) - len(out)
 
 
-def paragraph_rows(kept: list, held: set[str]) -> list[dict]:
+def paragraph_rows(kept: list, held) -> list[dict]:
     """paragraphs.parquet: each kept paragraph with its context and the side of the split its section is on."""
     ctx = lambda ps: [{"id": q.id, "kind": q.kind, "text": q.text} for q in ps]  # noqa: E731
     return sorted(({"id": s.paragraph.id, "text": s.paragraph.text, "kind": s.paragraph.kind,
                     "source_path": s.paragraph.file, "source_sha256": s.paragraph.file_sha256,
                     "section": s.paragraph.section, "keywords": list(s.keywords), "reason": s.reason,
-                    "split": "eval" if split.paragraph_section(s.paragraph.id) in held else "train",
+                    "split": "eval" if held(s.paragraph.id) else "train",
                     "language": language(s.paragraph.text), "before": ctx(s.before), "after": ctx(s.after)}
                    for s in kept), key=lambda r: r["id"])
 
 
-def catalogue_rows(docs: list, kept: list, held: set[str]) -> list[dict]:
+def catalogue_rows(docs: list, kept: list, held) -> list[dict]:
     """catalogue.parquet: every paragraph parsed from the sources, in document order, with whether it was kept
     and the side of the held-out split it is on."""
     kept_ids = {s.paragraph.id for s in kept}
     return [{"id": p.id, "text": p.text, "kind": p.kind, "source_path": p.file, "source_sha256": p.file_sha256,
              "section": p.section, "page": p.page, "selected": p.id in kept_ids,
-             "split": "eval" if split.paragraph_section(p.id) in held else "train", "language": language(p.text)}
+             "split": "eval" if held(p.id) else "train", "language": language(p.text)}
             for d in docs for p in d.paragraphs]
 
 
@@ -101,7 +101,8 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
     """select -> dedup paragraphs -> examples -> dedup examples -> cap -> split by section -> leakage."""
     c = spec.curate
     counts: Counter = Counter()
-    selection = select.select(docs, c, load_suite(spec.eval.suite), counts)
+    suite = load_suite(spec.eval.suite)
+    selection = select.select(docs, c, suite, counts)
     kept, dup_paragraphs = dedup(selection.selected, lambda s: s.paragraph.text, lambda s: s.paragraph.id,
                                  c.near_duplicate_threshold)
     rows = [r for s in kept for r in examples.make_examples(s, c.templates, c.system_prompt, c.seed)]
@@ -109,7 +110,8 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
     rows.sort(key=lambda r: r["id"])
     capped = max(0, len(rows) - c.max_examples)
     rows = rows[:c.max_examples]
-    train, evals, held = split.split_by_section(rows, c.eval_fraction, c.seed)
+    held_out = split.split_rows(rows, c.eval_fraction, c.seed, {p for q in suite.questions for p in q.paragraphs})
+    train, evals = held_out.train, held_out.evals
     suites = all_suites(spec.eval.suite)
     train, leaked = leakage(train, LeakageCheck(suites, c.near_duplicate_threshold))
     if not train:
@@ -117,14 +119,12 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
                           f"documents, {len(selection.selected)} selected ({dict(counts)}), {len(leaked)} removed "
                           f"as copies of eval answers. Check curate.keywords and curate.min_paragraph_chars in "
                           f"{spec.source_file}, or the sources (`--explain` shows every paragraph's decision)")
-    held_set = set(held)
     heldout = sorted(({"id": p.id, "text": p.text, "source_path": p.file, "section": p.section}
-                      for d in docs for p in d.paragraphs
-                      if p.kind in ("prose", "caption") and split.paragraph_section(p.id) in held_set),
+                      for d in docs for p in d.paragraphs if p.kind in ("prose", "caption") and held_out.held(p.id)),
                      key=lambda r: r["id"])
     return Curated(docs, skipped, ignored, counts, selection, kept, dup_paragraphs, dup_examples, capped, rows,
-                   train, evals, held, leaked, heldout, paragraph_rows(kept, held_set), [s.name for s in suites],
-                   catalogue_rows(docs, kept, held_set))
+                   train, evals, held_out, leaked, heldout, paragraph_rows(kept, held_out.held),
+                   [s.name for s in suites], catalogue_rows(docs, kept, held_out.held))
 
 
 def source_files(docs: list) -> list[tuple[str, str, int]]:
@@ -158,8 +158,10 @@ def dataset_stats(spec: BuildSpec, d: Curated, model_dir: Path) -> dict:
             "duplicates_removed": d.dup_examples, "capped": d.capped,
             "leakage_removed": len(d.leaked), "leakage": d.leaked, "leakage_suites": d.leakage_suites,
         },
-        "sections": {"total": len({split.section_key(r) for r in d.rows}), "held_out": len(d.held),
-                     "held_out_keys": d.held},
+        "sections": {"total": len({split.section_key(r) for r in d.rows}), "held_out": len(d.split.sections),
+                     "held_out_keys": d.split.sections},
+        "split": {"by": d.split.by, "held_out_paragraphs": d.split.paragraphs, "left_out": d.split.left_out,
+                  "note": d.split.note},
         "heldout_paragraphs": len(d.heldout),
         "tokens": {"tokenizer": model_dir.name, **stats.histogram(lengths)},
         "keyword_coverage": stats.keyword_coverage(spec.curate.keywords, d.kept, d.train + d.evals),
@@ -194,7 +196,7 @@ def catalogue_only(sources: list[Path], out: Path, on_bad_input: str = "skip") -
     if not docs:
         raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under "
                           f"{', '.join(map(str, sources))}" + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
-    rows = [dict(r, split="") for r in catalogue_rows(docs, [], set())]
+    rows = [dict(r, split="") for r in catalogue_rows(docs, [], lambda _: False)]
     write_parquet(rows, CATALOGUE_SCHEMA, Path(out))
     for s in skipped:
         print(f"curate: skipped {s['path']}: {s['reason']}")
