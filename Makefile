@@ -13,7 +13,7 @@ comma := ,
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gguf need-version build test test-fast test-faults list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version new review report build test test-fast test-faults list show verify compare promote rollback gc ask serve export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -44,6 +44,17 @@ gguf: $(VENV)/.gguf ## Install llama.cpp's Python binding, for FORMAT=gguf expor
 need-version:
 	@if [ -z "$(VERSION)" ]; then echo "error: give a build tag: make $(MAKECMDGOALS) VERSION=<tag>  (build specs in data/builds/: $(SPECS))" >&2; exit 2; fi
 
+# Values reach the commands through the environment ("$$VERSION"), never pasted into the shell line.
+new: venv ## From a folder of your documents to a spec and a draft suite: make new VERSION=mine SOURCES=~/thesis [WRITER=engine|openai] [LINK=1] [LIKE=v2]
+	@if [ -z "$$VERSION" ] || [ -z "$$SOURCES" ]; then echo "error: give a new build tag and your folder: make new VERSION=mine SOURCES=~/thesis" >&2; exit 2; fi
+	$(PY) -m jobs.new --tag "$$VERSION" --sources "$$SOURCES" --like "$${LIKE:-v2}" $${WRITER:+--writer "$$WRITER"} $${LINK:+--link}
+
+review: need-version venv ## Go through a build's draft questions: accept, edit or drop each: make review VERSION=mine
+	$(PY) -m jobs.new.review --tag "$$VERSION"
+
+report: need-version venv ## Print a build's report path (and open it where a browser can): make report VERSION=v1
+	$(PY) -m jobs.core.cli report "$$VERSION"
+
 build: need-version venv ## Run a whole build locally: make build VERSION=smoke (curate, train, eval, publish)
 	$(PY) -m jobs.core.build --tag $(VERSION)
 
@@ -59,14 +70,14 @@ test-faults: venv ## Run the fault tier only: kill -9 in publish/train/eval/buil
 list: venv ## List the builds in the store with status and headline scores
 	$(PY) -m jobs.core.cli list
 
-show: need-version venv ## Print a build's manifest and re-hash its files: make show VERSION=v1
-	$(PY) -m jobs.core.cli show $(VERSION)
+show: need-version venv ## A build's summary, its files re-hashed: make show VERSION=v1 [RAW=1: the manifest as stored]
+	$(PY) -m jobs.core.cli show "$$VERSION" $${RAW:+--raw}
 
 verify: need-version venv ## Re-hash every file of a build against its manifest: make verify VERSION=v1
 	$(PY) -m jobs.core.cli verify $(VERSION)
 
-compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (A: current, B: newest by default)
-	$(PY) -m jobs.eval.compare $(if $(A),--a $(A)) $(if $(B),--b $(B))
+compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (or VERSION=v2: against its previous build of the same lineage)
+	$(PY) -m jobs.eval.compare $${A:+--a "$$A"} $${B:+--b "$$B"} $${VERSION:+--b "$$VERSION"}
 
 promote: need-version venv ## Make a build that passed its gate current: make promote VERSION=v2
 	$(PY) -m jobs.core.cli promote $(VERSION)

@@ -51,3 +51,16 @@ def sources_line(diff: dict) -> str:
     parts = [f"{len(diff[k])} {k} ({', '.join(diff[k][:3])}{' ...' if len(diff[k]) > 3 else ''})"
              for k in ("added", "removed", "changed") if diff[k]]
     return "documents since then: " + "; ".join(parts) if parts else ""
+
+
+def _flat(data, prefix: str = "") -> dict:
+    if isinstance(data, dict):
+        return {k: v for key, value in data.items() for k, v in _flat(value, f"{prefix}{key}.").items()}
+    return {prefix.rstrip("."): data}
+
+
+def spec_differences(a: dict, b: dict) -> list[str]:
+    """`key: A-value -> B-value` for every setting two resolved specs (manifest `spec`) differ in, the name aside."""
+    fa, fb = _flat(a), _flat(b)
+    return [f"{k}: {fa.get(k, '(unset)')} -> {fb.get(k, '(unset)')}" for k in sorted(set(fa) | set(fb))
+            if k not in ("name", "source_file") and fa.get(k) != fb.get(k)]

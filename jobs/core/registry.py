@@ -113,19 +113,22 @@ def rollback(store) -> dict:
     return event
 
 
-def previous_build(store, tag: str, spec=None) -> str | None:
+def previous_build(store, tag: str, spec=None, of: dict | None = None) -> str | None:
     """The build to compare against. With the build's spec (jobs/core/lineage.py): the spec's `previous:` when
     it names one (it must be complete), else the promoted `current` build when it is of the same lineage (same
     suite by hash, same base model), else the newest complete build of that lineage that passed its gate (a
-    failed one is no baseline); None when the lineage has no such build. Without a spec (callers that have
-    none): the promoted build, else the newest that passed."""
+    failed one is no baseline); None when the lineage has no such build. `of` (a committed build's manifest,
+    for `make compare` with one tag): the same rule for that build's lineage, among the builds made before it.
+    Without either (callers that have none): the promoted build, else the newest that passed."""
     if spec is not None and spec.previous:
         read_manifest(store, spec.previous)  # complete, else RegistryError naming the complete builds
         return spec.previous
-    mine = lineage.of_spec(spec) if spec is not None else None
+    mine = lineage.of_spec(spec) if spec is not None else lineage.of_manifest(of) if of is not None else None
+    before = of.get("created_at") if of is not None else None
 
     def usable(m: dict) -> bool:
-        return mine is None or lineage.same(mine, lineage.of_manifest(m))
+        older = before is None or (m.get("created_at") or "") < before
+        return older and (mine is None or lineage.same(mine, lineage.of_manifest(m)))
 
     current = current_tag(store)
     if current and current != tag:
