@@ -12,7 +12,10 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobs.core.errors import QslmError
+from jobs.core.quiet import quiet
 from jobs.core.spec import BuildSpec
+
+quiet()  # every stage that runs the model imports this module before transformers: its noise stays off the terminal
 
 
 class ModelError(QslmError):

@@ -45,7 +45,7 @@ def comparison(spec, suite: Suite, previous: dict | None) -> list[str]:
     return [f"NOT LIKE FOR LIKE: {d}" for d in lineage.differences(mine, theirs, previous.get("tag") or "previous")]
 
 
-def drafts(suite: Suite, rows: list[dict]) -> dict:
+def drafts(suite: Suite, rows: list[dict], tag: str) -> dict:
     """{reviewed, draft, by_status: {status: {questions, metric means}}, note}: draft questions apart."""
     status = {q.id: q.status for q in suite.questions}
     by_status = {}
@@ -57,12 +57,12 @@ def drafts(suite: Suite, rows: list[dict]) -> dict:
     note = ""
     if n_draft:
         note = (f"{n_draft} of {len(rows)} questions are drafts nobody has reviewed; the headline and the gate "
-                f"count them. Review them: make review VERSION=<tag>")
+                f"count them. Review them: make review VERSION={tag}")
     return {"reviewed": by_status["reviewed"]["questions"], "draft": n_draft, "by_status": by_status, "note": note}
 
 
 def summary(spec, suite: Suite, rows: list[dict], suite_notes: list[str], previous: dict | None) -> dict:
     """metrics.json's `trust`: the base model (for the next build's comparison), the notes, the draft counts."""
-    status = drafts(suite, rows)
+    status = drafts(suite, rows, spec.name)
     notes = comparison(spec, suite, previous) + suite_notes + ([status["note"]] if status["note"] else [])
     return {"base_model": spec.base_model.id, "notes": notes, "status": status}
