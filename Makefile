@@ -45,9 +45,9 @@ need-version:
 	@if [ -z "$(VERSION)" ]; then echo "error: give a build tag: make $(MAKECMDGOALS) VERSION=<tag>  (build specs in data/builds/: $(SPECS))" >&2; exit 2; fi
 
 # Values reach the commands through the environment ("$$VERSION"), never pasted into the shell line.
-new: venv ## From a folder of your documents to a spec and a draft suite: make new VERSION=mine SOURCES=~/thesis [WRITER=engine|openai] [LINK=1] [LIKE=v2]
+new: venv ## From a folder of your documents to a spec and a draft suite: make new VERSION=mine SOURCES=~/thesis [WRITER=engine|openai] [LINK=1] [LIKE=v2] [QA=pairs.jsonl]
 	@if [ -z "$$VERSION" ] || [ -z "$$SOURCES" ]; then echo "error: give a new build tag and your folder: make new VERSION=mine SOURCES=~/thesis" >&2; exit 2; fi
-	$(PY) -m jobs.new --tag "$$VERSION" --sources "$$SOURCES" --like "$${LIKE:-v2}" $${WRITER:+--writer "$$WRITER"} $${LINK:+--link}
+	$(PY) -m jobs.new --tag "$$VERSION" --sources "$$SOURCES" --like "$${LIKE:-v2}" $${WRITER:+--writer "$$WRITER"} $${LINK:+--link} $${QA:+--qa "$$QA"}
 
 review: need-version venv ## Go through a build's draft questions: accept, edit or drop each: make review VERSION=mine
 	$(PY) -m jobs.new.review --tag "$$VERSION"

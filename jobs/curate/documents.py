@@ -118,6 +118,8 @@ def discover(sources: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
             rel = display_path(p, base)
             if NOT_PROSE.match(p.name):
                 ignored.append(f"{rel} (licence/notice file)")
+            elif p.suffix.lower() == ".jsonl":
+                continue  # question-answer pairs: read by qa.py as training examples
             elif p.suffix.lower() not in DOCUMENT_SUFFIXES:
                 ignored.append(f"{rel} (not a document type: {p.suffix or 'no extension'})")
             else:

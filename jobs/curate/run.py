@@ -23,7 +23,7 @@ from jobs.core.provenance import library_versions
 from jobs.core.spec import BuildSpec
 from jobs.core.suite import load_suite
 from jobs.core.text import language
-from jobs.curate import examples, select, split, stats
+from jobs.curate import examples, qa, select, split, stats
 from jobs.curate.explain import explain as explain_listing
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import load_documents
@@ -51,6 +51,8 @@ class Curated:
     paragraphs: list[dict]  # the kept paragraphs with their context, for synthesis
     leakage_suites: list[str]  # every eval suite checked for leakage
     catalogue: list[dict]  # every parsed paragraph, in document order (catalogue.parquet)
+    qa_files: list[dict]  # question-answer JSONL files read ([{path, sha256, bytes}])
+    qa_pairs: int  # training examples from them, before the leakage check
 
     @property
     def selected(self) -> list:
@@ -97,7 +99,8 @@ def catalogue_rows(docs: list, kept: list, held) -> list[dict]:
             for d in docs for p in d.paragraphs]
 
 
-def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list[str]) -> Curated:
+def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list[str],
+                 sources: list[Path] | None = None) -> Curated:
     """select -> dedup paragraphs -> examples -> dedup examples -> cap -> split by section -> leakage."""
     c = spec.curate
     counts: Counter = Counter()
@@ -111,7 +114,10 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
     capped = max(0, len(rows) - c.max_examples)
     rows = rows[:c.max_examples]
     held_out = split.split_rows(rows, c.eval_fraction, c.seed, {p for q in suite.questions for p in q.paragraphs})
-    train, evals = held_out.train, held_out.evals
+    pairs, pair_files, bad_pairs = qa.qa_examples([Path(s) for s in (sources or c.sources)], c.system_prompt,
+                                                  c.on_bad_input)
+    skipped = skipped + bad_pairs
+    train, evals = sorted(held_out.train + pairs, key=lambda r: r["id"]), held_out.evals  # pairs always train
     suites = all_suites(spec.eval.suite)
     train, leaked = leakage(train, LeakageCheck(suites, c.near_duplicate_threshold))
     if not train:
@@ -124,7 +130,7 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
                      key=lambda r: r["id"])
     return Curated(docs, skipped, ignored, counts, selection, kept, dup_paragraphs, dup_examples, capped, rows,
                    train, evals, held_out, leaked, heldout, paragraph_rows(kept, held_out.held),
-                   [s.name for s in suites], catalogue_rows(docs, kept, held_out.held))
+                   [s.name for s in suites], catalogue_rows(docs, kept, held_out.held), pair_files, len(pairs))
 
 
 def source_files(docs: list) -> list[tuple[str, str, int]]:
@@ -155,7 +161,8 @@ def dataset_stats(spec: BuildSpec, d: Curated, model_dir: Path) -> dict:
         "examples": {
             "train": len(d.train), "eval": len(d.evals),
             "by_template": dict(sorted(Counter(r["template"] for r in d.train + d.evals).items())),
-            "duplicates_removed": d.dup_examples, "capped": d.capped,
+            "duplicates_removed": d.dup_examples, "capped": d.capped, "qa_pairs": d.qa_pairs,
+            "qa_files": [f["path"] for f in d.qa_files],
             "leakage_removed": len(d.leaked), "leakage": d.leaked, "leakage_suites": d.leakage_suites,
         },
         "sections": {"total": len({split.section_key(r) for r in d.rows}), "held_out": len(d.split.sections),
@@ -205,7 +212,7 @@ def catalogue_only(sources: list[Path], out: Path, on_bad_input: str = "skip") -
 
 def explain_only(spec: BuildSpec, sources: list[Path] | None = None) -> str:
     """The --explain listing without writing a dataset."""
-    return explain_listing(make_dataset(spec, *read_documents(spec, sources)))
+    return explain_listing(make_dataset(spec, *read_documents(spec, sources), sources))
 
 
 def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet: bool = False,
@@ -217,11 +224,12 @@ def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet:
         raise CurateError(f"output folder {out} is not empty; curate never overwrites a dataset: choose a new "
                           f"folder or remove this one")
     model_dir = resolve_base_model(spec)  # first: fail fast; BaseModelUnavailable carries its own fix
-    d = make_dataset(spec, *read_documents(spec, sources))
+    d = make_dataset(spec, *read_documents(spec, sources), sources)
     st = dataset_stats(spec, d, model_dir)
     seconds = time.perf_counter() - t0
     info = {"stage": "curate", "seconds": round(seconds, 3), "versions": library_versions(),
-            "sources": [{"path": p, "sha256": h, "bytes": b} for p, h, b in source_files(d.docs)],
+            "sources": sorted([{"path": p, "sha256": h, "bytes": b} for p, h, b in source_files(d.docs)] + d.qa_files,
+                              key=lambda f: f["path"]),
             "spec": spec.to_dict()}
     digest = write_dataset(out, d, st, info)
     if explain:

@@ -1,4 +1,4 @@
-"""python -m jobs.new --tag TAG --sources DIR [--writer engine|openai] [--link] [--like v2] [--questions 24]
+"""python -m jobs.new --tag TAG --sources DIR [--writer engine|openai] [--link] [--like v2] [--questions 24] [--qa F]
 
 From a folder of your documents to a build: copies them into data/raw/TAG/ (or, with --link, lets a local-only
 build read the folder where it is), writes data/builds/TAG.yaml (sources, keywords proposed from the documents,
@@ -22,6 +22,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--link", action="store_true", help="build from the folder where it is (local builds only)")
     parser.add_argument("--like", default="v2", help="the spec whose base model and settings to take (default v2)")
     parser.add_argument("--questions", type=int, default=24, help="answerable questions to draft (default 24)")
+    parser.add_argument("--qa", type=Path, help="a JSONL of your own {question, answer[, source]} pairs: the suite's "
+                        "questions instead of drafts")
     args = parser.parse_args(argv)
     if not 1 <= args.questions <= 500:
         parser.error("--questions: give 1 to 500")
@@ -30,7 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.new.run import new
 
     try:
-        new(args.tag, args.sources, args.writer, args.link, args.like, args.questions)
+        new(args.tag, args.sources, args.writer, args.link, args.like, args.questions, qa=args.qa)
     except QslmError as exc:
         print(f"new: error: {exc}", file=sys.stderr)
         return 2

@@ -58,8 +58,13 @@ class Item:
     extra: dict = field(default_factory=dict)
 
     def to_yaml(self) -> dict:
-        return {"id": self.id, "question": self.question, "reference": self.reference, "concepts": self.concepts,
-                "topic": self.topic, "source": self.source, "paragraphs": [self.paragraph["id"]], "status": "draft"}
+        out = {"id": self.id, "question": self.question, "reference": self.reference, "concepts": self.concepts,
+               "topic": self.topic, "source": self.source, "paragraphs": [self.paragraph["id"]], "status": "draft"}
+        if not self.paragraph:  # a user's pair that no paragraph matched
+            del out["paragraphs"]
+        if not self.source:
+            del out["source"]
+        return out
 
 
 def topic_of(row: dict) -> str:
@@ -236,7 +241,8 @@ def leaks(items: list[Item], catalogue: list[dict], threshold: float) -> list[di
 
 
 def keep_clean(items: list[Item], catalogue: list[dict], threshold: float) -> tuple[list[Item], list[dict]]:
-    """Drop the drafted questions the leakage check would act on; returns (clean items, what was dropped)."""
+    """Drop the drafted questions the leakage check would act on (a user's own pairs stay: the report says which
+    paragraphs they would keep out of training); returns (items kept, every finding)."""
     found = leaks(items, catalogue, threshold)
     bad = {f["question"] for f in found}
-    return [i for i in items if i.id not in bad], found
+    return [i for i in items if i.id not in bad or i.how == "user"], found

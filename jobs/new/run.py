@@ -150,11 +150,13 @@ def write_suite(path: Path, tag: str, items: list, abstain: list[dict], how: str
 
 
 def new(tag: str, src: Path, writer: str | None = None, link: bool = False, like: str = "v2",
-        questions: int = 24, data: Path = DATA_DIR) -> dict:
+        questions: int = 24, data: Path = DATA_DIR, qa: Path | None = None) -> dict:
     """Write data/builds/<tag>.yaml and data/eval/<tag>.yaml (and data/raw/<tag>/ unless `link`); returns a
     summary {documents, paragraphs, keywords, questions, abstain, sections, leakage, writer}."""
     src = Path(os.path.expanduser(str(src))).resolve() if src else Path()
     spec_path, suite_path = check_target(tag, src, data)
+    if qa is not None and not Path(os.path.expanduser(str(qa))).is_file():
+        raise NewError(f"QA={qa}: no such file; give a JSONL of {{\"question\": ..., \"answer\": ...}} lines")
     if not TAG_PATTERN.match(like):
         raise NewError(f"LIKE={like[:80]!r} is not a build tag (data/builds/<tag>.yaml)")
     like_yaml = yaml.safe_load((BUILDS_DIR / f"{like}.yaml").read_text(encoding="utf-8")) \
@@ -185,9 +187,17 @@ def new(tag: str, src: Path, writer: str | None = None, link: bool = False, like
     if len(usable) < SMALL_CORPUS:
         print(f"new: warning: only {len(usable)} paragraphs of {min_chars}+ characters: a build learns little from "
               f"so few. Lower curate.min_paragraph_chars in {_rel(spec_path)}, add documents, or turn on synthesis")
-    items = draft.draft(rows, terms, selectable, questions, min_chars)
-    how = "offline extractive drafts from the documents' own sentences, no model"
-    if writer:
+    if qa is not None:
+        from jobs.new.qa import items_from_pairs
+
+        items, notes = items_from_pairs(Path(os.path.expanduser(str(qa))), terms, rows)
+        for note in notes:
+            print(f"new: {note}")
+        how = f"your question-answer pairs from {Path(qa).name}, matched to the documents' paragraphs"
+    else:
+        items = draft.draft(rows, terms, selectable, questions, min_chars)
+        how = "offline extractive drafts from the documents' own sentences, no model"
+    if writer and qa is None:
         items, how = phrase_items(items, writer, like, threshold)
     print(f"new: drafting: {how}")
     items, leaked = draft.keep_clean(items, rows, threshold)
@@ -238,8 +248,9 @@ def report(tag: str, spec_path: Path, suite_path: Path, s: dict) -> str:
              f"new: wrote {_rel(suite_path)}: {s['questions']} questions + {s['abstain']} abstain items across "
              f"{s['sections'][0]} of {s['sections'][1]} sections, every one status: draft"]
     if s["leakage"]:
-        lines.append(f"new: leakage check: {len(s['leakage'])} paragraph(s) nearly copied by a drafted question or "
-                     f"reference; those questions were dropped so training keeps the paragraphs: "
+        lines.append(f"new: leakage check: {len(s['leakage'])} paragraph(s) nearly copied by a question or reference "
+                     f"(drafts that do were dropped; your own pairs stay, and curate will keep those paragraphs out "
+                     f"of training: rephrase the answer to keep them in): "
                      + "; ".join(f"{x['question']} ({x['field']}) ~ {x['paragraph']}" for x in s["leakage"][:5]))
     else:
         lines.append("new: leakage check: no drafted question or reference nearly copies a paragraph (curate will "

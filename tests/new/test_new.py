@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -92,3 +93,18 @@ def test_make_new_passes_values_through_the_environment(tmp_path):
 def test_cli_help():
     proc = subprocess.run([sys.executable, "-m", "jobs.new", "--help"], capture_output=True, text=True, cwd=REPO_ROOT)
     assert proc.returncode == 0 and "--writer" in proc.stdout and re.search(r"--link", proc.stdout)
+
+
+def test_a_users_own_question_answer_pairs_become_the_suite(notes, data, tmp_path):
+    pairs = tmp_path / "mine.jsonl"
+    pairs.write_text(json.dumps({"question": "When is oxalic acid given?", "answer": "In the broodless period of "
+                                 "midwinter, when no varroa mites hide under capped brood."}) + "\n"
+                     + json.dumps({"question": "Is it sunny?", "answer": "Often."}) + "\n")
+    new("pairs", notes, like="smoke", data=data, qa=pairs)
+    suite = load_suite(data / "eval" / "pairs.yaml")
+    q = next(q for q in suite.questions if q.id == "qa-001")
+    assert q.question == "When is oxalic acid given?" and q.status == "draft" and q.topic == "apiary-notes"
+    assert q.paragraphs and q.paragraphs[0].endswith("#apiary-notes/varroa-mites#p2") and q.concepts
+    assert "qa-002" not in {x.id for x in suite.questions}  # no term of the documents in it: skipped, said
+    with pytest.raises(NewError, match="no such file"):
+        new("pairs2", notes, like="smoke", data=data, qa=tmp_path / "absent.jsonl")
