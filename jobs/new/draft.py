@@ -67,9 +67,25 @@ class Item:
         return out
 
 
-def topic_of(row: dict) -> str:
-    """The top of the section path as a topic slug (the document's name where it has no sections)."""
-    top = row["section"].split(" > ")[0].strip() or row["source_path"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
+def topic_levels(catalogue: list[dict]) -> dict[str, int]:
+    """Per document, the section level that names its topics: the first level with two or more titles (a
+    document under one title, "My thesis > Kernels", takes its topics from the second level)."""
+    titles: dict[str, list[set[str]]] = {}
+    for r in catalogue:
+        parts = [t.strip() for t in r["section"].split(" > ")] if r["section"] else []
+        levels = titles.setdefault(r["source_path"], [])
+        for i, t in enumerate(parts):
+            if len(levels) <= i:
+                levels.append(set())
+            levels[i].add(t)
+    return {doc: next((i for i, ts in enumerate(levels) if len(ts) > 1), 0) for doc, levels in titles.items()}
+
+
+def topic_of(row: dict, level: int = 0) -> str:
+    """The section title at `level` (topic_levels) as a topic slug (the document's name where it has none)."""
+    parts = [t.strip() for t in row["section"].split(" > ")] if row["section"] else []
+    top = (parts[min(level, len(parts) - 1)] if parts else "") or \
+        row["source_path"].rsplit("/", 1)[-1].rsplit(".", 1)[0]
     text = unicodedata.normalize("NFKD", top).encode("ascii", "ignore").decode().lower()
     text = re.sub(r"^\d+(\.\d+)*\.?\s*", "", text)  # "2.1 Kernels" -> "kernels"
     return re.sub(r"[^a-z0-9]+", "-", text).strip("-")[:40].strip("-") or "general"
@@ -180,6 +196,7 @@ def draft(catalogue: list[dict], terms: Terms, selectable: set[str], target: int
             by_section.setdefault(key, []).extend((sc, s, row) for sc, s in facts(row, terms))
     for cands in by_section.values():
         cands.sort(key=lambda x: (-x[0], x[1]))
+    levels = topic_levels(catalogue)
     items: list[Item] = []
     used: set[str] = set()
     counts: dict[str, int] = {}
@@ -195,7 +212,7 @@ def draft(catalogue: list[dict], terms: Terms, selectable: set[str], target: int
                 if made is None or len(reference.split()) < 4:
                     continue
                 question, concept_terms = made
-                topic = topic_of(row)
+                topic = topic_of(row, levels.get(row["source_path"], 0))
                 counts[topic] = counts.get(topic, 0) + 1
                 items.append(Item(id=f"{topic[:40]}-{counts[topic]:02d}", question=question, reference=reference,
                                   concepts=[concept(t, terms) for t in concept_terms[:3]], topic=topic,

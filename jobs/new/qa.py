@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from jobs.core.qa_pairs import read_pairs
-from jobs.new.draft import Item, concept, topic_of
+from jobs.new.draft import Item, concept, topic_levels, topic_of
 from jobs.new.keywords import Terms, words
 
 MIN_OVERLAP = 0.3  # share of the answer's distinctive terms that its paragraph must contain
@@ -31,6 +31,7 @@ def best_paragraph(answer: str, terms: Terms, rows: list[dict]) -> dict | None:
 def items_from_pairs(path: Path, terms: Terms, rows: list[dict]) -> tuple[list[Item], list[str]]:
     """(items, notes): one draft question per pair; a pair whose answer names no distinctive term is skipped."""
     items, notes = [], []
+    levels = topic_levels(rows)
     for n, pair in read_pairs(path):
         found = terms.in_text(pair["answer"], 3) or terms.in_text(pair["question"], 3)
         if not found:
@@ -38,7 +39,7 @@ def items_from_pairs(path: Path, terms: Terms, rows: list[dict]) -> tuple[list[I
             continue
         row = best_paragraph(pair["answer"], terms, rows)
         item = Item(id=f"qa-{n:03d}", question=pair["question"], reference=pair["answer"],
-                    concepts=[concept(t, terms) for t in found], topic=topic_of(row) if row else "qa",
+                    concepts=[concept(t, terms) for t in found], topic=topic_of(row, levels.get(row["source_path"], 0)) if row else "qa",
                     source=pair["source"] or (row["source_path"] if row else ""), paragraph=row or {},
                     sentence="", how="user")
         items.append(item)

@@ -103,7 +103,7 @@ def test_a_users_own_question_answer_pairs_become_the_suite(notes, data, tmp_pat
     new("pairs", notes, like="smoke", data=data, qa=pairs)
     suite = load_suite(data / "eval" / "pairs.yaml")
     q = next(q for q in suite.questions if q.id == "qa-001")
-    assert q.question == "When is oxalic acid given?" and q.status == "draft" and q.topic == "apiary-notes"
+    assert q.question == "When is oxalic acid given?" and q.status == "draft" and q.topic == "varroa-mites"
     assert q.paragraphs and q.paragraphs[0].endswith("#apiary-notes/varroa-mites#p2") and q.concepts
     assert "qa-002" not in {x.id for x in suite.questions}  # no term of the documents in it: skipped, said
     with pytest.raises(NewError, match="no such file"):
