@@ -76,12 +76,15 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def comparison_text(a_tag: str, a: dict, b_tag: str, b: dict) -> str:
-    """Build b against build a: headline, adapter-vs-base of each, and per-topic recall/similarity."""
+def comparison_text(a_tag: str, a: dict, b_tag: str, b: dict, provenance: str = "") -> str:
+    """Build b against build a: headline, adapter-vs-base of each, and per-topic recall/similarity; `provenance`
+    (provenance_text) goes under the heading."""
     out = [f"compare {a_tag} (A) -> {b_tag} (B)   suite A: {a['suite']['name']} ({a['suite']['sha256'][:12]}), "
            f"suite B: {b['suite']['name']} ({b['suite']['sha256'][:12]})"]
     if a["suite"]["sha256"] != b["suite"]["sha256"]:
         out.append("note: the builds were evaluated on different suite files; differences mix model and questions")
+    if provenance:
+        out.append(provenance)
     for tag, m in ((a_tag, a), (b_tag, b)):
         out.append(f"gate {tag}: {'passed' if m['gate']['passed'] else 'FAILED'}")
     rows = comparison_rows(b["headline"], a["headline"])
@@ -148,8 +151,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         store = open_store()
         a_tag, b_tag = pick(store, a_tag, b_tag)
-        print(provenance_text(a_tag, read_manifest(store, a_tag), b_tag, read_manifest(store, b_tag)) + "\n")
-        print(comparison_text(a_tag, load_metrics(store, a_tag), b_tag, load_metrics(store, b_tag)))
+        provenance = provenance_text(a_tag, read_manifest(store, a_tag), b_tag, read_manifest(store, b_tag))
+        print(comparison_text(a_tag, load_metrics(store, a_tag), b_tag, load_metrics(store, b_tag), provenance))
     except QslmError as exc:
         print(f"compare: error: {exc}", file=sys.stderr)
         return 2
