@@ -4,7 +4,8 @@ build, and would bury the lines that do. Only these are hidden; every other warn
   - bitsandbytes on a CPU: "Failed to load CPU gemm_4bit_forward from kernels-community" at import: an optional
     faster kernel package is absent and the built-in kernel is used (the same results).
   - transformers' "Loading weights" progress bars (one per model load; a tiny model loads in under a second).
-  - transformers' FutureWarning that `is_gradient_checkpointing` is renamed (peft calls the old name).
+  - transformers' FutureWarnings that `is_gradient_checkpointing` and `gradient_checkpointing_enable` are renamed
+    (peft and train call the old names, which transformers 5 still serves).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import logging
 import os
 import warnings
 
-WARNINGS = ((FutureWarning, r"`is_gradient_checkpointing` is deprecated"),)
+WARNINGS = ((FutureWarning, r"`is_gradient_checkpointing` is deprecated"),
+            (FutureWarning, r"`gradient_checkpointing_enable` is deprecated"))
 
 
 def quiet() -> None:
