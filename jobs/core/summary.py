@@ -43,7 +43,8 @@ def summary(store, tag: str) -> str:
     lines.append(f"  gate        {'passed' if gate.get('passed') else 'FAILED'}"
                  + (f": {'; '.join(failed)}" if failed else f" ({len(gate.get('checks', []))} checks)"))
     timings = m.get("timings_s") or {}
-    lines.append("  seconds     " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items() if isinstance(v, (int, float))))
+    lines.append("  seconds     " + ", ".join(f"{k} {v:.0f}" for k, v in timings.items()
+                                             if isinstance(v, (int, float))))
     lines.append(f"  report      make report VERSION={tag}    (the manifest as stored: make show VERSION={tag} RAW=1)")
     return "\n".join(lines)
 

@@ -63,7 +63,8 @@ def read_documents(spec: BuildSpec, sources: list[Path] | None) -> tuple[list, l
     source_dirs = [Path(s) for s in (sources or spec.curate.sources)]
     docs, skipped, ignored = load_documents(source_dirs, spec.curate.on_bad_input)
     if not docs:
-        raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under {', '.join(map(str, source_dirs))}"
+        raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under "
+                          f"{', '.join(map(str, source_dirs))}"
                           + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
     return docs, skipped, ignored
 
@@ -202,7 +203,8 @@ def catalogue_only(sources: list[Path], out: Path, on_bad_input: str = "skip") -
     docs, skipped, ignored = load_documents([Path(s) for s in sources], on_bad_input)
     if not docs:
         raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under "
-                          f"{', '.join(map(str, sources))}" + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
+                          f"{', '.join(map(str, sources))}"
+                          + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
     rows = [dict(r, split="") for r in catalogue_rows(docs, [], lambda _: False)]
     write_parquet(rows, CATALOGUE_SCHEMA, Path(out))
     for s in skipped:

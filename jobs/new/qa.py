@@ -38,8 +38,9 @@ def items_from_pairs(path: Path, terms: Terms, rows: list[dict]) -> tuple[list[I
             notes.append(f"{path.name} line {n}: no term of the documents in it, skipped (write its concepts by hand)")
             continue
         row = best_paragraph(pair["answer"], terms, rows)
+        topic = topic_of(row, levels.get(row["source_path"], 0)) if row else "qa"
         item = Item(id=f"qa-{n:03d}", question=pair["question"], reference=pair["answer"],
-                    concepts=[concept(t, terms) for t in found], topic=topic_of(row, levels.get(row["source_path"], 0)) if row else "qa",
+                    concepts=[concept(t, terms) for t in found], topic=topic,
                     source=pair["source"] or (row["source_path"] if row else ""), paragraph=row or {},
                     sentence="", how="user")
         items.append(item)

@@ -207,8 +207,9 @@ def new(tag: str, src: Path, writer: str | None = None, link: bool = False, like
         raise NewError(f"no question could be drafted: no sentence of 8-45 words in {len(usable)} usable paragraphs "
                        f"names a distinctive term. Add documents, or write data/eval/{tag}.yaml by hand")
     write_suite(suite_path, tag, items, abstain, how)
+    selected = len(selectable & {r["id"] for r in usable})
     keyword_note = (f"proposed from the documents: the terms that set them apart from general language (TF-IDF "
-                    f"against wordfreq's background), then section titles' terms; they select {len(selectable & {r['id'] for r in usable})} "
+                    f"against wordfreq's background), then section titles' terms; they select {selected} "
                     f"of the {len(usable)} paragraphs long enough to train on")
     text = specfile.render(tag, like, like_yaml, [_rel(source) if not link else str(source)], chosen, source_note,
                            keyword_note, _rel(suite_path), "drafted by make new: review it (make review VERSION="

@@ -55,7 +55,8 @@ def test_a_suite_about_other_documents_is_refused_naming_the_ids(tmp_path):
     suite.write_text("name: s\nquestions:\n"
                      "  - {id: q1, question: what, reference: b, concepts: [c], topic: t, paragraphs: ['d.md#x#p0']}\n"
                      "  - {id: q2, question: what, reference: b, concepts: [c], topic: t, paragraphs: ['d.md#x#p1']}\n"
-                     "  - {id: q3, question: what, reference: b, concepts: [c], topic: t, paragraphs: ['other.md#y#p0']}\n")
+                     "  - {id: q3, question: what, reference: b, concepts: [c], topic: t, "
+                     "paragraphs: ['other.md#y#p0']}\n")
     catalogue = [{"id": "d.md#x#p0", "selected": True, "source_path": "d.md"},
                  {"id": "d.md#x#p1", "selected": False, "source_path": "d.md"}]
     with pytest.raises(SuiteError) as err:

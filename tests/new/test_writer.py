@@ -15,10 +15,10 @@ from tests.synthesize.conftest import Endpoint
 def script(prompt: str) -> str:
     if "Varroa destructor is a parasitic mite" in prompt.split("understood this statement")[1]:
         return json.dumps({"question": "What harm does the varroa mite do to a colony?",
-                           "answer": "It feeds on the bees and spreads deformed wing virus through the colony."})
-    if "queen" in prompt.split("understood this statement")[1]:
+                           "answer": "It feeds on the bees and spreads deformed wing virus in the colony."})
+    if "queen" in prompt.split("understood this statement")[1]:  # an answer with a number the text lacks
         return json.dumps({"question": "When does a virgin queen mate?",
-                           "answer": "She mates 512 days after she emerges, on a warm afternoon."})  # a number the text lacks
+                           "answer": "She mates 512 days after she emerges, on a warm afternoon."})
     return "I cannot help with that."
 
 
