@@ -169,6 +169,9 @@ def new(tag: str, src: Path, writer: str | None = None, link: bool = False, like
                                     f"{LOCAL_ROOTS_FILE.name} (untracked; make submit and a git push cannot see it)")
         print(f"new: LINK=1: the spec reads {src} directly; the allowance is recorded in {_rel(LOCAL_ROOTS_FILE)} "
               f"(this checkout only, untracked)")
+    elif src.is_relative_to((data / "raw").resolve()):
+        source, source_note = src, "already in the repository: read where they are"
+        print(f"new: {_rel(src)} is already under data/raw/: the spec reads it there, nothing is copied")
     else:
         source = data / "raw" / tag
         n, size = copy_documents(src, source)

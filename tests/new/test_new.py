@@ -49,6 +49,10 @@ def test_new_writes_a_spec_and_a_draft_suite_from_the_documents(notes, data, cap
     texts = {r["id"]: r["text"] for r in catalogue}
     assert not any(q.reference in texts[q.paragraphs[0]] for q in answerable)
     assert any(c.synonyms for q in answerable for c in q.concepts)
+    # documents already under data/raw/ are read where they are, not copied again
+    new("again", copied, like="smoke", questions=2, data=data)
+    assert load_spec(data / "builds" / "again.yaml").curate.sources == (str(copied),)
+    assert not (data / "raw" / "again").exists()
 
 
 def test_new_refuses_what_it_would_overwrite_and_bad_input(notes, data, tmp_path):
