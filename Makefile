@@ -43,13 +43,13 @@ $(call check,PORT,PORT_RE,PORT_WHY)
 PYTHON ?= $(shell command -v python3.11 || command -v python3.12 || command -v python3.13 || command -v python3)
 VENV ?= .venv
 PY := $(VENV)/bin/python
-EXTRAS ?= curate,train,eval,serve,studio,workflows,tracking,dev
+EXTRAS ?= curate,new,train,eval,serve,studio,workflows,tracking,dev
 A ?=
 B ?=
 PORT ?= 8000
 
 .DEFAULT_GOAL := help
-.PHONY: help venv gguf need-version export-args build test test-fast test-faults test-gpu list show verify compare promote rollback gc ask serve studio export images constraints render submit local-run cluster bench clean
+.PHONY: help venv gguf need-version export-args new review report build test test-fast test-faults test-gpu list show verify compare promote rollback gc ask serve studio export images constraints render submit local-run cluster bench clean
 
 help: ## Show this help
 	@echo "quantum-slm: your documents in, a versioned, evaluated QLoRA adapter out."
@@ -89,6 +89,17 @@ gguf: $(VENV)/.gguf ## Install llama.cpp's Python binding, for FORMAT=gguf expor
 need-version:
 	@if [ -z $(call q,VERSION) ]; then echo "error: give a build tag: make "$(call q,MAKECMDGOALS)" VERSION=<tag>  (build specs in data/builds/: $(SPECS))" >&2; exit 2; fi
 
+# Values reach the commands through the environment ("$$VERSION"), never pasted into the shell line.
+new: venv ## From a folder of your documents to a spec and a draft suite: make new VERSION=mine SOURCES=~/thesis [WRITER=engine|openai] [LINK=1] [LIKE=v2] [QA=pairs.jsonl]
+	@if [ -z "$$VERSION" ] || [ -z "$$SOURCES" ]; then echo "error: give a new build tag and your folder: make new VERSION=mine SOURCES=~/thesis" >&2; exit 2; fi
+	$(PY) -m jobs.new --tag "$$VERSION" --sources "$$SOURCES" --like "$${LIKE:-v2}" $${WRITER:+--writer "$$WRITER"} $${LINK:+--link} $${QA:+--qa "$$QA"}
+
+review: need-version venv ## Go through a build's draft questions: accept, edit or drop each: make review VERSION=mine
+	$(PY) -m jobs.new.review --tag "$$VERSION"
+
+report: need-version venv ## Print a build's report path (and open it where a browser can): make report VERSION=v1
+	$(PY) -m jobs.core.store.cli report "$$VERSION"
+
 build: need-version venv ## Run a whole build locally: make build VERSION=smoke (curate, train, eval, publish)
 	$(PY) -m workflows.build --tag $(call q,VERSION)
 
@@ -107,14 +118,14 @@ test-gpu: venv ## Run the GPU tier only (Qwen2.5-1.5B's shape on a CUDA GPU; ski
 list: venv ## List the builds in the store with status and headline scores
 	$(PY) -m jobs.core.store.cli list
 
-show: need-version venv ## Print a build's manifest and re-hash its files: make show VERSION=v1
-	$(PY) -m jobs.core.store.cli show $(call q,VERSION)
+show: need-version venv ## A build's summary, its files re-hashed: make show VERSION=v1 [RAW=1: the manifest as stored]
+	$(PY) -m jobs.core.store.cli show "$$VERSION" $${RAW:+--raw}
 
 verify: need-version venv ## Re-hash every file of a build against its manifest: make verify VERSION=v1
 	$(PY) -m jobs.core.store.cli verify $(call q,VERSION)
 
-compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (A: current, B: newest by default)
-	$(PY) -m jobs.eval.compare $(if $(call given,A),--a $(call q,A)) $(if $(call given,B),--b $(call q,B))
+compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (or VERSION=v2: against its previous build of the same lineage)
+	$(PY) -m jobs.eval.compare $${A:+--a "$$A"} $${B:+--b "$$B"} $${VERSION:+--b "$$VERSION"}
 
 promote: need-version venv ## Make a build that passed its gate current: make promote VERSION=v2
 	$(PY) -m jobs.core.store.cli promote $(call q,VERSION)

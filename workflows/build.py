@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import json
 import os
 import shutil
 import signal
@@ -23,7 +24,8 @@ import time
 from pathlib import Path
 
 from jobs.core import progress
-from jobs.core.store import keys
+from jobs.core.store import keys, lineage
+from jobs.core.store.dataset_folder import read_rows
 from jobs.core.errors import QslmError
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import sha256_file, training_fingerprint
@@ -33,6 +35,8 @@ from jobs.core.repo import REPO_ROOT
 from jobs.core.spec.load import spec_by_tag
 from jobs.core.store.backends import open_store
 from workflows.stages import STAGES
+from jobs.core.spec.suite import load_suite
+from jobs.core.spec.suite_check import check_paragraphs
 
 
 class BuildError(QslmError):
@@ -127,6 +131,21 @@ class Stages:
         progress.write(self.events, "build_end", status=status, seconds=round(time.monotonic() - self.t0, 1))
 
 
+def comparison_lines(spec, prev: str, manifest: dict, dataset: Path) -> str:
+    """What the build is compared with and why, and whatever makes that comparison not like for like."""
+    why = "named by previous: in the spec" if spec.previous else "the latest build of the same lineage " \
+        "(same suite, same base model)"
+    lines = [f"comparing against previous build {prev}: {why}"]
+    lines += [f"  NOT LIKE FOR LIKE: {d}" for d in lineage.differences(lineage.of_spec(spec),
+                                                                      lineage.of_manifest(manifest), prev)]
+    info = dataset / "curate-info.json"
+    current = json.loads(info.read_text(encoding="utf-8")).get("sources") if info.is_file() else None
+    changed = lineage.sources_line(lineage.changed_sources(manifest.get("sources"), current))
+    if changed:
+        lines.append(f"  {changed}")
+    return "\n".join(lines)
+
+
 def build(tag: str, work_root: Path) -> int:
     spec = spec_by_tag(tag)
     store = open_store()
@@ -158,6 +177,8 @@ def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:
     spec_file = spec.source_file
     if _stage("curate", ["--spec", spec_file, "--out", str(curated)]) != 0:
         raise BuildError("curate failed (see its message above); nothing was published")
+    for note in check_paragraphs(load_suite(spec.eval.suite), read_rows(curated / "catalogue.parquet")):
+        print(f"note: {note}", flush=True)  # ids that do not exist at all were refused above (SuiteError)
     if spec.synthesize and _stage("synthesize", ["--spec", spec_file, "--dataset", str(curated),
                                                  "--out", str(dataset)]) != 0:
         raise BuildError("synthesize failed (see its message above); nothing was published. Its replies are "
@@ -174,11 +195,15 @@ def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:
         raise BuildError("train failed (see its message above); nothing was published. Rerunning the same "
                          "command resumes from the last checkpoint.")
     eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report)]
-    prev = previous_build(store, tag)
+    prev = previous_build(store, tag, spec)
     if prev:
         fetch_artifact(store, prev, "report", previous)  # checked against its manifest
         eval_args += ["--previous", str(previous)]
-        print(f"comparing against previous build {prev}", flush=True)
+        print(comparison_lines(spec, prev, read_manifest(store, prev), dataset), flush=True)
+    else:
+        mine = lineage.of_spec(spec)
+        print(f"no previous build of this lineage (suite {mine['suite']} {mine['suite_sha256'][:12]}, base "
+              f"{mine['base_model']}) in {store.url}: this build is compared with its base model only", flush=True)
     rc = _stage("eval", eval_args)
     if rc not in (0, GATE_FAILED):
         raise BuildError("eval failed (see its message above); nothing was published")

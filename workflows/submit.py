@@ -211,13 +211,13 @@ def check(tag: str, spec: str, repo: Path, store, previous: str | None) -> Plann
         raise SubmitError(f"no build spec for {spec!r}: {builds / (spec + '.yaml')} does not exist. "
                           f"Build specs: {known}")
     try:
-        load_spec(builds / f"{spec}.yaml")
+        loaded = load_spec(builds / f"{spec}.yaml")
     except SpecError as exc:
         raise SubmitError(str(exc)) from None
     try:
         refuse_complete(store, tag, SubmitError, spec)
         if previous is None:
-            previous = previous_build(store, tag) or ""
+            previous = previous_build(store, tag, loaded) or ""  # of the same lineage, or the spec's previous:
         report = previous_report_key(store, previous)
     except RegistryError as exc:
         raise SubmitError(f"--previous {previous}: {exc}") from None

@@ -1,9 +1,12 @@
 """python -m jobs.curate --spec SPEC [--sources DIR ...] --out DATASET_DIR [--explain]
+   python -m jobs.curate --sources DIR ... --catalogue FILE      (parse only: what `make new` drafts from)
 
-Curate documents (LaTeX, Markdown/MyST, reStructuredText, PDF) into an instruction dataset folder:
-train.parquet, eval.parquet, heldout.parquet, paragraphs.parquet, stats.json, curate-info.json. Sources default
-to the spec's `curate.sources`. --explain prints every paragraph with kept/dropped and why (then --out is
-optional). Exit status: 0 done, 2 bad spec or input (the message names the file and the fix).
+Curate documents (LaTeX, Markdown/MyST, reStructuredText, plain text, PDF, Word .docx, HTML) into an
+instruction dataset folder: train.parquet, eval.parquet, heldout.parquet, paragraphs.parquet, catalogue.parquet,
+stats.json, curate-info.json. Sources default to the spec's `curate.sources`. --explain prints every paragraph
+with kept/dropped and why (then --out is optional). --catalogue FILE parses the sources and writes only the
+catalogue (every paragraph with its id, as a build numbers it; no spec, selection or model). Exit status: 0 done,
+2 bad spec or input (the message names the file and the fix).
 """
 
 from __future__ import annotations
@@ -16,19 +19,27 @@ from pathlib import Path
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m jobs.curate", description=__doc__.split("\n\n")[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--spec", required=True, help="build spec YAML (data/builds/<tag>.yaml) or resolved JSON")
+    parser.add_argument("--spec", help="build spec YAML (data/builds/<tag>.yaml) or resolved JSON")
     parser.add_argument("--sources", nargs="+", type=Path, metavar="DIR", help="document folders or files (default: the spec's)")
     parser.add_argument("--out", type=Path, metavar="DATASET_DIR", help="dataset folder to create (must not hold files)")
     parser.add_argument("--explain", action="store_true", help="print every paragraph's decision and its reason")
+    parser.add_argument("--catalogue", type=Path, metavar="FILE", help="parse --sources, write only the catalogue")
     args = parser.parse_args(argv)
-    if args.out is None and not args.explain:
+    if args.catalogue is not None and not args.sources:
+        parser.error("--catalogue needs --sources")
+    if args.catalogue is None and args.spec is None:
+        parser.error("--spec is required (unless --catalogue)")
+    if args.out is None and not args.explain and args.catalogue is None:
         parser.error("--out is required (unless --explain)")
 
     from jobs.core.errors import QslmError
     from jobs.core.spec.load import load_spec
-    from jobs.curate.run import curate, explain_only
+    from jobs.curate.run import catalogue_only, curate, explain_only
 
     try:
+        if args.catalogue is not None:
+            catalogue_only(args.sources, args.catalogue)
+            return 0
         spec = load_spec(args.spec)
         if args.out is None:
             print(explain_only(spec, args.sources))

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from jobs.core.repo import REPO_ROOT
-from jobs.curate import parse_md, parse_pdf, parse_rst, parse_tex
+from jobs.curate import parse_docx, parse_html, parse_md, parse_pdf, parse_rst, parse_tex
 from jobs.curate.blocks import BadInput, Block, CurateError, read_text
 
 TEXT_SUFFIXES = {".tex", ".md", ".markdown", ".rst", ".txt"}
-DOCUMENT_SUFFIXES = TEXT_SUFFIXES | {".pdf"}
+HTML_SUFFIXES = {".html", ".htm"}
+DOCUMENT_SUFFIXES = TEXT_SUFFIXES | HTML_SUFFIXES | {".pdf", ".docx"}
 # Files that travel with documents but are not prose about the domain.
 NOT_PROSE = re.compile(r"^(license|licence|notice|copying|authors|changelog)(\.[a-z]+)?$", re.I)
 
@@ -35,12 +36,13 @@ class Paragraph:
     text: str
     start: int
     end: int
+    page: int = 0  # 1-based PDF page; 0 where the format has none
 
 
 @dataclass
 class Document:
     path: str  # relative
-    format: str  # tex | md | rst | pdf | txt
+    format: str  # tex | md | rst | pdf | txt | docx | html
     files: list[dict] = field(default_factory=list)  # [{path, sha256, bytes}] every file read
     paragraphs: list[Paragraph] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
@@ -75,7 +77,8 @@ def merge_math(blocks: list[Block]) -> list[Block]:
         joinable = prev is not None and prev.kind == "prose" and b.kind == "prose" and prev.section == b.section \
             and prev.file == b.file
         if joinable and (text.startswith("$$") or (prev.text.rstrip().endswith("$$") and text[:1].islower())):
-            out[-1] = Block(prev.section, "prose", prev.text.rstrip() + "\n" + text, prev.file, prev.start, b.end)
+            out[-1] = Block(prev.section, "prose", prev.text.rstrip() + "\n" + text, prev.file, prev.start, b.end,
+                            prev.page)
         else:
             out.append(b)
     return out
@@ -95,7 +98,7 @@ def number_blocks(doc: Document, blocks: list[Block], source_root: Path, file_ha
         doc.paragraphs.append(Paragraph(
             id=f"{doc.path}#{section_slug}#p{index}", doc=doc.path, file=names[b.file],
             file_sha256=file_hashes[b.file.resolve()], section=" > ".join(b.section), index=index, kind=b.kind,
-            text=text, start=b.start, end=b.end))
+            text=text, start=b.start, end=b.end, page=b.page))
 
 
 def discover(sources: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
@@ -115,6 +118,8 @@ def discover(sources: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:
             rel = display_path(p, base)
             if NOT_PROSE.match(p.name):
                 ignored.append(f"{rel} (licence/notice file)")
+            elif p.suffix.lower() == ".jsonl":
+                continue  # question-answer pairs: read by qa.py as training examples
             elif p.suffix.lower() not in DOCUMENT_SUFFIXES:
                 ignored.append(f"{rel} (not a document type: {p.suffix or 'no extension'})")
             else:
@@ -136,10 +141,10 @@ def load_documents(sources: list[Path], on_bad_input: str) -> tuple[list[Documen
         rel = display_path(path, root)
         suffix = path.suffix.lower()
         try:
-            doc = Document(path=rel, format={".markdown": "md"}.get(suffix, suffix[1:]))
-            if suffix == ".pdf":
+            doc = Document(path=rel, format={".markdown": "md", ".htm": "html"}.get(suffix, suffix[1:]))
+            if suffix in (".pdf", ".docx"):
                 data = path.read_bytes()
-                blocks = parse_pdf.parse(path, data)
+                blocks = (parse_pdf if suffix == ".pdf" else parse_docx).parse(path, data)
                 hashes = {path.resolve(): sha256_bytes(data)}
                 doc.files.append({"path": rel, "sha256": hashes[path.resolve()], "bytes": len(data)})
             elif suffix == ".tex":
@@ -155,7 +160,8 @@ def load_documents(sources: list[Path], on_bad_input: str) -> tuple[list[Documen
                                       "bytes": len(data)})
             else:
                 text, data = read_text(path)
-                parser = {".md": parse_md, ".markdown": parse_md, ".rst": parse_rst}.get(suffix, parse_md)
+                parser = {".md": parse_md, ".markdown": parse_md, ".rst": parse_rst, ".html": parse_html,
+                          ".htm": parse_html}.get(suffix, parse_md)
                 blocks = parser.parse(path, text) if suffix != ".txt" else parse_md.parse_plain(path, text)
                 hashes = {path.resolve(): sha256_bytes(data)}
                 doc.files.append({"path": rel, "sha256": hashes[path.resolve()], "bytes": len(data)})

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from jobs.curate import select, split
+from jobs.curate import select
 
 LABELS = {"": "no match", "short": "short", "non_content": "non-content", "dropped_by_overrides": "override",
           "not_selectable": "context only", "duplicate": "duplicate"}
@@ -15,7 +15,6 @@ PREVIEW_CHARS = 100
 def decisions(d) -> list[tuple[object, bool, str, str]]:
     """(paragraph, kept, reason, detail) for every paragraph, in document order."""
     dup = {r["id"]: r for r in d.dup_paragraphs}
-    held = set(d.held)
     out = []
     for doc in d.docs:
         for p in doc.paragraphs:
@@ -25,8 +24,8 @@ def decisions(d) -> list[tuple[object, bool, str, str]]:
                 r = dup[p.id]
                 kept, reason = False, "duplicate"
                 detail = f"{r['kind']} duplicate (similarity {r['similarity']}) of {r['duplicate_of']}"
-            elif kept and split.paragraph_section(p.id) in held:
-                detail += "; its section is held out: eval split, never trained on"
+            elif kept and d.split.held(p.id):
+                detail += f"; held out ({d.split.by}): eval split, never trained on"
             out.append((p, kept, reason, detail))
     return out
 

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.core.store.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, HELDOUT_SCHEMA, PARAGRAPH_SCHEMA,
-    dataset_sha256, is_empty_or_absent, write_folder, write_parquet)
+from jobs.core.store.dataset_folder import (CATALOGUE_SCHEMA, DATA_FILES, EXAMPLE_SCHEMA, HELDOUT_SCHEMA,
+    PARAGRAPH_SCHEMA, dataset_sha256, is_empty_or_absent, write_folder, write_parquet)
 from jobs.core.text.leakage import LeakageCheck, all_suites, leakage
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.text.neardup import dedup
@@ -23,7 +23,7 @@ from jobs.core.store.provenance import library_versions
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.spec.suite import load_suite
 from jobs.core.text.prose import language
-from jobs.curate import examples, select, split, stats
+from jobs.curate import examples, qa, select, split, stats
 from jobs.curate.explain import explain as explain_listing
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import load_documents
@@ -45,11 +45,14 @@ class Curated:
     rows: list[dict]  # every example before the split
     train: list[dict]
     evals: list[dict]
-    held: list[str]  # held-out section keys
+    split: split.Split  # the held-out split: by section, or by paragraph where there are few sections
     leaked: list[dict]
     heldout: list[dict]  # paragraphs of the held-out sections, for perplexity
     paragraphs: list[dict]  # the kept paragraphs with their context, for synthesis
     leakage_suites: list[str]  # every eval suite checked for leakage
+    catalogue: list[dict]  # every parsed paragraph, in document order (catalogue.parquet)
+    qa_files: list[dict]  # question-answer JSONL files read ([{path, sha256, bytes}])
+    qa_pairs: int  # training examples from them, before the leakage check
 
     @property
     def selected(self) -> list:
@@ -60,7 +63,8 @@ def read_documents(spec: BuildSpec, sources: list[Path] | None) -> tuple[list, l
     source_dirs = [Path(s) for s in (sources or spec.curate.sources)]
     docs, skipped, ignored = load_documents(source_dirs, spec.curate.on_bad_input)
     if not docs:
-        raise CurateError(f"no readable documents (.tex .md .rst .pdf .txt) under {', '.join(map(str, source_dirs))}"
+        raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under "
+                          f"{', '.join(map(str, source_dirs))}"
                           + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
     return docs, skipped, ignored
 
@@ -75,22 +79,34 @@ def dedup_examples(rows: list[dict]) -> tuple[list[dict], int]:
     return out, len(rows) - len(out)
 
 
-def paragraph_rows(kept: list, held: set[str]) -> list[dict]:
+def paragraph_rows(kept: list, held) -> list[dict]:
     """paragraphs.parquet: each kept paragraph with its context and the side of the split its section is on."""
     ctx = lambda ps: [{"id": q.id, "kind": q.kind, "text": q.text} for q in ps]  # noqa: E731
     return sorted(({"id": s.paragraph.id, "text": s.paragraph.text, "kind": s.paragraph.kind,
                     "source_path": s.paragraph.file, "source_sha256": s.paragraph.file_sha256,
                     "section": s.paragraph.section, "keywords": list(s.keywords), "reason": s.reason,
-                    "split": "eval" if split.paragraph_section(s.paragraph.id) in held else "train",
+                    "split": "eval" if held(s.paragraph.id) else "train",
                     "language": language(s.paragraph.text), "before": ctx(s.before), "after": ctx(s.after)}
                    for s in kept), key=lambda r: r["id"])
 
 
-def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list[str]) -> Curated:
+def catalogue_rows(docs: list, kept: list, held) -> list[dict]:
+    """catalogue.parquet: every paragraph parsed from the sources, in document order, with whether it was kept
+    and the side of the held-out split it is on."""
+    kept_ids = {s.paragraph.id for s in kept}
+    return [{"id": p.id, "text": p.text, "kind": p.kind, "source_path": p.file, "source_sha256": p.file_sha256,
+             "section": p.section, "page": p.page, "selected": p.id in kept_ids,
+             "split": "eval" if held(p.id) else "train", "language": language(p.text)}
+            for d in docs for p in d.paragraphs]
+
+
+def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list[str],
+                 sources: list[Path] | None = None) -> Curated:
     """select -> dedup paragraphs -> examples -> dedup examples -> cap -> split by section -> leakage."""
     c = spec.curate
     counts: Counter = Counter()
-    selection = select.select(docs, c, load_suite(spec.eval.suite), counts)
+    suite = load_suite(spec.eval.suite)
+    selection = select.select(docs, c, suite, counts)
     kept, dup_paragraphs = dedup(selection.selected, lambda s: s.paragraph.text, lambda s: s.paragraph.id,
                                  c.near_duplicate_threshold)
     rows = [r for s in kept for r in examples.make_examples(s, c.templates, c.system_prompt, c.seed)]
@@ -98,7 +114,11 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
     rows.sort(key=lambda r: r["id"])
     capped = max(0, len(rows) - c.max_examples)
     rows = rows[:c.max_examples]
-    train, evals, held = split.split_by_section(rows, c.eval_fraction, c.seed)
+    held_out = split.split_rows(rows, c.eval_fraction, c.seed, {p for q in suite.questions for p in q.paragraphs})
+    pairs, pair_files, bad_pairs = qa.qa_examples([Path(s) for s in (sources or c.sources)], c.system_prompt,
+                                                  c.on_bad_input)
+    skipped = skipped + bad_pairs
+    train, evals = sorted(held_out.train + pairs, key=lambda r: r["id"]), held_out.evals  # pairs always train
     suites = all_suites(spec.eval.suite)
     train, leaked = leakage(train, LeakageCheck(suites, c.near_duplicate_threshold))
     if not train:
@@ -106,13 +126,12 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
                           f"documents, {len(selection.selected)} selected ({dict(counts)}), {len(leaked)} removed "
                           f"as copies of eval answers. Check curate.keywords and curate.min_paragraph_chars in "
                           f"{spec.source_file}, or the sources (`--explain` shows every paragraph's decision)")
-    held_set = set(held)
     heldout = sorted(({"id": p.id, "text": p.text, "source_path": p.file, "section": p.section}
-                      for d in docs for p in d.paragraphs
-                      if p.kind in ("prose", "caption") and split.paragraph_section(p.id) in held_set),
+                      for d in docs for p in d.paragraphs if p.kind in ("prose", "caption") and held_out.held(p.id)),
                      key=lambda r: r["id"])
     return Curated(docs, skipped, ignored, counts, selection, kept, dup_paragraphs, dup_examples, capped, rows,
-                   train, evals, held, leaked, heldout, paragraph_rows(kept, held_set), [s.name for s in suites])
+                   train, evals, held_out, leaked, heldout, paragraph_rows(kept, held_out.held),
+                   [s.name for s in suites], catalogue_rows(docs, kept, held_out.held), pair_files, len(pairs))
 
 
 def source_files(docs: list) -> list[tuple[str, str, int]]:
@@ -143,11 +162,14 @@ def dataset_stats(spec: BuildSpec, d: Curated, model_dir: Path) -> dict:
         "examples": {
             "train": len(d.train), "eval": len(d.evals),
             "by_template": dict(sorted(Counter(r["template"] for r in d.train + d.evals).items())),
-            "duplicates_removed": d.dup_examples, "capped": d.capped,
+            "duplicates_removed": d.dup_examples, "capped": d.capped, "qa_pairs": d.qa_pairs,
+            "qa_files": [f["path"] for f in d.qa_files],
             "leakage_removed": len(d.leaked), "leakage": d.leaked, "leakage_suites": d.leakage_suites,
         },
-        "sections": {"total": len({split.section_key(r) for r in d.rows}), "held_out": len(d.held),
-                     "held_out_keys": d.held},
+        "sections": {"total": len({split.section_key(r) for r in d.rows}), "held_out": len(d.split.sections),
+                     "held_out_keys": d.split.sections},
+        "split": {"by": d.split.by, "held_out_paragraphs": d.split.paragraphs, "left_out": d.split.left_out,
+                  "note": d.split.note},
         "heldout_paragraphs": len(d.heldout),
         "tokens": {"tokenizer": model_dir.name, **stats.histogram(lengths)},
         "keyword_coverage": stats.keyword_coverage(spec.curate.keywords, d.kept, d.train + d.evals),
@@ -164,6 +186,7 @@ def write_dataset(out: Path, d: Curated, st: dict, info: dict) -> str:
         write_parquet(d.evals, EXAMPLE_SCHEMA, tmp / "eval.parquet")
         write_parquet(d.heldout, HELDOUT_SCHEMA, tmp / "heldout.parquet")
         write_parquet(d.paragraphs, PARAGRAPH_SCHEMA, tmp / "paragraphs.parquet")
+        write_parquet(d.catalogue, CATALOGUE_SCHEMA, tmp / "catalogue.parquet")
         (tmp / "stats.json").write_text(json.dumps(st, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
         info["dataset_sha256"] = dataset_sha256(tmp)
@@ -174,9 +197,24 @@ def write_dataset(out: Path, d: Curated, st: dict, info: dict) -> str:
     return info["dataset_sha256"]
 
 
+def catalogue_only(sources: list[Path], out: Path, on_bad_input: str = "skip") -> list[dict]:
+    """Parse the sources and write only catalogue.parquet to `out` (a file): every paragraph as a build numbers
+    it, for `make new` to draft from. No selection or split runs, so every row has selected=false and split=""."""
+    docs, skipped, ignored = load_documents([Path(s) for s in sources], on_bad_input)
+    if not docs:
+        raise CurateError(f"no readable documents (.tex .md .rst .txt .pdf .docx .html) under "
+                          f"{', '.join(map(str, sources))}"
+                          + (f"; {len(skipped)} skipped as bad input" if skipped else ""))
+    rows = [dict(r, split="") for r in catalogue_rows(docs, [], lambda _: False)]
+    write_parquet(rows, CATALOGUE_SCHEMA, Path(out))
+    for s in skipped:
+        print(f"curate: skipped {s['path']}: {s['reason']}")
+    return rows
+
+
 def explain_only(spec: BuildSpec, sources: list[Path] | None = None) -> str:
     """The --explain listing without writing a dataset."""
-    return explain_listing(make_dataset(spec, *read_documents(spec, sources)))
+    return explain_listing(make_dataset(spec, *read_documents(spec, sources), sources))
 
 
 def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet: bool = False,
@@ -188,11 +226,12 @@ def curate(spec: BuildSpec, out: Path, sources: list[Path] | None = None, quiet:
         raise CurateError(f"output folder {out} is not empty; curate never overwrites a dataset: choose a new "
                           f"folder or remove this one")
     model_dir = resolve_base_model(spec)  # first: fail fast; BaseModelUnavailable carries its own fix
-    d = make_dataset(spec, *read_documents(spec, sources))
+    d = make_dataset(spec, *read_documents(spec, sources), sources)
     st = dataset_stats(spec, d, model_dir)
     seconds = time.perf_counter() - t0
     info = {"stage": "curate", "seconds": round(seconds, 3), "versions": library_versions(),
-            "sources": [{"path": p, "sha256": h, "bytes": b} for p, h, b in source_files(d.docs)],
+            "sources": sorted([{"path": p, "sha256": h, "bytes": b} for p, h, b in source_files(d.docs)] + d.qa_files,
+                              key=lambda f: f["path"]),
             "spec": spec.to_dict()}
     digest = write_dataset(out, d, st, info)
     if explain:

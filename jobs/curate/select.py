@@ -19,12 +19,10 @@ from dataclasses import dataclass, field
 from jobs.core.text.embed import EmbedderUnavailable, load_embedder
 from jobs.core.spec.overrides import Overrides, read_overrides
 from jobs.core.spec.suite import Suite
+from jobs.core.text.prose import NON_CONTENT, keyword_patterns
 from jobs.curate.blocks import CurateError
 from jobs.curate.documents import Document, Paragraph
 
-# Sections that list sources or thank people: keyword hits there are citations, not explanations.
-NON_CONTENT = re.compile(r"^(references?|bibliograph|bibliografía|referencias|acknowledg|agradecimientos|"
-                         r"índice|contents|table of contents|list of|glosario|licen[cs]e)", re.I)
 SELECTABLE = ("prose", "caption")
 LENDERS = ("caption", "table")  # blocks whose keywords make the prose paragraphs beside them relevant
 MIN_CONTEXT_CHARS = 40
@@ -46,15 +44,6 @@ class Selection:
     selected: list[Selected]
     why: dict[str, tuple[str, str]] = field(default_factory=dict)  # paragraph id -> (decision, detail)
     semantic: str = ""  # whether similarity selection ran, and why (not)
-
-
-def keyword_patterns(keywords: tuple[str, ...]) -> list[tuple[str, re.Pattern]]:
-    """One case-insensitive pattern per keyword: whole words, spaces or hyphens between words, plural allowed."""
-    out = []
-    for kw in keywords:
-        words = [re.escape(w) for w in re.split(r"[\s-]+", kw.strip()) if w]
-        out.append((kw, re.compile(r"(?<!\w)" + r"[\s-]+".join(words) + r"(?:s|es)?(?!\w)", re.I)))
-    return out
 
 
 def keyword_hits(text: str, patterns: list[tuple[str, re.Pattern]]) -> list[str]:

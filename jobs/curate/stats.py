@@ -62,6 +62,10 @@ def keyword_coverage(keywords: tuple[str, ...], kept, rows: list[dict]) -> dict:
     return {k: {"paragraphs": par.get(k, 0), "examples": ex.get(k, 0)} for k in sorted(keywords, key=str.lower)}
 
 
+# Below this many training examples a build learns little (12 optimizer steps of 4 examples): say so, with the fix.
+MIN_TRAIN_EXAMPLES = 50
+
+
 def summary(stats: dict, out: Path, seconds: float, dataset_sha256: str) -> str:
     d, p, e = stats["documents"], stats["paragraphs"], stats["examples"]
     missing = [k for k, v in stats["keyword_coverage"].items() if not v["paragraphs"]]
@@ -73,9 +77,9 @@ def summary(stats: dict, out: Path, seconds: float, dataset_sha256: str) -> str:
         "  selected by: " + (", ".join(f"{k[len('selected_'):]} {n}" for k, n in sorted(p["decisions"].items())
                                        if k.startswith("selected_")) or "nothing")
         + f"; semantic selection {p['semantic_selection']}",
-        f"  examples:   {e['train']} train, {e['eval']} eval (held-out sections: {stats['sections']['held_out']} "
-        f"of {stats['sections']['total']}); templates: "
+        f"  examples:   {e['train']} train, {e['eval']} eval; templates: "
         + ", ".join(f"{t} {n}" for t, n in sorted(e["by_template"].items())),
+        f"  held out:   by {stats['split']['by']}: {stats['split']['note']}",
         f"  removed:    {e['duplicates_removed']} duplicate examples, {e['leakage_removed']} near copies of eval "
         f"questions/answers (suites: {', '.join(e['leakage_suites'])}), {e['capped']} over max_examples",
         f"  tokens:     mean {stats['tokens']['mean']}, p95 {stats['tokens']['p95']}, max {stats['tokens']['max']} "
@@ -83,6 +87,13 @@ def summary(stats: dict, out: Path, seconds: float, dataset_sha256: str) -> str:
         f"  equations:  {stats['equations']['examples']['display']} display, "
         f"{stats['equations']['examples']['inline']} inline in examples",
     ]
+    for x in e["leakage"][:5]:
+        lines.append(f"  leakage:    removed example {x['id']} of {x['paragraph_ids'][0]}: it nearly copies the "
+                     f"{x['field']} of {x['suite']}/{x['eval_question']} (overlap {x['overlap']})")
+    if e["train"] < MIN_TRAIN_EXAMPLES:
+        lines.append(f"  warning: only {e['train']} training examples (fewer than {MIN_TRAIN_EXAMPLES}): the adapter "
+                     f"will learn little. Lower curate.min_paragraph_chars, add keywords or documents, or turn on "
+                     f"synthesis (a synthesize: section, see data/builds/v2.yaml)")
     if missing:
         lines.append(f"  keywords with no paragraph: {', '.join(missing)}")
     if d["skipped"]:

@@ -1,9 +1,11 @@
 """python -m jobs.eval.compare [--a TAG] [--b TAG]      (also: python -m jobs.eval.compare A B)
 
-Prints the report's comparison of two builds in the terminal: headline metrics, knowledge diagnostics, per-topic
-scores and the questions B lost or gained against A with both answers. Each build's report/metrics.json comes
-from the store (QSLM_STORE) through its manifest, checked against the sha256 there. --b defaults to the newest
-complete build, --a to the promoted `current` build. What `make compare A=v1 B=v2` runs.
+Prints the report's comparison of two builds in the terminal: what differs in their specs and documents, headline
+metrics, knowledge diagnostics, per-topic scores and the questions B lost or gained against A with both answers.
+Each build's report/metrics.json comes from the store (QSLM_STORE) through its manifest, checked against the sha256
+there. --b defaults to the newest complete build; --a to B's previous build: the promoted one when it is of B's
+lineage (same suite by hash, same base model), else the latest of that lineage made before B; a build is never
+compared with itself, and a comparison across suites or base models says so. What `make compare A=v1 B=v2` runs.
 """
 
 from __future__ import annotations
@@ -14,7 +16,8 @@ import sys
 import textwrap
 
 from jobs.core.errors import QslmError
-from jobs.core.store.registry import complete_tags, current_tag, read_artifact_file, read_manifest
+from jobs.core.store import lineage
+from jobs.core.store.registry import complete_tags, previous_build, read_artifact_file, read_manifest
 from jobs.core.store.backends import open_store
 from jobs.core.spec.metrics import DIAGNOSTICS
 from jobs.eval.diagnose import RIGHT_CONCEPT_RECALL, RIGHT_SIMILARITY, question_diff
@@ -37,6 +40,35 @@ def load_metrics(store, tag: str) -> dict:
     return json.loads(read_artifact_file(store, tag, "report", "metrics.json"))
 
 
+def pick(store, a_tag: str | None, b_tag: str | None) -> tuple[str, str]:
+    """(A, B): B defaults to the newest complete build, A to B's previous build of its lineage; never one build
+    twice."""
+    b_tag = b_tag or latest_tag(store)
+    if b_tag is None:
+        raise CompareError(f"the store {store.url} has no complete builds yet; run `make build VERSION=...`")
+    a_tag = a_tag or previous_build(store, b_tag, of=read_manifest(store, b_tag))
+    if a_tag is None:
+        raise CompareError(f"{b_tag} has no previous build of its lineage (same suite, same base model) in "
+                           f"{store.url}; name one: make compare A=<tag> B={b_tag} (complete builds: "
+                           f"{', '.join(complete_tags(store))})")
+    if a_tag == b_tag:
+        raise CompareError(f"A and B are both {b_tag}: a build compared with itself shows nothing; name another "
+                           f"build as A (complete builds: {', '.join(complete_tags(store))})")
+    return a_tag, b_tag
+
+
+def provenance_text(a_tag: str, a: dict, b_tag: str, b: dict) -> str:
+    """What makes the builds differ besides the model: lineage, spec settings, documents (from the manifests)."""
+    out = [f"NOT LIKE FOR LIKE: {d}" for d in lineage.differences(lineage.of_manifest(b), lineage.of_manifest(a),
+                                                                    a_tag)]
+    changes = lineage.spec_differences(a.get("spec") or {}, b.get("spec") or {})
+    out.append(f"spec differences {a_tag} -> {b_tag}: " + ("none" if not changes else ""))
+    out += [f"  {c}" for c in changes[:40]] + ([f"  ... and {len(changes) - 40} more"] if len(changes) > 40 else [])
+    docs = lineage.sources_line(lineage.changed_sources(a.get("sources"), b.get("sources")))
+    out.append(docs or "documents: the same")
+    return "\n".join(out)
+
+
 def _table(header: list[str], rows: list[list[str]]) -> str:
     widths = [max(len(str(c)) for c in col) for col in zip(header, *rows)]
 
@@ -45,12 +77,15 @@ def _table(header: list[str], rows: list[list[str]]) -> str:
     return "\n".join([line(header), line(["-" * w for w in widths]), *map(line, rows)])
 
 
-def comparison_text(a_tag: str, a: dict, b_tag: str, b: dict) -> str:
-    """Build b against build a: headline, adapter-vs-base of each, and per-topic recall/similarity."""
+def comparison_text(a_tag: str, a: dict, b_tag: str, b: dict, provenance: str = "") -> str:
+    """Build b against build a: headline, adapter-vs-base of each, and per-topic recall/similarity; `provenance`
+    (provenance_text) goes under the heading."""
     out = [f"compare {a_tag} (A) -> {b_tag} (B)   suite A: {a['suite']['name']} ({a['suite']['sha256'][:12]}), "
            f"suite B: {b['suite']['name']} ({b['suite']['sha256'][:12]})"]
     if a["suite"]["sha256"] != b["suite"]["sha256"]:
         out.append("note: the builds were evaluated on different suite files; differences mix model and questions")
+    if provenance:
+        out.append(provenance)
     for tag, m in ((a_tag, a), (b_tag, b)):
         out.append(f"gate {tag}: {'passed' if m['gate']['passed'] else 'FAILED'}")
     rows = comparison_rows(b["headline"], a["headline"])
@@ -104,23 +139,21 @@ def diff_text(a_tag: str, b_tag: str, diff: dict) -> str:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jobs.eval.compare", description=__doc__.split("\n\n")[1])
     p.add_argument("tags", nargs="*", metavar="TAG", help="A and B as positional arguments (optional)")
-    p.add_argument("--a", help="the baseline build (default: the promoted current build)")
+    p.add_argument("--a", help="the baseline build (default: B's previous build of the same lineage)")
     p.add_argument("--b", help="the build to judge (default: the newest complete build)")
     args = p.parse_args(argv)
     if len(args.tags) > 2:
         p.error("give at most two tags: A B")
-    a_tag = args.a or (args.tags[0] if args.tags else None)
-    b_tag = args.b or (args.tags[1] if len(args.tags) > 1 else None)
+    if len(args.tags) == 1 and not (args.a or args.b):  # one tag: that build against its previous one
+        a_tag, b_tag = None, args.tags[0]
+    else:
+        a_tag = args.a or (args.tags[0] if args.tags else None)
+        b_tag = args.b or (args.tags[1] if len(args.tags) > 1 else None)
     try:
         store = open_store()
-        b_tag = b_tag or latest_tag(store)
-        a_tag = a_tag or current_tag(store)
-        if b_tag is None:
-            raise CompareError(f"the store {store.url} has no complete builds yet; run `make build VERSION=...`")
-        if a_tag is None:
-            raise CompareError(f"no build is promoted in {store.url}, so A has no default; pass --a TAG "
-                               f"(complete builds: {', '.join(complete_tags(store))})")
-        print(comparison_text(a_tag, load_metrics(store, a_tag), b_tag, load_metrics(store, b_tag)))
+        a_tag, b_tag = pick(store, a_tag, b_tag)
+        provenance = provenance_text(a_tag, read_manifest(store, a_tag), b_tag, read_manifest(store, b_tag))
+        print(comparison_text(a_tag, load_metrics(store, a_tag), b_tag, load_metrics(store, b_tag), provenance))
     except QslmError as exc:
         print(f"compare: error: {exc}", file=sys.stderr)
         return 2

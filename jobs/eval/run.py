@@ -38,7 +38,8 @@ from jobs.core.store.provenance import library_versions
 from jobs.core.spec.metrics import PER_QUESTION
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.spec.suite import Suite, load_suite
-from jobs.eval import EvalError, bootstrap, dataset, diagnose, faithfulness, generate, probes, scoring, sources
+from jobs.eval import (EvalError, bootstrap, dataset, diagnose, faithfulness, generate, probes, scoring, sources,
+                       trust)
 from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
 
@@ -176,6 +177,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     print(f"eval: suite {suite.name}: {n} questions, each answered by the adapter and by the base model with up "
           f"to {spec.eval.max_new_tokens} new tokens (at most {2 * n * spec.eval.max_new_tokens:,})", flush=True)
     previous = read_previous(previous_dir)
+    suite_notes = trust.check_suite(suite, dataset_dir)  # a suite about other documents is refused here
     if not (adapter_dir / "adapter_config.json").is_file():
         raise EvalError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
                         f"pass the train stage's --out folder as --adapter")
@@ -234,7 +236,10 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                                                   "headline": previous["headline"]},
         "gate": gate, "diff": diagnostics.pop("diff"), "diagnostics": diagnostics, "questions": rows,
         "generation": {"path": generation["path"], "note": generation["note"]},
+        "base_model": spec.base_model.id, "trust": trust.summary(spec, suite, rows, suite_notes, previous),
     }
+    for note in result["trust"]["notes"]:
+        print(f"eval: note: {note}", flush=True)
     _write_json(out_dir / "metrics.json", result)
     _write_json(out_dir / "gate.json", gate)
     with open(out_dir / "answers.jsonl", "w", encoding="utf-8") as f:

@@ -19,7 +19,7 @@ from jobs.core import progress
 from jobs.core.store import keys
 from jobs.synthesize.filters import malformed, reply_limit
 from jobs.synthesize.prompts import PROMPT_VERSION
-from jobs.synthesize.writers import OVERSIZED, Request
+from jobs.core.engine.writers import OVERSIZED, Request
 
 FETCH_THREADS = 16  # parallel GETs: an S3 round trip is ~10 ms, thousands of replies are read per run
 

@@ -12,35 +12,13 @@
 
 from __future__ import annotations
 
-import json
 import re
 
 from jobs.core.text.grounding import absent
 from jobs.core.text.prose import language
-from jobs.synthesize.writers import OVERSIZED, TOO_LONG
+from jobs.core.engine.writers import OVERSIZED, TOO_LONG
 
 FILTERS = ("malformed", "length", "language", "ungrounded", "off_topic", "leakage", "near_duplicate")
-FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
-
-
-def parse_qa(reply: str) -> tuple[str, str] | None:
-    """(question, answer) from a JSON reply (a ```json fence around it is accepted), or None."""
-    text = FENCE.sub("", reply.strip())
-    start, end = text.find("{"), text.rfind("}")
-    if start < 0 or end < start:
-        return None
-    try:
-        data = json.loads(text[start:end + 1])
-    except json.JSONDecodeError:
-        return None
-    if not isinstance(data, dict):
-        return None
-    q, a = data.get("question"), data.get("answer")
-    if not (isinstance(q, str) and isinstance(a, str) and q.strip() and a.strip()):
-        return None
-    return q.strip(), a.strip()
-
-
 def parse_choice(reply: str, options: tuple[str, ...]) -> str | None:
     """The option a reply names: the reply is the option, perhaps quoted or followed by punctuation or words."""
     first = re.split(r"[\s.,;:!)\]\"']+", reply.strip().strip("\"'*(["), maxsplit=1)[0].lower()

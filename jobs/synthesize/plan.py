@@ -8,8 +8,8 @@ import json
 from dataclasses import dataclass
 
 from jobs.synthesize import prompts
-from jobs.synthesize.filters import check_text, parse_choice, parse_qa
-from jobs.synthesize.writers import OVERSIZED, TOO_LONG, Request
+from jobs.synthesize.filters import check_text, parse_choice
+from jobs.core.engine.writers import OVERSIZED, TOO_LONG, Request, parse_qa
 
 
 @dataclass

@@ -9,7 +9,7 @@ from jobs.core.text.embed import EmbedderUnavailable, load_embedder
 from jobs.core.text.leakage import LeakageCheck, all_suites, leakage
 from jobs.core.text.neardup import dedup
 from jobs.synthesize.plan import Candidate
-from jobs.synthesize.writers import SynthesisError
+from jobs.synthesize import SynthesisError
 
 WRITTEN = ("fact-qa", "paraphrase")  # free text from the writer; a cloze is the source's sentence
 

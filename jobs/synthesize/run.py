@@ -19,12 +19,12 @@ from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import library_versions
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.store.backends import open_store
-from jobs.synthesize import plan, summary
+from jobs.core.engine.writers import make_writer
+from jobs.synthesize import SynthesisError, plan, summary
 from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.rows import screen
-from jobs.synthesize.writers import SynthesisError, make_writer
 
-COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "curate-info.json")
+COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "catalogue.parquet", "curate-info.json")
 
 
 def read_curated(folder: Path) -> dict:
@@ -32,7 +32,7 @@ def read_curated(folder: Path) -> dict:
     if missing:
         raise DatasetError(f"{folder} is not a curated dataset folder: {', '.join(missing)} missing. Pass the "
                            f"folder that `python -m jobs.curate --out` wrote (curate from this version writes "
-                           f"paragraphs.parquet)")
+                           f"paragraphs.parquet and catalogue.parquet)")
     return {"paragraphs": read_table(folder, "paragraphs.parquet"), "train": read_table(folder, "train.parquet"),
             "stats": json.loads((folder / "stats.json").read_text(encoding="utf-8")),
             "info": json.loads((folder / "curate-info.json").read_text(encoding="utf-8"))}

@@ -124,7 +124,24 @@ def test_leakage_removes_training_examples_that_copy_eval_answers():
 
 def test_split_keeps_each_section_on_one_side():
     rows = [{"id": f"{s}{i}", "paragraph_ids": [f"doc.md#sec{s}#p{i}"]} for s in range(10) for i in range(3)]
-    train, evals, held = split.split_by_section(rows, 0.2, seed=0)
-    assert len(held) == 2 and len(evals) == 6 and len(train) == 24
-    assert not {split.section_key(r) for r in train} & {split.section_key(r) for r in evals}
-    assert split.split_by_section(rows, 0.2, seed=0)[2] == held
+    held = split.split_rows(rows, 0.2, seed=0)
+    assert held.by == "section" and len(held.sections) == 2 and len(held.evals) == 6 and len(held.train) == 24
+    assert not {split.section_key(r) for r in held.train} & {split.section_key(r) for r in held.evals}
+    assert split.split_rows(rows, 0.2, seed=0).sections == held.sections
+    # sections the suite asks about are never held out
+    guarded = split.split_rows(rows, 0.2, 0, {f"{s}#p0" for s in held.sections})
+    assert not set(guarded.sections) & set(held.sections) and "2 section(s) the eval suite asks about" in guarded.note
+
+
+def test_few_sections_split_by_paragraph_and_never_train_on_held_out_context():
+    # two sections of 5 paragraphs; each example quotes its neighbours as context
+    rows = [{"id": f"{s}{i}", "paragraph_ids": [f"d.md#s{s}#p{i}"] + [f"d.md#s{s}#p{j}" for j in (i - 1, i + 1)
+                                                                      if 0 <= j < 5]}
+            for s in range(2) for i in range(5)]
+    held = split.split_rows(rows, 0.2, seed=0, protected={"d.md#s0#p0"})
+    assert held.by == "paragraph" and len(held.paragraphs) == 2 and "d.md#s0#p0" not in held.paragraphs
+    assert "fewer than 5" in held.note and held.sections == []
+    assert {r["paragraph_ids"][0] for r in held.evals} == set(held.paragraphs)
+    assert not any(set(r["paragraph_ids"]) & set(held.paragraphs) for r in held.train)
+    assert held.left_out == len(rows) - len(held.train) - len(held.evals) > 0
+    assert held.held(held.paragraphs[0]) and not held.held("d.md#s0#p0")

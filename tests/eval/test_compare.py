@@ -21,9 +21,9 @@ def _question(qid: str, answer: str, recall: float, similarity: float) -> dict:
 
 
 def _put_build(store, tag: str, created_at: str, headline: dict, topics: dict, status: str = "passed",
-               questions: list | None = None) -> None:
+               questions: list | None = None, suite: str = "a" * 64, spec: dict | None = None) -> None:
     """A committed build as publish leaves it: files under an attempt, listed with their sha256 by the manifest."""
-    metrics = {"tag": tag, "suite": {"name": "core", "sha256": "a" * 64, "questions": 3}, "headline": headline,
+    metrics = {"tag": tag, "suite": {"name": "core", "sha256": suite, "questions": 3}, "headline": headline,
                "topics": topics, "gate": {"passed": status == "passed", "checks": []}, "questions": questions or []}
     files = {"dataset": ("train.parquet", b"rows"), "adapter": ("adapter_model.safetensors", b"weights"),
              "report": ("metrics.json", json.dumps(metrics).encode())}
@@ -32,8 +32,9 @@ def _put_build(store, tag: str, created_at: str, headline: dict, topics: dict, s
         store.put_bytes(keys.artifact_prefix(tag, artifact, attempt) + name, data)
     listed = {artifact: [{"path": name, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)}]
               for artifact, (name, data) in files.items()}
-    store.put_bytes(keys.manifest_key(tag), json.dumps({"tag": tag, "status": status, "created_at": created_at,
-                                                        "attempt": attempt, "artifacts": listed}).encode())
+    store.put_bytes(keys.manifest_key(tag), json.dumps({
+        "tag": tag, "status": status, "created_at": created_at, "attempt": attempt, "artifacts": listed,
+        "suite": metrics["suite"], "base_model": "tiny", "spec": spec or {"train": {"learning_rate": 0.001}}}).encode())
 
 
 def _topic(recall: float, similarity: float) -> dict:
@@ -64,7 +65,7 @@ def store(tmp_path, monkeypatch):
 def test_compare_two_tags(store, capsys):
     assert main(["--a", "v1", "--b", "v2"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith("compare v1 (A) -> v2 (B)")
+    assert out.startswith("compare v1 (A) -> v2 (B)") and "spec differences v1 -> v2: none" in out
     recall = next(line for line in out.splitlines() if line.startswith("concept recall"))
     assert recall.split()[2:7] == ["0.400", "0.550", "+0.150", "better", "+0.350"]
     ppl = next(line for line in out.splitlines() if line.startswith("perplexity"))
@@ -73,14 +74,23 @@ def test_compare_two_tags(store, capsys):
     assert noise.split()[1:3] == ["–", "0.700"]  # a topic only B has
 
 
-def test_defaults_are_current_and_newest(store, capsys):
-    assert main([]) == 2
-    assert "no build is promoted" in capsys.readouterr().err
-    promote(store, "v1")
-    assert main([]) == 0
+def test_defaults_are_the_newest_and_its_previous_build_of_the_same_lineage(store, capsys):
+    assert main([]) == 0  # B: the newest; A: the build before it of the same suite and base model
     assert capsys.readouterr().out.startswith("compare v1 (A) -> v2 (B)")
     assert main(["v2", "v1"]) == 0  # positional A B
     assert capsys.readouterr().out.startswith("compare v2 (A) -> v1 (B)")
+    assert main(["v1"]) == 2  # one tag: against its previous build, and v1 has none
+    assert "v1 has no previous build of its lineage" in capsys.readouterr().err
+    assert main(["--a", "v2", "--b", "v2"]) == 2
+    assert "compared with itself" in capsys.readouterr().err
+    _put_build(store, "v3", "2026-01-03T00:00:00+00:00", {"concept_recall": 0.9}, {}, suite="b" * 64,
+               spec={"train": {"learning_rate": 0.0002}})
+    promote(store, "v1")
+    assert main(["v3"]) == 2  # the promoted v1 and v2 were measured on another suite: no previous build
+    assert main(["--a", "v2", "--b", "v3"]) == 0  # named: compared, and said
+    out = capsys.readouterr().out
+    assert "NOT LIKE FOR LIKE: v2 was measured on suite core (aaaaaaaaaaaa)" in out
+    assert "train.learning_rate: 0.001 -> 0.0002" in out
 
 
 def test_unknown_tag_names_the_builds_that_exist(store, capsys):

@@ -14,8 +14,8 @@ import pytest
 
 from jobs.core.spec.schema import SynthesizeSpec, WriterSpec
 
-# One section, so every paragraph is on the training side of the split. Each paragraph triggers one behaviour of
-# the scripted writer below.
+# One section, and no held-out split (synth_spec: eval_fraction 0), so every paragraph is on the training side.
+# Each paragraph triggers one behaviour of the scripted writer below.
 DOC = """# Kernel estimation
 
 The swap test estimates the overlap of two states with one ancilla qubit and a controlled swap between the registers.
@@ -116,7 +116,7 @@ def synth_spec(spec, url: str, **fields):
     writer = WriterSpec(kind="openai", model="scripted", base_url=url, retries=2, backoff_s=0.05, timeout_s=5.0)
     y = dataclasses.replace(SynthesizeSpec(writer=writer, questions_per_fact=2, paraphrases=1, min_similarity=0.4),
                             **fields)
-    curate = dataclasses.replace(spec.curate, semantic_selection=False, min_paragraph_chars=60)
+    curate = dataclasses.replace(spec.curate, semantic_selection=False, min_paragraph_chars=60, eval_fraction=0.0)
     return dataclasses.replace(spec, curate=curate, synthesize=y)
 
 

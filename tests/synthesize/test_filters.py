@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+from jobs.core.engine.writers import parse_qa
 from jobs.synthesize import filters, prompts
 
 
 def test_parse_qa_accepts_json_and_a_fence_and_refuses_the_rest():
-    assert filters.parse_qa('```json\n{"question": "Why?", "answer": "Because."}\n```') == ("Why?", "Because.")
-    assert filters.parse_qa('Sure! {"question": "Why?", "answer": "Because."}') == ("Why?", "Because.")
+    assert parse_qa('```json\n{"question": "Why?", "answer": "Because."}\n```') == ("Why?", "Because.")
+    assert parse_qa('Sure! {"question": "Why?", "answer": "Because."}') == ("Why?", "Because.")
     for bad in ('{"question": "Why?", "answer": "Bec', '{"question": "Why?"}', '["Why?", "Because."]',
                 '{"question": "", "answer": "x"}', "kernel noise Hilbert"):
-        assert filters.parse_qa(bad) is None, bad
+        assert parse_qa(bad) is None, bad
 
 
 def test_parse_choice_takes_the_option_named_first():

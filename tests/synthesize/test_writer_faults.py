@@ -12,7 +12,7 @@ import pytest
 
 from jobs.core.repo import REPO_ROOT
 from jobs.synthesize.run import synthesize
-from jobs.synthesize.writers import SynthesisError
+from jobs.core.engine.writers import WriterError
 from tests.synthesize.conftest import synth_spec
 
 
@@ -29,7 +29,7 @@ def _nothing_written(tmp_path):
 
 def test_endpoint_down(smoke_spec, curated, tmp_path):
     spec = synth_spec(smoke_spec, f"http://127.0.0.1:{_closed_port()}/v1")
-    with pytest.raises(SynthesisError, match=r"failed 3 times .*last: Connection error.*rerun to resume"):
+    with pytest.raises(WriterError, match=r"failed 3 times .*last: Connection error.*rerun to resume"):
         synthesize(spec, curated, tmp_path / "out", quiet=True)
     _nothing_written(tmp_path)
 
@@ -39,7 +39,7 @@ def test_endpoint_slow(smoke_spec, curated, endpoint, tmp_path):
     spec = synth_spec(smoke_spec, endpoint.url)
     writer = dataclasses.replace(spec.synthesize.writer, timeout_s=0.2, concurrency=1)
     spec = dataclasses.replace(spec, synthesize=dataclasses.replace(spec.synthesize, writer=writer))
-    with pytest.raises(SynthesisError, match=r"no reply within 0.2 s"):
+    with pytest.raises(WriterError, match=r"no reply within 0.2 s"):
         synthesize(spec, curated, tmp_path / "out", quiet=True)
     assert endpoint.requests == 3  # the first request, tried three times; nothing else was sent
     _nothing_written(tmp_path)
@@ -48,7 +48,7 @@ def test_endpoint_slow(smoke_spec, curated, endpoint, tmp_path):
 def test_endpoint_erroring_then_recovering(smoke_spec, curated, endpoint, tmp_path):
     spec = synth_spec(smoke_spec, endpoint.url, paraphrases=0)
     endpoint.fail = 10**6
-    with pytest.raises(SynthesisError, match=r"HTTP 500"):
+    with pytest.raises(WriterError, match=r"HTTP 500"):
         synthesize(spec, curated, tmp_path / "out", quiet=True)
     _nothing_written(tmp_path)
     endpoint.fail, endpoint.script, endpoint.requests = 2, lambda prompt: "No", 0  # two 500s, then it answers
@@ -58,7 +58,7 @@ def test_endpoint_erroring_then_recovering(smoke_spec, curated, endpoint, tmp_pa
 
 def test_a_refused_request_is_not_retried(smoke_spec, curated, endpoint, tmp_path):
     endpoint.refuse = 404  # e.g. the model name is wrong
-    with pytest.raises(SynthesisError, match=r"refused the request for model scripted: HTTP 404"):
+    with pytest.raises(WriterError, match=r"refused the request for model scripted: HTTP 404"):
         synthesize(synth_spec(smoke_spec, endpoint.url), curated, tmp_path / "out", quiet=True)
     assert endpoint.requests <= 4  # the requests already in flight (concurrency 4), none retried
     _nothing_written(tmp_path)

@@ -14,7 +14,7 @@ from jobs.core.store import keys
 from jobs.core.store.backends import open_store
 from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.filters import malformed
-from jobs.synthesize.writers import MAX_REPLY_BYTES, OVERSIZED, OpenAIWriter, Request, SynthesisError
+from jobs.core.engine.writers import MAX_REPLY_BYTES, OVERSIZED, OpenAIWriter, Request, SynthesisError
 from tests.synthesize.conftest import synth_spec
 
 QA = json.dumps({"question": "What does the text say about noise?", "answer": "Noise grows with depth."})

@@ -19,6 +19,8 @@ import yaml
 
 from jobs.core.store import keys
 from jobs.core.store.backends import open_store
+from jobs.core.spec.suite import load_suite
+from tests.conftest import REPO
 from workflows import submit
 from workflows.emulator.lint import lint
 from workflows.names import IMAGE_TAG
@@ -234,8 +236,10 @@ def test_a_stock_argo_servers_self_signed_certificate(data_repo, s3_env, tmp_pat
 def test_previous_build_is_the_current_one(argo, data_repo, s3_env):
     store = open_store()
     report = {"path": "metrics.json", "sha256": hashlib.sha256(b"{}").hexdigest(), "bytes": 2}
+    lineage = {"suite": {"name": "core", "sha256": load_suite(REPO / "data" / "eval" / "core.yaml").sha256},
+               "base_model": "tiny-qwen2"}  # smoke's: the previous build is of the same lineage
     store.put_bytes(keys.manifest_key("v1"), json.dumps({"tag": "v1", "status": "passed", "created_at": "2026-01-01",
-                                                          "artifacts": {"report": [report]}}).encode())
+                                                          "artifacts": {"report": [report]}, **lineage}).encode())
     store.put_bytes(keys.artifact_prefix("v1", "report") + "metrics.json", b"{}")
     submit.submit(["smoke"], _argo_env(argo.url), repo=data_repo)
     wf = argo.calls("POST", "workflows")[0]["body"]["workflow"]

@@ -36,6 +36,7 @@ from jobs.core import progress
 from jobs.core.errors import QslmError
 from jobs.core.store.registry import previous_build, previous_report_key, read_manifest
 from jobs.core.store.backends import open_store
+from jobs.core.spec.load import load_spec
 from workflows import pipeline, push, steps
 from jobs.core.repo import REPO_ROOT
 from workflows.emulator.lint import depends_on
@@ -318,7 +319,7 @@ def local_run(tag: str, *, image_tag: str | None = None, image_prefix: str = "",
     name = run_name(tag)
     store.put_bytes(steps.DATA_KEY.replace("{{workflow.name}}", name),
                     data_snapshot(repo, None if git["dirty"] else git["commit"]))
-    previous = previous_build(store, tag) or ""
+    previous = previous_build(store, tag, load_spec(repo / "data" / "builds" / f"{tag}.yaml")) or ""
     wf = pipeline.run_workflow(tag, tag, image_tag or IMAGE_TAG, git["commit"], name=name, git_dirty=git["dirty"],
                                data_hash=git["data_hash"], previous=previous,
                                previous_report=previous_report_key(store, previous), image_prefix=image_prefix).to_dict()

@@ -13,7 +13,10 @@ import os
 from pathlib import Path
 
 from jobs.core.errors import QslmError
+from jobs.core.engine.quiet import quiet
 from jobs.core.spec.schema import BuildSpec
+
+quiet()  # every stage that runs the model imports this module before transformers: its noise stays off the terminal
 
 
 class ModelError(QslmError):

@@ -12,6 +12,8 @@ from jobs.core.spec.metrics import GATED, LOWER_IS_BETTER
 from jobs.core.spec.overrides import OverridesError, read_overrides
 from jobs.core.spec.schema import TEMPLATES, BaseModelSpec, BuildSpec, CurateSpec, EvalSpec, SynthesizeSpec, TrainSpec
 from jobs.core.spec.suite import SuiteError, load_suite
+from jobs.core.spec.tags import is_tag
+from jobs.core.spec.yamlfile import brief
 
 
 def _check_base_model(b: BaseModelSpec, errors: list[str]) -> None:
@@ -66,7 +68,11 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
                 errors.append(f"{where}: unknown metric (the gate can check: {', '.join(GATED)})")
             elif kind == "min" and metric in LOWER_IS_BETTER:
                 errors.append(f"{where}: {metric} is lower-is-better; gate it with max_regression")
-    if Path(e.suite).is_file():
+    if e.suite is None and not any(x.startswith("eval.suite") for x in errors):  # absent, not refused as a path
+        errors.append("eval.suite: missing; a build is measured on questions about its own documents, so name "
+                      "its suite: `make new VERSION=<tag> SOURCES=<folder>` drafts data/eval/<tag>.yaml "
+                      "(data/eval/core.yaml is about this project's quantum-kernel documents only)")
+    if e.suite is not None and Path(e.suite).is_file():
         try:
             load_suite(e.suite)
         except SuiteError as exc:
@@ -92,6 +98,9 @@ def check_values(spec: BuildSpec, errors: list[str]) -> None:
     """Every number against its range (bounds.py), then every section's rules; the parser has already replaced
     values of the wrong type by their defaults."""
     check_bounds(spec, errors)
+    if spec.previous is not None and (not is_tag(spec.previous) or spec.previous == spec.name):
+        errors.append(f"previous: {brief(spec.previous)} must be the tag of another build (letters, digits, '.', "
+                      f"'_' or '-'), not this one")
     checks = ((spec.base_model, _check_base_model), (spec.curate, _check_curate), (spec.train, _check_train),
               (spec.eval, _check_eval), (spec.synthesize, _check_synthesize))
     for section, check in checks:

@@ -18,6 +18,9 @@ from jobs.core.repo import REPO_ROOT
 from jobs.core.spec.yamlfile import brief
 
 DATA_ROOT_ENV = "QSLM_DATA_ROOT"  # folders outside the repository that specs may name (os.pathsep-separated)
+# The same allowance recorded for this checkout alone (`make new LINK=1` writes it; one folder a line): untracked
+# (.gitignore), so it never travels with a git push or `make submit`, whose builds stay confined to the repository.
+LOCAL_ROOTS_FILE = REPO_ROOT / ".local-data-roots"
 INVALID = object()  # what a value of the wrong type converts to: reported, then left out (the field keeps its default)
 
 
@@ -82,8 +85,12 @@ def _convert(value, tp, where: str, errors: list[str], is_path: bool):
 
 
 def allowed_roots() -> list[Path]:
-    """Where the files a spec names may live: the repository, and the folders QSLM_DATA_ROOT names."""
+    """Where the files a spec names may live: the repository, the folders QSLM_DATA_ROOT names, and those this
+    checkout's LOCAL_ROOTS_FILE lists."""
     extra = [Path(p).resolve() for p in os.environ.get(DATA_ROOT_ENV, "").split(os.pathsep) if p.strip()]
+    if LOCAL_ROOTS_FILE.is_file():
+        lines = LOCAL_ROOTS_FILE.read_text(encoding="utf-8").splitlines()
+        extra += [Path(line.strip()).resolve() for line in lines if line.strip() and not line.startswith("#")]
     return [REPO_ROOT, *extra]
 
 
@@ -102,7 +109,8 @@ def _confined_path(value: str, where: str, errors: list[str]) -> str | None:
         via = f" ({brief(value)} leads there)" if value != str(resolved) else ""
         errors.append(f"{where}: {resolved}{via} is outside the repository {REPO_ROOT}"
                       f"{f' and {DATA_ROOT_ENV} ({allowed})' if allowed else ''}; keep documents, suites and "
-                      f"overrides in the repository, or allow their folder with {DATA_ROOT_ENV}=/path/to/folder")
+                      f"overrides in the repository, or allow their folder with {DATA_ROOT_ENV}=/path/to/folder "
+                      f"(or for this checkout alone: a line in {LOCAL_ROOTS_FILE.name})")
         return INVALID
     if not resolved.exists():
         errors.append(f"{where}: file or folder {brief(value)} does not exist (looked for {resolved})")

@@ -142,7 +142,9 @@ class GateSpec:
 
 @dataclass(frozen=True)
 class EvalSpec:
-    suite: str = _path(default="data/eval/core.yaml")
+    # Required: a build is measured on questions about its own documents. No default, because a default suite
+    # about other documents yields numbers that mean nothing (`make new` drafts data/eval/<tag>.yaml).
+    suite: str | None = _path(default=None)
     max_new_tokens: int = 256
     batch_size: int = 8
     bootstrap_samples: int = 1000
@@ -198,6 +200,9 @@ class BuildSpec:
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     synthesize: SynthesizeSpec | None = None  # absent: no synthesis, train reads curate's dataset
+    # The build this one is compared with (a tag); None: the latest complete build of the same lineage (same
+    # suite by hash and same base model, jobs/core/store/registry.py previous_build)
+    previous: str | None = None
     description: str = ""
     name: str = ""  # the tag: the spec file's stem
     source_file: str = ""  # the YAML this was loaded from (absolute)

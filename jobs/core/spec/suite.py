@@ -23,6 +23,8 @@ The shape (data/eval/core.yaml):
         reference: "The documents do not report it."   # what is absent, in words
         expect: abstain                   # the answer is not in the documents: the model should say so
         topic: out-of-scope               # (concepts optional for abstain items)
+        status: draft                     # optional: draft (written by `make new`, not yet reviewed) or
+                                          # reviewed (the default: a person wrote or accepted it)
 
 Every problem in a suite file is collected and raised together as one SuiteError that names the file and,
 where it can, the question id. A suite is bounded (MAX_QUESTIONS, and LIMITS on every text field, in
@@ -49,9 +51,13 @@ LIMITS = {"name": 100, "description": 2000, "id": 64, "question": 4000, "referen
           "source": 500, "concept": 200}
 MAX_CONCEPTS = 50  # per question, and synonyms per concept
 SUITE_KEYS = {"name", "description", "questions"}
-QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source", "expect", "paragraphs"}
+QUESTION_KEYS = {"id", "question", "reference", "concepts", "topic", "source", "expect", "paragraphs", "status"}
 REQUIRED_QUESTION_KEYS = ("id", "question", "reference", "topic")  # and concepts, unless expect: abstain
 EXPECT = ("answer", "abstain")  # answer: the documents hold the answer; abstain: they do not, say so
+# draft: written by `make new` (from the documents' sentences or by a writer) and not yet read by a person;
+# reviewed: a person accepted or edited it (`make review`). A hand-written question without `status` is reviewed:
+# a person wrote it.
+STATUS = ("draft", "reviewed")
 # A paragraph id as curate writes it: <document>#<section-slug-path>#p<index>
 PARAGRAPH_ID = re.compile(r"^[^#\s]+#[^#\s]*#p\d+\Z")
 CONCEPT_KEYS = {"name", "synonyms"}
@@ -82,6 +88,7 @@ class Question:
     source: str = ""  # the document the answer comes from (repository-relative path), for the report
     expect: str = "answer"  # "abstain": the documents do not hold the answer and the model should say so
     paragraphs: tuple[str, ...] = ()  # ids of the source paragraphs that hold the answer (faithfulness checks)
+    status: str = "reviewed"  # one of STATUS
 
 
 @dataclass(frozen=True)
@@ -143,6 +150,10 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
     if expect not in EXPECT:
         errors.append(f"{where}.expect: {brief(expect)} is not one of {', '.join(EXPECT)}")
         expect = "answer"
+    status = value.get("status", "reviewed")
+    if status not in STATUS:
+        errors.append(f"{where}.status: {brief(status)} is not one of {', '.join(STATUS)}")
+        status = "draft"
     missing = [k for k in REQUIRED_QUESTION_KEYS + (("concepts",) if expect == "answer" else ()) if k not in value]
     if missing:
         errors.append(f"{where}: missing key(s) {', '.join(missing)}")
@@ -163,7 +174,7 @@ def _question(value, index: int, errors: list[str]) -> Question | None:
                     question=_text(value["question"], f"{where}.question", errors, "question"),
                     reference=_text(value["reference"], f"{where}.reference", errors, "reference"), concepts=parsed,
                     topic=_text(value["topic"], f"{where}.topic", errors, "topic"), source=source, expect=expect,
-                    paragraphs=_paragraphs(value.get("paragraphs", []), expect, where, errors))
+                    paragraphs=_paragraphs(value.get("paragraphs", []), expect, where, errors), status=status)
 
 
 def _paragraphs(value, expect: str, where: str, errors: list[str]) -> tuple[str, ...]:

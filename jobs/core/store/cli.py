@@ -1,7 +1,8 @@
 """The store's command line: what `make list`, `show`, `verify`, `promote`, `rollback` and `gc` run.
 
     python -m jobs.core.store.cli list
-    python -m jobs.core.store.cli show v1          # the manifest, then every file re-hashed against it
+    python -m jobs.core.store.cli show v1 [--raw]  # a summary (--raw: the manifest), then every file re-hashed
+    python -m jobs.core.store.cli report v1        # the report fetched and checked; its path printed (and opened)
     python -m jobs.core.store.cli verify v1        # every file re-hashed; exit 2 naming each damaged one
     python -m jobs.core.store.cli promote v2       # re-hashes v2 first
     python -m jobs.core.store.cli rollback
@@ -15,6 +16,7 @@ import json
 import sys
 
 from jobs.core.store import gc
+from jobs.core.store import overview as summary
 from jobs.core.errors import QslmError
 from jobs.core.store.registry import (IntegrityError, RegistryDamage, RegistryError, complete_tags, current_tag,
     promote, read_manifest, rollback, verify_build)
@@ -84,7 +86,10 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description="Builds in the store (QSLM_STORE: a directory or s3://bucket).")
     sub = p.add_subparsers(dest="cmd", required=True)
     sub.add_parser("list", help="every build with its status and headline scores")
-    sub.add_parser("show", help="a build's manifest, then its files re-hashed").add_argument("tag")
+    show = sub.add_parser("show", help="a build's summary (--raw: its manifest), then its files re-hashed")
+    show.add_argument("tag")
+    show.add_argument("--raw", action="store_true", help="print the manifest as stored instead of the summary")
+    sub.add_parser("report", help="fetch a build's report (checked), print its path, open it").add_argument("tag")
     sub.add_parser("verify", help="re-hash every file of a build against its manifest").add_argument("tag")
     sub.add_parser("promote", help="make a build that passed its gate the current one").add_argument("tag")
     sub.add_parser("rollback", help="make the previously promoted build current again")
@@ -100,8 +105,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.cmd == "list":
             print(list_builds(store))
         elif args.cmd == "show":
-            print(json.dumps(read_manifest(store, args.tag), indent=2, sort_keys=True), flush=True)
+            text = json.dumps(read_manifest(store, args.tag), indent=2, sort_keys=True) if args.raw else \
+                summary.summary(store, args.tag)
+            print(text, flush=True)
             print(verify_text(store, args.tag))
+        elif args.cmd == "report":
+            path = summary.report(store, args.tag)
+            print(f"report of {args.tag}: {path}\n  (stored at {summary.stored_at(store, args.tag)}; "
+                  f"{'opened in your browser' if summary.has_browser() else 'no display here: open it in a browser'})")
         elif args.cmd == "verify":
             print(verify_text(store, args.tag))
         elif args.cmd == "promote":

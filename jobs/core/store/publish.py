@@ -95,6 +95,8 @@ def build_manifest(spec, tag: str, attempt: str, folders: dict[str, Path], git: 
         "git": git,
         "spec": spec.to_dict(),
         "base_model": spec.base_model.id,
+        # the build's lineage with base_model (jobs/core/store/lineage.py): which questions its scores are on
+        "suite": {k: metrics.get("suite", {}).get(k) for k in ("name", "sha256", "questions")},
         # a synthesized dataset folder carries curate's info (unchanged) and its own, with the final hash
         "dataset_sha256": (synthesized or infos["curate"]).get("dataset_sha256"),
         "sources": infos["curate"].get("sources"),

@@ -20,6 +20,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from jobs.core.store import keys
+from jobs.core.store import lineage
 from jobs.core.errors import QslmError
 from jobs.core.store.provenance import sha256_file
 from jobs.core.spec.tags import check_tag, is_tag
@@ -229,15 +230,34 @@ def rollback(store) -> dict:
     return _change(store, decide)
 
 
-def previous_build(store, tag: str) -> str | None:
-    """The build to compare against: the promoted `current` one, else the newest complete build that passed."""
+def previous_build(store, tag: str, spec=None, of: dict | None = None) -> str | None:
+    """The build to compare against. With the build's spec (jobs/core/store/lineage.py): the spec's `previous:` when
+    it names one (it must be complete), else the promoted `current` build when it is of the same lineage (same
+    suite by hash, same base model), else the newest complete build of that lineage that passed its gate (a
+    failed one is no baseline); None when the lineage has no such build. `of` (a committed build's manifest,
+    for `make compare` with one tag): the same rule for that build's lineage, among the builds made before it.
+    Without either (callers that have none): the promoted build, else the newest that passed."""
+    if spec is not None and spec.previous:
+        read_manifest(store, spec.previous)  # complete, else RegistryError naming the complete builds
+        return spec.previous
+    mine = lineage.of_spec(spec) if spec is not None else lineage.of_manifest(of) if of is not None else None
+    before = of.get("created_at") if of is not None else None
+
+    def usable(m: dict) -> bool:
+        older = before is None or (m.get("created_at") or "") < before
+        return older and (mine is None or lineage.same(mine, lineage.of_manifest(m)))
+
     try:
         current = current_tag(store)
     except RegistryDamage as damage:  # compare with the newest passed build instead
         _warn(str(damage))
         current = None
     if current and current != tag:
-        return current
+        try:
+            if usable(read_manifest(store, current)):
+                return current
+        except IntegrityError:
+            pass  # a damaged manifest is never the build to compare against
     best = None
     for t in complete_tags(store):
         if t == tag:
@@ -245,8 +265,8 @@ def previous_build(store, tag: str) -> str | None:
         try:
             m = read_manifest(store, t)
         except IntegrityError:
-            continue  # a damaged manifest is never the build to compare against
-        if m.get("status") == "passed" and (best is None or m["created_at"] > best[0]):
+            continue
+        if m.get("status") == "passed" and usable(m) and (best is None or m["created_at"] > best[0]):
             best = (m["created_at"], t)
     return best[1] if best else None
 

@@ -29,6 +29,18 @@ def test_smoke_runs_the_same_training_configuration_on_a_tiny_model():
     assert smoke.train.lora == v1.train.lora and smoke.train.quantization == v1.train.quantization
 
 
+def test_a_spec_without_a_suite_or_naming_itself_previous_is_refused(tmp_path):
+    """No default suite: the questions of another corpus would score this build and print meaningless numbers."""
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("base_model: {id: tiny}\ncurate: {keywords: [kernel]}\nprevious: mine\n")
+    msg = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert "eval.suite: missing" in msg and "make new VERSION=<tag>" in msg
+    assert "previous: 'mine' must be the tag of another build" in msg
+    bad.write_text("base_model: {id: tiny}\ncurate: {keywords: [kernel]}\neval: {suite: data/eval/core.yaml}\n"
+                   "previous: v1\n")
+    assert load_spec(bad).previous == "v1"
+
+
 def test_spec_is_frozen():
     spec = spec_by_tag("smoke")
     with pytest.raises(Exception):
@@ -40,7 +52,7 @@ def test_three_mistakes_are_reported_together_naming_the_file(tmp_path):
     bad.write_text(
         "base_model: {id: tiny}\n"
         "curate:\n  keywords: [kernel]\n  sources: [data/no-such-folder]\n  colour: blue\n"
-        "train:\n  batch_size: two\n")
+        "train:\n  batch_size: two\neval: {suite: data/eval/core.yaml}\n")
     with pytest.raises(SpecError) as err:
         load_spec(bad)
     msg = str(err.value)
@@ -125,7 +137,7 @@ def test_a_tag_with_a_trailing_newline_is_not_a_tag(tag):
     assert "not a valid build tag" in str(pytest.raises(SpecError, spec_by_tag, tag).value)
 
 
-SPEC_WITH = "base_model: {id: x}\ncurate: {keywords: [k], sources: [%s]}\n"
+SPEC_WITH = "base_model: {id: x}\ncurate: {keywords: [k], sources: [%s]}\neval: {suite: data/eval/core.yaml}\n"
 
 
 @pytest.fixture
@@ -171,7 +183,7 @@ def test_a_suite_or_overrides_outside_is_refused_unread(outside):
 def test_the_gate_can_name_the_knowledge_diagnostics(tmp_path):
     good = tmp_path / "good.yaml"
     good.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\n"
-                    "eval: {train_questions: 0, gate: {min: {abstention_rate: 0.6, learned_rate: 0.3}, "
+                    "eval: {suite: data/eval/core.yaml, train_questions: 0, gate: {min: {abstention_rate: 0.6, learned_rate: 0.3}, "
                     "max_regression: {unsupported_rate: 0.05, forgotten_rate: 0.1}}}\n")
     spec = load_spec(good)
     assert spec.eval.gate.min == {"abstention_rate": 0.6, "learned_rate": 0.3} and spec.eval.train_questions == 0

@@ -53,9 +53,15 @@ def test_show_and_verify_commands(built, capsys):
     assert main(["verify", "t1"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("verified t1: ") and "match the sha256 in its manifest" in out
-    assert main(["show", "t1"]) == 0
+    assert main(["show", "t1", "--raw"]) == 0
     out = capsys.readouterr().out
     assert json.loads(out[:out.rindex("}") + 1])["tag"] == "t1" and "verified t1" in out
+    assert main(["show", "t1"]) == 0  # the summary
+    out = capsys.readouterr().out
+    assert out.startswith("build t1: passed") and "concept_recall" in out and "RAW=1" in out and "verified t1" in out
+    assert main(["report", "t1"]) == 0
+    out = capsys.readouterr().out
+    assert "report of t1: " in out and out.split("report of t1: ")[1].split("\n")[0].endswith("t1/report.html")
     built.put_bytes(_adapter_key(built, "t1"), b"other weights")
     assert main(["verify", "t1"]) == 2
     err = capsys.readouterr().err

@@ -1,5 +1,7 @@
 """The writers: the build's own base model through the generation engine, or an OpenAI-compatible endpoint
 through the official `openai` client. Both answer the same requests: free text, or a choice among options.
+Synthesis writes training data with them; `make new` phrases draft eval questions with them. Configured by the
+spec's `synthesize.writer`.
 
 An endpoint request that fails for a passing reason (connection refused or reset, timeout, 408/409/429, 5xx, a
 truncated body) is retried with exponential backoff (synthesize.writer.backoff_s, doubling, `retries` times); then
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor, as_completed
@@ -26,10 +29,29 @@ RETRY_STATUS = (408, 409, 429)  # and every 5xx: the server may answer next time
 TOO_LONG = "[prompt too long for the writer's context]"  # the engine writer's reply to a prompt it cannot take
 OVERSIZED = "[reply larger than the writer's bound: dropped]"  # what stands for a reply too large to keep
 MAX_REPLY_BYTES = 1 << 20  # one chat completion's JSON; a reply of max_new_tokens (<= 32,768) tokens is far less
+FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.S)
 
 
-class SynthesisError(QslmError):
-    """The synthesis stage cannot go on; the message names the input, the writer or the value, and the fix."""
+def parse_qa(reply: str) -> tuple[str, str] | None:
+    """(question, answer) from a JSON reply (a ```json fence around it is accepted), or None."""
+    text = FENCE.sub("", reply.strip())
+    start, end = text.find("{"), text.rfind("}")
+    if start < 0 or end < start:
+        return None
+    try:
+        data = json.loads(text[start:end + 1])
+    except json.JSONDecodeError:
+        return None
+    if not isinstance(data, dict):
+        return None
+    q, a = data.get("question"), data.get("answer")
+    if not (isinstance(q, str) and isinstance(a, str) and q.strip() and a.strip()):
+        return None
+    return q.strip(), a.strip()
+
+
+class WriterError(QslmError):
+    """A writer that cannot answer: the message names the endpoint, the model or the value, and the fix."""
 
 
 class _NotJSON(Exception):
@@ -153,7 +175,7 @@ class OpenAIWriter:
         self.base_url = w.base_url or os.environ.get("QSLM_WRITER_BASE_URL")
         self.model = w.model or os.environ.get("QSLM_WRITER_MODEL")
         if not self.base_url or not self.model:
-            raise SynthesisError(f"{spec.source_file}: synthesize.writer.kind is openai but no "
+            raise WriterError(f"{spec.source_file}: synthesize.writer.kind is openai but no "
                                  f"{'base_url' if not self.base_url else 'model'} is set: set it in the spec's "
                                  f"synthesize.writer or export "
                                  f"{'QSLM_WRITER_BASE_URL' if not self.base_url else 'QSLM_WRITER_MODEL'}")
@@ -189,7 +211,7 @@ class OpenAIWriter:
             except openai.APIStatusError as exc:
                 if exc.status_code not in RETRY_STATUS and exc.status_code < 500:
                     stop.set()  # before raising: the worker's next request must see it
-                    raise SynthesisError(f"writer endpoint {self.base_url} refused the request for model "
+                    raise WriterError(f"writer endpoint {self.base_url} refused the request for model "
                                          f"{self.model}: HTTP {exc.status_code} {exc.message}; check "
                                          f"synthesize.writer.model and the endpoint's key") from None
                 last = f"HTTP {exc.status_code} {exc.message}"
@@ -203,13 +225,13 @@ class OpenAIWriter:
                 last = f"a reply of {exc}"
             except _NotACompletion as exc:
                 stop.set()
-                raise SynthesisError(f"writer endpoint {self.base_url} (model {self.model}) answered with JSON that "
+                raise WriterError(f"writer endpoint {self.base_url} (model {self.model}) answered with JSON that "
                                      f"is not a chat completion: {exc}. Check synthesize.writer.base_url: it must "
                                      f"be the root of an OpenAI-compatible API (ending in /v1)") from None
             if attempt < self.w.retries:
                 time.sleep(self.w.backoff_s * 2 ** attempt)
         stop.set()
-        raise SynthesisError(f"writer endpoint {self.base_url} (model {self.model}) failed {self.w.retries + 1} "
+        raise WriterError(f"writer endpoint {self.base_url} (model {self.model}) failed {self.w.retries + 1} "
                              f"times over {time.monotonic() - started:.0f} s; last: {last}. Is the server up and "
                              f"serving that model? Replies received so far are cached: rerun to resume")
 
@@ -220,7 +242,7 @@ class OpenAIWriter:
             for future in as_completed(futures):
                 try:
                     reply = future.result()
-                except SynthesisError as exc:  # ask() has set `stop`; replies already in flight are still cached
+                except WriterError as exc:  # ask() has set `stop`; replies already in flight are still cached
                     error = error or exc
                     continue
                 if reply is not None:

@@ -1,0 +1,23 @@
+"""The terminal review: each draft with its source paragraph; accept, edit, drop, skip, quit (saved at once)."""
+
+import yaml
+
+from jobs.core.spec.suite import load_suite
+from jobs.new.review import run
+from tests.core.test_review import SUITE
+
+
+def test_terminal_review_saves_each_decision(tmp_path):
+    path = tmp_path / "mine.yaml"
+    path.write_text(yaml.safe_dump(SUITE, sort_keys=False))
+    answers = iter(["x", "e", "What raises swarm cells?", "", "queen|queen cell, swarm", "s", "q"])
+    said = []
+    counts = run(path, {"d.md#q#p0": "A colony raises new queens in swarm cells along the bottom edge."},
+                 ask=lambda _: next(answers), say=said.append)
+    text = "\n".join(said)
+    assert "A colony raises new queens in swarm cells" in text and "[1/3] a-01" in text and "[2/3] a-02" in text
+    assert "[3/3] abstain-01" in text  # skipped the second, quit at the third
+    assert counts == {"questions": 4, "draft": 2, "reviewed": 2}
+    q = load_suite(path).questions[0]
+    assert q.question == "What raises swarm cells?" and q.status == "reviewed"
+    assert [(c.name, c.synonyms) for c in q.concepts] == [("queen", ("queen cell",)), ("swarm", ())]
