@@ -36,7 +36,17 @@ PARAGRAPH_SCHEMA = pa.schema([
     ("reason", pa.string()), ("split", pa.string()), ("language", pa.string()),
     ("before", CONTEXT), ("after", CONTEXT),
 ])
-DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "paragraphs.parquet", "stats.json")
+# Every paragraph curate parsed from the build's sources, selected or not, held out or not, in document order:
+# what a suite's paragraph ids are checked against, and what a reader of the build can look a paragraph up in.
+# `page` is the 1-based PDF page (0 where the format has none); `selected`: kept as a training/eval paragraph
+# (after near-duplicates); `split`: the side of the held-out split the paragraph is on (`train` | `eval`).
+CATALOGUE_SCHEMA = pa.schema([
+    ("id", pa.string()), ("text", pa.string()), ("kind", pa.string()), ("source_path", pa.string()),
+    ("source_sha256", pa.string()), ("section", pa.string()), ("page", pa.int32()), ("selected", pa.bool_()),
+    ("split", pa.string()), ("language", pa.string()),
+])
+DATA_FILES = ("train.parquet", "eval.parquet", "heldout.parquet", "paragraphs.parquet", "catalogue.parquet",
+              "stats.json")
 
 
 def example_id(messages: list[dict]) -> str:

@@ -1,8 +1,8 @@
 """python -m jobs.curate --spec SPEC [--sources DIR ...] --out DATASET_DIR [--explain]
 
 Curate documents (LaTeX, Markdown/MyST, reStructuredText, PDF) into an instruction dataset folder:
-train.parquet, eval.parquet, heldout.parquet, paragraphs.parquet, stats.json, curate-info.json. Sources default
-to the spec's `curate.sources`. --explain prints every paragraph with kept/dropped and why (then --out is
+train.parquet, eval.parquet, heldout.parquet, paragraphs.parquet, catalogue.parquet, stats.json,
+curate-info.json. Sources default to the spec's `curate.sources`. --explain prints every paragraph with kept/dropped and why (then --out is
 optional). Exit status: 0 done, 2 bad spec or input (the message names the file and the fix).
 """
 

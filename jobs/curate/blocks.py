@@ -37,6 +37,7 @@ class Block:
     file: Path
     start: int  # char offsets into `file` (for PDF: into the page-joined text after header removal)
     end: int
+    page: int = 0  # the 1-based PDF page the block starts on; 0 where the format has no pages
 
 
 def check_text(path: Path, data: bytes) -> str:

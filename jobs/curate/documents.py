@@ -35,6 +35,7 @@ class Paragraph:
     text: str
     start: int
     end: int
+    page: int = 0  # 1-based PDF page; 0 where the format has none
 
 
 @dataclass
@@ -75,7 +76,8 @@ def merge_math(blocks: list[Block]) -> list[Block]:
         joinable = prev is not None and prev.kind == "prose" and b.kind == "prose" and prev.section == b.section \
             and prev.file == b.file
         if joinable and (text.startswith("$$") or (prev.text.rstrip().endswith("$$") and text[:1].islower())):
-            out[-1] = Block(prev.section, "prose", prev.text.rstrip() + "\n" + text, prev.file, prev.start, b.end)
+            out[-1] = Block(prev.section, "prose", prev.text.rstrip() + "\n" + text, prev.file, prev.start, b.end,
+                            prev.page)
         else:
             out.append(b)
     return out
@@ -95,7 +97,7 @@ def number_blocks(doc: Document, blocks: list[Block], source_root: Path, file_ha
         doc.paragraphs.append(Paragraph(
             id=f"{doc.path}#{section_slug}#p{index}", doc=doc.path, file=names[b.file],
             file_sha256=file_hashes[b.file.resolve()], section=" > ".join(b.section), index=index, kind=b.kind,
-            text=text, start=b.start, end=b.end))
+            text=text, start=b.start, end=b.end, page=b.page))
 
 
 def discover(sources: list[Path]) -> tuple[list[tuple[Path, Path]], list[str]]:

@@ -105,15 +105,15 @@ def parse(path: Path, data: bytes) -> list[Block]:
     width = lengths[int(len(lengths) * 0.9)] if lengths else 80  # a full line, in characters
     blocks, section, para, kind = [], [], [], "prose"
     text_len = 0
-    para_start = 0
+    para_start, para_page = 0, 1
 
     def flush():
         nonlocal para
         if para:
-            blocks.append(Block(tuple(section), kind, " ".join(para), path, para_start, text_len))
+            blocks.append(Block(tuple(section), kind, " ".join(para), path, para_start, text_len, para_page))
         para = []
 
-    for page in pages:
+    for page_index, page in enumerate(pages):
         for k, line in enumerate(page):
             s = line.strip()
             start = text_len
@@ -141,7 +141,7 @@ def parse(path: Path, data: bytes) -> list[Block]:
                 flush()
                 kind = "caption"
             if not para:
-                para_start = start
+                para_start, para_page = start, page_index + 1
             if para and para[-1].endswith("-") and re.match(r"^[a-záéíóúñü]", s) and re.search(r"\w-$", para[-1]):
                 para[-1] = para[-1][:-1] + s  # a word hyphenated across lines
             else:

@@ -14,8 +14,8 @@ from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
-from jobs.core.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, HELDOUT_SCHEMA, PARAGRAPH_SCHEMA, dataset_sha256,
-                                      is_empty_or_absent, write_folder, write_parquet)
+from jobs.core.dataset_folder import (CATALOGUE_SCHEMA, DATA_FILES, EXAMPLE_SCHEMA, HELDOUT_SCHEMA, PARAGRAPH_SCHEMA,
+                                      dataset_sha256, is_empty_or_absent, write_folder, write_parquet)
 from jobs.core.leakage import LeakageCheck, all_suites, leakage
 from jobs.core.model import resolve_base_model
 from jobs.core.neardup import dedup
@@ -50,6 +50,7 @@ class Curated:
     heldout: list[dict]  # paragraphs of the held-out sections, for perplexity
     paragraphs: list[dict]  # the kept paragraphs with their context, for synthesis
     leakage_suites: list[str]  # every eval suite checked for leakage
+    catalogue: list[dict]  # every parsed paragraph, in document order (catalogue.parquet)
 
     @property
     def selected(self) -> list:
@@ -86,6 +87,16 @@ def paragraph_rows(kept: list, held: set[str]) -> list[dict]:
                    for s in kept), key=lambda r: r["id"])
 
 
+def catalogue_rows(docs: list, kept: list, held: set[str]) -> list[dict]:
+    """catalogue.parquet: every paragraph parsed from the sources, in document order, with whether it was kept
+    and the side of the held-out split it is on."""
+    kept_ids = {s.paragraph.id for s in kept}
+    return [{"id": p.id, "text": p.text, "kind": p.kind, "source_path": p.file, "source_sha256": p.file_sha256,
+             "section": p.section, "page": p.page, "selected": p.id in kept_ids,
+             "split": "eval" if split.paragraph_section(p.id) in held else "train", "language": language(p.text)}
+            for d in docs for p in d.paragraphs]
+
+
 def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list[str]) -> Curated:
     """select -> dedup paragraphs -> examples -> dedup examples -> cap -> split by section -> leakage."""
     c = spec.curate
@@ -112,7 +123,8 @@ def make_dataset(spec: BuildSpec, docs: list, skipped: list[dict], ignored: list
                       if p.kind in ("prose", "caption") and split.paragraph_section(p.id) in held_set),
                      key=lambda r: r["id"])
     return Curated(docs, skipped, ignored, counts, selection, kept, dup_paragraphs, dup_examples, capped, rows,
-                   train, evals, held, leaked, heldout, paragraph_rows(kept, held_set), [s.name for s in suites])
+                   train, evals, held, leaked, heldout, paragraph_rows(kept, held_set), [s.name for s in suites],
+                   catalogue_rows(docs, kept, held_set))
 
 
 def source_files(docs: list) -> list[tuple[str, str, int]]:
@@ -164,6 +176,7 @@ def write_dataset(out: Path, d: Curated, st: dict, info: dict) -> str:
         write_parquet(d.evals, EXAMPLE_SCHEMA, tmp / "eval.parquet")
         write_parquet(d.heldout, HELDOUT_SCHEMA, tmp / "heldout.parquet")
         write_parquet(d.paragraphs, PARAGRAPH_SCHEMA, tmp / "paragraphs.parquet")
+        write_parquet(d.catalogue, CATALOGUE_SCHEMA, tmp / "catalogue.parquet")
         (tmp / "stats.json").write_text(json.dumps(st, indent=2, sort_keys=True, ensure_ascii=False) + "\n",
                                         encoding="utf-8")
         info["dataset_sha256"] = dataset_sha256(tmp)

@@ -24,7 +24,7 @@ from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.examples import screen
 from jobs.synthesize.writers import SynthesisError, make_writer
 
-COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "curate-info.json")
+COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "catalogue.parquet", "curate-info.json")
 
 
 def read_curated(folder: Path) -> dict:
@@ -32,7 +32,7 @@ def read_curated(folder: Path) -> dict:
     if missing:
         raise SynthesisError(f"{folder} is not a curated dataset folder: {', '.join(missing)} missing. Pass the "
                              f"folder that `python -m jobs.curate --out` wrote (curate from this version writes "
-                             f"paragraphs.parquet)")
+                             f"paragraphs.parquet and catalogue.parquet)")
     return {"paragraphs": read_rows(folder / "paragraphs.parquet"), "train": read_rows(folder / "train.parquet"),
             "stats": json.loads((folder / "stats.json").read_text(encoding="utf-8")),
             "info": json.loads((folder / "curate-info.json").read_text(encoding="utf-8"))}
