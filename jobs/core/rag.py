@@ -25,16 +25,12 @@ import re
 from typing import Callable, Sequence
 
 from jobs.core.retrieval import Hit, Passage
+from jobs.core.spec import ARM_PREFIX, ARMS, RETRIEVAL_ARMS  # noqa: F401  (the arms' names live with the metrics)
 
 NOT_COVERED = "The documents do not cover this."
 INSTRUCTION = ("Answer from the passages and cite them by number, e.g. [1]. If they do not answer it, say: "
                + NOT_COVERED)
 CITATION = re.compile(r"\[(\d{1,2})\]")
-# Eval's arms: what answers (the base, or base + adapter) and whether retrieved passages are in the prompt.
-# One home for their names: metric keys are <prefix><metric> (adapter's prefix is "", as before retrieval).
-ARMS = ("base", "base+retrieval", "adapter", "adapter+retrieval")
-ARM_PREFIX = {"adapter": "", "base": "base_", "adapter+retrieval": "rag_", "base+retrieval": "base_rag_"}
-RETRIEVAL_ARMS = ("base+retrieval", "adapter+retrieval")
 
 
 def arm_uses_adapter(arm: str) -> bool:

@@ -155,9 +155,27 @@ class TrainSpec:
 # answerable ones), unsupported_rate (answer sentences the source paragraphs do not support), and
 # train_verbatim_right / train_reworded_right (right answers to sampled training questions, as trained / reworded).
 HIGHER_IS_BETTER = ("concept_recall", "similarity", "rougeL", "bleu", "stop_rate", "right_rate", "learned_rate",
-                    "abstention_rate", "train_verbatim_right", "train_reworded_right")
+                    "abstention_rate", "train_verbatim_right", "train_reworded_right",
+                    # with a retrieval index (jobs/eval/arms.py): cited passages that hold the source, and how
+                    # often the index ranks a question's source paragraph first / in the top 5, and its MRR
+                    "citation_precision", "retrieval_recall_at_1", "retrieval_recall_at_5", "retrieval_mrr")
 LOWER_IS_BETTER = ("perplexity", "repetition_rate", "forgotten_rate", "unsupported_rate", "false_abstention_rate")
 GATED = HIGHER_IS_BETTER + LOWER_IS_BETTER
+# Eval's arms: what answers (the base, or base + adapter) and whether retrieved passages are in its prompt
+# (jobs/eval/arms.py). One home for their names: a metric of an arm is <prefix><metric> in the headline, the gate
+# and `make compare` (the adapter's prefix is "", as before retrieval), e.g. rag_concept_recall gates
+# adapter + retrieval.
+ARMS = ("base", "base+retrieval", "adapter", "adapter+retrieval")
+ARM_PREFIX = {"adapter": "", "base": "base_", "adapter+retrieval": "rag_", "base+retrieval": "base_rag_"}
+RETRIEVAL_ARMS = ("base+retrieval", "adapter+retrieval")
+
+
+def arm_metric(name: str) -> tuple[str, str]:
+    """(arm, metric) of a headline name: rag_concept_recall -> (adapter+retrieval, concept_recall)."""
+    for arm, prefix in sorted(ARM_PREFIX.items(), key=lambda kv: -len(kv[1])):
+        if prefix and name.startswith(prefix) and name[len(prefix):] in GATED:
+            return arm, name[len(prefix):]
+    return "adapter", name
 # The headline metrics, most telling first: the report's summary table, the manifest's `metrics` keys (with
 # base_ and delta_ twins), `make list` (the first four) and the workflow's Prometheus gauges (the first two).
 HEADLINE = ("concept_recall", "similarity", "rougeL", "perplexity", "bleu", "stop_rate", "repetition_rate",
@@ -445,10 +463,11 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
                "eval.bootstrap_samples": e.bootstrap_samples}, 1, errors)
     _at_least({"eval.train_questions": e.train_questions}, 0, errors)
     for kind, table in (("min", e.gate.min), ("max_regression", e.gate.max_regression)):
-        for metric, value in table.items():
-            where = f"eval.gate.{kind}.{metric}"
+        for name, value in table.items():
+            where, (_, metric) = f"eval.gate.{kind}.{name}", arm_metric(name)
             if metric not in GATED:
-                errors.append(f"{where}: unknown metric (the gate can check: {', '.join(GATED)})")
+                errors.append(f"{where}: unknown metric (the gate can check: {', '.join(GATED)}, each also "
+                              f"with an arm's prefix: {', '.join(p for p in ARM_PREFIX.values() if p)})")
             elif kind == "min" and metric in LOWER_IS_BETTER:
                 errors.append(f"{where}: {metric} is lower-is-better; gate it with max_regression")
             elif kind == "max_regression" and isinstance(value, float) and value < 0:
@@ -505,6 +524,11 @@ def _check_values(spec: BuildSpec, errors: list[str]) -> None:
     for section, kind, check in sections:
         if isinstance(section, kind):  # else: missing or not a mapping, already reported
             check(section, errors)
+    if spec.retrieval is None and isinstance(spec.eval, EvalSpec) and isinstance(spec.eval.gate, GateSpec):
+        errors += [f"eval.gate.{kind}.{name}: gates the {arm_metric(name)[0]} arm, which needs a `retrieval:` "
+                   f"section in the spec" for kind, table in (("min", spec.eval.gate.min),
+                                                             ("max_regression", spec.eval.gate.max_regression))
+                   for name in table if arm_metric(name)[0] in RETRIEVAL_ARMS]
 
 
 def load_spec(path: str | Path) -> BuildSpec:

@@ -1,4 +1,5 @@
 """python -m jobs.eval --spec SPEC --dataset DATASET_DIR --adapter ADAPTER_DIR --out REPORT_DIR [--previous PREV_REPORT_DIR]
+                      [--index INDEX_DIR]
 
 Answers the spec's eval suite with the base model + adapter and with the base alone, scores held-out
 perplexity, applies the spec's gate and writes the report folder (metrics.json, report.html, answers.jsonl,
@@ -22,13 +23,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", required=True, type=Path, help="train output folder")
     parser.add_argument("--out", required=True, type=Path, help="report folder to create (must be new or empty)")
     parser.add_argument("--previous", type=Path, help="previous build's report folder, for regression checks")
+    parser.add_argument("--index", type=Path, help="the build's retrieval index (python -m jobs.index): adds the "
+                                                   "base+retrieval and adapter+retrieval arms")
     args = parser.parse_args(argv)
 
     try:
         spec = load_spec(args.spec)
         from jobs.eval.run import run_eval  # the heavy imports (pandas, then torch) wait for a good spec
 
-        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous)
+        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous, index_dir=args.index)
     except QslmError as exc:
         print(f"eval: error: {exc}", file=sys.stderr)
         return 2

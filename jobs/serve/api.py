@@ -50,7 +50,8 @@ def _http_error(_request, exc: HTTPException) -> JSONResponse:
     return _error(exc.status_code, str(exc.detail), code="not_found" if exc.status_code == 404 else None)
 
 
-def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens: int) -> FastAPI:
+def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens: int,
+             retrievers: dict | None = None, retrieval: bool | None = None) -> FastAPI:
     """The routes over a running worker; `tokenizer` is the server's own copy (the engine's belongs to the worker
     thread: a tokenizer shared between threads can fail mid-call), used to count and check prompt tokens."""
     app = FastAPI(title="quantum-slm", docs_url=None, redoc_url=None)
@@ -74,6 +75,11 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
         if system and not req.has_system():  # ask the way the adapter was trained unless the client says otherwise
             turns = [{"role": "system", "content": system}] + turns
         max_new = req.max_completion_tokens or req.max_tokens or build.spec.eval.max_new_tokens
+        try:  # the build's passages in the prompt (jobs/serve/retrieval.py); sources go back beside the message
+            turns, sources = _with_retrieval(req, turns, (retrievers or {}).get(req.model), retrieval, tokenizer,
+                                             context_tokens, max_new)
+        except QslmError as exc:
+            return _error(400, str(exc), param="retrieval", code="retrieval_unavailable")
         prompt_tokens = len(chat_prompt_ids(tokenizer, [turns])[0])  # as the engine will format it
         if prompt_tokens + max_new > context_tokens:
             return _error(400, f"this request needs {prompt_tokens} prompt + {max_new} new tokens, more than the "
@@ -87,13 +93,30 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
                                f"shortly", type_="rate_limit_error", code="queue_full")
         cid = protocol.completion_id()
         if req.stream:
-            return EventSourceResponse(_events(job, cid, req, prompt_tokens))
-        return await _answer(job, cid, req.model, prompt_tokens, request)
+            return EventSourceResponse(_events(job, cid, req, prompt_tokens, sources))
+        return await _answer(job, cid, req.model, prompt_tokens, request, sources)
 
     return app
 
 
-async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: Request):
+def _with_retrieval(req: ChatRequest, turns: list[dict], retriever, server_default: bool | None, tokenizer,
+                    context_tokens: int, max_new: int) -> tuple[list[dict], list[dict] | None]:
+    """(turns, sources): sources is None when the request answered without retrieval."""
+    from jobs.serve.retrieval import augment, request_switch
+
+    if not request_switch(req.model_extra, server_default, retriever):
+        return turns, None
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return augment(turns, retriever, context_tokens, max_new, count)
+
+
+def _with_sources(body: dict, sources: list[dict] | None) -> dict:
+    if sources is not None:  # beside the message: OpenAI clients ignore a field they do not know
+        body["choices"][0]["sources"] = sources
+    return body
+
+
+async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: Request, sources=None):
     try:
         while True:
             try:
@@ -103,16 +126,17 @@ async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: R
                     return None  # nobody to answer; `finally` drops the job if it has not started
                 continue
             if item[0] == "done":
-                return protocol.completion(cid, model, item[1], prompt_tokens)
+                return _with_sources(protocol.completion(cid, model, item[1], prompt_tokens), sources)
             return _error(500, item[1], type_="server_error")
     finally:
         job.cancelled.set()
 
 
-async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int):
+async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int, sources=None):
     """SSE data lines as OpenAI sends them: a role delta, content deltas, a finish chunk, [usage], [DONE]."""
     try:
-        yield {"data": json.dumps(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}))}
+        yield {"data": json.dumps(_with_sources(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}),
+                                                sources))}
         while True:
             kind, value = await job.out.get()
             if kind == "chunk":
@@ -139,10 +163,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
     p.add_argument("--max-batch", type=int, default=8, help="plain greedy requests answered in one engine call")
+    p.add_argument("--retrieval", choices=["on", "off"], help="answer from each build's retrieved passages unless a "
+                                                             "request says otherwise (default: the build's spec)")
     args = p.parse_args(argv)
     try:
         store = open_store()
-        builds = {tag: open_build(store, tag) for tag in pick_tags(store, args.version)}
+        from jobs.serve.retrieval import Retriever, with_index
+
+        builds = {tag: open_build(store, tag, with_index(store, tag, ("adapter",)))
+                  for tag in pick_tags(store, args.version)}
+        retrievers = {tag: r for tag, b in builds.items() if (r := Retriever.of(b)) is not None}
         engine = load_engine(list(builds.values()), args.device)
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:
@@ -152,7 +182,8 @@ def main(argv: list[str] | None = None) -> int:
 
     worker = Worker(engine, args.max_queue, args.max_batch)
     worker.start()
-    app = make_app(builds, worker, tokenizer, engine.context)
+    app = make_app(builds, worker, tokenizer, engine.context, retrievers,
+                   None if args.retrieval is None else args.retrieval == "on")
     print(describe(list(builds.values()), engine), flush=True)
     print(f"serving {', '.join(builds)} at http://{args.host}:{args.port}/v1 (OpenAI API; Ctrl-C stops)", flush=True)
     try:

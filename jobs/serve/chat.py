@@ -1,6 +1,8 @@
 """A conversation with one build, and the chat's commands (the terminal side lives in ask.py).
 
-Commands: /reset, /system TEXT, /audience researcher|engineer|student [en|es], /base, /sources, /help, /exit.
+Commands: /reset, /system TEXT, /audience researcher|engineer|student [en|es], /base, /sources, /retrieval on|off,
+/help, /exit. With retrieval on (a build with an index: jobs/serve/retrieval.py), each question goes to the model
+with the build's passages for it, numbered, and the answer cites them; the sources follow the answer.
 The system message is the one the adapter was trained with unless the user sets another; /audience puts the
 audience's prompt after it, exactly as curate wrote the audience variants of the training examples.
 """
@@ -12,6 +14,8 @@ from typing import Callable, Iterator
 
 from jobs.core.audiences import AUDIENCES, audience_prompt
 from jobs.serve.builds import Build
+from jobs.core.rag import format_sources as format_cited
+from jobs.serve.retrieval import Retriever, augment
 from jobs.serve.sources import SourceIndex, format_sources
 
 HELP = """commands:
@@ -19,7 +23,9 @@ HELP = """commands:
   /system TEXT           use TEXT as the system message (/system alone: back to the build's own)
   /audience NAME [LANG]  steer by audience: researcher, engineer or student; LANG en (default) or es
   /base                  the base model's answer to your last question, beside the adapter's
-  /sources               the build's source paragraphs nearest to the last answer (ids, file, section)
+  /sources               the passages the last answer was given (retrieval on), else the build's source
+                         paragraphs nearest to the last answer (ids, file, section)
+  /retrieval on|off      answer from the build's retrieved passages, citing them (builds with an index)
   /help                  this list
   /exit                  leave (Ctrl-D too)"""
 
@@ -52,9 +58,13 @@ class Chat:
     history: list[dict] = field(default_factory=list)
     last: object = None  # the last answer's Generation (tokens, finish reason)
     _sources: SourceIndex | None = None
+    retriever: Retriever | None = None  # the build's index, when it has one
+    retrieval: bool = False  # answer with retrieved passages (default: the build's spec)
+    last_sources: list[dict] = field(default_factory=list)  # the passages the last answer was given
 
     def __post_init__(self):
         self.system = self.build.system_prompt()
+        self.retrieval = bool(self.retriever and self.retriever.default)
 
     def _conversation(self, turns: list[dict]) -> list[dict]:
         return ([{"role": "system", "content": self.system}] if self.system else []) + turns
@@ -68,7 +78,13 @@ class Chat:
     def ask(self, question: str) -> Iterator[str]:
         """Stream the adapter's answer; the turn joins the history once it is complete."""
         turns = self.history + [{"role": "user", "content": question}]
-        yield from self._stream(turns, self.build.tag)
+        asked, self.last_sources = turns, []
+        if self.retrieval and self.retriever:
+            count = lambda text: len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+            asked, self.last_sources = augment(self._conversation(turns), self.retriever, self.engine.context,
+                                               self.sampling.max_new_tokens, count)
+            asked = asked[1:] if self.system else asked  # _stream adds the system message again
+        yield from self._stream(asked, self.build.tag)
         self.history = turns + [{"role": "assistant", "content": self.last.text}]
 
     def last_answer(self) -> str | None:
@@ -79,6 +95,8 @@ class Chat:
         return self._stream(self.history[:-1], None)
 
     def sources(self) -> str:
+        if self.last_sources:
+            return format_cited(self.last_sources)
         if not (self.last_answer() or "").strip():
             return "(no answer to compare with yet: ask a question first, or the last answer was blank)"
         if self._sources is None:
@@ -111,6 +129,13 @@ class Chat:
             return f"adapter {self.build.tag}> {self.last_answer()}\nbase {base}> ", self.base()
         if name == "/sources":
             return "", self.sources()
+        if name == "/retrieval":
+            if arg not in ("on", "off"):
+                return "", f"(usage: /retrieval on|off; now {'on' if self.retrieval else 'off'})"
+            if arg == "on" and self.retriever is None:
+                return "", f"(build {self.build.tag} has no retrieval index: its spec has no `retrieval:` section)"
+            self.retrieval = arg == "on"
+            return "", f"(retrieval {arg})"
         if name == "/help":
             return "", HELP
         return "", f"(unknown command {name}; /help lists them)"

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from jobs.core.rag import ARM_PREFIX, ARMS, NOT_COVERED, cited, fit_passages, format_sources, sources_listing, user_turn
+from jobs.core.spec import ARM_PREFIX, ARMS
+from jobs.core.rag import NOT_COVERED, cited, fit_passages, format_sources, sources_listing, user_turn
 from jobs.core.retrieval import Passage
 
 P = [Passage("d.md#a#p0", ("d.md#a#p0",), "d.md", "A", 0, "train", "en", "Kernels measure similarity."),
