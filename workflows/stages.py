@@ -5,6 +5,8 @@ listed, as `python -m jobs.core.spec` does), then writes what the DAG branches o
     DIR/synthesize   "true" when the spec has a `synthesize` section (the synthesize task runs), else "false"
     DIR/curated      where curate leaves its dataset under runs/<run>/: "curate/dataset" when synthesis follows
                      (synthesize then writes "dataset"), else "dataset" itself
+    DIR/retrieval    "true" when the spec has a `retrieval` section (the index task runs; eval and publish read
+                     runs/<run>/index/), else "false"
 so train, eval and publish always read runs/<run>/dataset/, whichever stage wrote it, with no conditional artifact.
 Standard library and jobs.core only: runs in the curate image.
 """
@@ -19,13 +21,15 @@ from jobs.core.errors import QslmError
 from jobs.core.spec import load_spec
 
 DATASET = "dataset"  # runs/<run>/dataset/: the dataset train, eval and publish read
+INDEX = "index"  # runs/<run>/index/: the retrieval index (specs with `retrieval:`), for eval and publish
 CURATED_FOR_SYNTHESIS = "curate/dataset"  # runs/<run>/curate/dataset/: curate's output when synthesize follows
 
 
 def flags(spec) -> dict[str, str]:
     synthesize = spec.synthesize is not None
     return {"synthesize": "true" if synthesize else "false",
-            "curated": CURATED_FOR_SYNTHESIS if synthesize else DATASET}
+            "curated": CURATED_FOR_SYNTHESIS if synthesize else DATASET,
+            "retrieval": "true" if spec.retrieval is not None else "false"}
 
 
 def main(argv: list[str] | None = None) -> int:

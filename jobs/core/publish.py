@@ -137,12 +137,13 @@ def publish(spec, tag: str, dataset: Path, adapter: Path, report: Path, sources:
 
 
 def index_folder(spec, index: Path | None) -> dict[str, Path]:
-    """The retrieval index (python -m jobs.index) as the artifact `index`: required when the spec has `retrieval:`."""
-    if index is None:
-        if spec.retrieval is not None:
-            raise PublishError("the spec has a `retrieval:` section but no --index folder was given: run "
-                               "python -m jobs.index and publish with --index INDEX_DIR")
+    """The retrieval index (python -m jobs.index) as the artifact `index`: required when the spec has `retrieval:`,
+    left out when it has none (the workflow passes --index to every build; a build without the section has none)."""
+    if spec.retrieval is None:
         return {}
+    if index is None:
+        raise PublishError("the spec has a `retrieval:` section but no --index folder was given: run "
+                           "python -m jobs.index and publish with --index INDEX_DIR")
     if not (Path(index) / "index.json").is_file():
         raise PublishError(f"{index}: not a retrieval index (no index.json); build it with python -m jobs.index")
     return {"index": Path(index)}

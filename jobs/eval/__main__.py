@@ -23,15 +23,17 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", required=True, type=Path, help="train output folder")
     parser.add_argument("--out", required=True, type=Path, help="report folder to create (must be new or empty)")
     parser.add_argument("--previous", type=Path, help="previous build's report folder, for regression checks")
-    parser.add_argument("--index", type=Path, help="the build's retrieval index (python -m jobs.index): adds the "
-                                                   "base+retrieval and adapter+retrieval arms")
+    parser.add_argument("--index", type=Path, help="the build's retrieval index (python -m jobs.index): with a "
+                                                   "`retrieval:` spec, adds the base+retrieval and adapter+retrieval "
+                                                   "arms (ignored without one)")
     args = parser.parse_args(argv)
 
     try:
         spec = load_spec(args.spec)
         from jobs.eval.run import run_eval  # the heavy imports (pandas, then torch) wait for a good spec
 
-        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous, index_dir=args.index)
+        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous,
+                        index_dir=args.index if spec.retrieval else None)  # the spec decides: no section, no arms
     except QslmError as exc:
         print(f"eval: error: {exc}", file=sys.stderr)
         return 2

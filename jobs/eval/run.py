@@ -170,7 +170,11 @@ def _retrieval_arms(spec: BuildSpec, engine: Engine, index_dir: Path | None, sui
     """Answers of the retrieval arms, when the build has an index (None: eval's two plain arms only)."""
     if index_dir is None:
         return None
-    from jobs.core.retrieval import Index
+    from jobs.core.retrieval import INFO, Index
+
+    if not (Path(index_dir) / INFO).is_file():
+        raise EvalError(f"{index_dir}: no retrieval index there, and the spec's `retrieval:` section asks for the "
+                        f"retrieval arms; build it with python -m jobs.index and pass it as --index")
 
     index = Index.load(index_dir, embedders={"minilm": embed})  # the MiniLM eval already loaded
     k = spec.retrieval.k if spec.retrieval else 4

@@ -135,11 +135,11 @@ def test_references_resolve(template, push, sample):
      "not a declared input parameter"),
     (lambda t: _by_name(t)["curate"]["container"]["args"].append("{{workflow.parameters.sede}}"),
      "not a workflow argument"),
-    (lambda t: _by_name(t)["build"]["dag"]["tasks"][5]["arguments"]["artifacts"][0].update(
+    (lambda t: _by_name(t)["build"]["dag"]["tasks"][6]["arguments"]["artifacts"][0].update(
         **{"from": "{{tasks.eval.outputs.artifacts.report}}"}), "not upstream"),
-    (lambda t: _by_name(t)["build"]["dag"]["tasks"][5]["arguments"]["artifacts"][0].update(
+    (lambda t: _by_name(t)["build"]["dag"]["tasks"][6]["arguments"]["artifacts"][0].update(
         **{"from": "{{tasks.train.outputs.artifacts.adaptr}}"}), "has no output artifact 'adaptr'"),
-    (lambda t: _by_name(t)["build"]["dag"]["tasks"][5]["arguments"].update(artifacts=[]),
+    (lambda t: _by_name(t)["build"]["dag"]["tasks"][6]["arguments"].update(artifacts=[]),
      "input artifact 'adapter' of eval-first is not given"),
     (lambda t: _by_name(t)["train"].pop("podSpecPatch"), "no runtimeClassName nvidia"),
     (lambda t: _by_name(t)["train"].pop("synchronization"), "no GPU semaphore"),
@@ -164,7 +164,7 @@ def test_stages_run_exactly_the_contract_commands(template):
     t = _by_name(template)
     spec = DATA + "/builds/{{workflow.parameters.spec}}.yaml"
     cmd = {name: t[name]["container"]["command"] + t[name]["container"]["args"]
-           for name in ("spec", "curate", "synthesize", "train", "eval-first", "eval-vs-previous", "publish",
+           for name in ("spec", "curate", "synthesize", "train", "index", "eval-first", "eval-vs-previous", "publish",
                         "verdict")}
     assert cmd["spec"] == ["python", "-m", "workflows.stages", "--spec", spec, "--out", "/out"]
     assert cmd["curate"] == ["python", "-m", "jobs.curate", "--spec", spec, "--out", "/out/dataset"]
@@ -172,8 +172,10 @@ def test_stages_run_exactly_the_contract_commands(template):
                                  "--out", "/out/dataset"]
     assert cmd["train"] == ["python", "-m", "jobs.train", "--spec", spec, "--dataset", "/in/dataset",
                             "--out", "/out/adapter", "--checkpoints", "/state/checkpoints"]
+    assert cmd["index"] == ["python", "-m", "jobs.index", "--spec", spec, "--dataset", "/in/dataset",
+                            "--out", "/out/index"]
     eval_cmd = ["python", "-m", "jobs.eval", "--spec", spec, "--dataset", "/in/dataset", "--adapter", "/in/adapter",
-                "--out", "/out/report"]
+                "--out", "/out/report", "--index", "/in/index"]
     assert cmd["eval-first"] == eval_cmd and cmd["eval-vs-previous"] == eval_cmd + ["--previous", "/in/previous"]
     assert cmd["publish"][:12] == ["python", "-m", "jobs.core.publish", "--spec", spec, "--tag",
                                    "{{workflow.parameters.tag}}", "--dataset", "/in/dataset", "--adapter",
@@ -181,7 +183,7 @@ def test_stages_run_exactly_the_contract_commands(template):
     assert cmd["verdict"] == ["python", "-m", "workflows.verdict", "--report", "/in/report", "--out", "/out"]
     images = {name: t[name]["container"]["image"].split("qslm-")[1].split(":")[0] for name in cmd}
     assert images == {"spec": "curate", "curate": "curate", "synthesize": "train", "train": "train",
-                      "eval-first": "eval",
+                      "index": "eval", "eval-first": "eval",
                       "eval-vs-previous": "eval", "publish": "curate", "verdict": "curate"}
     for name in set(cmd) - {"verdict"}:  # every stage reads data/ at the build's commit, over the image's copy
         data = next(a for a in t[name]["inputs"]["artifacts"] if a["name"] == "data")
