@@ -10,8 +10,8 @@ The user turn holds the numbered passages, each with its locator, then the quest
     [2] ...
 
     Question: <question>
-    Answer from the passages and cite them by number, e.g. [1]. If they do not answer it, say: The documents do
-    not cover this.
+    Answer from the passages and cite them by number, e.g. [1]. If they do not answer it, say: The passages do
+    not say: the documents do not cover this.
 
 When the passages do not hold the answer the model is to say NOT_COVERED. That decision is the model's, not a
 similarity threshold's (an on-topic question the documents do not answer scores as high as an answerable one):
@@ -27,7 +27,7 @@ from typing import Callable, Sequence
 from jobs.core.retrieval import Hit, Passage
 from jobs.core.spec import ARM_PREFIX, ARMS, RETRIEVAL_ARMS  # noqa: F401  (the arms' names live with the metrics)
 
-NOT_COVERED = "The documents do not cover this."
+NOT_COVERED = "The passages do not say: the documents do not cover this."  # diagnose.abstains() reads it
 INSTRUCTION = ("Answer from the passages and cite them by number, e.g. [1]. If they do not answer it, say: "
                + NOT_COVERED)
 CITATION = re.compile(r"\[(\d{1,2})\]")

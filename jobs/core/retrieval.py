@@ -28,10 +28,12 @@ import numpy as np
 from jobs.core.errors import QslmError
 from jobs.core.provenance import sha256_file
 from jobs.core.spec import EMBEDDERS  # noqa: F401  (the names load_query_embedder accepts)
+from jobs.core.text import language
 
 FORMAT = 1
 MAX_PASSAGE_CHARS = 2000  # ~500 Qwen tokens: four passages and a question fit the smoke model's 2,048 tokens
 RRF_K = 60  # reciprocal rank fusion constant (Cormack et al.): score = sum over rankers of 1 / (RRF_K + rank)
+MULTILINGUAL = ("e5",)  # embedders that compare a question with a passage in another language
 METHODS = ("bm25", "dense", "hybrid")  # what `search` can rank by; dense = every embedder the index holds
 INFO = "index.json"
 PASSAGES = "passages.jsonl"
@@ -221,6 +223,7 @@ class Index:
                  embedders: dict[str, Embedder] | None = None):
         self.folder, self.passages, self.bm25, self.dense, self.info = folder, passages, bm25, dense, info
         self.embedders = dict(embedders or {})
+        self.languages = np.array([p.language for p in passages])
         self.by_paragraph: dict[str, list[int]] = {}
         for i, p in enumerate(passages):
             for pid in p.ids:
@@ -250,30 +253,51 @@ class Index:
             self.embedders[name] = load_query_embedder(name)
         return self.embedders[name]([query])[0]
 
-    def scores(self, query: str) -> dict[str, np.ndarray]:
-        """Each ranker's score of every passage: {"bm25": ..., "minilm": ..., ...}."""
-        words = [w for w in _tokenize([query])[0] if w in self.bm25.vocab_dict]
-        out = {"bm25": np.asarray(self.bm25.get_scores(words), np.float32) if words
-               else np.zeros(len(self.passages), np.float32)}
-        for name, matrix in self.dense.items():
-            out[name] = matrix @ self._embed(name, query)
+    def scores(self, query: str, names: list[str]) -> dict[str, np.ndarray]:
+        """Each named ranker's score of every passage: {"bm25": ..., "minilm": ..., ...}."""
+        out = {}
+        if "bm25" in names:
+            words = [w for w in _tokenize([query])[0] if w in self.bm25.vocab_dict]
+            out["bm25"] = (np.asarray(self.bm25.get_scores(words), np.float32) if words
+                           else np.zeros(len(self.passages), np.float32))
+        for name in names:
+            if name != "bm25":
+                out[name] = self.dense[name] @ self._embed(name, query)
         return out
 
-    def fused(self, scores: dict[str, np.ndarray], method: str = "hybrid") -> np.ndarray:
-        if method == "bm25":
-            return scores["bm25"]
-        rankers = [n for n in scores if n != "bm25"] if method == "dense" else list(scores)
-        if method == "dense" and len(rankers) == 1:
-            return scores[rankers[0]]
+    def rankers(self, method: str) -> list[str]:
+        """The rankers a method fuses: hybrid = BM25 and every embedder; dense = every embedder; or names joined
+        by '+' (e.g. bm25+minilm), which the benchmark uses to compare each ranker and fusion."""
+        dense = sorted(self.dense)
+        names = {"hybrid": ["bm25", *dense], "dense": dense, "bm25": ["bm25"]}.get(method, method.split("+"))
+        unknown = [n for n in names if n != "bm25" and n not in self.dense]
+        if unknown or not names:
+            raise RetrievalError(f"retrieval method {method!r}: use one of {', '.join(METHODS)} or rankers joined "
+                                 f"by '+' from bm25, {', '.join(dense)}")
+        return names
+
+    def fused(self, scores: dict[str, np.ndarray], names: list[str], query_language: str = "en") -> np.ndarray:
+        """Reciprocal rank fusion. With a multilingual embedder among the rankers, the monolingual rankers (BM25,
+        MiniLM) do not vote on passages in another language than the query's, which they cannot read: their vote
+        there is the multilingual ranker's (its rank stands in for theirs). Plain RRF let BM25 push every English
+        passage above the Spanish one an English question is about (docs/benchmarks.md: 7 % top 5 -> 64 %)."""
+        if len(names) == 1:
+            return scores[names[0]]
         # BM25 that matched nothing ranks every passage the same: it then carries no vote
-        usable = [n for n in rankers if not (n == "bm25" and not scores[n].any())]
-        return sum(1.0 / (RRF_K + _ranks(scores[n])) for n in usable)
+        usable = [n for n in names if not (n == "bm25" and not scores[n].any())]
+        ranks = {n: _ranks(scores[n]) for n in usable}
+        multilingual = [n for n in usable if n in MULTILINGUAL]
+        if multilingual:
+            other = self.languages != query_language
+            for n in usable:
+                if n not in MULTILINGUAL:
+                    ranks[n] = np.where(other, ranks[multilingual[0]], ranks[n])
+        return sum(1.0 / (RRF_K + r) for r in ranks.values())
 
     def ranking(self, query: str, method: str = "hybrid") -> tuple[np.ndarray, np.ndarray]:
         """(passage indices best first, their scores) over the whole index."""
-        if method not in METHODS:
-            raise RetrievalError(f"retrieval method {method!r}: use one of {', '.join(METHODS)}")
-        score = self.fused(self.scores(query), method)
+        names = self.rankers(method)
+        score = self.fused(self.scores(query, names), names, language(query))
         order = np.argsort(-score, kind="stable")
         return order, score[order]
 

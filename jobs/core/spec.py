@@ -220,6 +220,18 @@ class WriterSpec:
 
 
 @dataclass(frozen=True)
+class RaftSpec:
+    """RAFT examples (jobs/synthesize/raft.py): a training question with its oracle paragraph among distractors the
+    build's retriever ranks highest, answered by quoting and citing the oracle; a fraction without the oracle,
+    answered that the passages do not say. Needs a `retrieval:` section (its embedders rank the distractors)."""
+
+    distractors: int = 3  # passages beside the oracle (RAFT's paper: 3-4)
+    without_oracle: float = 0.2  # share of examples whose passages are all distractors (the paper: 1 - P, P ~ 0.8)
+    per_paragraph: int = 2  # training questions per training-side paragraph made into RAFT examples
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SynthesizeSpec:
     """Fact-based synthetic data (python -m jobs.synthesize): per selected training paragraph, the facts it
     states (sentences the writer marks), K questions and answers per fact, a cloze per fact, M paraphrases."""
@@ -237,6 +249,7 @@ class SynthesizeSpec:
     answer_chars: tuple[int, int] = (20, 1500)  # of an answer
     paraphrase_ratio: tuple[float, float] = (0.5, 2.0)  # a paraphrase's length over its paragraph's
     max_paragraphs: int | None = None  # only the first N training paragraphs (by id): a quick trial
+    raft: RaftSpec | None = None  # absent: no RAFT examples
 
 
 # Dense rankers a retrieval index can hold beside BM25 (jobs/core/retrieval.py loads them): minilm, the shared
@@ -501,6 +514,11 @@ def _check_synthesize(y: SynthesizeSpec, errors: list[str]) -> None:
     if unknown or not y.audiences:
         errors.append(f"synthesize.audiences: give one or more of {', '.join(AUDIENCES)}"
                       + (f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""))
+    if isinstance(y.raft, RaftSpec):
+        _at_least({"synthesize.raft.distractors": y.raft.distractors,
+                   "synthesize.raft.per_paragraph": y.raft.per_paragraph}, 1, errors)
+        if isinstance(y.raft.without_oracle, float) and not 0.0 <= y.raft.without_oracle < 1.0:
+            errors.append(f"synthesize.raft.without_oracle: a share of examples in [0, 1), got {y.raft.without_oracle}")
     for name in ("question_chars", "answer_chars", "paraphrase_ratio"):
         pair = getattr(y, name)
         if len(pair) != 2 or not all(isinstance(v, (int, float)) for v in pair) or not 0 <= pair[0] <= pair[1]:
@@ -524,6 +542,9 @@ def _check_values(spec: BuildSpec, errors: list[str]) -> None:
     for section, kind, check in sections:
         if isinstance(section, kind):  # else: missing or not a mapping, already reported
             check(section, errors)
+    if spec.retrieval is None and isinstance(spec.synthesize, SynthesizeSpec) and spec.synthesize.raft is not None:
+        errors.append("synthesize.raft: RAFT's distractors come from the build's retriever; add a `retrieval:` "
+                      "section (retrieval: {embedders: [minilm]})")
     if spec.retrieval is None and isinstance(spec.eval, EvalSpec) and isinstance(spec.eval.gate, GateSpec):
         errors += [f"eval.gate.{kind}.{name}: gates the {arm_metric(name)[0]} arm, which needs a `retrieval:` "
                    f"section in the spec" for kind, table in (("min", spec.eval.gate.min),

@@ -1,5 +1,5 @@
 """python -m jobs.retrieve (--tag T | --index DIR | --dataset DIR | --spec S [--sources DIR ...])
-                          (--query Q | --questions FILE.yaml) [--k 5] [--method hybrid|bm25|dense] [--json]
+                          (--query Q | --questions FILE.yaml) [--k 5] [--method hybrid|bm25|dense|bm25+minilm] [--json]
 
 Rank a build's passages for a question, or for every question of a question set (an eval suite works too). The
 index is the build's own (--tag: from the store, re-hashed against its manifest), a folder (--index), built from a
@@ -29,7 +29,8 @@ def main(argv: list[str] | None = None) -> int:
     what.add_argument("--questions", type=Path, help="a question set YAML (questions: id, question, topic, "
                                                       "paragraphs)")
     parser.add_argument("--k", type=int, default=5, help="passages per question (1-100, default 5)")
-    parser.add_argument("--method", default="hybrid", choices=("hybrid", "bm25", "dense"))
+    parser.add_argument("--method", default="hybrid", help="hybrid (BM25 and every embedder, fused; default), bm25, "
+                                                            "dense, or rankers joined by + (bm25+minilm)")
     parser.add_argument("--json", action="store_true", help="JSON lines instead of text")
     args = parser.parse_args(argv)
     if not 1 <= args.k <= 100:
