@@ -65,8 +65,8 @@ show: need-version venv ## Print a build's manifest and re-hash its files: make 
 verify: need-version venv ## Re-hash every file of a build against its manifest: make verify VERSION=v1
 	$(PY) -m jobs.core.cli verify $(VERSION)
 
-compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (A: current, B: newest by default)
-	$(PY) -m jobs.eval.compare $(if $(A),--a $(A)) $(if $(B),--b $(B))
+compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 [ARM=adapter+retrieval] (A: current, B: newest by default)
+	$(PY) -m jobs.eval.compare $(if $(A),--a $(A)) $(if $(B),--b $(B)) $(if $(ARM),--arm "$$ARM")
 
 promote: need-version venv ## Make a build that passed its gate current: make promote VERSION=v2
 	$(PY) -m jobs.core.cli promote $(VERSION)
@@ -77,11 +77,11 @@ rollback: venv ## Move `current` back to the previously promoted build
 gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1 removes it [MIN_AGE_HOURS=24]
 	$(PY) -m jobs.core.cli gc $(if $(APPLY),--apply) $(if $(MIN_AGE_HOURS),--min-age-hours $(MIN_AGE_HOURS))
 
-ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; no VERSION: the promoted build)
-	$(PY) -m jobs.serve.ask $(if $(VERSION),--version $(VERSION)) $(if $(Q),-q "$$Q")
+ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] [RETRIEVAL=on|off] (no Q: a chat; no VERSION: the promoted build)
+	$(PY) -m jobs.serve.ask $(if $(VERSION),--version $(VERSION)) $(if $(Q),-q "$$Q") $(if $(RETRIEVAL),--retrieval "$$RETRIEVAL")
 
-serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
-	$(PY) -m jobs.serve.api $(if $(VERSION),--version $(VERSION)) --port $(PORT)
+serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000] [RETRIEVAL=on|off]
+	$(PY) -m jobs.serve.api $(if $(VERSION),--version $(VERSION)) --port $(PORT) $(if $(RETRIEVAL),--retrieval "$$RETRIEVAL")
 
 export: need-version venv $(if $(filter gguf,$(FORMAT)),$(VENV)/.gguf) ## Standalone model + card: make export VERSION=tag [FORMAT=gguf QUANT=Q4_K_M] [OUT=dir]
 	$(PY) -m jobs.serve.export --version $(VERSION) $(if $(FORMAT),--format $(FORMAT)) $(if $(QUANT),--quant $(QUANT)) \
