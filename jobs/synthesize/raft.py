@@ -85,7 +85,7 @@ def _example(spec: BuildSpec, index: Index, pid: str, row: dict, count_tokens) -
         else NOT_COVERED
     budget = (spec.train.max_length - count_tokens((system or "") + question + reply) - CHAT_OVERHEAD_TOKENS)
     passages = fit_passages(([oracle] if with_oracle else []) + distractors, budget, count_tokens)
-    if with_oracle and oracle not in passages:
+    if (with_oracle and oracle not in passages) or not passages:  # never a bare question answered NOT_COVERED
         return None
     rng.shuffle(passages)
     if with_oracle:
