@@ -144,8 +144,13 @@ def artifact_files(manifest: dict, tag: str, artifact: str) -> list[tuple[str, d
 
 def listed_keys(manifest: dict, tag: str) -> set[str]:
     """Every key a committed build owns: its manifest and the files it lists (`make gc` keeps exactly these)."""
-    return {keys.manifest_key(tag)} | {key for artifact in keys.ARTIFACTS
+    return {keys.manifest_key(tag)} | {key for artifact in build_artifacts(manifest)
                                        for key, _ in artifact_files(manifest, tag, artifact)}
+
+
+def build_artifacts(manifest: dict) -> list[str]:
+    """The artifacts a build has: every one of keys.ARTIFACTS, and the optional ones (the index) it lists."""
+    return [*keys.ARTIFACTS, *(a for a in keys.OPTIONAL_ARTIFACTS if a in manifest.get("artifacts", {}))]
 
 
 @dataclass
@@ -159,7 +164,7 @@ class Verification:
 def verify_build(store, tag: str) -> Verification:
     """Re-hash every file a committed build's manifest lists (artifacts and source documents) in the store."""
     manifest = read_manifest(store, tag)
-    files = [f for artifact in keys.ARTIFACTS for f in artifact_files(manifest, tag, artifact)]
+    files = [f for artifact in build_artifacts(manifest) for f in artifact_files(manifest, tag, artifact)]
     files += [(keys.source_key(rec["sha256"]), rec) for rec in manifest.get("sources", [])]
     result = Verification(tag)
     for key, rec in files:

@@ -54,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{path.stem:<14} {method:<18} {topic:<14} {row['questions']:>3} {row['recall@1']:>6.2f} "
                       f"{row['recall@5']:>6.2f} {row['mrr']:>6.2f}")
     questions = [q.question for path in args.questions for q in load_questions(path)]
-    for method in ("bm25+minilm", *(["hybrid"] if len(index.dense) > 1 else [])):
+    for method in methods(index):
         times = []
         for _ in range(args.repeats):
             for q in questions:
