@@ -130,6 +130,15 @@ def _tokenize(texts: Sequence[str]):
     return bm25s.tokenize(list(texts), stopwords="en", stemmer=_stemmer(), return_ids=False, show_progress=False)
 
 
+def _sorted_vocabulary(docs: list[list[str]]):
+    """Token ids from a sorted vocabulary: bm25s numbers tokens in set order, which changes with Python's string
+    hashing from one process to the next, so its saved matrices would differ on every rerun."""
+    from bm25s.tokenization import Tokenized
+
+    vocab = {w: i for i, w in enumerate(sorted({w for doc in docs for w in doc}))}
+    return Tokenized(ids=[[vocab[w] for w in doc] for doc in docs], vocab=vocab)
+
+
 # ---------------------------------------------------------------- embedders
 
 
@@ -189,7 +198,7 @@ def write_index(rows: Sequence[dict], out: Path, embedders: dict[str, Embedder],
         for p in passages:
             f.write(json.dumps(asdict(p), ensure_ascii=False, sort_keys=True) + "\n")
     retriever = bm25s.BM25()
-    retriever.index(_tokenize(texts), show_progress=False)
+    retriever.index(_sorted_vocabulary(_tokenize(texts)), show_progress=False)
     retriever.save(str(out / "bm25"), show_progress=False)
     for name, embed in sorted(embedders.items()):
         vectors = np.asarray(embed(texts), np.float32)

@@ -4,13 +4,19 @@ recall per topic and the question-set loader. A hashing bag-of-words embedder st
 from __future__ import annotations
 
 import hashlib
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 
 from jobs.core.retrieval import Index, RetrievalError, passages_from_catalogue, write_index
 from jobs.core.retrieval_eval import Query, QuestionSetError, first_rank, load_questions, summarize
+
+REPO = Path(__file__).resolve().parents[2]
 
 
 def bag_embed(texts):
@@ -55,7 +61,12 @@ def test_long_paragraphs_split_at_sentences_and_keep_their_paragraph_id():
 def test_rebuild_is_byte_identical_and_readable_by_another_user(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     info = write_index(ROWS, a, {"minilm": bag_embed})
-    write_index(ROWS, b, {"minilm": bag_embed})
+    # another process, other string hashing (bm25s's own vocabulary order would change with it)
+    code = ("from pathlib import Path; from jobs.core.retrieval import write_index; "
+            "from tests.core.test_retrieval import ROWS, bag_embed; "
+            f"write_index(ROWS, Path({str(b)!r}), {{'minilm': bag_embed}})")
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO,
+                   env={**os.environ, "PYTHONHASHSEED": "7", "PYTHONPATH": str(REPO)})
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert "index.json" in {f.name for f in files} and "passages.jsonl" in {f.name for f in files}
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
