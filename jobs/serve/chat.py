@@ -15,6 +15,7 @@ from typing import Callable, Iterator
 from jobs.core.audiences import AUDIENCES, audience_prompt
 from jobs.serve.builds import Build
 from jobs.core.rag import format_sources as format_cited
+from jobs.core.rag import sources_listing
 from jobs.serve.retrieval import Retriever, augment
 from jobs.serve.sources import SourceIndex, format_sources
 
@@ -99,7 +100,9 @@ class Chat:
             return format_cited(self.last_sources)
         if not (self.last_answer() or "").strip():
             return "(no answer to compare with yet: ask a question first, or the last answer was blank)"
-        if self._sources is None:
+        if self.retriever is not None:  # the build's index: every parsed paragraph, with its locator
+            return format_cited(sources_listing(self.retriever.index.search(self.last_answer(), 3)))
+        if self._sources is None:  # a build from before indexes: MiniLM over the dataset's paragraphs
             self._sources = SourceIndex(self.build.artifact("dataset"), self.embed_loader())
         return format_sources(self._sources.nearest(self.last_answer()))
 
