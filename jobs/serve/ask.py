@@ -87,7 +87,8 @@ def main(argv: list[str] | None = None) -> int:
 
         store = open_store()
         tag = pick_tags(store, args.version)[0]
-        build = open_build(store, tag, with_index(store, tag, ("adapter",) if args.question else ("adapter", "dataset")))
+        wanted = ("adapter",) if args.question else ("adapter", "dataset")
+        build = open_build(store, tag, with_index(store, tag, wanted))
         engine = load_engine([build], args.device)
         sampling = Sampling(max_new_tokens=args.max_new_tokens or build.spec.eval.max_new_tokens,
                             temperature=args.temperature, top_p=args.top_p, seed=args.seed)

@@ -38,7 +38,8 @@ def test_raft_examples(tmp_path, monkeypatch):
     assert counts["paragraphs"] == 8 and counts["examples"] == 8 and 0 < counts["without_oracle"] < 8
     for r in rows:
         user, answer = r["messages"][0]["content"], r["messages"][1]["content"]
-        assert "Held-out" not in user and r["template"] == "raft" and user.count("\n[") + user.startswith("Passages:\n[") >= 2
+        assert "Held-out" not in user and r["template"] == "raft" and user.startswith("Passages:\n[1] ")
+        assert "\n\n[2] " in user  # the oracle and a distractor, or two distractors
         if answer == NOT_COVERED:
             assert r["paragraph_ids"][0] not in r["paragraph_ids"][1:] and f"{r['paragraph_ids'][0]}\n" not in user
         else:
