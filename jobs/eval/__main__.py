@@ -32,6 +32,9 @@ def main(argv: list[str] | None = None) -> int:
         spec = load_spec(args.spec)
         from jobs.eval.run import run_eval  # the heavy imports (pandas, then torch) wait for a good spec
 
+        if args.index and spec.retrieval is None and (args.index / "index.json").is_file():
+            print("eval: --index ignored: the spec has no `retrieval:` section (its two plain arms only)",
+                  file=sys.stderr)
         gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous,
                         index_dir=args.index if spec.retrieval else None)  # the spec decides: no section, no arms
     except QslmError as exc:
