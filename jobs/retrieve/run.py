@@ -34,7 +34,7 @@ def _from_store(tag: str) -> Path:
 
 
 def _stage(args: list[str]) -> None:
-    done = subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT)
+    done = subprocess.run([sys.executable, "-m", *args], cwd=REPO_ROOT, stdout=sys.stderr)  # stdout: results only
     if done.returncode:
         raise RetrievalError(f"python -m {args[0]} failed (exit {done.returncode}); its error is above")
 
@@ -49,7 +49,8 @@ def _from_documents(spec: str, sources: list[Path] | None) -> Path:
     folder = cache_dir() / "retrieve" / f"docs-{h.hexdigest()[:16]}"
     if (folder / "index" / "index.json").is_file():
         return folder / "index"
-    work = Path(tempfile.mkdtemp(prefix="retrieve-", dir=cache_dir()))
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".work-", dir=folder.parent))
     try:
         _stage(["jobs.curate", "--spec", spec, "--out", str(work / "dataset")]
                + (["--sources", *map(str, sources)] if sources else []))
