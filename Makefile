@@ -124,8 +124,8 @@ show: need-version venv ## A build's summary, its files re-hashed: make show VER
 verify: need-version venv ## Re-hash every file of a build against its manifest: make verify VERSION=v1
 	$(PY) -m jobs.core.store.cli verify $(call q,VERSION)
 
-compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 (or VERSION=v2: against its previous build of the same lineage)
-	$(PY) -m jobs.eval.compare $${A:+--a "$$A"} $${B:+--b "$$B"} $${VERSION:+--b "$$VERSION"}
+compare: venv ## Compare two builds, down to the questions lost and gained: make compare A=v1 B=v2 [ARM=adapter+retrieval] (or VERSION=v2: against its previous build of the same lineage)
+	$(PY) -m jobs.eval.compare $${A:+--a "$$A"} $${B:+--b "$$B"} $${VERSION:+--b "$$VERSION"} $${ARM:+--arm "$$ARM"}
 
 promote: need-version venv ## Make a build that passed its gate current: make promote VERSION=v2
 	$(PY) -m jobs.core.store.cli promote $(call q,VERSION)
@@ -137,11 +137,13 @@ gc: venv ## List what interrupted or losing publishes left in the store; APPLY=1
 	$(PY) -m jobs.core.store.cli gc $(if $(call given,APPLY),--apply) $(if $(call given,MIN_AGE_HOURS),--min-age-hours $(call q,MIN_AGE_HOURS)) \
 	  $(if $(call given,CLEAR_CACHE),--clear-cache $(call q,CLEAR_CACHE))
 
-ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] (no Q: a chat; no VERSION: the promoted build)
-	$(PY) -m jobs.serve.ask $(if $(call given,VERSION),--tag $(call q,VERSION)) $(if $(call given,Q),-q $(call q,Q))
+ask: venv ## Ask a build: make ask [VERSION=tag] [Q="question"] [RETRIEVAL=on|off] (no Q: a chat; no VERSION: the promoted build)
+	$(PY) -m jobs.serve.ask $(if $(call given,VERSION),--tag $(call q,VERSION)) $(if $(call given,Q),-q $(call q,Q)) \
+	  $(if $(call given,RETRIEVAL),--retrieval $(call q,RETRIEVAL))
 
-serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000]
-	$(PY) -m jobs.serve.api $(if $(call given,VERSION),--tag $(call q,VERSION)) --port $(call q,PORT)
+serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag...]] [PORT=8000] [RETRIEVAL=on|off]
+	$(PY) -m jobs.serve.api $(if $(call given,VERSION),--tag $(call q,VERSION)) --port $(call q,PORT) \
+	  $(if $(call given,RETRIEVAL),--retrieval $(call q,RETRIEVAL))
 
 studio: venv ## The studio, a local web page over the store: builds, reports, compare, running builds, chat [PORT=8080] [CHANGES=1: promote/rollback]
 	$(PY) -m jobs.studio --port $(if $(filter command line environment,$(origin PORT)),$(call q,PORT),8080) $(if $(call given,CHANGES),--allow-changes)

@@ -68,6 +68,7 @@ CORE_RULES = {
     "jobs.core.store": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
     "jobs.core.text": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
     "jobs.core.engine": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec"),
+    "jobs.core.retrieval": ("jobs.core.errors", "jobs.core.repo", "jobs.core.spec", "jobs.core.text", "jobs.core.store"),
 }
 ML = ("torch", "transformers", "peft", "bitsandbytes", "sentence_transformers", "accelerate")
 TORCH_FREE = ("jobs.core.errors", "jobs.core.repo", "jobs.core.progress", "jobs.core.spec", "jobs.core.store",

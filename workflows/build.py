@@ -153,9 +153,10 @@ def build(tag: str, work_root: Path) -> int:
     refuse_complete(store, tag, BuildError)
     print(f"base model: {resolve_base_model(spec)}", flush=True)  # fail fast, before any stage runs
     work = work_root / tag
-    for d in ("curated", "dataset", "report", "previous"):  # the adapter keeps its checkpoints: a rerun resumes
+    for d in ("curated", "dataset", "report", "previous", "index"):  # the adapter keeps its checkpoints: a rerun resumes
         shutil.rmtree(work / d, ignore_errors=True)
-    names = ["curate", *(["synthesize"] if spec.synthesize else []), "train", "eval", "publish"]
+    names = ["curate", *(["synthesize"] if spec.synthesize else []), *(["index"] if spec.retrieval else []), "train",
+             "eval", "publish"]
     stages = Stages(tag, names, progress.event_file(work_root, tag), _timings(store, tag))
     try:
         return _run(tag, spec, store, work, stages)
@@ -172,7 +173,8 @@ def _timings(store, tag: str) -> dict:
 
 def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:
     _stage = stages.run
-    dataset, adapter, report, previous = (work / d for d in ("dataset", "adapter", "report", "previous"))
+    dataset, adapter, report, previous, index = (work / d for d in ("dataset", "adapter", "report", "previous",
+                                                                    "index"))
     curated = work / "curated" if spec.synthesize else dataset  # with synthesis, train reads synthesize's output
     spec_file = spec.source_file
     if _stage("curate", ["--spec", spec_file, "--out", str(curated)]) != 0:
@@ -183,6 +185,9 @@ def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:
                                                  "--out", str(dataset)]) != 0:
         raise BuildError("synthesize failed (see its message above); nothing was published. Its replies are "
                          "cached in the store: rerunning resumes")
+    with_index = ["--index", str(index)] if spec.retrieval else []  # the retrieval index, for eval and publish
+    if with_index and _stage("index", ["--spec", spec_file, "--dataset", str(dataset), "--out", str(index)]) != 0:
+        raise BuildError("index failed (see its message above); nothing was published")
     # A rerun resumes training only from checkpoints made from the same inputs (the train stage's own rule);
     # others are set aside before the stage would refuse them.
     stamp = work / "adapter.fingerprint"
@@ -194,7 +199,8 @@ def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:
     if _stage("train", ["--spec", spec_file, "--dataset", str(dataset), "--out", str(adapter)]) != 0:
         raise BuildError("train failed (see its message above); nothing was published. Rerunning the same "
                          "command resumes from the last checkpoint.")
-    eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report)]
+    eval_args = ["--spec", spec_file, "--dataset", str(dataset), "--adapter", str(adapter), "--out", str(report),
+                 *with_index]
     prev = previous_build(store, tag, spec)
     if prev:
         fetch_artifact(store, prev, "report", previous)  # checked against its manifest
@@ -208,7 +214,7 @@ def _run(tag: str, spec, store, work: Path, stages: Stages) -> int:
     if rc not in (0, GATE_FAILED):
         raise BuildError("eval failed (see its message above); nothing was published")
     if _stage("publish", ["--spec", spec_file, "--tag", tag, "--dataset", str(dataset),
-                          "--adapter", str(adapter), "--report", str(report)]) != 0:
+                          "--adapter", str(adapter), "--report", str(report), *with_index]) != 0:
         raise BuildError("publish failed (see its message above)")
     manifest = read_manifest(store, tag)
     stages.end(manifest["status"])

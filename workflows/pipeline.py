@@ -85,7 +85,8 @@ def spec() -> Container:
     # The first work of every build: the whole spec at the build's commit, every problem listed, before any stage;
     # it also says whether synthesis runs and where curate leaves its dataset (workflows/stages.py).
     return stage("spec", "curate", ["python", "-m", "workflows.stages"], ["--spec", SPEC, "--out", OUT],
-                 outputs=[Parameter(name=n, value_from=ValueFrom(path=f"{OUT}/{n}")) for n in ("synthesize", "curated")],
+                 outputs=[Parameter(name=n, value_from=ValueFrom(path=f"{OUT}/{n}"))
+                          for n in ("synthesize", "curated", "retrieval")],
                  resources=Resources(cpu_request="100m", memory_request="256Mi", memory_limit="512Mi"),
                  deadline_s=10 * 60)
 
@@ -124,6 +125,28 @@ def synthesize() -> Container:
     )
 
 
+def index_in() -> Artifact:
+    """The retrieval index eval and publish read: runs/<run>/index/, written by the index task when the spec has
+    `retrieval:`; optional, so a build without one reads nothing there (eval and publish then ignore --index)."""
+    artifact = folder_in("index", "/in/index", key=keys.run_key(RUN_ID, "index") + "/")
+    artifact.optional = True
+    return artifact
+
+
+def index() -> Container:
+    # The eval image: the MiniLM embedder needs torch, which the curate image leaves out. CPU only: a corpus of
+    # thousands of paragraphs embeds in minutes, beside training on the GPU.
+    return stage(
+        "index", "eval", ["python", "-m", STAGES["index"]],
+        ["--spec", SPEC, "--dataset", "/in/dataset", "--out", OUT + "/index"],
+        inputs=[dataset_in()],
+        outputs=[folder_out("index", OUT + "/index", keys.run_key(RUN_ID, "index"))],
+        resources=Resources(cpu_request="1", memory_request="2Gi", memory_limit="6Gi"),
+        retry=RetryStrategy(limit="2", retry_policy="Always", backoff=backoff()),  # deterministic: safe to rerun
+        deadline_s=2 * HOUR,
+    )
+
+
 def train() -> Container:
     return stage(
         "train", "train", ["python", "-m", STAGES["train"]],
@@ -144,8 +167,9 @@ def train() -> Container:
 
 def eval_(compare: bool) -> Container:
     """The eval step; `compare` adds the previous build's scores (--previous), for the regression checks."""
-    args = ["--spec", SPEC, "--dataset", "/in/dataset", "--adapter", "/in/adapter", "--out", OUT + "/report"]
-    inputs = [dataset_in(), folder_in("adapter", "/in/adapter")]
+    args = ["--spec", SPEC, "--dataset", "/in/dataset", "--adapter", "/in/adapter", "--out", OUT + "/report",
+            "--index", "/in/index"]
+    inputs = [dataset_in(), folder_in("adapter", "/in/adapter"), index_in()]
     if compare:
         args += ["--previous", "/in/previous"]
         inputs.append(folder_in("previous", "/in/previous/metrics.json",
@@ -172,9 +196,9 @@ def publish() -> Container:
     return stage(
         "publish", "curate", ["python", "-m", STAGES["publish"]],  # core only: no torch needed to write the store
         ["--spec", SPEC, "--tag", "{{workflow.parameters.tag}}", "--dataset", "/in/dataset",
-         "--adapter", "/in/adapter", "--report", "/in/report",
+         "--adapter", "/in/adapter", "--report", "/in/report", "--index", "/in/index",
          "--git-commit", "{{workflow.parameters.git-commit}}", "--git-dirty", "{{workflow.parameters.git-dirty}}"],
-        inputs=[dataset_in(), folder_in("adapter", "/in/adapter"), folder_in("report", "/in/report")],
+        inputs=[dataset_in(), folder_in("adapter", "/in/adapter"), folder_in("report", "/in/report"), index_in()],
         resources=Resources(cpu_request="500m", memory_request="1Gi", memory_limit="2Gi"),
         # Safe to retry: the manifest is written last and only if absent, so a retry either completes or refuses.
         **store_env(),
@@ -225,11 +249,13 @@ def _build_dag() -> None:
          when="'{{tasks.spec.outputs.parameters.synthesize}}' == 'true'")
     # A bare `synthesize` is met when it succeeded or was skipped (no synthesis in the spec).
     Task(name="train", template=train(), depends="curate && synthesize")
+    Task(name="index", template=index(), depends="curate && synthesize",
+         when="'{{tasks.spec.outputs.parameters.retrieval}}' == 'true'")
     # Two branches, one of which runs: eval has --previous only when there is a previous build.
     publish_template, verdict_template = publish(), verdict()
     for compare, suffix in ((False, "-first"), (True, "")):
         eval_task, publish_task = "eval" + suffix, "publish" + suffix
-        Task(name=eval_task, template=eval_(compare), depends="train",
+        Task(name=eval_task, template=eval_(compare), depends="train && index",
              when=first_build.replace("==", "!=") if compare else first_build,
              arguments=[_artifact("train", "adapter")])
         # The gate's verdict (exit 3) is published as failed-gate; any other eval failure publishes nothing.

@@ -5,6 +5,8 @@ listed, as `python -m jobs.core.spec` does), then writes what the DAG branches o
     DIR/synthesize   "true" when the spec has a `synthesize` section (the synthesize task runs), else "false"
     DIR/curated      where curate leaves its dataset under runs/<run>/: "curate/dataset" when synthesis follows
                      (synthesize then writes "dataset"), else "dataset" itself
+    DIR/retrieval    "true" when the spec has a `retrieval` section (the index task runs; eval and publish read
+                     runs/<run>/index/), else "false"
 so train, eval and publish always read runs/<run>/dataset/, whichever stage wrote it, with no conditional artifact.
 Standard library and jobs.core only: runs in the curate image.
 """
@@ -21,17 +23,20 @@ from jobs.core.spec.load import load_spec
 
 # The build's stages in order, each with the command it runs (python -m MODULE): the local build (workflows/build.py)
 # runs them in this order, and the Argo pipeline's DAG (workflows/pipeline.py) runs the same commands in the same
-# order (tests/workflows/test_pipeline.py checks it). synthesize runs only when the spec has a `synthesize:` section.
-STAGES = {"curate": "jobs.curate", "synthesize": "jobs.synthesize", "train": "jobs.train", "eval": "jobs.eval",
-          "publish": "jobs.core.store.publish"}
+# order (tests/workflows/test_pipeline.py checks it). synthesize runs only when the spec has a `synthesize:` section,
+# index only when it has a `retrieval:` section.
+STAGES = {"curate": "jobs.curate", "synthesize": "jobs.synthesize", "index": "jobs.index", "train": "jobs.train",
+          "eval": "jobs.eval", "publish": "jobs.core.store.publish"}
 DATASET = keys.RUN_KEYS["dataset"]  # runs/<run>/dataset/: the dataset train, eval and publish read
+INDEX = keys.RUN_KEYS["index"]  # runs/<run>/index/: the retrieval index (specs with `retrieval:`), for eval and publish
 CURATED_FOR_SYNTHESIS = keys.RUN_KEYS["curated"]  # runs/<run>/curate/dataset/: curate's output when synthesize follows
 
 
 def flags(spec) -> dict[str, str]:
     synthesize = spec.synthesize is not None
     return {"synthesize": "true" if synthesize else "false",
-            "curated": CURATED_FOR_SYNTHESIS if synthesize else DATASET}
+            "curated": CURATED_FOR_SYNTHESIS if synthesize else DATASET,
+            "retrieval": "true" if spec.retrieval is not None else "false"}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,4 +1,5 @@
 """python -m jobs.eval --spec SPEC --dataset DATASET_DIR --adapter ADAPTER_DIR --out REPORT_DIR [--previous PREV_REPORT_DIR]
+                      [--index INDEX_DIR]
 
 Answers the spec's eval suite with the base model + adapter and with the base alone, scores held-out
 perplexity, applies the spec's gate and writes the report folder (metrics.json, report.html, answers.jsonl,
@@ -23,13 +24,20 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--adapter", required=True, type=Path, help="train output folder")
     parser.add_argument("--out", required=True, type=Path, help="report folder to create (must be new or empty)")
     parser.add_argument("--previous", type=Path, help="previous build's report folder, for regression checks")
+    parser.add_argument("--index", type=Path, help="the build's retrieval index (python -m jobs.index): with a "
+                                                   "`retrieval:` spec, adds the base+retrieval and adapter+retrieval "
+                                                   "arms (ignored without one)")
     args = parser.parse_args(argv)
 
     try:
         spec = load_spec(args.spec)
         from jobs.eval.run import run_eval  # the heavy imports (pandas, then torch) wait for a good spec
 
-        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous)
+        if args.index and spec.retrieval is None and (args.index / "index.json").is_file():
+            print("eval: --index ignored: the spec has no `retrieval:` section (its two plain arms only)",
+                  file=sys.stderr)
+        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous,
+                        index_dir=args.index if spec.retrieval else None)  # the spec decides: no section, no arms
     except QslmError as exc:
         print(f"eval: error: {exc}", file=sys.stderr)
         return 2

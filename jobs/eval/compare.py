@@ -1,11 +1,13 @@
-"""python -m jobs.eval.compare [--a TAG] [--b TAG]      (also: python -m jobs.eval.compare A B)
+"""python -m jobs.eval.compare [--a TAG] [--b TAG] [--arm ARM]      (also: python -m jobs.eval.compare A B)
 
 Prints the report's comparison of two builds in the terminal: what differs in their specs and documents, headline
 metrics, knowledge diagnostics, per-topic scores and the questions B lost or gained against A with both answers.
 Each build's report/metrics.json comes from the store (QSLM_STORE) through its manifest, checked against the sha256
 there. --b defaults to the newest complete build; --a to B's previous build: the promoted one when it is of B's
 lineage (same suite by hash, same base model), else the latest of that lineage made before B; a build is never
-compared with itself, and a comparison across suites or base models says so. What `make compare A=v1 B=v2` runs.
+compared with itself, and a comparison across suites or base models says so. --arm compares one eval arm of
+both builds (adapter by default; adapter+retrieval, base+retrieval or base where the builds measured them). What
+`make compare A=v1 B=v2 [ARM=adapter+retrieval]` runs.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from jobs.core.errors import QslmError
 from jobs.core.store import lineage
 from jobs.core.store.registry import complete_tags, previous_build, read_artifact_file, read_manifest
 from jobs.core.store.backends import open_store
-from jobs.core.spec.metrics import DIAGNOSTICS
+from jobs.core.spec.metrics import ARM_PREFIX, ARMS, DIAGNOSTICS, GATED
 from jobs.eval.diagnose import RIGHT_CONCEPT_RECALL, RIGHT_SIMILARITY, question_diff
 from jobs.eval.report import comparison_rows, fmt, pct, signed
 
@@ -136,11 +138,32 @@ def diff_text(a_tag: str, b_tag: str, diff: dict) -> str:
     return "\n".join(out)
 
 
+def arm_view(metrics: dict, arm: str, tag: str) -> dict:
+    """The metrics with the headline's plain names standing for `arm`'s values (ARM_PREFIX), for one comparison."""
+    if arm == "adapter":
+        return metrics
+    prefix = ARM_PREFIX[arm]
+    if not any(k.startswith(prefix) for k in metrics["headline"]):
+        raise CompareError(f"build {tag} has no {arm} arm in its report (its spec has no `retrieval:` section)")
+    headline = dict(metrics["headline"]) | {k[len(prefix):]: v for k, v in metrics["headline"].items()
+                                            if k.startswith(prefix) and k[len(prefix):] in GATED}
+    return metrics | {"headline": headline}
+
+
+def arms_text(tag: str, metrics: dict) -> str:
+    arms = metrics.get("arms")
+    if not arms:
+        return ""
+    winners = ", ".join(f"{t}: {a}" for t, a in arms["winners"].items())
+    return f"{tag}: ship {arms['ship']} (best right rate); per topic: {winners}"
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m jobs.eval.compare", description=__doc__.split("\n\n")[1])
     p.add_argument("tags", nargs="*", metavar="TAG", help="A and B as positional arguments (optional)")
     p.add_argument("--a", help="the baseline build (default: B's previous build of the same lineage)")
     p.add_argument("--b", help="the build to judge (default: the newest complete build)")
+    p.add_argument("--arm", default="adapter", choices=ARMS, help="the eval arm to compare (default: adapter)")
     args = p.parse_args(argv)
     if len(args.tags) > 2:
         p.error("give at most two tags: A B")
@@ -153,7 +176,13 @@ def main(argv: list[str] | None = None) -> int:
         store = open_store()
         a_tag, b_tag = pick(store, a_tag, b_tag)
         provenance = provenance_text(a_tag, read_manifest(store, a_tag), b_tag, read_manifest(store, b_tag))
-        print(comparison_text(a_tag, load_metrics(store, a_tag), b_tag, load_metrics(store, b_tag), provenance))
+        a, b = load_metrics(store, a_tag), load_metrics(store, b_tag)
+        if args.arm != "adapter":
+            print(f"arm: {args.arm} (the headline rows below are that arm's)")
+        print(comparison_text(a_tag, arm_view(a, args.arm, a_tag), b_tag, arm_view(b, args.arm, b_tag), provenance))
+        for line in (arms_text(a_tag, a), arms_text(b_tag, b)):
+            if line:
+                print(line)
     except QslmError as exc:
         print(f"compare: error: {exc}", file=sys.stderr)
         return 2

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 
-from jobs.core.spec.metrics import LOWER_IS_BETTER
+from jobs.core.spec.metrics import LOWER_IS_BETTER, arm_metric
 from jobs.core.spec.schema import GateSpec
 
 
@@ -41,9 +41,10 @@ def evaluate_gate(gate: GateSpec, headline: dict, previous: dict | None) -> dict
                            "message": f"{metric}: regression check skipped ({why})"})
             continue
         # A regression is a drop for higher-is-better metrics and a rise for lower-is-better ones.
-        regression = (value - before) if metric in LOWER_IS_BETTER else (before - value)
+        lower = arm_metric(metric)[1] in LOWER_IS_BETTER  # rag_repetition_rate is as lower-is-better as its arm's
+        regression = (value - before) if lower else (before - value)
         ok = not math.isnan(regression) and regression <= allowed + 1e-12
-        word = "rose" if metric in LOWER_IS_BETTER else "fell"
+        word = "rose" if lower else "fell"
         message = f"{metric} {word} by {max(regression, 0.0):.4f} vs previous build ({before:.4f} -> {value:.4f}); " \
                   f"allowed {allowed:.4f}"
         if math.isnan(value):

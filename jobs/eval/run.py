@@ -38,7 +38,7 @@ from jobs.core.store.provenance import library_versions
 from jobs.core.spec.metrics import PER_QUESTION
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.spec.suite import Suite, load_suite
-from jobs.eval import (EvalError, bootstrap, dataset, diagnose, faithfulness, generate, probes, scoring, sources,
+from jobs.eval import (EvalError, arms, bootstrap, dataset, diagnose, faithfulness, generate, probes, scoring, sources,
                        trust)
 from jobs.eval.gate import evaluate_gate
 from jobs.eval.report import render_report
@@ -167,8 +167,25 @@ def _write_json(path: Path, data) -> None:
     path.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
+def _retrieval_arms(spec: BuildSpec, engine: Engine, index_dir: Path | None, suite: Suite, embed,
+                    system: str | None) -> dict | None:
+    """Answers of the retrieval arms, when the build has an index (None: eval's two plain arms only)."""
+    if index_dir is None:
+        return None
+    from jobs.core.retrieval.hybrid import INFO, Index
+
+    if not (Path(index_dir) / INFO).is_file():
+        raise EvalError(f"{index_dir}: no retrieval index there, and the spec's `retrieval:` section asks for the "
+                        f"retrieval arms; build it with python -m jobs.index and pass it as --index")
+
+    index = Index.load(index_dir, embedders={"minilm": embed})  # the MiniLM eval already loaded
+    k = spec.retrieval.k if spec.retrieval else 4
+    print(f"eval: retrieval arms: {len(index.passages)} passages, top {k} per question in the prompt", flush=True)
+    return arms.generate_arms(engine, index, suite, k=k, system=system, max_new_tokens=spec.eval.max_new_tokens)
+
+
 def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Path,
-             previous_dir: Path | None = None) -> dict:
+             previous_dir: Path | None = None, index_dir: Path | None = None) -> dict:
     """Evaluate and write the report folder; returns the gate result ({"passed", "checks"})."""
     start = time.perf_counter()
     dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
@@ -213,6 +230,7 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     t = time.perf_counter()
     probe_rows = ask_probes(engine, examples, embed, spec.eval.max_new_tokens)
     timings["probes_s"] = time.perf_counter() - t
+    retrieval = _retrieval_arms(spec, engine, index_dir, suite, embed, system)
     del engine
 
     t = time.perf_counter()
@@ -223,6 +241,10 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                                   previous)
     summary["headline"].update(diagnose.headline(rows, {m: diagnostics["faithfulness"][m]["rate"] for m in MODELS},
                                                  diagnostics["probes"]["summary"]))
+    if retrieval is not None:  # the four arms (jobs/eval/arms.py): metrics.json `arms`, rag_ headline keys
+        summary["arms"] = arms.finish(rows, suite, retrieval, embed, max_new_tokens=spec.eval.max_new_tokens,
+                                      samples=spec.eval.bootstrap_samples, seed=spec.eval.seed)
+        summary["headline"].update(summary["arms"].pop("headline"))
     worst = sorted(answerable, key=lambda r: (r["adapter"]["quality"], r["id"]))[:WORST_ANSWERS]
     timings["score_s"] = time.perf_counter() - t
 

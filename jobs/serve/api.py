@@ -58,10 +58,10 @@ def _http_error(_request, exc: HTTPException) -> JSONResponse:
 
 
 def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens: int, api_key: str | None = None,
-             log=None) -> Guard:
+             log=None, retrievers: dict | None = None, retrieval: bool | None = None) -> Guard:
     """The routes over a running worker, behind the guard; `tokenizer` is the server's own copy (the engine's
     belongs to the worker thread: a tokenizer shared between threads can fail mid-call), used to count and check
-    prompt tokens."""
+    prompt tokens. `retrievers`: each build's index (jobs/serve/retrieval.py); `retrieval`: the server's default."""
     app = FastAPI(title="quantum-slm", docs_url=None, redoc_url=None)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
@@ -95,6 +95,11 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
                                f"fill in the {context_tokens - max_new:,} tokens the model's {context_tokens} leave "
                                f"beside {max_new} new ones; shorten the messages or lower max_tokens",
                           param="messages", code="context_length_exceeded")
+        try:  # the build's passages in the prompt (jobs/serve/retrieval.py); sources go back beside the message
+            turns, sources = _with_retrieval(req, turns, (retrievers or {}).get(req.model), retrieval, tokenizer,
+                                             context_tokens, max_new)
+        except QslmError as exc:
+            return _error(400, str(exc), param="retrieval", code="retrieval_unavailable")
         prompt_tokens = len(chat_prompt_ids(tokenizer, [turns])[0])  # as the engine will format it
         info["prompt_tokens"] = prompt_tokens
         if prompt_tokens + max_new > context_tokens:
@@ -109,13 +114,31 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
                                f"shortly", type_="rate_limit_error", code="queue_full")
         cid = protocol.completion_id()
         if req.stream:
-            return EventSourceResponse(_events(job, cid, req, prompt_tokens, info))
-        return await _answer(job, cid, req.model, prompt_tokens, request, info)
+            return EventSourceResponse(_events(job, cid, req, prompt_tokens, info, sources))
+        return await _answer(job, cid, req.model, prompt_tokens, request, info, sources)
 
     return Guard(app, api_key, **({"log": log} if log else {}))
 
 
-async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: Request, info: dict):
+def _with_retrieval(req: ChatRequest, turns: list[dict], retriever, server_default: bool | None, tokenizer,
+                    context_tokens: int, max_new: int) -> tuple[list[dict], list[dict] | None]:
+    """(turns, sources): sources is None when the request answered without retrieval."""
+    from jobs.serve.retrieval import augment, request_switch
+
+    if not request_switch(req.model_extra, server_default, retriever):
+        return turns, None
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    return augment(turns, retriever, context_tokens, max_new, count)
+
+
+def _with_sources(body: dict, sources: list[dict] | None) -> dict:
+    if sources is not None:  # beside the message: OpenAI clients ignore a field they do not know
+        body["choices"][0]["sources"] = sources
+    return body
+
+
+async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: Request, info: dict,
+                  sources=None):
     try:
         while True:
             try:
@@ -126,16 +149,17 @@ async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: R
                 continue
             if item[0] == "done":
                 info["completion_tokens"] = item[1].new_tokens
-                return protocol.completion(cid, model, item[1], prompt_tokens)
+                return _with_sources(protocol.completion(cid, model, item[1], prompt_tokens), sources)
             return _error(500, item[1], type_="server_error")
     finally:
         job.cancelled.set()
 
 
-async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int, info: dict):
+async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int, info: dict, sources=None):
     """SSE data lines as OpenAI sends them: a role delta, content deltas, a finish chunk, [usage], [DONE]."""
     try:
-        yield {"data": json.dumps(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}))}
+        yield {"data": json.dumps(_with_sources(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}),
+                                                sources))}
         while True:
             kind, value = await job.out.get()
             if kind == "chunk":
@@ -186,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
     p.add_argument("--max-batch", type=int, default=8, help="plain greedy requests answered in one engine call")
+    p.add_argument("--retrieval", choices=["on", "off"], help="answer from each build's retrieved passages unless a "
+                                                             "request says otherwise (default: the build's spec)")
     args = p.parse_args(argv)
     api_key = os.environ.get(API_KEY_ENV) or None
     try:
@@ -195,7 +221,11 @@ def main(argv: list[str] | None = None) -> int:
                 raise ServeError(f"{name} {value} is outside [{low}, {high}]")
         check_exposure(args.host, api_key)
         store = open_store()
-        builds = {tag: open_build(store, tag) for tag in pick_tags(store, args.tag)}
+        from jobs.serve.retrieval import Retriever, with_index
+
+        builds = {tag: open_build(store, tag, with_index(store, tag, ("adapter",)))
+                  for tag in pick_tags(store, args.tag)}
+        retrievers = {tag: r for tag, b in builds.items() if (r := Retriever.of(b)) is not None}
         engine = load_engine(list(builds.values()), args.device, args.max_batch)
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:
@@ -203,7 +233,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     worker = Worker(engine, args.max_queue, args.max_batch)
     worker.start()
-    app = make_app(builds, worker, tokenizer, engine.context, api_key)
+    app = make_app(builds, worker, tokenizer, engine.context, api_key, retrievers=retrievers,
+                   retrieval=None if args.retrieval is None else args.retrieval == "on")
     print(describe(list(builds.values()), engine), flush=True)
     print(f"serving {', '.join(builds)} at http://{args.host}:{args.port}/v1 (OpenAI API; Ctrl-C stops)", flush=True)
     try:

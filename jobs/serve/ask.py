@@ -16,7 +16,9 @@ from jobs.core.errors import QslmError
 from jobs.core.store.backends import open_store
 from jobs.serve import ServeError
 from jobs.serve.builds import describe, load_engine, open_build, pick_tags
+from jobs.core.retrieval.rag import format_sources
 from jobs.serve.chat import Chat, TooLong
+from jobs.serve.retrieval import Retriever, with_index
 
 PROMPT = "you> "
 MAX_ARG_CHARS = 1_000_000  # -q and --system; the context check then counts tokens
@@ -65,6 +67,8 @@ def repl(chat: Chat, out=sys.stdout) -> None:
             _write_stream([output], out)
         else:
             out.write(_note(chat, _write_stream(output, out)) + "\n")
+            if chat.retrieval:
+                out.write(format_sources(chat.last_sources) + "\n")
 
 
 def check_sampling(args) -> None:
@@ -92,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--top-p", type=float, default=1.0)
     p.add_argument("--seed", type=int, help="sampling seed (same seed + same question = same answer)")
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--retrieval", choices=["on", "off"], help="answer from the build's retrieved passages "
+                                                             "(default: the build's spec; builds with an index)")
     args = p.parse_args(argv)
     try:
         from jobs.core.text.embed import load_embedder
@@ -100,16 +106,24 @@ def main(argv: list[str] | None = None) -> int:
         check_sampling(args)
         store = open_store()
         tag = pick_tags(store, args.tag)[0]
-        build = open_build(store, tag, ("adapter",) if args.question else ("adapter", "dataset"))
+        wanted = ("adapter",) if args.question else ("adapter", "dataset")
+        build = open_build(store, tag, with_index(store, tag, wanted))
         engine = load_engine([build], args.device)
         sampling = Sampling(max_new_tokens=args.max_new_tokens or build.spec.eval.max_new_tokens,
                             temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-        chat = Chat(build, engine, sampling, embed_loader=lambda: load_embedder("cpu"))
+        chat = Chat(build, engine, sampling, embed_loader=lambda: load_embedder("cpu"), retriever=Retriever.of(build))
         if args.system:
             chat.system = args.system
+        if args.retrieval == "on" and chat.retriever is None:
+            raise ServeError(f"--retrieval on: build {tag} has no retrieval index (its spec has no `retrieval:` "
+                             f"section); rebuild it with one, or ask without retrieval")
+        if args.retrieval:
+            chat.retrieval = args.retrieval == "on"
         print(describe([build], engine), file=sys.stderr if args.question else sys.stdout, flush=True)
         if args.question:
             print(_note(chat, _write_stream(chat.ask(args.question), sys.stdout)), file=sys.stderr)
+            if chat.retrieval:  # the numbered references mean nothing without them: stdout, after the answer
+                print(format_sources(chat.last_sources))
         else:
             repl(chat)
     except QslmError as exc:

@@ -1,6 +1,8 @@
 """A conversation with one build, and the chat's commands (the terminal side lives in ask.py).
 
-Commands: /reset, /system TEXT, /audience researcher|engineer|student [en|es], /base, /sources, /help, /exit.
+Commands: /reset, /system TEXT, /audience researcher|engineer|student [en|es], /base, /sources, /retrieval on|off,
+/help, /exit. With retrieval on (a build with an index: jobs/serve/retrieval.py), each question goes to the model
+with the build's passages for it, numbered, and the answer cites them; the sources follow the answer.
 The system message is the one the adapter was trained with unless the user sets another; /audience puts the
 audience's prompt after it, exactly as curate wrote the audience variants of the training examples.
 A message (or a /system) that would make the conversation longer than the model's context, less the answer's
@@ -15,6 +17,9 @@ from typing import Callable, Iterator
 from jobs.core.spec.audiences import AUDIENCES, audience_prompt
 from jobs.serve import ServeError
 from jobs.serve.builds import Build
+from jobs.core.retrieval.rag import format_sources as format_cited
+from jobs.core.retrieval.rag import sources_listing
+from jobs.serve.retrieval import Retriever, augment
 from jobs.serve.nearest import SourceIndex, format_sources
 
 HELP = """commands:
@@ -22,7 +27,9 @@ HELP = """commands:
   /system TEXT           use TEXT as the system message (/system alone: back to the build's own)
   /audience NAME [LANG]  steer by audience: researcher, engineer or student; LANG en (default) or es
   /base                  the base model's answer to your last question, beside the adapter's
-  /sources               the build's source paragraphs nearest to the last answer (ids, file, section)
+  /sources               the passages the last answer was given (retrieval on), else the build's source
+                         paragraphs nearest to the last answer (ids, file, section)
+  /retrieval on|off      answer from the build's retrieved passages, citing them (builds with an index)
   /help                  this list
   /exit                  leave (Ctrl-D too)"""
 
@@ -62,9 +69,13 @@ class Chat:
     history: list[dict] = field(default_factory=list)
     last: object = None  # the last answer's Generation (tokens, finish reason)
     _sources: SourceIndex | None = None
+    retriever: Retriever | None = None  # the build's index, when it has one
+    retrieval: bool = False  # answer with retrieved passages (default: the build's spec)
+    last_sources: list[dict] = field(default_factory=list)  # the passages the last answer was given
 
     def __post_init__(self):
         self.system = self.build.system_prompt()
+        self.retrieval = bool(self.retriever and self.retriever.default)
 
     def _conversation(self, turns: list[dict]) -> list[dict]:
         return ([{"role": "system", "content": self.system}] if self.system else []) + turns
@@ -103,7 +114,13 @@ class Chat:
         return self._answer(turns)
 
     def _answer(self, turns: list[dict]) -> Iterator[str]:
-        yield from self._stream(turns, self.build.tag)
+        asked, self.last_sources = turns, []
+        if self.retrieval and self.retriever:
+            count = lambda text: len(self.engine.tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+            asked, self.last_sources = augment(self._conversation(turns), self.retriever, self.engine.context,
+                                               self.sampling.max_new_tokens, count)
+            asked = asked[1:] if self.system else asked  # _stream adds the system message again
+        yield from self._stream(asked, self.build.tag)
         self.history = turns + [{"role": "assistant", "content": self.last.text}]
 
     def last_answer(self) -> str | None:
@@ -114,9 +131,13 @@ class Chat:
         return self._stream(self.history[:-1], None)
 
     def sources(self) -> str:
+        if self.last_sources:
+            return format_cited(self.last_sources)
         if not (self.last_answer() or "").strip():
             return "(no answer to compare with yet: ask a question first, or the last answer was blank)"
-        if self._sources is None:
+        if self.retriever is not None:  # the build's index: every parsed paragraph, with its locator
+            return format_cited(sources_listing(self.retriever.index.search(self.last_answer(), 3)))
+        if self._sources is None:  # a build from before indexes: MiniLM over the dataset's paragraphs
             self._sources = SourceIndex(self.build.artifact("dataset"), self.embed_loader())
         return format_sources(self._sources.nearest(self.last_answer()))
 
@@ -151,6 +172,13 @@ class Chat:
             return f"adapter {self.build.tag}> {self.last_answer()}\nbase {base}> ", self.base()
         if name == "/sources":
             return "", self.sources()
+        if name == "/retrieval":
+            if arg not in ("on", "off"):
+                return "", f"(usage: /retrieval on|off; now {'on' if self.retrieval else 'off'})"
+            if arg == "on" and self.retriever is None:
+                return "", f"(build {self.build.tag} has no retrieval index: its spec has no `retrieval:` section)"
+            self.retrieval = arg == "on"
+            return "", f"(retrieval {arg})"
         if name == "/help":
             return "", HELP
         return "", f"(unknown command {name}; /help lists them)"

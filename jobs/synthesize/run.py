@@ -23,6 +23,8 @@ from jobs.core.engine.writers import make_writer
 from jobs.synthesize import SynthesisError, plan, summary
 from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.rows import screen
+from jobs.synthesize import raft
+from jobs.core.engine.writers import SynthesisError, make_writer
 
 COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "catalogue.parquet", "curate-info.json")
 
@@ -54,6 +56,14 @@ def generate(spec: BuildSpec, paragraphs: list[dict], writer, cache: GenerationC
     return found, facts, len(reqs) + len(reqs2), generated + generated2
 
 
+def _token_counter(spec: BuildSpec):
+    """Tokens of a text under the base model's tokenizer (RAFT fits its passages into train.max_length)."""
+    from tokenizers import Tokenizer
+
+    tokenizer = Tokenizer.from_file(str(resolve_base_model(spec) / "tokenizer.json"))
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False).ids)
+
+
 def synthesize(spec: BuildSpec, dataset: Path, out: Path, quiet: bool = False) -> dict:
     """Run the stage; returns the stats.json written. Refuses an output folder that already has files."""
     t0 = time.perf_counter()
@@ -72,6 +82,14 @@ def synthesize(spec: BuildSpec, dataset: Path, out: Path, quiet: bool = False) -
     found, facts, requests, generated = generate(spec, paragraphs, writer, cache, rejected)
     rows = screen(spec, found, writer.name, rejected)
     st = summary.stats(spec, curated, paragraphs, facts, rows, rejected, writer.name, requests)
+    if spec.synthesize.raft is not None:  # RAFT examples over curate's and the synthetic questions (raft.py)
+        made, st["raft"] = raft.examples(spec, read_rows(dataset / "catalogue.parquet"), curated["train"] + rows,
+                                         _token_counter(spec))
+        rows += made
+        ex = st["examples"]
+        ex["train"] += len(made)
+        ex["by_template"][raft.TEMPLATE] = len(made)
+        ex["train_by_origin"]["synthetic"] = ex["train_by_origin"].get("synthetic", 0) + len(made)
     train = sorted(curated["train"] + rows, key=lambda r: r["id"])
     info = {"stage": "synthesize", "versions": library_versions(), "writer": writer.name, "writer_note": writer.note,
             "calls": {"requests": requests, "generated": generated, "cached": requests - generated},

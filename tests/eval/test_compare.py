@@ -116,3 +116,16 @@ def test_a_damaged_report_is_refused(store, capsys):
     store.put_bytes(keys.artifact_prefix("v1", "report", attempt) + "metrics.json", b"{}")
     assert main(["--a", "v1", "--b", "v2"]) == 2
     assert "does not match its manifest" in capsys.readouterr().err
+
+
+def test_an_arm_is_compared_by_its_prefixed_headline():
+    import pytest
+
+    from jobs.eval.compare import CompareError, arm_view
+
+    metrics = {"headline": {"concept_recall": 0.1, "rag_concept_recall": 0.6, "base_rag_concept_recall": 0.4}}
+    assert arm_view(metrics, "adapter+retrieval", "v4")["headline"]["concept_recall"] == 0.6
+    assert arm_view(metrics, "base+retrieval", "v4")["headline"]["concept_recall"] == 0.4
+    assert arm_view(metrics, "adapter", "v4") is metrics
+    with pytest.raises(CompareError, match="no adapter\\+retrieval arm"):
+        arm_view({"headline": {"concept_recall": 0.1}}, "adapter+retrieval", "v2")

@@ -115,3 +115,32 @@ def test_sources_finds_the_paragraph_an_answer_came_from(smoke_engine):
     target = next(p for p in found if len(p.ids) == 1 and p.file.endswith(".tex"))
     score, nearest = index.nearest(target.text, k=3)[0]
     assert nearest == target and score > 0.99
+
+
+def test_the_chat_answers_from_retrieved_passages_and_lists_them(smoke_engine, tmp_path):
+    """Retrieval on: the question goes to the model in the shared layout with the build's passages (an index over the
+    dataset's catalogue; a hashing embedder stands in for MiniLM), the sources follow; /retrieval off: plain."""
+    import pyarrow.parquet as pq
+
+    from jobs.core.retrieval.rag import user_turn
+    from jobs.core.retrieval.hybrid import Index, write_index
+    from jobs.serve.retrieval import Retriever
+    from tests.core.test_retrieval import bag_embed
+
+    engine, (smoke, _) = smoke_engine
+    write_index(pq.read_table(smoke.artifact("dataset") / "catalogue.parquet").to_pylist(), tmp_path / "index",
+                {"minilm": bag_embed})
+    retriever = Retriever(Index.load(tmp_path / "index", {"minilm": bag_embed}), k=2, default=True)
+    sampling = Sampling(max_new_tokens=8)
+    chat = Chat(smoke, engine, sampling, embed_loader=lambda: None, retriever=retriever)
+    assert chat.retrieval
+    answer = "".join(chat.ask(QUESTION))
+    hits = [h.passage for h in retriever.index.search(QUESTION, 2)]
+    assert [s["id"] for s in chat.last_sources] == [p.id for p in hits]
+    asked = [{"role": "user", "content": user_turn(QUESTION, hits)}]
+    assert answer == engine.chat([asked], "smoke", sampling)[0].text
+    assert chat.history[0]["content"] == QUESTION  # the history keeps the question, not the passages
+    assert chat.command("/sources")[1].startswith("Sources:\n  [1] ")
+    assert chat.command("/retrieval off")[1] == "(retrieval off)"
+    "".join(chat.ask("Why?"))
+    assert chat.last_sources == []

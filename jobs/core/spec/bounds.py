@@ -109,6 +109,11 @@ SPEC_BOUNDS: dict[str, Range] = {
     "synthesize.answer_chars": Range(0, 100_000),
     "synthesize.paraphrase_ratio": Range(0.0, 100.0),
     "synthesize.max_paragraphs": Range(1, 10_000_000),
+    "synthesize.raft.distractors": Range(1, 50),
+    "synthesize.raft.without_oracle": FRACTION,
+    "synthesize.raft.per_paragraph": Range(1, 50),
+    "synthesize.raft.seed": SEED,
+    "retrieval.k": Range(1, 64),
 }
 
 

@@ -8,9 +8,10 @@ from pathlib import Path
 
 from jobs.core.spec.audiences import AUDIENCES
 from jobs.core.spec.bounds import check_bounds
-from jobs.core.spec.metrics import GATED, LOWER_IS_BETTER
+from jobs.core.spec.metrics import ARM_PREFIX, GATED, LOWER_IS_BETTER, RETRIEVAL_ARMS, arm_metric
 from jobs.core.spec.overrides import OverridesError, read_overrides
-from jobs.core.spec.schema import TEMPLATES, BaseModelSpec, BuildSpec, CurateSpec, EvalSpec, SynthesizeSpec, TrainSpec
+from jobs.core.spec.schema import (EMBEDDERS, TEMPLATES, BaseModelSpec, BuildSpec, CurateSpec, EvalSpec, RetrievalSpec,
+                                   SynthesizeSpec, TrainSpec)
 from jobs.core.spec.suite import SuiteError, load_suite
 from jobs.core.spec.tags import is_tag
 from jobs.core.spec.yamlfile import brief
@@ -62,10 +63,11 @@ def _check_train(t: TrainSpec, errors: list[str]) -> None:
 
 def _check_eval(e: EvalSpec, errors: list[str]) -> None:
     for kind, table in (("min", e.gate.min), ("max_regression", e.gate.max_regression)):
-        for metric, value in table.items():
-            where = f"eval.gate.{kind}.{metric}"
+        for name, value in table.items():
+            where, (_, metric) = f"eval.gate.{kind}.{name}", arm_metric(name)
             if metric not in GATED:
-                errors.append(f"{where}: unknown metric (the gate can check: {', '.join(GATED)})")
+                errors.append(f"{where}: unknown metric (the gate can check: {', '.join(GATED)}, each also "
+                              f"with an arm's prefix: {', '.join(p for p in ARM_PREFIX.values() if p)})")
             elif kind == "min" and metric in LOWER_IS_BETTER:
                 errors.append(f"{where}: {metric} is lower-is-better; gate it with max_regression")
     if e.suite is None and not any(x.startswith("eval.suite") for x in errors):  # absent, not refused as a path
@@ -94,6 +96,25 @@ def _check_synthesize(y: SynthesizeSpec, errors: list[str]) -> None:
             errors.append(f"synthesize.{name}: give [low, high] with 0 <= low <= high, got {list(pair)}")
 
 
+def _check_retrieval(r: RetrievalSpec, errors: list[str]) -> None:
+    unknown = [e for e in r.embedders if e not in EMBEDDERS]
+    if unknown or not r.embedders or len(set(r.embedders)) != len(r.embedders):
+        errors.append(f"retrieval.embedders: give one or more of {', '.join(EMBEDDERS)}, each once"
+                      + (f" (unknown: {', '.join(map(repr, unknown))})" if unknown else ""))
+
+
+def _check_across(spec: BuildSpec, errors: list[str]) -> None:
+    """Rules that tie two sections: RAFT and the retrieval arms need an index."""
+    if spec.retrieval is None and spec.synthesize is not None and spec.synthesize.raft is not None:
+        errors.append("synthesize.raft: RAFT's distractors come from the build's retriever; add a `retrieval:` "
+                      "section (retrieval: {embedders: [minilm]})")
+    if spec.retrieval is None:
+        errors += [f"eval.gate.{kind}.{name}: gates the {arm_metric(name)[0]} arm, which needs a `retrieval:` "
+                   f"section in the spec" for kind, table in (("min", spec.eval.gate.min),
+                                                             ("max_regression", spec.eval.gate.max_regression))
+                   for name in table if arm_metric(name)[0] in RETRIEVAL_ARMS]
+
+
 def check_values(spec: BuildSpec, errors: list[str]) -> None:
     """Every number against its range (bounds.py), then every section's rules; the parser has already replaced
     values of the wrong type by their defaults."""
@@ -102,7 +123,8 @@ def check_values(spec: BuildSpec, errors: list[str]) -> None:
         errors.append(f"previous: {brief(spec.previous)} must be the tag of another build (letters, digits, '.', "
                       f"'_' or '-'), not this one")
     checks = ((spec.base_model, _check_base_model), (spec.curate, _check_curate), (spec.train, _check_train),
-              (spec.eval, _check_eval), (spec.synthesize, _check_synthesize))
+              (spec.eval, _check_eval), (spec.synthesize, _check_synthesize), (spec.retrieval, _check_retrieval))
     for section, check in checks:
         if section is not None:  # synthesize is optional
             check(section, errors)
+    _check_across(spec, errors)

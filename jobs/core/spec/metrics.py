@@ -21,7 +21,7 @@ class Metric:
     gateable: bool  # eval.gate may name it (min: higher-is-better only; max_regression: both)
     label: str  # what the report and `make compare` call it
     meaning: str
-    kind: Literal["score", "diagnostic", "length"] = "score"
+    kind: Literal["score", "diagnostic", "length", "retrieval"] = "score"
 
 
 METRICS = (
@@ -52,6 +52,15 @@ METRICS = (
            "right now, of the questions the base got wrong", "diagnostic"),
     Metric("forgotten_rate", "lower", True, "forgotten (of what the base got right)",
            "wrong now, of the questions the base got right", "diagnostic"),
+    # With a retrieval index (jobs/eval/arms.py): what the retrieval arms cite and how well the index finds sources.
+    Metric("citation_precision", "higher", True, "citations that hold the source",
+           "cited passages that hold one of the question's source paragraphs", "retrieval"),
+    Metric("retrieval_recall_at_1", "higher", True, "source ranked first", "questions whose source paragraph the "
+           "index ranks first", "retrieval"),
+    Metric("retrieval_recall_at_5", "higher", True, "source in the top 5", "questions whose source paragraph is in "
+           "the index's top 5", "retrieval"),
+    Metric("retrieval_mrr", "higher", True, "mean reciprocal rank", "mean of 1 / the source paragraph's rank",
+           "retrieval"),
 )
 BY_NAME = {m.name: m for m in METRICS}
 LABELS = {m.name: m.label for m in METRICS}
@@ -68,7 +77,12 @@ WITH_BASE = tuple(n for n in DIAGNOSTICS if n not in ("learned_rate", "forgotten
 # Scores each answer gets on its own (averaged with bootstrap intervals per topic).
 PER_QUESTION = ("concept_recall", "similarity", "rougeL", "bleu")
 
-ARMS = {"adapter": "", "base": "base_"}  # an arm's prefix in the flat headline
+# Eval's arms: what answers (the base, or base + adapter) and whether retrieved passages are in its prompt
+# (jobs/eval/arms.py). A metric of an arm is <prefix><metric> in the headline, the gate and `make compare` (the
+# adapter's prefix is "", as before retrieval), e.g. rag_concept_recall gates adapter + retrieval.
+ARMS = ("base", "base+retrieval", "adapter", "adapter+retrieval")
+ARM_PREFIX = {"adapter": "", "base": "base_", "adapter+retrieval": "rag_", "base+retrieval": "base_rag_"}
+RETRIEVAL_ARMS = ("base+retrieval", "adapter+retrieval")
 DELTA = "delta_"  # adapter minus base
 QUESTION_STATUS = ("reviewed", "draft")  # a suite question's review status
 
@@ -76,5 +90,13 @@ GATE_FAILED = 3  # eval's exit status when the report is written but the gate di
 
 
 def key(name: str, arm: str = "adapter") -> str:
-    """The flat headline key of metric `name` for `arm` ('adapter', 'base') or 'delta'."""
-    return (DELTA if arm == "delta" else ARMS[arm]) + name
+    """The flat headline key of metric `name` for an arm (ARMS) or 'delta' (adapter minus base)."""
+    return (DELTA if arm == "delta" else ARM_PREFIX[arm]) + name
+
+
+def arm_metric(name: str) -> tuple[str, str]:
+    """(arm, metric) of a headline name: rag_concept_recall -> (adapter+retrieval, concept_recall)."""
+    for arm, prefix in sorted(ARM_PREFIX.items(), key=lambda kv: -len(kv[1])):
+        if prefix and name.startswith(prefix) and name[len(prefix):] in GATED:
+            return arm, name[len(prefix):]
+    return "adapter", name

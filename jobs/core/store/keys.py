@@ -14,6 +14,7 @@ import secrets
 from datetime import datetime, timezone
 
 ARTIFACTS = ("dataset", "adapter", "report")  # one folder per stage output, in pipeline order
+OPTIONAL_ARTIFACTS = ("index",)  # only builds whose spec has a `retrieval:` section have (and list) it
 ATTEMPT_TIME = "%Y%m%dT%H%M%SZ"  # an attempt id starts with its UTC start time: `make gc` reads its age from it
 
 
@@ -45,8 +46,8 @@ def attempt_prefix(tag: str, attempt: str) -> str:
 def artifact_prefix(tag: str, artifact: str, attempt: str | None = None) -> str:
     """Where one artifact of a build lives: under the attempt its manifest names. `attempt` None is the layout
     of manifest schema 1 (builds published before attempts existed): builds/<tag>/<artifact>/."""
-    if artifact not in ARTIFACTS:
-        raise ValueError(f"unknown artifact {artifact!r}; one of {ARTIFACTS}")
+    if artifact not in ARTIFACTS + OPTIONAL_ARTIFACTS:
+        raise ValueError(f"unknown artifact {artifact!r}; one of {ARTIFACTS + OPTIONAL_ARTIFACTS}")
     return (attempt_prefix(tag, attempt) if attempt else build_prefix(tag)) + f"{artifact}/"
 
 
@@ -69,6 +70,7 @@ RUN_KEYS = {
     "data": "checkout/data.tgz",  # data/ as committed, packed by `make submit`
     "curated": "curate/dataset",  # curate's output when synthesize follows
     "dataset": "dataset",  # the dataset train, eval and publish read (synthesize's, or curate's without synthesis)
+    "index": "index",  # the retrieval index (specs with `retrieval:`)
     "adapter": "train/adapter",
     "report": "eval/report",
     "report_html": "eval/report.html",

@@ -1,7 +1,7 @@
 """Publish one build to the store: artifacts first, manifest.json last (the commit point).
 
     python -m jobs.core.store.publish --spec data/builds/v2.yaml --tag v2 \
-        --dataset DATASET_DIR --adapter ADAPTER_DIR --report REPORT_DIR [--sources DIR ...]
+        --dataset DATASET_DIR --adapter ADAPTER_DIR --report REPORT_DIR [--index INDEX_DIR] [--sources DIR ...]
 
 The manifest ties together the git commit, the sha256 of every source document and artifact file, the resolved
 spec, library versions, stage timings and headline metrics. A tag whose manifest exists is never written again.
@@ -110,7 +110,7 @@ def build_manifest(spec, tag: str, attempt: str, folders: dict[str, Path], git: 
 
 
 def publish(spec, tag: str, dataset: Path, adapter: Path, report: Path, sources: list[str] | None = None,
-            git: dict | None = None, store=None) -> dict:
+            git: dict | None = None, store=None, index: Path | None = None) -> dict:
     """Upload under a new attempt, then commit it with the manifest; a run that loses the commit to another has
     written only under its own attempt, which no manifest names (`make gc` removes it)."""
     store = store or open_store()
@@ -119,6 +119,7 @@ def publish(spec, tag: str, dataset: Path, adapter: Path, report: Path, sources:
     started = time.monotonic()
     attempt = keys.new_attempt()
     folders = {"dataset": Path(dataset), "adapter": Path(adapter), "report": Path(report)}
+    folders |= index_folder(spec, index)
     manifest = build_manifest(spec, tag, attempt, folders, git or git_state())
     docs = source_documents(folders["dataset"], list(sources) if sources else list(spec.curate.sources))
     try:
@@ -136,6 +137,19 @@ def publish(spec, tag: str, dataset: Path, adapter: Path, report: Path, sources:
                            f"be removing its files; nothing was committed: run publish again")
     commit(store, tag, json.dumps(manifest, indent=2, sort_keys=True).encode(), attempt)
     return manifest
+
+
+def index_folder(spec, index: Path | None) -> dict[str, Path]:
+    """The retrieval index (python -m jobs.index) as the artifact `index`: required when the spec has `retrieval:`,
+    left out when it has none (the workflow passes --index to every build; a build without the section has none)."""
+    if spec.retrieval is None:
+        return {}
+    if index is None:
+        raise PublishError("the spec has a `retrieval:` section but no --index folder was given: run "
+                           "python -m jobs.index and publish with --index INDEX_DIR")
+    if not (Path(index) / "index.json").is_file():
+        raise PublishError(f"{index}: not a retrieval index (no index.json); build it with python -m jobs.index")
+    return {"index": Path(index)}
 
 
 def commit(store, tag: str, body: bytes, attempt: str) -> None:
@@ -167,6 +181,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", required=True, type=Path)
     p.add_argument("--adapter", required=True, type=Path)
     p.add_argument("--report", required=True, type=Path)
+    p.add_argument("--index", type=Path, help="retrieval index folder (required when the spec has `retrieval:`)")
     p.add_argument("--sources", nargs="*", help="source folders (default: the spec's curate.sources)")
     p.add_argument("--git-commit", help="commit the build was made from (default: git rev-parse HEAD)")
     p.add_argument("--git-dirty", choices=["true", "false"], help="whether the tree had uncommitted changes")
@@ -176,7 +191,8 @@ def main(argv: list[str] | None = None) -> int:
         git = None
         if args.git_commit:
             git = {"commit": args.git_commit, "dirty": None if args.git_dirty is None else args.git_dirty == "true"}
-        manifest = publish(spec, args.tag, args.dataset, args.adapter, args.report, args.sources, git)
+        manifest = publish(spec, args.tag, args.dataset, args.adapter, args.report, args.sources, git,
+                           index=args.index)
     except QslmError as exc:
         print(f"publish: error: {exc}", file=sys.stderr)
         return 2

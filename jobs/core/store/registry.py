@@ -271,6 +271,11 @@ def previous_build(store, tag: str, spec=None, of: dict | None = None) -> str | 
     return best[1] if best else None
 
 
+def build_artifacts(manifest: dict) -> list[str]:
+    """The artifacts a build has: every one of keys.ARTIFACTS, and the optional ones (the index) it lists."""
+    return [*keys.ARTIFACTS, *(a for a in keys.OPTIONAL_ARTIFACTS if a in manifest.get("artifacts", {}))]
+
+
 def artifact_files(manifest: dict, tag: str, artifact: str) -> list[tuple[str, dict]]:
     """(store key, {path, sha256, bytes}) of every file of one artifact, as its manifest lists them: under the
     attempt the manifest names (schema 2), or builds/<tag>/<artifact>/ for a schema-1 manifest."""
@@ -284,7 +289,7 @@ def artifact_files(manifest: dict, tag: str, artifact: str) -> list[tuple[str, d
 
 def listed_keys(manifest: dict, tag: str) -> set[str]:
     """Every key a committed build owns: its manifest and the files it lists (`make gc` keeps exactly these)."""
-    return {keys.manifest_key(tag)} | {key for artifact in keys.ARTIFACTS
+    return {keys.manifest_key(tag)} | {key for artifact in build_artifacts(manifest)
                                        for key, _ in artifact_files(manifest, tag, artifact)}
 
 
@@ -299,7 +304,7 @@ class Verification:
 def verify_build(store, tag: str) -> Verification:
     """Re-hash every file a committed build's manifest lists (artifacts and source documents) in the store."""
     manifest = read_manifest(store, tag)
-    files = [f for artifact in keys.ARTIFACTS for f in artifact_files(manifest, tag, artifact)]
+    files = [f for artifact in build_artifacts(manifest) for f in artifact_files(manifest, tag, artifact)]
     files += [(keys.source_key(rec["sha256"]), rec) for rec in manifest.get("sources", [])]
     result = Verification(tag)
     for key, rec in files:

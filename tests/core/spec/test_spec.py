@@ -205,3 +205,33 @@ def test_a_padded_tiny_model_needs_rows_for_every_word_and_a_dtype_it_can_save(t
     assert "2 problem(s)" in msg
     assert "base_model.tiny.dtype: 'bfloat16' is not one of 'float32', 'float16'" in msg
     assert "base_model.tiny.embedding_rows: 512 is fewer than vocab_size 1024" in msg
+
+
+def test_retrieval_raft_and_the_gate_naming_an_arm(tmp_path):
+    from jobs.core.spec.metrics import arm_metric
+
+    good = tmp_path / "good.yaml"
+    good.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\n"
+                    "retrieval: {embedders: [minilm, e5], k: 3}\n"
+                    "synthesize: {raft: {distractors: 2, without_oracle: 0.25}}\n"
+                    "eval: {suite: data/eval/core.yaml, gate: {min: {rag_concept_recall: 0.3, base_rag_similarity: 0.1}, "
+                    "max_regression: {rag_repetition_rate: 0.1}}}\n")
+    spec = load_spec(good)
+    assert spec.retrieval.k == 3 and spec.synthesize.raft.without_oracle == 0.25 and spec.retrieval.default == "on"
+    assert arm_metric("rag_concept_recall") == ("adapter+retrieval", "concept_recall")
+    assert arm_metric("base_rag_bleu") == ("base+retrieval", "bleu") and arm_metric("bleu") == ("adapter", "bleu")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\n"
+                   "synthesize: {raft: {distractors: 0, without_oracle: 1.5}}\n"
+                   "eval: {gate: {min: {rag_concept_recall: 0.3, rag_perplexity: 9}}}\n")
+    msg = str(pytest.raises(SpecError, load_spec, bad).value)
+    assert "synthesize.raft.distractors: must be in [1, 50], got 0" in msg
+    assert "synthesize.raft.without_oracle: must be in [0.0, 1.0), got 1.5" in msg
+    assert "synthesize.raft: RAFT's distractors come from the build's retriever" in msg
+    assert "eval.gate.min.rag_concept_recall: gates the adapter+retrieval arm, which needs a `retrieval:`" in msg
+    assert "eval.gate.min.rag_perplexity: perplexity is lower-is-better" in msg
+    worse = tmp_path / "worse.yaml"
+    worse.write_text("base_model: {id: x}\ncurate: {keywords: [kernel]}\nretrieval: {embedders: [bert], k: 0}\n")
+    msg = str(pytest.raises(SpecError, load_spec, worse).value)
+    assert "retrieval.embedders: give one or more of minilm, e5, each once (unknown: 'bert')" in msg
+    assert "retrieval.k: must be in [1, 64], got 0" in msg

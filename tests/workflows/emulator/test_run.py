@@ -109,6 +109,7 @@ class StandIns:
         if name == "spec":  # what workflows.stages writes for a spec with or without a synthesize section
             parameters = {"synthesize": "true", "curated": "curate/dataset"} if self.synthesize else \
                 {"synthesize": "false", "curated": "dataset"}
+            parameters["retrieval"] = "false"  # no `retrieval:` section: the index task is skipped
         if name == "verdict":
             parameters = {"headline": "{}", "gate": "passed"}
             code = 3 if self.eval_exit == 3 else 0
