@@ -204,6 +204,18 @@ class Engine:
         yield Chunk(text[len(sent):] if text.startswith(sent) else text,
                     finish(self.tokenizer, ids, self._stop_ids, sampling.stop))
 
+    def tokens_needed(self, conversation: list[dict], sampling: Sampling) -> int:
+        """Prompt + max_new_tokens of one conversation: the tokens a batch must hold for it."""
+        return len(self.prompt_ids([conversation])[0]) + sampling.max_new_tokens
+
+    def batch(self, rows: int, tokens: int):
+        """A continuous batch (jobs/core/batch.py) of up to `rows` requests of at most `tokens` tokens each (prompt
+        + answer, capped at the context); fewer rows on a GPU whose memory budget cannot hold their KV cache."""
+        from jobs.core.batch import Batch
+
+        decoder = self._backend.decoder(rows, min(tokens, self.context), self._stop_ids)
+        return Batch(self, decoder, min(decoder.length, self.context))
+
     def nll(self, texts: list[str], adapter: str | None) -> list[tuple[float, int]]:
         """(sum of next-token NLL in nats, tokens scored) per text, in order: held-out perplexity."""
         self._check([], adapter, Sampling(), None)

@@ -92,11 +92,11 @@ class FastBackend:
         self.graphs = device.type == "cuda"
         dims = weights.dims
 
-        def pre(x, layer, cos, sin):
-            return fastmodel.attend_in(x, layer, cos, sin, dims)
+        def pre(x, layer, cos, sin, lora=None):
+            return fastmodel.attend_in(x, layer, cos, sin, dims, lora)
 
-        def post(x, q, keys, values, mask, layer):
-            return fastmodel.attend_out(x, q, keys, values, mask, layer, dims)
+        def post(x, q, keys, values, mask, layer, lora=None):
+            return fastmodel.attend_out(x, q, keys, values, mask, layer, dims, lora)
 
         self.eager = (pre, post)
         compiled = compile_layers and self.graphs
@@ -106,6 +106,7 @@ class FastBackend:
         self.token_bytes = fastmodel.token_bytes(len(weights.layers), dims.kv_heads, dims.head_dim,
                                                  weights.embed.element_size())
         self.compile_seconds = 0.0
+        self._stacked = None  # every adapter's LoRA stacked for per-row use (fastbatch.stack_loras), made once
 
     @classmethod
     def build(cls, model, adapters: list[str], spec, compile_layers: bool = True) -> "FastBackend":
@@ -136,6 +137,23 @@ class FastBackend:
                 else:
                     live.copy_(base)
         self.current = adapter
+
+    def decoder(self, rows: int, tokens: int, stop_ids: list[int]):
+        """A continuous-batching decoder (jobs/core/fastbatch.py) for up to `rows` requests of at most `tokens`
+        tokens each (prompt + answer), fewer rows if their KV cache would not fit the memory budget."""
+        from jobs.core import fastbatch
+
+        self.sessions.clear()  # the decoder holds its own cache; generate() makes its sessions again if called
+        length = _cache_length(tokens)
+        return fastbatch.FastDecoder(self, min(rows, self._rows_for(length)), length, stop_ids)
+
+    def stacked_loras(self):
+        from jobs.core import fastbatch
+
+        if self._stacked is None:
+            with torch.inference_mode():
+                self._stacked = fastbatch.stack_loras(self)
+        return self._stacked
 
     def bytes_read(self, rows: int, length: int) -> int:
         """Bytes a decode step reads at least: every weight once (the embedding by row only) and the KV cache."""

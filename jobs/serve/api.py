@@ -59,7 +59,9 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
 
     @app.get("/v1/models")
     def models() -> dict:
-        return {"object": "list", "data": [protocol.model_card(b) for b in builds.values()]}
+        # "serving": which engine path answers and how adapters are applied (batching: jobs/serve/worker.py)
+        serving = {"engine": worker.engine.path, "adapters": worker.lora_policy}
+        return {"object": "list", "data": [{**protocol.model_card(b), "serving": serving} for b in builds.values()]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
@@ -138,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
-    p.add_argument("--max-batch", type=int, default=8, help="plain greedy requests answered in one engine call")
+    p.add_argument("--max-batch", type=int, default=64, help="requests decoded together (continuous batching)")
     args = p.parse_args(argv)
     try:
         store = open_store()
