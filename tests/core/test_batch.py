@@ -13,6 +13,7 @@ QUESTIONS = ["What is a quantum kernel?", "Explain depolarizing noise on a NISQ 
              "Why?", "How does a feature map encode classical data into a Hilbert space?"]
 CHATS = [[{"role": "user", "content": q}] for q in QUESTIONS]
 GREEDY = Sampling(max_new_tokens=12)
+pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
