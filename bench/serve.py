@@ -265,17 +265,22 @@ def main(argv: list[str] | None = None) -> int:
          "versions": library_versions(), "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
          "engine_path": engine.path, "new_tokens": args.new_tokens, "rounds": args.rounds, "levels": []}
     engine_rates = {c: engine_rate(engine, chats, c, args.new_tokens) for c in levels}
+    print(f"{time.perf_counter() - start:.0f} s: engine rates {engine_rates}", flush=True)
     r["agreement"] = agreement(engine, chats[:8])
+    print(f"{time.perf_counter() - start:.0f} s: agreement {r['agreement']}", flush=True)
     url, stop = start_server(engine, spec, args.work, max(levels))
     try:
+        print(f"{time.perf_counter() - start:.0f} s: server at {url}", flush=True)
         for c in levels:  # warm-up: every batch size's graphs, merged and mixed, before any timing
             run_clients(url, ["a", "b"], questions, c, 1, args.new_tokens)  # full length: the batch is sized
             run_clients(url, ["a"], questions, c, 1, args.new_tokens)  # by its first request
+        print(f"{time.perf_counter() - start:.0f} s: warm", flush=True)
         for c in levels:
             one = run_clients(url, ["a"], questions, c, args.rounds, args.new_tokens)
             two = run_clients(url, ["a", "b"], questions, c, args.rounds, args.new_tokens)
             r["levels"].append({"clients": c, "engine": engine_rates[c], "one": one, "two": two})
-            print(f"{c} clients: engine {engine_rates[c]['tokens_per_s']:.0f} tok/s, served {one['tokens_per_s']:.0f}"
+            (args.out / "results.json").write_text(json.dumps(r, indent=2, default=str) + "\n")  # partial
+            print(f"{time.perf_counter() - start:.0f} s: {c} clients: engine {engine_rates[c]['tokens_per_s']:.0f} tok/s, served {one['tokens_per_s']:.0f}"
                   f" (one adapter), {two['tokens_per_s']:.0f} (two)", flush=True)
     finally:
         stop()
