@@ -116,7 +116,7 @@ async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int):
     try:
         yield {"data": json.dumps(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}))}
         while True:
-            kind, value = await job.out.get()
+            kind, value = await job.next_item()  # chunks that queued up come as one
             if kind == "chunk":
                 yield {"data": json.dumps(protocol.chunk(cid, req.model, {"content": value}))}
             elif kind == "done":

@@ -40,10 +40,32 @@ class Job:
     out: asyncio.Queue = field(default_factory=asyncio.Queue)
     cancelled: threading.Event = field(default_factory=threading.Event)
     trim: WhitespaceTrim = field(default_factory=WhitespaceTrim)  # streamed pieces join to the plain answer
+    _held: tuple | None = None  # an item taken from `out` while merging chunks, handed out next
 
     def send(self, item: tuple) -> None:
         """Hand an item to the request's coroutine: ("chunk", text), ("done", Generation) or ("error", message)."""
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
+
+    async def next_item(self) -> tuple:
+        """The next item for the request's coroutine; chunks already waiting behind a chunk come merged into it, so
+        a busy server sends fewer, larger events instead of falling further behind."""
+        item, self._held = self._held or await self.out.get(), None
+        while item[0] == "chunk" and not self.out.empty():
+            following = self.out.get_nowait()
+            if following[0] != "chunk":
+                self._held = following
+                break
+            item = ("chunk", item[1] + following[1])
+        return item
+
+
+def _deliver(items: list[tuple[Job, tuple]]) -> None:
+    """Items of one decode step into their jobs' queues, one wake-up of each event loop per step (not per token)."""
+    by_loop: dict = {}
+    for job, item in items:
+        by_loop.setdefault(job.loop, []).append((job, item))
+    for loop, pairs in by_loop.items():
+        loop.call_soon_threadsafe(lambda pairs=pairs: [job.out.put_nowait(item) for job, item in pairs])
 
 
 class Worker:
@@ -115,13 +137,15 @@ class Worker:
                 continue
             if self._batch.mode != mode:
                 log.info("adapters now %s (%d requests in the batch)", self._batch.mode, len(self._live))
+            sends = []
             for job, chunk in events:
                 text = job.trim.feed(chunk.text)
                 if text and job.stream:
-                    job.send(("chunk", text))
+                    sends.append((job, ("chunk", text)))
                 if chunk.generation is not None:
-                    job.send(("done", chunk.generation))
+                    sends.append((job, ("done", chunk.generation)))
                     self._live.remove(job)
+            _deliver(sends)
 
     def _admit(self, joining: list[Job]) -> None:
         """Jobs into the batch; one that needs a longer batch goes back to the head of the queue until the batch
