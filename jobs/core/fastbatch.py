@@ -95,6 +95,8 @@ class FastDecoder:
         self.joining: list[_Row] = []
         self.in_flight = []  # (ready, rows) of launched picks whose tokens the host has not read
         self.graphs = {}  # (bucket, mixed) -> (CUDAGraph, logits)
+        # Its own graph memory pool: the backend's may have been released with the sessions it dropped.
+        self.pool = torch.cuda.graph_pool_handle() if backend.graphs else None
         self.ids = itertools.count()
         self.loras, self.owners, self.names = backend.stacked_loras()
         self.mode = MERGED
@@ -228,7 +230,7 @@ class FastDecoder:
                     self._step(bucket, mixed)
             torch.cuda.current_stream(self.b.device).wait_stream(side)
             graph = torch.cuda.CUDAGraph()
-            with torch.cuda.graph(graph, pool=self.b.pool):
+            with torch.cuda.graph(graph, pool=self.pool):
                 logits = self._step(bucket, mixed)
             self.graphs[key] = (graph, logits)
             torch.cuda.synchronize(self.b.device)

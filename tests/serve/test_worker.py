@@ -136,3 +136,11 @@ def test_an_engine_failure_fails_only_its_requests(loop, start, monkeypatch):
     worker.submit(good)
     assert _next(loop, good)[0] == "done"
     assert wait_for(lambda: worker.waiting() == 0, 5, poll=0.01)
+
+
+def test_chunks_that_queued_up_go_out_as_one(loop):
+    job = _job(loop, CHATS[0], stream=True)
+    for item in (("chunk", "a"), ("chunk", "b"), ("done", "g"), ("chunk", "late")):
+        job.out.put_nowait(item)
+    got = [loop.run_until_complete(job.next_item()) for _ in range(3)]
+    assert got == [("chunk", "ab"), ("done", "g"), ("chunk", "late")]
