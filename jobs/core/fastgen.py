@@ -100,6 +100,8 @@ class FastBackend:
 
         self.eager = (pre, post)
         compiled = compile_layers and self.graphs
+        if compiled:  # one compiled variant per batch shape, with and without per-row LoRA (fastbatch): above 8
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.step_fns = tuple(torch.compile(f, fullgraph=True) for f in self.eager) if compiled else self.eager
         self.pool = torch.cuda.graph_pool_handle() if self.graphs else None
         self.sessions: dict[tuple[int, int], Session] = {}
