@@ -280,8 +280,8 @@ def main(argv: list[str] | None = None) -> int:
             two = run_clients(url, ["a", "b"], questions, c, args.rounds, args.new_tokens)
             r["levels"].append({"clients": c, "engine": engine_rates[c], "one": one, "two": two})
             (args.out / "results.json").write_text(json.dumps(r, indent=2, default=str) + "\n")  # partial
-            print(f"{time.perf_counter() - start:.0f} s: {c} clients: engine {engine_rates[c]['tokens_per_s']:.0f} tok/s, served {one['tokens_per_s']:.0f}"
-                  f" (one adapter), {two['tokens_per_s']:.0f} (two)", flush=True)
+            print(f"{time.perf_counter() - start:.0f} s: {c} clients: engine {engine_rates[c]['tokens_per_s']:.0f} "
+                  f"tok/s, served {one['tokens_per_s']:.0f} (one adapter), {two['tokens_per_s']:.0f} (two)", flush=True)
     finally:
         stop()
     r["verdict"], r["seconds"] = verdict(r), time.perf_counter() - start

@@ -105,7 +105,8 @@ def attend_out(x, q, keys, values, mask, w: Layer, dims: Dims, lora=None):
     (layer, masks) = lora
     x = x + F.linear(out, w.o) + lora_delta(out, layer.o_a, layer.o_b, masks[1])
     normed = rms_norm(x, w.ln2, dims.eps)
-    gate, up = (F.linear(normed, w.gate_up) + lora_delta(normed, layer.gate_up_a, layer.gate_up_b, masks[2])).chunk(2, dim=-1)
+    gate_up = F.linear(normed, w.gate_up) + lora_delta(normed, layer.gate_up_a, layer.gate_up_b, masks[2])
+    gate, up = gate_up.chunk(2, dim=-1)
     act = F.silu(gate) * up
     return x + F.linear(act, w.down) + lora_delta(act, layer.down_a, layer.down_b, masks[3])
 
