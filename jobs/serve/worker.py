@@ -161,7 +161,8 @@ class Worker:
                     self._batch_tokens = self._batch.tokens
                     log.info("batch of %d rows x %d tokens, adapters %s", self._batch.free(), self._batch.tokens,
                              self.lora_policy)
-                if not self._batch.add(job, job.conversation, job.adapter, job.sampling):
+                # No free row (the GPU's memory budget can hold fewer rows than max_batch), or too long for this batch
+                if not self._batch.free() or not self._batch.add(job, job.conversation, job.adapter, job.sampling):
                     with self._cv:
                         self._jobs.extendleft(reversed(joining[k:]))
                     return
