@@ -33,7 +33,7 @@ def run(path: Path, out: Path, new_tokens: int) -> dict:
     import torch
 
     from bench.benchmodel import build_model
-    from jobs.core.engine.generation import Engine, Sampling
+    from jobs.core.engine.generation import Engine, EngineSettings, Sampling
     from jobs.core.spec.load import spec_by_tag
     from bench.eval import make_adapter
 
@@ -42,7 +42,9 @@ def run(path: Path, out: Path, new_tokens: int) -> dict:
     model_dir = build_model(work)
     os.environ["QSLM_BASE_MODEL"] = str(model_dir)
     adapter = make_adapter(model_dir, work)
-    engine = Engine.load(spec_by_tag("v1"), {"adapter": adapter}, "cuda")
+    spec = spec_by_tag("v1")
+    engine = Engine.load(spec, {"adapter": adapter}, EngineSettings(device="cuda", batch_size=spec.eval.batch_size,
+                                                                   memory_budget_gib=spec.train.memory_budget_gib))
     rows = json.loads(path.read_text())["rows"]
     chats = {kind: [[{"role": "user", "content": r[kind]}] for r in rows] for kind in ("plain", "retrieval")}
     forced = Sampling(max_new_tokens=new_tokens, min_new_tokens=new_tokens)

@@ -72,7 +72,9 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
 
     @app.get("/v1/models")
     def models() -> dict:
-        return {"object": "list", "data": [protocol.model_card(b) for b in builds.values()]}
+        # "serving": which engine path answers and how adapters are applied (batching: jobs/serve/worker.py)
+        serving = {"engine": worker.engine.path, "adapters": worker.lora_policy}
+        return {"object": "list", "data": [{**protocol.model_card(b), "serving": serving} for b in builds.values()]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
@@ -161,7 +163,7 @@ async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int, info
         yield {"data": json.dumps(_with_sources(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}),
                                                 sources))}
         while True:
-            kind, value = await job.out.get()
+            kind, value = await job.next_item()  # chunks that queued up come as one
             if kind == "chunk":
                 yield {"data": json.dumps(protocol.chunk(cid, req.model, {"content": value}))}
             elif kind == "done":
@@ -209,7 +211,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=8000)
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
-    p.add_argument("--max-batch", type=int, default=8, help="plain greedy requests answered in one engine call")
+    p.add_argument("--max-batch", type=int, default=64, help="requests decoded together (continuous batching)")
     p.add_argument("--retrieval", choices=["on", "off"], help="answer from each build's retrieved passages unless a "
                                                              "request says otherwise (default: the build's spec)")
     args = p.parse_args(argv)

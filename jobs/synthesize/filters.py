@@ -16,7 +16,7 @@ import re
 
 from jobs.core.text.grounding import absent
 from jobs.core.text.prose import language
-from jobs.core.engine.writers import OVERSIZED, TOO_LONG
+from jobs.core.engine.writers import OVERSIZED, TOO_LONG, parse_qa
 
 FILTERS = ("malformed", "length", "language", "ungrounded", "off_topic", "leakage", "near_duplicate")
 def parse_choice(reply: str, options: tuple[str, ...]) -> str | None:

@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 from jobs.core.store.dataset_folder import (DATA_FILES, EXAMPLE_SCHEMA, dataset_sha256, is_empty_or_absent,
-    DatasetError, read_table, write_folder, write_parquet)
+    DatasetError, read_rows, read_table, write_folder, write_parquet)
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import library_versions
 from jobs.core.spec.schema import BuildSpec

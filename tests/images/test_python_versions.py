@@ -12,8 +12,9 @@ from tests import docker_support
 
 pytestmark = pytest.mark.docker
 REPO = Path(__file__).resolve().parents[2]
-TORCH_FREE_TESTS = ["tests/core", "tests/curate", "tests/workflows"]  # their unit tier (the slow tier loads models)
-LEFT_OUT = ["tests/core/test_suite.py",  # reads the eval tests' fixtures, which need the eval extra (pandas)
+TORCH_FREE_TESTS = ["tests/core/spec", "tests/core/store", "tests/core/test_progress.py", "tests/curate",
+                    "tests/workflows"]  # their unit tier (the slow tier loads models; tests/core/engine is torch)
+LEFT_OUT = ["tests/core/spec/test_suite.py",  # reads the eval tests' fixtures, which need the eval extra (pandas)
             "tests/workflows/test_submit.py"]  # needs the git checkout and make, not in the container's copy
 
 

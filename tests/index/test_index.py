@@ -9,7 +9,7 @@ from jobs.core.store.dataset_folder import CATALOGUE_SCHEMA, write_parquet
 from jobs.core.spec.load import load_spec
 from jobs.index import run
 from jobs.index.__main__ import main
-from tests.core.test_retrieval import ROWS, bag_embed
+from tests.core.retrieval.test_hybrid import ROWS, bag_embed
 
 
 def test_index_stage(tmp_path, monkeypatch, capsys):

@@ -7,7 +7,7 @@ import json
 
 from jobs.core.retrieval.hybrid import write_index
 from jobs.retrieve.__main__ import main
-from tests.core.test_retrieval import ROWS, bag_embed
+from tests.core.retrieval.test_hybrid import ROWS, bag_embed
 
 
 def test_questions_as_json_lines_with_recall_per_topic(tmp_path, capsys, monkeypatch):

@@ -125,7 +125,7 @@ def test_the_chat_answers_from_retrieved_passages_and_lists_them(smoke_engine, t
     from jobs.core.retrieval.rag import user_turn
     from jobs.core.retrieval.hybrid import Index, write_index
     from jobs.serve.retrieval import Retriever
-    from tests.core.test_retrieval import bag_embed
+    from tests.core.retrieval.test_hybrid import bag_embed
 
     engine, (smoke, _) = smoke_engine
     write_index(pq.read_table(smoke.artifact("dataset") / "catalogue.parquet").to_pylist(), tmp_path / "index",

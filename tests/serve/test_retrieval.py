@@ -9,7 +9,7 @@ from jobs.core.retrieval.rag import NOT_COVERED
 from jobs.core.retrieval.hybrid import Index, write_index
 from jobs.serve import ServeError
 from jobs.serve.retrieval import Retriever, augment, request_switch
-from tests.core.test_retrieval import ROWS, bag_embed
+from tests.core.retrieval.test_hybrid import ROWS, bag_embed
 
 
 @pytest.fixture()

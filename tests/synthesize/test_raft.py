@@ -7,7 +7,7 @@ from jobs.core.retrieval.rag import NOT_COVERED
 from jobs.core.retrieval.hybrid import Index, write_index
 from jobs.core.spec.load import load_spec
 from jobs.synthesize import raft
-from tests.core.test_retrieval import bag_embed, row
+from tests.core.retrieval.test_hybrid import bag_embed, row
 
 CATALOGUE = [row(f"doc.md#kernels#p{i}", f"Kernel fact number {i}: the kernel value {i} is concentrated.")
              for i in range(8)] + [row("doc.md#heldout#p0", "Held-out kernel text never enters a prompt.",

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from jobs.core import progress
 from jobs.core.store import keys
 from jobs.core.store.registry import read_artifact_file, verify_build
 from jobs.core.store.backends import open_store

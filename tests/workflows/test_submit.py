@@ -16,6 +16,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 import yaml
+from pathlib import Path
 
 from jobs.core.store import keys
 from jobs.core.store.backends import open_store

@@ -87,6 +87,9 @@ class ExactBackend:
                 yield int(token)
                 ids = token.view(1, 1)
 
+    def decoder(self, rows: int, tokens: int, stop_ids: list[int]) -> "ExactDecoder":
+        return ExactDecoder(self, rows, tokens, stop_ids)
+
     def nll(self, encoded: list[list[int]], adapter, pad_id: int) -> list[tuple[float, int]]:
         order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
         results: dict[int, tuple[float, int]] = {}
@@ -102,3 +105,46 @@ class ExactBackend:
                     results[i] = (float(nll[row].sum()), int(mask[row, 1:].sum()))
         return [results[i] for i in range(len(encoded))]
 
+
+
+class ExactDecoder:
+    """Continuous batching's interface (jobs/core/engine/fastbatch.py) on the reference path: each row runs its own
+    forward with its own cache and adapter, one row after another. Not faster than one request at a time; it
+    keeps the server's single code path on the exact engine and is what the fast decoder is checked against."""
+
+    mode = "per-row forward (exact path)"
+
+    def __init__(self, backend: ExactBackend, rows: int, length: int, stop_ids: list[int]):
+        self.b, self.rows, self.length = backend, rows, length  # length: prompt + answer tokens a row may hold
+        self.stops = torch.tensor(stop_ids, dtype=torch.long, device=backend.device)
+        self.live: dict[int, dict] = {}
+        self.ids = iter(range(1 << 62))
+
+    def free(self) -> int:
+        return self.rows - len(self.live)
+
+    def busy(self) -> bool:
+        return bool(self.live)
+
+    def add(self, prompt: list[int], adapter, sampling) -> int:
+        rid = next(self.ids)
+        self.live[rid] = {"ids": prompt, "past": None, "adapter": adapter, "sampling": sampling, "emitted": 0,
+                          "generator": generator_for(sampling.seed, self.b.device)}
+        return rid
+
+    def drop(self, rid: int) -> None:
+        self.live.pop(rid, None)
+
+    def step(self) -> list[tuple[int, int]]:
+        out = []
+        for rid, row in list(self.live.items()):
+            with self.b._use(row["adapter"]), torch.inference_mode():
+                ids = torch.tensor([row["ids"]], device=self.b.device)
+                result = self.b.model(input_ids=ids, past_key_values=row["past"], use_cache=True, logits_to_keep=1)
+                token = int(pick(result.logits[:, -1].float(), row["sampling"], row["emitted"], self.stops,
+                                 row["generator"]))
+            row.update(past=result.past_key_values, ids=[token], emitted=row["emitted"] + 1)
+            out.append((rid, token))
+            if row["emitted"] >= row["sampling"].max_new_tokens:
+                self.drop(rid)
+        return out

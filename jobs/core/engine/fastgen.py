@@ -96,21 +96,23 @@ class FastBackend:
         self.graphs = device.type == "cuda"
         dims = weights.dims
 
-        def pre(x, layer, cos, sin):
-            return fastmodel.attend_in(x, layer, cos, sin, dims)
+        def pre(x, layer, cos, sin, lora=None):
+            return fastmodel.attend_in(x, layer, cos, sin, dims, lora)
 
-        def post(x, q, keys, values, mask, layer):
-            return fastmodel.attend_out(x, q, keys, values, mask, layer, dims)
+        def post(x, q, keys, values, mask, layer, lora=None):
+            return fastmodel.attend_out(x, q, keys, values, mask, layer, dims, lora)
 
         self.eager = (pre, post)
         compiled = compile_layers and self.graphs
-        if compiled:
+        if compiled:  # one compiled variant per batch shape, with and without per-row LoRA (fastbatch): above 8
             use_compile_cache()
+            torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.step_fns = tuple(torch.compile(f, fullgraph=True) for f in self.eager) if compiled else self.eager
         self.sessions: dict[tuple[int, int], Session] = {}
         self.token_bytes = fastmodel.token_bytes(len(weights.layers), dims.kv_heads, dims.head_dim,
                                                  weights.embed.element_size())
         self.compile_seconds = 0.0
+        self._stacked = None  # every adapter's LoRA stacked for per-row use (fastbatch.stack_loras), made once
 
     @classmethod
     def build(cls, model, adapters: list[str], spec, budget_gib: float, compile_layers: bool = True) -> "FastBackend":

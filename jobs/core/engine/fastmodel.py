@@ -52,17 +52,43 @@ def rotate(x, cos, sin):
     return x * cos + torch.cat((-x[..., half:], x[..., :half]), dim=-1) * sin
 
 
-def attend_in(x, w: Layer, cos, sin, dims: Dims):
-    """Norm, q/k/v projection, rotary embedding: q (B, heads, T, d); k and v (B, kv_heads, T, d)."""
+class LayerLora(NamedTuple):
+    """Every loaded adapter's LoRA for one layer, stacked per projection group (q/k/v, o, gate/up, down): A is
+    (R, in) with each adapter's rank-r blocks one after another, B is (out, R) with the scale folded in and zeros
+    where an adapter does not target a projection. A row's mask keeps its own adapter's R columns."""
+    qkv_a: torch.Tensor
+    qkv_b: torch.Tensor
+    o_a: torch.Tensor
+    o_b: torch.Tensor
+    gate_up_a: torch.Tensor
+    gate_up_b: torch.Tensor
+    down_a: torch.Tensor
+    down_b: torch.Tensor
+
+
+def lora_delta(x, a, b, mask):
+    """Per-row LoRA without merging (Punica's and S-LoRA's idea, in plain matmuls): x @ every adapter's A at once,
+    each row keeping only its adapter's columns (mask (B, 1, R): 1 or 0), then @ B. Reads each A and B once per
+    step whatever the batch holds; the work grows with the number of adapters, which is small."""
+    return F.linear(F.linear(x, a) * mask, b)
+
+
+def attend_in(x, w: Layer, cos, sin, dims: Dims, lora=None):
+    """Norm, q/k/v projection, rotary embedding: q (B, heads, T, d); k and v (B, kv_heads, T, d). lora: None, or
+    (LayerLora, masks) with masks per group (qkv, o, gate_up, down), each (B, 1, R)."""
     b, t, _ = x.shape
     h, kv, d = dims.heads, dims.kv_heads, dims.head_dim
-    q, k, v = F.linear(rms_norm(x, w.ln1, dims.eps), w.qkv, w.qkv_bias).split((h * d, kv * d, kv * d), dim=-1)
+    normed = rms_norm(x, w.ln1, dims.eps)
+    qkv = F.linear(normed, w.qkv, w.qkv_bias)
+    if lora is not None:
+        qkv = qkv + lora_delta(normed, lora[0].qkv_a, lora[0].qkv_b, lora[1][0])
+    q, k, v = qkv.split((h * d, kv * d, kv * d), dim=-1)
     q = q.view(b, t, h, d).transpose(1, 2)
     k = k.view(b, t, kv, d).transpose(1, 2)
     return rotate(q, cos, sin), rotate(k, cos, sin), v.view(b, t, kv, d).transpose(1, 2)
 
 
-def attend_out(x, q, keys, values, mask, w: Layer, dims: Dims):
+def attend_out(x, q, keys, values, mask, w: Layer, dims: Dims, lora=None):
     """Attention over the cache (query heads grouped per key head, no copies), o projection, then the MLP."""
     b, h, t, d = q.shape
     kv, length = keys.shape[1], keys.shape[2]
@@ -71,9 +97,18 @@ def attend_out(x, q, keys, values, mask, w: Layer, dims: Dims):
     scores = scores.view(b, kv, group, t, length) + mask  # mask (B, 1, 1, T, L): 0 or -inf
     probs = torch.softmax(scores, dim=-1, dtype=torch.float32).to(q.dtype)
     out = (probs.view(b, kv, group * t, length) @ values).view(b, kv, group, t, d)
-    x = x + F.linear(out.permute(0, 3, 1, 2, 4).reshape(b, t, h * d), w.o)
-    gate, up = F.linear(rms_norm(x, w.ln2, dims.eps), w.gate_up).chunk(2, dim=-1)
-    return x + F.linear(F.silu(gate) * up, w.down)
+    out = out.permute(0, 3, 1, 2, 4).reshape(b, t, h * d)
+    if lora is None:
+        x = x + F.linear(out, w.o)
+        gate, up = F.linear(rms_norm(x, w.ln2, dims.eps), w.gate_up).chunk(2, dim=-1)
+        return x + F.linear(F.silu(gate) * up, w.down)
+    (layer, masks) = lora
+    x = x + F.linear(out, w.o) + lora_delta(out, layer.o_a, layer.o_b, masks[1])
+    normed = rms_norm(x, w.ln2, dims.eps)
+    gate_up = F.linear(normed, w.gate_up) + lora_delta(normed, layer.gate_up_a, layer.gate_up_b, masks[2])
+    gate, up = gate_up.chunk(2, dim=-1)
+    act = F.silu(gate) * up
+    return x + F.linear(act, w.down) + lora_delta(act, layer.down_a, layer.down_b, masks[3])
 
 
 def attention_mask(starts, query_slots, keys, dtype):
@@ -126,19 +161,44 @@ class Weights(NamedTuple):
     dims: Dims
 
 
-def forward(w: Weights, tokens, starts, slots, caches, pre, post):
-    """Hidden states (B, T, D) for `tokens` written at cache `slots` (T,): RoPE positions are slot - start."""
-    positions = (slots[None, :] - starts[:, None]).clamp(min=0)
+def _rope(w: Weights, positions, dtype):
     freqs = positions[..., None].float() * w.inv_freq
     emb = torch.cat((freqs, freqs), dim=-1)
+    return emb.cos().to(dtype)[:, None], emb.sin().to(dtype)[:, None]
+
+
+def forward(w: Weights, tokens, starts, slots, caches, pre, post, loras=None, masks=None):
+    """Hidden states (B, T, D) for `tokens` written at cache `slots` (T,): RoPE positions are slot - start.
+    loras (one LayerLora per layer) and masks (see attend_in): per-row LoRA over unmerged weights."""
+    positions = (slots[None, :] - starts[:, None]).clamp(min=0)
     x = F.embedding(tokens, w.embed)
-    cos, sin = emb.cos().to(x.dtype)[:, None], emb.sin().to(x.dtype)[:, None]
+    cos, sin = _rope(w, positions, x.dtype)
     mask = attention_mask(starts, slots, torch.arange(caches[0][0].shape[2], device=x.device), x.dtype)
-    for layer, (keys, values) in zip(w.layers, caches):
-        q, k, v = pre(x, layer, cos, sin)
+    for i, (layer, (keys, values)) in enumerate(zip(w.layers, caches)):
+        lora = None if loras is None else (loras[i], masks)
+        q, k, v = pre(x, layer, cos, sin, lora)
         keys.index_copy_(2, slots, k)
         values.index_copy_(2, slots, v)
-        x = post(x, q, keys, values, mask, layer)
+        x = post(x, q, keys, values, mask, layer, lora)
+    return rms_norm(x, w.norm, w.dims.eps)
+
+
+def forward_rows(w: Weights, tokens, starts, slots, caches, pre, post, loras=None, masks=None):
+    """One decode step where every row sits at its own cache slot (continuous batching: rows joined at different
+    times): tokens (B, 1), starts and slots (B,). Hidden states (B, 1, D)."""
+    rows = torch.arange(len(tokens), device=tokens.device)
+    x = F.embedding(tokens, w.embed)
+    cos, sin = _rope(w, (slots - starts)[:, None], x.dtype)
+    keys_at = torch.arange(caches[0][0].shape[2], device=x.device)[None, :]
+    valid = ((keys_at >= starts[:, None]) & (keys_at <= slots[:, None])) | (keys_at == slots[:, None])
+    mask = torch.zeros(valid.shape, dtype=x.dtype, device=x.device).masked_fill(~valid, float("-inf"))
+    mask = mask[:, None, None, None, :]  # (B, 1, 1, 1, L)
+    for i, (layer, (keys, values)) in enumerate(zip(w.layers, caches)):
+        lora = None if loras is None else (loras[i], masks)
+        q, k, v = pre(x, layer, cos, sin, lora)
+        keys[rows, :, slots] = k[:, :, 0]
+        values[rows, :, slots] = v[:, :, 0]
+        x = post(x, q, keys, values, mask, layer, lora)
     return rms_norm(x, w.norm, w.dims.eps)
 
 

@@ -232,6 +232,19 @@ class Engine:
         self._check(prompts, adapter, sampling, _names(conversations))
         return self._backend.trace(prompts, adapter, sampling, self._stop_ids, self.tokenizer, forced)
 
+    def tokens_needed(self, conversation: list[dict], sampling: Sampling) -> int:
+        """Prompt + max_new_tokens of one conversation: the tokens a batch must hold for it."""
+        return len(self.prompt_ids([conversation])[0]) + sampling.max_new_tokens
+
+    def decoder(self, rows: int, tokens: int):
+        """The path's continuous-batching decoder (what jobs/core/engine/batch.py drives) for up to `rows` requests
+        of at most `tokens` tokens each (prompt + answer); fewer rows on a GPU whose budget cannot hold their cache."""
+        if self.path.endswith("-fast"):
+            from jobs.core.engine import fastbatch
+
+            return fastbatch.decoder(self._backend, rows, tokens, self._stop_ids)
+        return self._backend.decoder(rows, tokens, self._stop_ids)
+
     def nll(self, texts: list[str], adapter: str | None) -> list[tuple[float, int]]:
         """(sum of next-token NLL in nats, tokens scored) per text, in order: held-out perplexity."""
         self._check([], adapter, Sampling(), None)

@@ -10,7 +10,7 @@ import dataclasses
 import pytest
 import torch
 
-from jobs.core.engine.generation import Engine, Sampling
+from jobs.core.engine.generation import Engine, EngineSettings, Sampling, agreement
 
 pytestmark = [pytest.mark.gpu, pytest.mark.slow]
 
@@ -25,13 +25,10 @@ def _chats(n: int) -> list[list[dict]]:
             for i in range(n)]
 
 
-def _with_budget(spec, gib: float):
-    return dataclasses.replace(spec, train=dataclasses.replace(spec.train, memory_budget_gib=gib))
-
-
 @pytest.fixture(scope="module")
 def fast(rehearsal_spec, qwen_shape_adapter):
-    engine = Engine.load(rehearsal_spec, {"a": qwen_shape_adapter}, "cuda")
+    engine = Engine.load(rehearsal_spec, {"a": qwen_shape_adapter},
+                         EngineSettings(device="cuda", memory_budget_gib=rehearsal_spec.train.memory_budget_gib))
     yield engine
     del engine
     torch.cuda.empty_cache()
@@ -41,29 +38,20 @@ def test_the_engine_takes_the_fast_path_when_it_fits_and_says_why_not_when_it_do
         rehearsal_spec, qwen_shape_adapter, fast):
     assert fast.path == "gpu-fast"
     assert "dequantized once" in fast.path_note and "CUDA graphs" in fast.path_note
-    small = Engine.load(_with_budget(rehearsal_spec, 2.0), {"a": qwen_shape_adapter}, "cuda")
+    small = Engine.load(rehearsal_spec, {"a": qwen_shape_adapter}, EngineSettings(device="cuda", memory_budget_gib=2.0))
     assert small.path == "gpu-nf4"
-    assert "the fast path was not used because" in small.path_note and "memory_budget_gib is 2.0" in small.path_note
+    assert "the fast path was not used because" in small.path_note and "the memory budget is 2.0 GiB" in small.path_note
     del small
     torch.cuda.empty_cache()
 
 
-def test_fast_path_logits_agree_with_the_4bit_path(rehearsal_spec, qwen_shape_model, qwen_shape_adapter, fast):
-    from jobs.core.engine.loading import load_adapter, load_base
-
-    prompts = fast.prompt_ids(_chats(4))
-    model = load_adapter(load_base(rehearsal_spec, qwen_shape_model, torch.device("cuda")), qwen_shape_adapter,
-                         "a").eval()
+def test_fast_path_logits_agree_with_the_4bit_path(rehearsal_spec, qwen_shape_adapter, fast):
+    reference = Engine.load(rehearsal_spec, {"a": qwen_shape_adapter}, EngineSettings(device="cuda", fast=False))
+    chats = _chats(4)
     for adapter in ("a", None):
-        tokens, logits = fast._backend.generate(prompts, adapter, Sampling(max_new_tokens=4), fast._stop_ids,
-                                                fast.tokenizer, keep_logits=4)
-        with model.disable_adapter() if adapter is None else contextlib.nullcontext(), torch.inference_mode():
-            for prompt, new, got in zip(prompts, tokens, logits):
-                ids = torch.tensor([prompt + new[:3]], device="cuda")
-                ref = model(input_ids=ids).logits[0, len(prompt) - 1:].float().cpu()
-                error = float(((got - ref).norm(dim=-1) / ref.norm(dim=-1)).max())
-                assert error < TOLERANCE, (adapter, error)
-    del model
+        found = agreement(fast.trace(chats, adapter, 4), reference, chats, adapter)
+        assert found["max_rel_l2"] < TOLERANCE, (adapter, found)
+    del reference
     torch.cuda.empty_cache()
 
 

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from jobs.core.repo import REPO_ROOT
 from jobs.core.retrieval.hybrid import Index, RetrievalError, passages_from_catalogue, write_index
 from jobs.core.retrieval.recall import Query, QuestionSetError, first_rank, load_questions, summarize
 
@@ -62,8 +63,8 @@ def test_rebuild_is_byte_identical_and_readable_by_another_user(tmp_path):
     a, b = tmp_path / "a", tmp_path / "b"
     info = write_index(ROWS, a, {"minilm": bag_embed})
     # another process, other string hashing (bm25s's own vocabulary order would change with it)
-    code = ("from pathlib import Path; from jobs.core.retrieval import write_index; "
-            "from tests.core.test_retrieval import ROWS, bag_embed; "
+    code = ("from pathlib import Path; from jobs.core.retrieval.hybrid import write_index; "
+            "from tests.core.retrieval.test_hybrid import ROWS, bag_embed; "
             f"write_index(ROWS, Path({str(b)!r}), {{'minilm': bag_embed}})")
     subprocess.run([sys.executable, "-c", code], check=True, cwd=REPO,
                    env={**os.environ, "PYTHONHASHSEED": "7", "PYTHONPATH": str(REPO)})
@@ -114,5 +115,5 @@ def test_question_sets_report_every_problem_and_accept_eval_suites(tmp_path):
     with pytest.raises(QuestionSetError) as err:
         load_questions(bad)
     assert str(bad) in str(err.value) and "4 problem(s)" in str(err.value)
-    suite = load_questions(__import__("jobs.core.spec", fromlist=["REPO_ROOT"]).REPO_ROOT / "data/eval/core.yaml")
+    suite = load_questions(REPO_ROOT / "data/eval/core.yaml")
     assert any(q.paragraphs for q in suite) and any(q.expect == "abstain" for q in suite)
