@@ -24,7 +24,6 @@ from jobs.synthesize import SynthesisError, plan, summary
 from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.rows import screen
 from jobs.synthesize import raft
-from jobs.core.engine.writers import SynthesisError, make_writer
 
 COPIED = ("eval.parquet", "heldout.parquet", "paragraphs.parquet", "catalogue.parquet", "curate-info.json")
 

@@ -14,7 +14,7 @@ from jobs.core.store import keys
 from jobs.core.store.backends import open_store
 from jobs.synthesize.cache import GenerationCache
 from jobs.synthesize.filters import malformed
-from jobs.core.engine.writers import MAX_REPLY_BYTES, OVERSIZED, OpenAIWriter, Request, SynthesisError
+from jobs.core.engine.writers import MAX_REPLY_BYTES, OVERSIZED, OpenAIWriter, Request, WriterError
 from tests.synthesize.conftest import synth_spec
 
 QA = json.dumps({"question": "What does the text say about noise?", "answer": "Noise grows with depth."})
@@ -88,7 +88,7 @@ def test_a_truncated_or_wrongly_shaped_answer_is_one_error_naming_the_endpoint(s
                                                                                  expected):
     raw.body = body
     cache = GenerationCache(open_store(str(tmp_path / "store")), "openai:scripted@unpinned")
-    with pytest.raises(SynthesisError, match=expected) as err:
+    with pytest.raises(WriterError, match=expected) as err:
         cache.replies(_requests(1), _writer(smoke_spec, raw.url))
     assert f"writer endpoint {raw.url}" in str(err.value) and "\n" not in str(err.value)
     assert raw.requests == (3 if "failed 3 times" in expected else 1)  # a wrong shape is not retried
@@ -98,7 +98,7 @@ def test_a_truncated_or_wrongly_shaped_answer_is_one_error_naming_the_endpoint(s
 def test_a_reply_cut_off_mid_body_is_retried_then_named(smoke_spec, raw, tmp_path):
     raw.missing = 500
     cache = GenerationCache(open_store(str(tmp_path / "store")), "openai:scripted@unpinned")
-    with pytest.raises(SynthesisError, match=f"writer endpoint {raw.url} .* failed 3 times .*the reply broke off"):
+    with pytest.raises(WriterError, match=f"writer endpoint {raw.url} .* failed 3 times .*the reply broke off"):
         cache.replies(_requests(1), _writer(smoke_spec, raw.url))
     assert raw.requests == 3
 

@@ -17,7 +17,7 @@ from jobs.core.repo import REPO_ROOT
 from jobs.core.retrieval.hybrid import Index, RetrievalError, passages_from_catalogue, write_index
 from jobs.core.retrieval.recall import Query, QuestionSetError, first_rank, load_questions, summarize
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = REPO_ROOT
 
 
 def bag_embed(texts):
