@@ -92,6 +92,10 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
             turns = [{"role": "system", "content": system}] + turns
         max_new = req.max_completion_tokens or req.max_tokens or build.spec.eval.max_new_tokens
         chars = sum(len(t["content"]) for t in turns)
+        if max_new >= context_tokens:
+            return _error(400, f"max_tokens {max_new} leaves no room for the messages: it is more than the model's "
+                               f"{context_tokens} tokens of context; lower max_tokens",
+                          param="max_tokens", code="context_length_exceeded")
         if chars > MAX_CHARS_PER_TOKEN * (context_tokens - max_new):  # plainly over: not worth tokenizing (seconds)
             return _error(400, f"the messages are {chars:,} characters, more than {MAX_CHARS_PER_TOKEN} a token could "
                                f"fill in the {context_tokens - max_new:,} tokens the model's {context_tokens} leave "
