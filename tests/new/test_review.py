@@ -4,7 +4,7 @@ import yaml
 
 from jobs.core.spec.suite import load_suite
 from jobs.new.review import run
-from tests.core.test_review import SUITE
+from tests.core.spec.test_suite_review import SUITE
 
 
 def test_terminal_review_saves_each_decision(tmp_path):
