@@ -10,7 +10,6 @@ import os
 import sys
 from datetime import datetime, timezone
 from pathlib import Path
-from types import SimpleNamespace
 
 from jobs.core.spec.load import spec_by_tag
 from jobs.serve.api import make_app, run_http
@@ -18,6 +17,7 @@ from jobs.serve.builds import Build
 from jobs.serve.worker import Worker
 
 CONTEXT_TOKENS = 2048
+ANSWER = ("an", " answer")  # the stand-in model's words, one token each
 
 
 class CharTokenizer:
@@ -30,14 +30,58 @@ class CharTokenizer:
         return {"input_ids": [ord(c) for c in text]}
 
 
-class AnsweringEngine:
-    def chat(self, conversations, adapter, sampling):
-        return [SimpleNamespace(text="an answer", finish_reason="stop", new_tokens=3) for _ in conversations]
+class AnsweringDecoder:
+    """Every request answers "an answer" at once, one word a step, then the stop token (0): the decoder
+    interface the worker's continuous batch drives (jobs/core/engine/batch.py), without a model."""
 
-    def stream(self, conversation, adapter, sampling):
-        yield SimpleNamespace(text="an ", generation=None)
-        yield SimpleNamespace(text="answer", generation=SimpleNamespace(text="an answer", finish_reason="stop",
-                                                                        new_tokens=2))
+    mode = "merged"
+
+    def __init__(self, rows: int, tokens: int):
+        self.rows, self.length, self._live, self._next = rows, tokens, {}, 0
+
+    def add(self, prompt, adapter, sampling) -> int:
+        self._next += 1
+        self._live[self._next] = [*range(1, len(ANSWER) + 1), 0]
+        return self._next
+
+    def drop(self, rid) -> None:
+        self._live.pop(rid, None)
+
+    def free(self) -> int:
+        return self.rows - len(self._live)
+
+    def busy(self) -> bool:
+        return bool(self._live)
+
+    def step(self):
+        out = [(rid, tokens.pop(0)) for rid, tokens in self._live.items()]
+        self._live = {rid: tokens for rid, tokens in self._live.items() if tokens}
+        return out
+
+
+class AnsweringEngine:
+    """What the worker asks of an engine, answering at once (a prompt's characters are its tokens; 0 stops)."""
+
+    adapters = ("smoke",)
+    context = CONTEXT_TOKENS
+    _stop_ids = [0]
+
+    class tokenizer:  # noqa: N801  (the engine's tokenizer attribute)
+        @staticmethod
+        def decode(ids, skip_special_tokens=True):
+            return "".join(ANSWER[i - 1] for i in ids if 0 < i <= len(ANSWER))
+
+    def prompt_ids(self, conversations):
+        return [[ord(c) for c in CharTokenizer().apply_chat_template(turns)] for turns in conversations]
+
+    def tokens_needed(self, conversation, sampling) -> int:
+        return len(self.prompt_ids([conversation])[0]) + sampling.max_new_tokens
+
+    def _check(self, prompts, adapter, sampling, names) -> None:
+        pass  # the server has checked the request's size already
+
+    def decoder(self, rows: int, tokens: int):
+        return AnsweringDecoder(rows, tokens)
 
 
 def main(port: int) -> None:

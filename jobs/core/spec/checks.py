@@ -61,7 +61,7 @@ def _check_train(t: TrainSpec, errors: list[str]) -> None:
                       "gradient_checkpointing: true")
 
 
-def _check_eval(e: EvalSpec, errors: list[str]) -> None:
+def _check_eval(e: EvalSpec, errors: list[str], needs_suite: bool = True) -> None:
     for kind, table in (("min", e.gate.min), ("max_regression", e.gate.max_regression)):
         for name, value in table.items():
             where, (_, metric) = f"eval.gate.{kind}.{name}", arm_metric(name)
@@ -70,7 +70,7 @@ def _check_eval(e: EvalSpec, errors: list[str]) -> None:
                               f"with an arm's prefix: {', '.join(p for p in ARM_PREFIX.values() if p)})")
             elif kind == "min" and metric in LOWER_IS_BETTER:
                 errors.append(f"{where}: {metric} is lower-is-better; gate it with max_regression")
-    if e.suite is None and not any(x.startswith("eval.suite") for x in errors):  # absent, not refused as a path
+    if needs_suite and e.suite is None and not any(x.startswith("eval.suite") for x in errors):  # absent, not refused as a path
         errors.append("eval.suite: missing; a build is measured on questions about its own documents, so name "
                       "its suite: `make new VERSION=<tag> SOURCES=<folder>` drafts data/eval/<tag>.yaml "
                       "(data/eval/core.yaml is about this project's quantum-kernel documents only)")
@@ -115,7 +115,7 @@ def _check_across(spec: BuildSpec, errors: list[str]) -> None:
                    for name in table if arm_metric(name)[0] in RETRIEVAL_ARMS]
 
 
-def check_values(spec: BuildSpec, errors: list[str]) -> None:
+def check_values(spec: BuildSpec, errors: list[str], needs_suite: bool = True) -> None:
     """Every number against its range (bounds.py), then every section's rules; the parser has already replaced
     values of the wrong type by their defaults."""
     check_bounds(spec, errors)
@@ -123,7 +123,8 @@ def check_values(spec: BuildSpec, errors: list[str]) -> None:
         errors.append(f"previous: {brief(spec.previous)} must be the tag of another build (letters, digits, '.', "
                       f"'_' or '-'), not this one")
     checks = ((spec.base_model, _check_base_model), (spec.curate, _check_curate), (spec.train, _check_train),
-              (spec.eval, _check_eval), (spec.synthesize, _check_synthesize), (spec.retrieval, _check_retrieval))
+              (spec.eval, lambda e, errs: _check_eval(e, errs, needs_suite)), (spec.synthesize, _check_synthesize),
+              (spec.retrieval, _check_retrieval))
     for section, check in checks:
         if section is not None:  # synthesize is optional
             check(section, errors)

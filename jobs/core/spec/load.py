@@ -21,8 +21,9 @@ from jobs.core.spec.tags import check_tag
 from jobs.core.spec.yamlfile import problems, read_yaml
 
 
-def load_spec(path: str | Path) -> BuildSpec:
-    """Load and validate a build spec file (YAML, or the JSON that `BuildSpec.to_json` writes)."""
+def load_spec(path: str | Path, needs_suite: bool = True) -> BuildSpec:
+    """Load and validate a build spec file (YAML, or the JSON that `BuildSpec.to_json` writes). `needs_suite`
+    False: a committed build's spec read to use the build (ask, serve, export), which measures nothing."""
     path = Path(path)
     data, _ = read_yaml(path, SpecError, "build spec")
     if isinstance(data, dict):
@@ -36,7 +37,7 @@ def load_spec(path: str | Path) -> BuildSpec:
     spec = build(BuildSpec, data, "", errors)
     if spec is not INVALID:
         spec = dataclasses.replace(spec, name=name, source_file=str(path.resolve()))
-        check_values(spec, errors)
+        check_values(spec, errors, needs_suite)
     if errors:
         raise SpecError(problems(path, "build spec", errors))
     return spec
