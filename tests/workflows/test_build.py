@@ -77,7 +77,7 @@ def test_smoke_build_writes_a_complete_immutable_tag(build_env):
 
     before = {k: store.get_bytes(k) for k in store.list("")}
     again = run_build("smoke", build_env)
-    assert again.returncode == 2 and "already exists" in again.stderr and "immutable" in again.stderr
+    assert again.returncode == 2 and "already complete" in again.stderr and "immutable" in again.stderr
     assert "==> stage" not in again.stdout
     assert {k: store.get_bytes(k) for k in store.list("")} == before
 
