@@ -1,9 +1,10 @@
 """The eval stage as one function: dataset + adapter (+ previous report) in, report folder out.
 
-Order: validate everything cheap (suite, gate, folders) before loading a model; answer the suite with the
-adapter and with the base alone (jobs/core/engine/generation.py: one loaded base, the adapter switched off); score held-out
-paragraphs; ask a sample of training questions verbatim and reworded (probes.py); embed; score; diagnose; bootstrap;
-gate; write metrics.json, answers.jsonl, gate.json, report.html and eval-info.json.
+Phases, one function each: read_inputs validates everything cheap (suite, adapter folder, the suite's paragraph
+ids against the build's documents) before a model loads; answer runs the model (the suite with the adapter and with
+the base alone from one loaded base, held-out NLL, the probes, the retrieval arms); score computes the scores with
+their intervals, the knowledge diagnostics and the arms; write_report applies the gate and writes metrics.json,
+gate.json, answers.jsonl and report.html; run_eval ties them together and writes eval-info.json.
 
 metrics.json (for machines; every float may be null where it cannot be computed):
     headline      flat {metric: float}: concept_recall, similarity, rougeL, bleu, perplexity, stop_rate,
@@ -28,6 +29,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -184,11 +186,34 @@ def _retrieval_arms(spec: BuildSpec, engine: Engine, index_dir: Path | None, sui
     return arms.generate_arms(engine, index, suite, k=k, system=system, max_new_tokens=spec.eval.max_new_tokens)
 
 
-def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Path,
-             previous_dir: Path | None = None, index_dir: Path | None = None) -> dict:
-    """Evaluate and write the report folder; returns the gate result ({"passed", "checks"})."""
-    start = time.perf_counter()
-    dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
+@dataclass
+class Inputs:
+    """Everything eval reads before it loads a model: checked first, so a bad suite or folder costs seconds."""
+
+    suite: Suite
+    previous: dict | None
+    suite_notes: list
+    heldout: list[str]
+    system: str | None
+    paragraphs: list[dict]
+    examples: list[dict]
+    stats: dict
+
+
+@dataclass
+class Answers:
+    """What the model produced: each side's answers to the suite, held-out NLL, probe answers, retrieval arms."""
+
+    answers: dict
+    generation: dict
+    nll: dict
+    probe_rows: list[dict]
+    retrieval: dict | None
+    device: str
+    embed: object
+
+
+def read_inputs(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, previous_dir: Path | None) -> Inputs:
     suite = load_suite(spec.eval.suite)  # bounded at load: jobs.core.spec.suite.MAX_QUESTIONS and LIMITS
     n = len(suite.questions)
     print(f"eval: suite {suite.name}: {n} questions, each answered by the adapter and by the base model with up "
@@ -198,57 +223,68 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
     if not (adapter_dir / "adapter_config.json").is_file():
         raise EvalError(f"{adapter_dir}: not an adapter folder (no adapter_config.json); "
                         f"pass the train stage's --out folder as --adapter")
-    heldout = dataset.heldout_texts(dataset_dir)
-    system = dataset.system_prompt(dataset_dir)
-    paragraphs = dataset.source_paragraphs(dataset_dir)
-    examples = probes.sample(dataset.training_examples(dataset_dir), spec.eval.train_questions, spec.eval.seed)
-    stats = dataset.stats(dataset_dir)
-    _prepare_out(out_dir)
-    timings = {}
+    return Inputs(suite, previous, suite_notes, dataset.heldout_texts(dataset_dir), dataset.system_prompt(dataset_dir),
+                  dataset.source_paragraphs(dataset_dir),
+                  probes.sample(dataset.training_examples(dataset_dir), spec.eval.train_questions, spec.eval.seed),
+                  dataset.stats(dataset_dir))
 
+
+def answer(spec: BuildSpec, adapter_dir: Path, index_dir: Path | None, i: Inputs, timings: dict) -> Answers:
+    """The one phase that runs the model: the suite by the adapter and by the base from the same loaded weights,
+    held-out NLL, the probes, and (with an index) the retrieval arms."""
     t = time.perf_counter()
     engine = Engine.load(spec, {"adapter": adapter_dir}, EngineSettings(
         device=spec.eval.device, batch_size=spec.eval.batch_size, memory_budget_gib=spec.train.memory_budget_gib,
         cpu_threads=spec.eval.cpu_threads))
-    device = engine.device
     print(f"eval: answers by the {engine.path} generation path: {engine.path_note}", flush=True)
     timings["load_s"] = time.perf_counter() - t
-    questions = [q.question for q in suite.questions]
-    kw = {"system_prompt": system, "max_new_tokens": spec.eval.max_new_tokens}
+    questions = [q.question for q in i.suite.questions]
+    kw = {"system_prompt": i.system, "max_new_tokens": spec.eval.max_new_tokens}
     answers, generation, nll = {}, {"path": engine.path, "note": engine.path_note}, {}
     answers["adapter"], generation["adapter"] = generate.answer(engine, questions, adapter="adapter", **kw)
     took = generation["adapter"]
-    print(f"eval: the adapter answered {n} questions in {took['seconds']:.0f} s; the base model answers next, in "
-          f"about {took['seconds'] - took.get('compile_s', 0.0):.0f} s", flush=True)
+    print(f"eval: the adapter answered {len(questions)} questions in {took['seconds']:.0f} s; the base model answers "
+          f"next, in about {took['seconds'] - took.get('compile_s', 0.0):.0f} s", flush=True)
     t = time.perf_counter()
-    nll["adapter"] = engine.nll(heldout, "adapter")
+    nll["adapter"] = engine.nll(i.heldout, "adapter")
     timings["perplexity_s"] = time.perf_counter() - t
     # The base alone from the same loaded weights: the adapter switched off (or unmerged), no reload.
     answers["base"], generation["base"] = generate.answer(engine, questions, adapter=None, **kw)
-    nll["base"] = engine.nll(heldout, None)
-    embed = load_embedder(device)
+    nll["base"] = engine.nll(i.heldout, None)
+    embed = load_embedder(engine.device)
     t = time.perf_counter()
-    probe_rows = ask_probes(engine, examples, embed, spec.eval.max_new_tokens)
+    probe_rows = ask_probes(engine, i.examples, embed, spec.eval.max_new_tokens)
     timings["probes_s"] = time.perf_counter() - t
-    retrieval = _retrieval_arms(spec, engine, index_dir, suite, embed, system)
-    del engine
+    retrieval = _retrieval_arms(spec, engine, index_dir, i.suite, embed, i.system)
+    return Answers(answers, generation, nll, probe_rows, retrieval, engine.device, embed)
 
+
+def score(spec: BuildSpec, i: Inputs, a: Answers, timings: dict) -> tuple[list[dict], dict, dict, list[dict]]:
+    """(rows, summary, diagnostics, worst answers): scores with intervals, the knowledge diagnostics, the arms."""
     t = time.perf_counter()
-    rows = score_rows(suite, answers, embed, spec.eval.max_new_tokens)
+    rows = score_rows(i.suite, a.answers, a.embed, spec.eval.max_new_tokens)
     answerable = [r for r in rows if r["expect"] == "answer"]  # abstain items count only in the abstention rates
-    summary = summarise(answerable, nll, spec.eval.bootstrap_samples, spec.eval.seed)
-    diagnostics = add_diagnostics(rows, suite, paragraphs, embed, probe_rows, list(spec.curate.keywords), stats,
-                                  previous)
+    summary = summarise(answerable, a.nll, spec.eval.bootstrap_samples, spec.eval.seed)
+    diagnostics = add_diagnostics(rows, i.suite, i.paragraphs, a.embed, a.probe_rows, list(spec.curate.keywords),
+                                  i.stats, i.previous)
     summary["headline"].update(diagnose.headline(rows, {m: diagnostics["faithfulness"][m]["rate"] for m in MODELS},
                                                  diagnostics["probes"]["summary"]))
-    if retrieval is not None:  # the four arms (jobs/eval/arms.py): metrics.json `arms`, rag_ headline keys
-        summary["arms"] = arms.finish(rows, suite, retrieval, embed, max_new_tokens=spec.eval.max_new_tokens,
+    if a.retrieval is not None:  # the four arms (jobs/eval/arms.py): metrics.json `arms`, rag_ headline keys
+        summary["arms"] = arms.finish(rows, i.suite, a.retrieval, a.embed, max_new_tokens=spec.eval.max_new_tokens,
                                       samples=spec.eval.bootstrap_samples, seed=spec.eval.seed)
         summary["headline"].update(summary["arms"].pop("headline"))
     worst = sorted(answerable, key=lambda r: (r["adapter"]["quality"], r["id"]))[:WORST_ANSWERS]
     timings["score_s"] = time.perf_counter() - t
+    return rows, summary, diagnostics, worst
 
+
+def write_report(spec: BuildSpec, out_dir: Path, i: Inputs, a: Answers, scored: tuple, previous_dir: Path | None,
+                 adapter_dir: Path) -> dict:
+    """Apply the gate; write metrics.json, gate.json, answers.jsonl and report.html; returns the gate result."""
+    rows, summary, diagnostics, worst = scored
+    previous = i.previous
     gate = evaluate_gate(spec.eval.gate, summary["headline"], previous["headline"] if previous else None)
+    suite = i.suite
     result = {
         "stage": "eval", "tag": spec.name,
         "suite": {"name": suite.name, "path": suite.path, "sha256": suite.sha256, "questions": len(suite.questions)},
@@ -257,8 +293,8 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
         "previous": None if previous is None else {"tag": previous.get("tag"), "path": str(previous_dir),
                                                   "headline": previous["headline"]},
         "gate": gate, "diff": diagnostics.pop("diff"), "diagnostics": diagnostics, "questions": rows,
-        "generation": {"path": generation["path"], "note": generation["note"]},
-        "base_model": spec.base_model.id, "trust": trust.summary(spec, suite, rows, suite_notes, previous),
+        "generation": {"path": a.generation["path"], "note": a.generation["note"]},
+        "base_model": spec.base_model.id, "trust": trust.summary(spec, suite, rows, i.suite_notes, previous),
     }
     for note in result["trust"]["notes"]:
         print(f"eval: note: {note}", flush=True)
@@ -271,14 +307,27 @@ def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Pat
                                 "adapter": r["adapter"]["answer"],
                                 "base": r["base"]["answer"], "adapter_stopped": r["adapter"]["stopped"],
                                 "base_stopped": r["base"]["stopped"]}, ensure_ascii=False) + "\n")
-    render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir, dataset_stats=stats,
-                  spec=spec, paragraph_text={p["id"]: p["text"] for p in paragraphs})
+    render_report(out_dir / "report.html", result, worst=worst, adapter_dir=adapter_dir, dataset_stats=i.stats,
+                  spec=spec, paragraph_text={p["id"]: p["text"] for p in i.paragraphs})
+    return gate
+
+
+def run_eval(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, out_dir: Path,
+             previous_dir: Path | None = None, index_dir: Path | None = None) -> dict:
+    """Evaluate and write the report folder, phase by phase; returns the gate result ({"passed", "checks"})."""
+    start, timings = time.perf_counter(), {}
+    dataset_dir, adapter_dir, out_dir = Path(dataset_dir), Path(adapter_dir), Path(out_dir)
+    inputs = read_inputs(spec, dataset_dir, adapter_dir, previous_dir)
+    _prepare_out(out_dir)
+    answers = answer(spec, adapter_dir, index_dir, inputs, timings)
+    gate = write_report(spec, out_dir, inputs, answers, score(spec, inputs, answers, timings), previous_dir,
+                        adapter_dir)
     timings["seconds"] = time.perf_counter() - start
     _write_json(out_dir / "eval-info.json", {
         "stage": "eval", "seconds": timings["seconds"], "timings": timings, "versions": library_versions(),
-        "device": device, "generation": generation, "system_prompt": system,
+        "device": answers.device, "generation": answers.generation, "system_prompt": inputs.system,
         "inputs": {"dataset": str(dataset_dir), "adapter": str(adapter_dir),
-                   "previous": None if previous_dir is None else str(previous_dir), "suite": suite.path},
+                   "previous": None if previous_dir is None else str(previous_dir), "suite": inputs.suite.path},
         "spec": spec.to_dict(),
     })
     return gate
