@@ -24,7 +24,7 @@ from hera.workflows.models import (
 
 from jobs.core.store import keys
 
-APP_ROOT = "/app"  # where the images keep the code (REPO_ROOT of jobs.core.spec); data/ is mounted over APP_ROOT/data
+APP_ROOT = "/app"  # where the images keep the code (REPO_ROOT of jobs/core/repo.py); data/ is mounted over APP_ROOT/data
 DATA = f"{APP_ROOT}/data"
 OUT = "/out"  # every step writes its outputs under this emptyDir: the image's root filesystem is read-only
 RUN_ID = "{{workflow.name}}"  # intermediates of this run: runs/<run-id>/... (jobs/core/store/keys.py RUN_KEYS)

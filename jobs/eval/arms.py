@@ -1,6 +1,6 @@
 """The retrieval arms of eval: base + retrieval and adapter + retrieval beside eval's base and adapter arms.
 
-Each question is sent to the build's index (jobs/core/retrieval.py); the top `retrieval.k` passages that fit the
+Each question is sent to the build's index (jobs/core/retrieval/hybrid.py); the top `retrieval.k` passages that fit the
 model's context (the context less the question, the system prompt and eval.max_new_tokens) go into the shared
 prompt layout (jobs/core/retrieval/rag.py). Per retrieval arm: every per-answer metric with bootstrap intervals (as the
 two plain arms), right / abstention / false abstention rates, citation precision (cited passages quoting one of

@@ -1,1 +1,1 @@
-"""The index stage: a build's retrieval index from its dataset's catalogue (jobs/core/retrieval.py)."""
+"""The index stage: a build's retrieval index from its dataset's catalogue (jobs/core/retrieval/hybrid.py)."""
