@@ -122,12 +122,14 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
             upload_folder(store, folder, keys.run_key(run_id, output) + "/", exclude=("checkpoints",))
         return proc.stdout
 
-    sources = {f"runs/{run_id}/sources/": "/in/sources"}
+    # mounted where the spec's sources are (the image's /app is the repository root): the documents keep the ids
+    # the eval suite names (data/raw/...), as on the cluster, where data/ is mounted over /app/data
+    sources = {f"runs/{run_id}/sources/": "/app/data/raw"}
     dataset = {keys.run_key(run_id, "dataset") + "/": "/in/dataset"}
     adapter = {keys.run_key(run_id, "adapter") + "/": "/in/adapter"}
     report = {keys.run_key(run_id, "report") + "/": "/in/report"}
     run_stage("curate", images["curate"], sources,
-              ["--spec", SPEC, "--sources", "/in/sources", "--out", "/out/dataset"], output="dataset")
+              ["--spec", SPEC, "--sources", "/app/data/raw", "--out", "/out/dataset"], output="dataset")
     run_stage("train", images["train"], dataset,
               ["--spec", SPEC, "--dataset", "/in/dataset", "--out", "/out/adapter"], output="adapter")
     run_stage("eval", images["eval"], dataset | adapter,
@@ -138,7 +140,7 @@ def test_smoke_build_through_containers_and_store(images, s3_env, tmp_path):
     printed = run_stage(
         "publish", images["curate"], sources | dataset | adapter | report,
         ["--spec", SPEC, "--tag", TAG, "--dataset", "/in/dataset", "--adapter", "/in/adapter", "--report",
-         "/in/report", "--sources", "/in/sources", "--git-commit", commit.removesuffix("-dirty"),
+         "/in/report", "--sources", "/app/data/raw", "--git-commit", commit.removesuffix("-dirty"),
          "--git-dirty", "true" if commit.endswith("-dirty") else "false"],
         entrypoint=["python", "-m", "jobs.core.store.publish"], network="host",
         env={name: os.environ[name] for name in S3_ENV})
