@@ -73,18 +73,19 @@ def make_build(root: Path, seed: int, adapter_mib: int = 12) -> tuple[Path, list
     return spec, [d, a, r]
 
 
-# A publish that imports everything first, says so, then waits for the go file: the test starts racing or
-# timing from the moment the work begins, not from Python's start-up.
-READY_THEN_GO = """
+# A command (publish here; the registry CLI in test_registry_race) that imports everything first, says so, then
+# waits for the go file: the test starts racing or timing from the moment the work begins, not Python's start-up.
+READY_THEN_GO_TEMPLATE = """
 import sys, time
 from pathlib import Path
-from jobs.core.store.publish import main
+from {module} import main
 print("ready", flush=True)
 go = Path(sys.argv[1])
 while not go.exists():
     time.sleep(0.005)
 sys.exit(main(sys.argv[2:]))
 """
+READY_THEN_GO = READY_THEN_GO_TEMPLATE.format(module="jobs.core.store.publish")
 
 
 def start_publish(spec: Path, tag: str, folders: list[Path], go: Path, env: dict) -> subprocess.Popen:

@@ -13,21 +13,11 @@ from jobs.core.store.publish import publish
 from jobs.core.store.registry import _promoted_stack, current_tag, history, promote
 from jobs.core.spec.load import load_spec
 from jobs.core.store.backends import open_store
-from tests.faults.harness import FIGURES, REPO, fault_env, make_build
+from tests.faults.harness import FIGURES, READY_THEN_GO_TEMPLATE, REPO, fault_env, make_build
 
 ROUNDS = 2  # per backend
 TAGS = ("r1", "r2", "r3", "r4")
-# A registry command that imports everything first, says so, then waits for the go file (all start at once).
-READY_THEN_GO = """
-import sys, time
-from pathlib import Path
-from jobs.core.store.cli import main
-print("ready", flush=True)
-go = Path(sys.argv[1])
-while not go.exists():
-    time.sleep(0.005)
-sys.exit(main(sys.argv[2:]))
-"""
+READY_THEN_GO = READY_THEN_GO_TEMPLATE.format(module="jobs.core.store.cli")  # the registry CLI, held at the start
 
 
 @pytest.fixture(params=["local", "s3"])

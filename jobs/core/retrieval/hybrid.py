@@ -27,7 +27,6 @@ import numpy as np
 
 from jobs.core.errors import QslmError
 from jobs.core.store.provenance import sha256_file
-from jobs.core.spec.schema import EMBEDDERS  # noqa: F401  (the names load_query_embedder accepts)
 from jobs.core.text.prose import language
 
 FORMAT = 1

@@ -25,7 +25,6 @@ import re
 from typing import Callable, Sequence
 
 from jobs.core.retrieval.hybrid import Hit, Passage
-from jobs.core.spec.metrics import ARM_PREFIX, ARMS, RETRIEVAL_ARMS  # noqa: F401  (the arms' names live with the metrics)
 
 NOT_COVERED = "The passages do not say: the documents do not cover this."  # diagnose.abstains() reads it
 INSTRUCTION = ("Answer from the passages and cite them by number, e.g. [1]. If they do not answer it, say: "
