@@ -16,7 +16,8 @@ metrics.json (for machines; every float may be null where it cannot be computed)
     perplexity    {adapter|base: {mean, low, high}, paragraphs, tokens}   over heldout.parquet
     topics        {topic: {questions, adapter: {...}, base: {...}}}   (answerable questions; abstain items apart)
     questions     per question: id, topic, source, expect, question, reference, concepts, outcome, sources
-                  {how, paragraphs, missing}; adapter/base: answer, scores, right, abstained, faithfulness
+                  {how, paragraphs (each with its index rank), missing} (sources.py); adapter/base: answer, scores,
+                  right, abstained, faithfulness
     diagnostics   thresholds, outcomes {overall, topics: {outcome: [ids]}}, faithfulness, abstention, probes
                   {summary, rows}, where_to_add_data (see diagnose.py, faithfulness.py, probes.py)
     diff          against the previous build: lost / gained questions with both answers (null without one)
@@ -34,12 +35,13 @@ from pathlib import Path
 
 import numpy as np
 
-from jobs.core.text.embed import load_embedder
 from jobs.core.engine.generation import Engine, EngineSettings, Sampling
+from jobs.core.retrieval.hybrid import INFO, Index
 from jobs.core.store.provenance import library_versions
 from jobs.core.spec.metrics import PER_QUESTION
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.spec.suite import Suite, load_suite
+from jobs.core.text.embed import load_embedder
 from jobs.eval import (EvalError, arms, bootstrap, dataset, diagnose, faithfulness, generate, probes, scoring, sources,
                        trust)
 from jobs.eval.gate import evaluate_gate
@@ -116,11 +118,12 @@ def summarise(rows: list[dict], nll: dict, samples: int, seed: int) -> dict:
     return {"headline": headline, "overall": overall, "perplexity": perplexity, "topics": topics}
 
 
-def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embed, probe_rows: list[dict],
-                    keywords: list[str], stats: dict, previous: dict | None) -> dict:
-    """Verdicts, sources, faithfulness and outcomes on the rows (in place); the diagnostics section and diff."""
+def add_diagnostics(rows: list[dict], suite: Suite, paragraphs: list[dict], embed, index: Index | None,
+                    probe_rows: list[dict], keywords: list[str], stats: dict, previous: dict | None) -> dict:
+    """Verdicts, sources (ranked by the build's index, where it has one), faithfulness and outcomes on the rows
+    (in place); the diagnostics section and diff."""
     diagnose.judge(rows)
-    found = sources.question_sources(list(suite.questions), paragraphs, embed)
+    found = sources.question_sources(list(suite.questions), paragraphs, index)
     for r, src in zip(rows, found):
         r["sources"] = src
     text = {p["id"]: p["text"] for p in paragraphs}
@@ -169,18 +172,18 @@ def _write_json(path: Path, data) -> None:
     path.write_text(json.dumps(_json_safe(data), indent=2, sort_keys=False, allow_nan=False) + "\n", encoding="utf-8")
 
 
-def _retrieval_arms(spec: BuildSpec, engine: Engine, index_dir: Path | None, suite: Suite, embed,
-                    system: str | None) -> dict | None:
-    """Answers of the retrieval arms, when the build has an index (None: eval's two plain arms only)."""
+def load_index(index_dir: Path | None, embed) -> Index | None:
+    """The build's retrieval index (None without one): what the retrieval arms and the source lookup rank with."""
     if index_dir is None:
         return None
-    from jobs.core.retrieval.hybrid import INFO, Index
-
     if not (Path(index_dir) / INFO).is_file():
         raise EvalError(f"{index_dir}: no retrieval index there, and the spec's `retrieval:` section asks for the "
                         f"retrieval arms; build it with python -m jobs.index and pass it as --index")
+    return Index.load(index_dir, embedders={"minilm": embed})  # the MiniLM eval already loaded
 
-    index = Index.load(index_dir, embedders={"minilm": embed})  # the MiniLM eval already loaded
+
+def _retrieval_arms(spec: BuildSpec, engine: Engine, index: Index, suite: Suite, system: str | None) -> dict:
+    """Answers of the retrieval arms (the build has an index)."""
     k = spec.retrieval.k if spec.retrieval else 4
     print(f"eval: retrieval arms: {len(index.passages)} passages, top {k} per question in the prompt", flush=True)
     return arms.generate_arms(engine, index, suite, k=k, system=system, max_new_tokens=spec.eval.max_new_tokens)
@@ -202,7 +205,8 @@ class Inputs:
 
 @dataclass
 class Answers:
-    """What the model produced: each side's answers to the suite, held-out NLL, probe answers, retrieval arms."""
+    """What the model produced: each side's answers to the suite, held-out NLL, probe answers, retrieval arms; the
+    embedder and the build's index (None without one), which scoring reuses."""
 
     answers: dict
     generation: dict
@@ -211,6 +215,7 @@ class Answers:
     retrieval: dict | None
     device: str
     embed: object
+    index: Index | None
 
 
 def read_inputs(spec: BuildSpec, dataset_dir: Path, adapter_dir: Path, previous_dir: Path | None) -> Inputs:
@@ -252,11 +257,12 @@ def answer(spec: BuildSpec, adapter_dir: Path, index_dir: Path | None, i: Inputs
     answers["base"], generation["base"] = generate.answer(engine, questions, adapter=None, **kw)
     nll["base"] = engine.nll(i.heldout, None)
     embed = load_embedder(engine.device)
+    index = load_index(index_dir, embed)
     t = time.perf_counter()
     probe_rows = ask_probes(engine, i.examples, embed, spec.eval.max_new_tokens)
     timings["probes_s"] = time.perf_counter() - t
-    retrieval = _retrieval_arms(spec, engine, index_dir, i.suite, embed, i.system)
-    return Answers(answers, generation, nll, probe_rows, retrieval, engine.device, embed)
+    retrieval = None if index is None else _retrieval_arms(spec, engine, index, i.suite, i.system)
+    return Answers(answers, generation, nll, probe_rows, retrieval, engine.device, embed, index)
 
 
 def score(spec: BuildSpec, i: Inputs, a: Answers, timings: dict) -> tuple[list[dict], dict, dict, list[dict]]:
@@ -265,8 +271,8 @@ def score(spec: BuildSpec, i: Inputs, a: Answers, timings: dict) -> tuple[list[d
     rows = score_rows(i.suite, a.answers, a.embed, spec.eval.max_new_tokens)
     answerable = [r for r in rows if r["expect"] == "answer"]  # abstain items count only in the abstention rates
     summary = summarise(answerable, a.nll, spec.eval.bootstrap_samples, spec.eval.seed)
-    diagnostics = add_diagnostics(rows, i.suite, i.paragraphs, a.embed, a.probe_rows, list(spec.curate.keywords),
-                                  i.stats, i.previous)
+    diagnostics = add_diagnostics(rows, i.suite, i.paragraphs, a.embed, a.index, a.probe_rows,
+                                  list(spec.curate.keywords), i.stats, i.previous)
     summary["headline"].update(diagnose.headline(rows, {m: diagnostics["faithfulness"][m]["rate"] for m in MODELS},
                                                  diagnostics["probes"]["summary"]))
     if a.retrieval is not None:  # the four arms (jobs/eval/arms.py): metrics.json `arms`, rag_ headline keys

@@ -33,7 +33,8 @@ SUITE = {
          "reference": "The documents do not report a device in Zurich.", "expect": "abstain", "topic": "noise"},
     ],
 }
-# qk-01 names its source paragraph; the others are matched to the nearest paragraphs of their document.
+# qk-01 names its source paragraph; the others name none, and the smoke spec builds no retrieval index to rank
+# their documents' paragraphs, so they have no sources (jobs/eval/sources.py).
 SUITE["questions"][0]["paragraphs"] = ["thesis/kernels.tex#kernels/definition#p0"]
 
 PARAGRAPHS = [  # (text, file, section, paragraph id)

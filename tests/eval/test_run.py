@@ -36,6 +36,14 @@ def test_report_folder_contract(first_report):
         for side in ("adapter", "base"):
             a = q[side]
             assert a["stopped"] or a["new_tokens"] == 12
+    # The smoke spec has no `retrieval:`, so no index: a question's sources are the paragraphs its item names.
+    sources = {q["id"]: q["sources"] for q in m["questions"]}
+    assert sources["qk-01"] == {"how": "referenced", "missing": [], "paragraphs": [
+        {"id": "thesis/kernels.tex#kernels/definition#p0", "source_path": "thesis/kernels.tex", "split": "trained on",
+         "train_examples": 1, "rank": None}]}
+    assert all(sources[i] == {"how": "none", "paragraphs": [], "missing": []} for i in ("qk-02", "nz-01", "nz-02"))
+    assert m["questions"][0]["adapter"]["faithfulness"]["checked"]
+    assert not m["questions"][1]["adapter"]["faithfulness"]["checked"]
     lines = (first_report / "answers.jsonl").read_text().splitlines()
     assert len(lines) == 4 and json.loads(lines[0])["id"] == "qk-01"
     info = json.loads((first_report / "eval-info.json").read_text())
@@ -91,3 +99,42 @@ def test_bad_inputs_fail_before_loading_a_model(workdir, eval_spec_file, adapter
     rc = main(["--spec", str(eval_spec_file), "--dataset", str(workdir / "nope"), "--adapter", str(workdir),
                "--out", str(workdir / "report-x")])
     assert rc == 2 and "not an adapter folder" in capsys.readouterr().err
+
+
+def test_with_an_index_the_four_arms_and_the_sources_rank_with_it(workdir, suite_file, dataset_dir, adapter_dir,
+                                                                  embed):
+    import yaml
+
+    from jobs.core.retrieval.hybrid import write_index
+
+    from .conftest import PARAGRAPHS
+
+    folder = workdir / "spec-rag"
+    folder.mkdir()
+    spec = write_spec(folder, suite_file)
+    data = yaml.safe_load(spec.read_text())
+    data["retrieval"] = {"embedders": ["minilm"], "k": 2, "default": "on"}
+    spec.write_text(yaml.safe_dump(data))
+    catalogue = [{"id": pid, "text": text, "kind": "prose", "source_path": src, "section": section, "page": 0,
+                  "split": "train", "language": "en"} for text, src, section, pid in PARAGRAPHS]
+    write_index(catalogue, workdir / "index", {"minilm": embed})
+    out = workdir / "report-rag"
+    assert main(["--spec", str(spec), "--dataset", str(dataset_dir), "--adapter", str(adapter_dir), "--out", str(out),
+                 "--index", str(workdir / "index")]) == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert set(m["arms"]["overall"]) == {"base", "base+retrieval", "adapter", "adapter+retrieval"}
+    sources = {q["id"]: q["sources"] for q in m["questions"]}
+    # qk-01 names its paragraph, which the index ranks first for the question and its reference.
+    assert sources["qk-01"]["how"] == "referenced"
+    assert [(p["id"], p["rank"]) for p in sources["qk-01"]["paragraphs"]] == [
+        ("thesis/kernels.tex#kernels/definition#p0", 1)]
+    # The others name none: their document's paragraphs, in the index's order (the other document's never).
+    assert sources["qk-02"]["how"] == "nearest"
+    assert [(p["id"], p["rank"]) for p in sources["qk-02"]["paragraphs"]] == [
+        ("thesis/kernels.tex#kernels/concentration#p0", 1), ("thesis/kernels.tex#kernels/definition#p0", 2)]
+    assert sources["nz-01"]["how"] == "nearest"
+    assert [p["id"] for p in sources["nz-01"]["paragraphs"]] == ["notes/noise.md#noise/channels#p0",
+                                                                 "notes/noise.md#noise/damping#p0"]
+    assert sources["nz-02"] == {"how": "none", "paragraphs": [], "missing": []}
+    assert m["questions"][1]["adapter"]["faithfulness"]["checked"]
+    assert "index rank 1" in (out / "report.html").read_text()

