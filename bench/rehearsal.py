@@ -1,5 +1,5 @@
 """The rehearsal on a GPU: the whole build at Qwen2.5-1.5B's shape with the user's own commands, then ask, serve and
-export, each timed with its peak GPU memory; and `make ask`'s cold start broken down (moves to bench/).
+export, each timed with its peak GPU memory; and `make ask`'s cold start broken down.
 
     python -m bench.rehearsal --out DIR [--tag rehearsal] [--skip-build]   # writes DIR/rehearsal.json and .md
 

@@ -1,6 +1,6 @@
 """Synthesis speed on a GPU: a spec's synthesis (v2's settings, the engine writer) of a corpus, with the engine's
 calls counted: requests, new tokens, tokens/s, and an RTX A2000 estimate from the bytes each decode step reads
-(as bench/eval.py estimates generation). Moves to bench/ with the other benchmarks.
+(as bench/eval.py estimates generation).
 
     python -m bench.synthesize --out DIR --sources ../shared/corpus [--tag rehearsal] [--max-paragraphs 40]
 

@@ -5,8 +5,8 @@
 
 One table, SPEC_BOUNDS, keyed by the field's dotted path (a tuple's items share their field's range, `*` stands
 for any key of a mapping). A comparison with NaN is always false, so every check is written as `low <= v <= high`
-negated: NaN and the infinities fail it. tests/core/test_spec.py checks that every numeric field of the spec
-dataclasses has a range here, so a field added without one fails a test instead of passing unbounded.
+negated: NaN and the infinities fail it. tests/core/spec/test_bounds.py checks that every numeric field of the
+spec dataclasses has a range here, so a field added without one fails a test instead of passing unbounded.
 A number where the spec wants something else is left to the type check.
 """
 

