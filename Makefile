@@ -145,7 +145,7 @@ serve: venv ## OpenAI-compatible API on localhost: make serve [VERSION=tag[,tag.
 	$(PY) -m jobs.serve.api $(if $(call given,VERSION),--tag $(call q,VERSION)) --port $(call q,PORT) \
 	  $(if $(call given,RETRIEVAL),--retrieval $(call q,RETRIEVAL))
 
-studio: venv ## The studio, a local web page over the store: builds, reports, compare, running builds, chat [PORT=8080] [CHANGES=1: promote/rollback]
+studio: venv ## The studio, a local web page over the store: builds, reports, compare, running builds, chat [PORT=8080] [CHANGES=1: promote/rollback/review]
 	$(PY) -m jobs.studio --port $(if $(filter command line environment,$(origin PORT)),$(call q,PORT),8080) $(if $(call given,CHANGES),--allow-changes)
 
 # FORMAT and QUANT are checked (export-args, the system Python, standard library only) before the venv is made or

@@ -14,10 +14,10 @@ REPO = Path(__file__).resolve().parents[1]
 STAGES = ("curate", "synthesize", "train", "eval", "serve")
 # Apps over the stages' outputs, not stages (no image, no workflow step): each may import exactly these modules of
 # the stages. The studio presents eval's comparison with eval's own torch-free code (one home for the comparison
-# the terminal prints) and chats through serve's OpenAI-compatible server (one generation path), and no stage or
-# core module may import it.
+# the terminal prints) and chats through serve's OpenAI-compatible server (one generation path), with the builds'
+# indexes loaded as serve loads them, and no stage or core module may import it.
 APPS = {"jobs.studio": {"jobs.eval.report", "jobs.eval.diagnose", "jobs.serve.api", "jobs.serve.builds",
-                        "jobs.serve.worker"}}
+                        "jobs.serve.retrieval", "jobs.serve.worker"}}
 
 
 def _module_name(path: Path) -> str:

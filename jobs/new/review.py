@@ -34,19 +34,40 @@ def show(q: dict, paragraphs: dict[str, str], n: int, total: int) -> str:
     return "\n".join(lines)
 
 
-def ask_edits(q: dict, ask: Callable[[str], str]) -> dict:
-    edits = {}
-    for field in ("question", "reference"):
-        value = ask(f"  {field} (Enter keeps it): ").strip()
-        if value:
-            edits[field] = value
-    if q.get("expect") != "abstain":
-        value = ask("  concepts, comma-separated; a|b|c gives b and c as synonyms of a (Enter keeps them): ").strip()
-        if value:
-            edits["concepts"] = [{"name": parts[0], "synonyms": parts[1:]} if len(parts) > 1 else parts[0]
-                                 for parts in ([s.strip() for s in c.split("|") if s.strip()] for c in value.split(","))
-                                 if parts]
+def parse_concepts(value: str) -> list:
+    """Concepts as a person types them: comma-separated, a|b|c gives b and c as synonyms of a."""
+    return [{"name": parts[0], "synonyms": parts[1:]} if len(parts) > 1 else parts[0]
+            for parts in ([s.strip() for s in c.split("|") if s.strip()] for c in value.split(",")) if parts]
+
+
+def concepts_text(q: dict) -> str:
+    """A question's concepts in the form parse_concepts reads (what the studio's edit form starts from)."""
+    return ", ".join(c if isinstance(c, str) else "|".join([c["name"], *c.get("synonyms", [])])
+                     for c in q.get("concepts", []))
+
+
+def edits_from(q: dict, answers: dict[str, str]) -> dict:
+    """The edits a person's answers make ({question, reference, concepts}: text; blank keeps the field); an abstain
+    item has no concepts. The terminal (ask_edits) and the studio's form both go through here."""
+    edits = {field: answers[field].strip() for field in ("question", "reference") if answers.get(field, "").strip()}
+    if q.get("expect") != "abstain" and answers.get("concepts", "").strip():
+        edits["concepts"] = parse_concepts(answers["concepts"])
     return edits
+
+
+def ask_edits(q: dict, ask: Callable[[str], str]) -> dict:
+    answers = {field: ask(f"  {field} (Enter keeps it): ") for field in ("question", "reference")}
+    if q.get("expect") != "abstain":
+        answers["concepts"] = ask("  concepts, comma-separated; a|b|c gives b and c as synonyms of a (Enter keeps "
+                                  "them): ")
+    return edits_from(q, answers)
+
+
+def source_paragraphs(spec) -> dict[str, str]:
+    """{paragraph id: text} of the spec's documents, parsed by curate itself (a subprocess: seconds)."""
+    from jobs.new.run import catalogue
+
+    return {r["id"]: r["text"] for source in spec.curate.sources for r in catalogue(Path(source))}
 
 
 def run(path: Path, paragraphs: dict[str, str], ask: Callable[[str], str] = input,
@@ -86,12 +107,10 @@ def main(argv: list[str] | None = None) -> int:
 
     from jobs.core.errors import QslmError
     from jobs.core.spec.load import spec_by_tag
-    from jobs.new.run import catalogue
 
     try:
         spec = spec_by_tag(args.tag)
-        paragraphs = {r["id"]: r["text"] for source in spec.curate.sources for r in catalogue(Path(source))}
-        run(Path(spec.eval.suite), paragraphs)
+        run(Path(spec.eval.suite), source_paragraphs(spec))
     except QslmError as exc:
         print(f"review: error: {exc}", file=sys.stderr)
         return 2

@@ -2,11 +2,13 @@
 
     python -m jobs.serve.api --tag smoke[,v2] [--port 8000]      # `make serve VERSION=smoke,v2 PORT=8000`
 
-GET /v1/models lists the build tags; POST /v1/chat/completions answers with the build named in `model`, plain or
-streamed (server-sent events), honouring temperature, top_p, max_tokens, stop and seed; GET /health answers 200
-while the server serves. FastAPI + uvicorn serve HTTP; one worker thread owns the engine (worker.py). Bad requests
-get OpenAI-shaped 4xx errors. Bounds, framing, the API key (QSLM_API_KEY; required off loopback) and the request
-log line: guard.py.
+GET /v1/models lists the build tags and `base` (the base model they share, without an adapter, asked as the first
+build is: its system prompt, default max_tokens and retrieval index, as eval's base arms are); POST
+/v1/chat/completions answers with the model named in `model`, plain or streamed (server-sent events), honouring
+temperature, top_p, max_tokens, stop and seed, and a `retrieval` field (jobs/serve/retrieval.py) that adds the
+passages' `sources` beside the message; GET /health answers 200 while the server serves. FastAPI + uvicorn serve
+HTTP; one worker thread owns the engine (worker.py). Bad requests get OpenAI-shaped 4xx errors. Bounds, framing,
+the API key (QSLM_API_KEY; required off loopback) and the request log line: guard.py.
 """
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ from jobs.serve import ServeError, protocol
 from jobs.serve.builds import Build, describe, load_engine, open_build, pick_tags
 from jobs.serve.chat import MAX_CHARS_PER_TOKEN
 from jobs.serve.guard import MAX_HEADER_BYTES, Guard
-from jobs.serve.protocol import ChatRequest, error_body
+from jobs.serve.protocol import BASE_MODEL, ChatRequest, error_body
 from jobs.serve.worker import Job, Worker
 
 DISCONNECT_POLL_S = 0.5  # how often a waiting plain request checks that its client is still there
@@ -65,16 +67,19 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
     app = FastAPI(title="quantum-slm", docs_url=None, redoc_url=None)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(HTTPException, _http_error)
+    first = next(iter(builds.values()))  # the build the base model is asked as
+    served = [*builds, BASE_MODEL]
 
     @app.get("/health")
     def health() -> dict:
-        return {"status": "ok", "models": list(builds), "waiting": worker.waiting()}
+        return {"status": "ok", "models": served, "waiting": worker.waiting()}
 
     @app.get("/v1/models")
     def models() -> dict:
         # "serving": which engine path answers and how adapters are applied (batching: jobs/serve/worker.py)
         serving = {"engine": worker.engine.path, "adapters": worker.lora_policy}
-        return {"object": "list", "data": [{**protocol.model_card(b), "serving": serving} for b in builds.values()]}
+        cards = [protocol.model_card(b) for b in builds.values()] + [protocol.base_card(first)]
+        return {"object": "list", "data": [{**card, "serving": serving} for card in cards]}
 
     @app.post("/v1/chat/completions")
     async def chat_completions(req: ChatRequest, request: Request):
@@ -82,10 +87,10 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
 
         info = request.state.qslm_log  # the guard's log line for this request
         info["model"] = req.model
-        build = builds.get(req.model)
+        build, adapter = (first, None) if req.model == BASE_MODEL else (builds.get(req.model), req.model)
         if build is None:
             return _error(404, f"the model {req.model!r} does not exist here; this server serves "
-                               f"{', '.join(builds)} (GET /v1/models)", param="model", code="model_not_found")
+                               f"{', '.join(served)} (GET /v1/models)", param="model", code="model_not_found")
         turns = req.turns()
         system = build.system_prompt()
         if system and not req.has_system():  # ask the way the adapter was trained unless the client says otherwise
@@ -102,7 +107,7 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
                                f"beside {max_new} new ones; shorten the messages or lower max_tokens",
                           param="messages", code="context_length_exceeded")
         try:  # the build's passages in the prompt (jobs/serve/retrieval.py); sources go back beside the message
-            turns, sources = _with_retrieval(req, turns, (retrievers or {}).get(req.model), retrieval, tokenizer,
+            turns, sources = _with_retrieval(req, turns, (retrievers or {}).get(build.tag), retrieval, tokenizer,
                                              context_tokens, max_new)
         except QslmError as exc:
             return _error(400, str(exc), param="retrieval", code="retrieval_unavailable")
@@ -114,7 +119,7 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
                           param="messages", code="context_length_exceeded")
         sampling = Sampling(max_new_tokens=max_new, temperature=req.temperature, top_p=req.top_p, stop=req.stop,
                             seed=req.seed)
-        job = Job(turns, req.model, sampling, req.stream, asyncio.get_running_loop())
+        job = Job(turns, adapter, sampling, req.stream, asyncio.get_running_loop())
         if not worker.submit(job):
             return _error(429, f"the server is busy: {worker.max_queue} requests are already waiting; retry "
                                f"shortly", type_="rate_limit_error", code="queue_full")

@@ -26,6 +26,7 @@ from jobs.core.store.registry import artifact_files, complete_tags, current_tag,
 from jobs.core.spec.schema import BuildSpec
 from jobs.core.spec.load import load_spec
 from jobs.serve import ServeError
+from jobs.serve.protocol import BASE_MODEL
 
 # Spec fields that name files on the machine that made the build (sources, overrides, eval suite). Serving needs
 # none of them, and a cluster build's paths (/app/data/...) do not exist here, so they load as this repo's defaults.
@@ -135,6 +136,14 @@ def check_one_base(builds: list[Build]) -> None:
                              f"server per base, each on its own PORT)")
 
 
+def check_not_base(builds: list[Build]) -> None:
+    """The server names the base model alone BASE_MODEL beside the tags; a build of that tag would be hidden."""
+    if any(b.tag == BASE_MODEL for b in builds):
+        raise ServeError(f"build {BASE_MODEL!r} cannot be served: the server names the base model without an adapter "
+                         f"{BASE_MODEL!r}; publish the build under another tag (python -m jobs.core.store.publish "
+                         f"--tag ...)")
+
+
 def quiet_libraries() -> None:
     """A person reads this terminal: no weight-loading bars, deprecation notes or optional-kernel warnings."""
     import logging
@@ -152,6 +161,7 @@ def load_engine(builds: list[Build], device: str = "auto", batch_size: int = 8):
     """The engine with every build's adapter loaded under its tag, over the one base they share, within the
     first build's GPU memory budget (its spec's train.memory_budget_gib: the card it was made for)."""
     check_one_base(builds)
+    check_not_base(builds)
     quiet_libraries()
     from jobs.core.engine.generation import Engine, EngineSettings
 

@@ -23,6 +23,10 @@ MAX_MESSAGES = 1024  # per request; the context (32,768 tokens for Qwen2.5) is c
 MAX_PARTS = 256  # content parts per message
 MAX_NEW_TOKENS = 32_768  # the longest context of a Qwen2.5 model; the server's own check is the model's context
 SEED_RANGE = (-(2**63), 2**64 - 1)  # what torch.Generator.manual_seed takes
+# The model id of the base model without an adapter, beside the build tags (so no build can be served as "base":
+# jobs/serve/builds.py load_engine refuses it). It answers as eval's base arm does: the first build's system
+# prompt, default max_tokens and retrieval index.
+BASE_MODEL = "base"
 
 
 class TextPart(BaseModel):
@@ -157,3 +161,8 @@ def model_card(build) -> dict:
     created = int(datetime.fromisoformat(build.manifest["created_at"]).timestamp())
     return {"id": build.tag, "object": "model", "created": created, "owned_by": "quantum-slm",
             "status": build.manifest["status"], "base_model": build.spec.base_model.id}
+
+
+def base_card(build) -> dict:
+    """The /v1/models entry of BASE_MODEL: the base the builds share, asked as `build` (the first) is asked."""
+    return {**model_card(build), "id": BASE_MODEL, "status": "base", "asked_as": build.tag}

@@ -27,14 +27,14 @@ from jobs.serve.chat import WhitespaceTrim
 log = logging.getLogger("qslm.serve")
 
 # What /v1/models says about adapters (the batch's own `mode` says which one a step used; changes are logged).
-LORA_POLICY = ("merged exactly when every request in the batch asks for one build; applied per row, unmerged "
-               "(Punica/S-LoRA style), while the batch mixes builds")
+LORA_POLICY = ("merged exactly when every request in the batch asks for one model (a build, or `base`: no adapter); "
+               "applied per row, unmerged (Punica/S-LoRA style), while the batch mixes them")
 
 
 @dataclass(eq=False)
 class Job:
     conversation: list[dict]
-    adapter: str
+    adapter: str | None  # a build's tag; None: the base model alone
     sampling: object  # jobs.core.engine.generation.Sampling
     stream: bool
     loop: asyncio.AbstractEventLoop
@@ -72,7 +72,7 @@ def _deliver(items: list[tuple[Job, tuple]]) -> None:
 class Worker:
     def __init__(self, engine, max_queue: int, max_batch: int):
         self.engine, self.max_queue, self.max_batch = engine, max_queue, max_batch
-        self.lora_policy = LORA_POLICY if len(engine.adapters) > 1 else "merged exactly (one build)"
+        self.lora_policy = LORA_POLICY
         self._jobs: deque[Job] = deque()
         self._cv = threading.Condition()
         self._stopping = False

@@ -1,7 +1,7 @@
-"""The studio's routes: pages rendered on the server from the store (data.py) and the running builds' progress
-files (jobs/core/progress.py). Read-only unless the app is made with allow_changes: then promote and rollback
-are POST forms that carry a per-process CSRF token and must come from this origin, and they run the registry's
-own promote/rollback (the CLI's code)."""
+"""The studio's routes: pages rendered on the server from the store (records.py) and the running builds' progress
+files (jobs/core/progress.py). Read-only unless the app is made with allow_changes: then promote, rollback and
+the review of draft suites (drafts.py) are POST forms that carry a per-process CSRF token and must come from this
+origin, and they run the CLI's own code (the registry's promote/rollback, `make review`'s decide)."""
 
 from __future__ import annotations
 
@@ -21,9 +21,11 @@ from jobs.core import progress
 from jobs.core.store import registry
 from jobs.core.errors import QslmError
 from jobs.core.store.registry import IntegrityError
+from jobs.core.repo import BUILDS_DIR
+from jobs.core.spec.suite import SuiteError
 from jobs.core.spec.tags import TAG_PATTERN
 from jobs.eval.report import LABELS, flat_stats
-from jobs.studio import Refused, StudioError, records as data
+from jobs.studio import Refused, StudioError, drafts, records as data
 from jobs.studio.conversation import ChatHost, WithChat
 from jobs.studio.svg import loss_svg
 
@@ -33,7 +35,8 @@ SORTABLE = ("tag", "status", "date", "base_model", "data_commit", "dataset_bytes
 SHOWN_METRICS = ("concept_recall", "similarity", "rougeL", "perplexity")
 LOG_LINES = 40
 NAV = {"builds": "builds", "build": "builds", "damaged": "builds", "compare": "compare", "chat": "chat",
-       "running": "running"}  # template -> the header link it sits under
+       "running": "running", "review": "review", "drafts": "review"}  # template -> the header link it sits under
+FORM_BYTES = 64 << 10  # a review form: a question (4,000 characters), a reference (8,000) and concepts, URL-encoded
 
 
 def _templates() -> Environment:
@@ -53,8 +56,9 @@ def _sort_key(column: str):
     return key
 
 
-def make_app(store, work_root: Path, allow_changes: bool = False, device: str = "auto"):
-    """The studio over `store`; running builds from `work_root`/progress/. Returns the ASGI app."""
+def make_app(store, work_root: Path, allow_changes: bool = False, device: str = "auto", specs: Path = BUILDS_DIR):
+    """The studio over `store`; running builds from `work_root`/progress/; draft suites of the build specs in
+    `specs` (reviewed only with allow_changes). Returns the ASGI app."""
     app = FastAPI(title="quantum-slm studio", docs_url=None, redoc_url=None, openapi_url=None)
     app.mount("/static", StaticFiles(directory=HERE / "static"), name="static")
     env = _templates()
@@ -120,7 +124,7 @@ def make_app(store, work_root: Path, allow_changes: bool = False, device: str = 
 
     @app.get("/chat", response_class=HTMLResponse)
     def chat():
-        return page("chat.html.j2", tags=registry.complete_tags(store), current=registry.current_tag(store))
+        return page("chat.html.j2", models=data.chat_models(store), current=registry.current_tag(store))
 
     @app.post("/chat/load")
     async def chat_load(request: Request):
@@ -166,18 +170,51 @@ def make_app(store, work_root: Path, allow_changes: bool = False, device: str = 
         await run_in_threadpool(registry.rollback, store)
         return RedirectResponse("/", status_code=303)
 
+    @app.get("/review", response_class=HTMLResponse)
+    def review_list():
+        _allowed(allow_changes)
+        return page("review.html.j2", rows=drafts.suites(specs), specs=specs)
+
+    @app.get("/review/{tag}", response_class=HTMLResponse)
+    async def review_one(tag: str):
+        _allowed(allow_changes)
+        return page("drafts.html.j2", r=await run_in_threadpool(drafts.drafts, specs, tag_ok(tag)))
+
+    @app.post("/review/{tag}")
+    async def review_decide(request: Request, tag: str):
+        form = await _check_changes(allow_changes, request, token)
+        tag = tag_ok(tag)
+        try:
+            await run_in_threadpool(drafts.decide, specs, tag, form)
+        except (SuiteError, StudioError) as exc:  # a bad edit: the loader's message, the file left as it was
+            r = await run_in_threadpool(drafts.drafts, specs, tag)
+            return page("drafts.html.j2", code=400, r=r, error=str(exc), form=form)
+        return RedirectResponse(f"/review/{tag}", status_code=303)
+
     wrapped = WithChat(app, host)
     wrapped.host = host
     return wrapped
 
 
-async def _check_changes(allowed: bool, request: Request, token: str) -> None:
-    """Only with --allow-changes, and only a form of this studio's own page (the form body is one small field)."""
+def _allowed(allowed: bool) -> None:
     if not allowed:
-        raise Refused("the studio is read-only: start it with --allow-changes (make studio CHANGES=1) to "
-                          "promote or roll back, or use `make promote VERSION=...` / `make rollback`")
-    body = (await request.body())[:4096].decode("utf-8", "replace")
-    _check_csrf(request, (parse_qs(body).get("csrf") or [""])[0], token)
+        raise Refused("the studio is read-only: start it with --allow-changes (make studio CHANGES=1) to promote, "
+                      "roll back or review draft suites, or use `make promote VERSION=...`, `make rollback`, "
+                      "`make review VERSION=...`")
+
+
+async def _check_changes(allowed: bool, request: Request, token: str) -> dict[str, str]:
+    """Only with --allow-changes, and only a form of this studio's own page; returns the form's fields (read up to
+    FORM_BYTES, each field's first value)."""
+    _allowed(allowed)
+    body = bytearray()
+    async for piece in request.stream():
+        body += piece
+        if len(body) > FORM_BYTES:
+            raise Refused(f"refused a form over {FORM_BYTES:,} bytes: shorten the question, reference or concepts")
+    form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).items()}
+    _check_csrf(request, form.get("csrf", ""), token)
+    return form
 
 
 def _check_csrf(request: Request, given: str, token: str) -> None:

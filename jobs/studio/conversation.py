@@ -1,6 +1,8 @@
 """Chat in the studio: the serve stage's OpenAI-compatible server (jobs.serve.api.make_app), loaded in this process
-for the builds a chat asks for, answering under /v1/ exactly as `make serve` does. It is the one generation path;
-the studio's page reads its server-sent events. Loading imports torch: only a chat does."""
+for the builds a chat asks for, answering under /v1/ exactly as `make serve` does: each build under its tag, `base`
+(the base model without an adapter, asked as the first build is), and each build's retrieval index loaded as serve
+loads it, so a request's `retrieval` field answers from cited passages. It is the one generation path; the studio's
+page reads its server-sent events. Loading imports torch: only a chat does."""
 
 from __future__ import annotations
 
@@ -21,9 +23,10 @@ class ChatHost:
         self.lock = threading.Lock()
 
     def load(self, tags: list[str]) -> dict:
-        """Make the server answer for `tags` (loading their adapters over their shared base); returns a summary."""
+        """Make the server answer for `tags` (loading their adapters over their shared base, and their indexes;
+        `base` is asked as tags[0] is); returns a summary."""
         with self.lock:
-            if self.app is not None and set(tags) <= set(self.tags):
+            if self.app is not None and tags[0] == self.tags[0] and set(tags) <= set(self.tags):
                 return {"tags": self.tags, "loaded": False}
             try:
                 return self._load(tags)
@@ -35,16 +38,19 @@ class ChatHost:
         from jobs.core.engine.loading import load_tokenizer
         from jobs.serve.api import make_app
         from jobs.serve.builds import describe, load_engine, open_build
+        from jobs.serve.retrieval import Retriever, with_index
         from jobs.serve.worker import Worker
 
-        builds = [open_build(self.store, tag) for tag in tags]  # IntegrityError for a damaged build
+        # as serve's own entry point (jobs/serve/api.py main) loads them; IntegrityError for a damaged build
+        builds = [open_build(self.store, tag, with_index(self.store, tag, ("adapter",))) for tag in tags]
+        retrievers = {b.tag: r for b in builds if (r := Retriever.of(b)) is not None}
         engine = load_engine(builds, self.device)  # ServeError when their bases differ
         tokenizer = load_tokenizer(engine.base_dir)
         if self.worker is not None:
             self.worker.stop()
         self.worker = Worker(engine, MAX_QUEUE, MAX_BATCH)
         self.worker.start()
-        self.app = make_app({b.tag: b for b in builds}, self.worker, tokenizer, engine.context)
+        self.app = make_app({b.tag: b for b in builds}, self.worker, tokenizer, engine.context, retrievers=retrievers)
         self.tags = list(tags)
         return {"tags": self.tags, "loaded": True, "description": describe(builds, engine)}
 

@@ -41,6 +41,20 @@ def build_rows(store) -> list[dict]:
     return sorted(rows, key=lambda r: r.get("created_at") or "", reverse=True)
 
 
+def chat_models(store) -> list[dict]:
+    """The builds the chat offers: {tag, index (published with a retrieval index), retrieval (on by default per
+    its spec)}; a build whose manifest is damaged is left out (loading it would be refused)."""
+    out = []
+    for tag in registry.complete_tags(store):
+        try:
+            m = registry.read_manifest(store, tag)
+        except IntegrityError:
+            continue
+        on = ((m.get("spec") or {}).get("retrieval") or {}).get("default") == "on"
+        out.append({"tag": tag, "index": "index" in (m.get("artifacts") or {}), "retrieval": on})
+    return out
+
+
 _INTERVALS: dict[tuple[str, str], dict] = {}
 
 

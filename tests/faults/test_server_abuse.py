@@ -185,7 +185,7 @@ def test_the_api_key_is_required_except_for_health(server):
     assert _status(wrong) == 401 and _json_body(wrong)["error"]["code"] == "invalid_api_key"
     assert _status(_exchange(port, _request("GET", "/v1/models", headers={"Connection": "close"}, key=None))) == 401
     health = _exchange(port, _request("GET", "/health", headers={"Connection": "close"}, key=None))
-    assert _status(health) == 200 and _json_body(health)["models"] == ["smoke"]
+    assert _status(health) == 200 and _json_body(health)["models"] == ["smoke", "base"]
     assert _status(_chat(port, CHAT)) == 200
 
 

@@ -3,7 +3,7 @@
 import yaml
 
 from jobs.core.spec.suite import load_suite
-from jobs.new.review import run
+from jobs.new.review import concepts_text, edits_from, parse_concepts, run
 from tests.core.spec.test_suite_review import SUITE
 
 
@@ -21,3 +21,13 @@ def test_terminal_review_saves_each_decision(tmp_path):
     q = load_suite(path).questions[0]
     assert q.question == "What raises swarm cells?" and q.status == "reviewed"
     assert [(c.name, c.synonyms) for c in q.concepts] == [("queen", ("queen cell",)), ("swarm", ())]
+
+
+def test_concepts_read_as_typed_and_shown_for_editing_the_same_way():
+    typed = " queen|queen cell | swarm cell, swarm,, |"
+    parsed = parse_concepts(typed)
+    assert parsed == [{"name": "queen", "synonyms": ["queen cell", "swarm cell"]}, "swarm"]
+    assert concepts_text({"concepts": parsed}) == "queen|queen cell|swarm cell, swarm"
+    assert parse_concepts(concepts_text({"concepts": parsed})) == parsed
+    abstain = {"expect": "abstain", "concepts": []}
+    assert edits_from(abstain, {"question": " Who? ", "reference": "", "concepts": "x"}) == {"question": "Who?"}

@@ -61,10 +61,19 @@ def _expected(smoke_engine, adapter, sampling, messages=USER) -> str:
 
 def test_models_are_the_build_tags_with_their_gate_status(client):
     models = {m.id: m for m in client.models.list()}
-    assert sorted(models) == ["smoke", "smoke-loud"]
+    assert list(models) == ["smoke", "smoke-loud", "base"]
     assert models["smoke"].model_extra["status"] == "passed"
     assert models["smoke-loud"].model_extra["status"] == "failed-gate"
     assert models["smoke"].owned_by == "quantum-slm"
+    assert models["base"].model_extra["status"] == "base" and models["base"].model_extra["asked_as"] == "smoke"
+
+
+def test_base_answers_as_the_engine_does_without_an_adapter(client, smoke_engine):
+    sampled = Sampling(max_new_tokens=12, temperature=1.0, seed=3)  # greedy, the tiny base answers blank
+    answer = client.chat.completions.create(model="base", messages=USER, max_tokens=12, temperature=1.0, seed=3)
+    assert answer.model == "base" and answer.choices[0].message.content == _expected(smoke_engine, None, sampled)
+    loud = client.chat.completions.create(model="smoke-loud", messages=USER, max_tokens=12, temperature=1.0, seed=3)
+    assert answer.choices[0].message.content != loud.choices[0].message.content
 
 
 def test_a_plain_and_a_streamed_completion(client, smoke_engine):
@@ -120,7 +129,7 @@ def test_bad_requests_get_openai_shaped_errors(client, server):
     with pytest.raises(openai.BadRequestError) as bad:
         client.chat.completions.create(model="smoke", messages=[])
     assert bad.value.body["param"] == "messages" and bad.value.body["type"] == "invalid_request_error"
-    with pytest.raises(openai.NotFoundError, match="this server serves smoke, smoke-loud"):
+    with pytest.raises(openai.NotFoundError, match="this server serves smoke, smoke-loud, base"):
         client.chat.completions.create(model="gpt-4o", messages=USER)
     with pytest.raises(openai.BadRequestError, match="context_length_exceeded|more than the model's 2048"):
         client.chat.completions.create(model="smoke", messages=USER, max_tokens=5000)

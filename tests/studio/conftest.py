@@ -1,8 +1,11 @@
 """One smoke store shared by every browser test (a session fixture): the real `python -m workflows.build --tag smoke`
 (its progress is what the running-build test watches), then `smoke-b`, the same dataset trained for 4 steps instead
-of 12 and evaluated against smoke (a known spec difference and a shorter loss curve), and `smoke-damaged`, smoke-b's
-folders published again under a third tag with one stored file then overwritten. The studio runs as a subprocess
-on a free port from the start of the build; Chromium is Debian's /usr/bin/chromium, driven by Playwright."""
+of 12 and evaluated against smoke (a known spec difference and a shorter loss curve), `smoke-damaged`, smoke-b's
+folders published again under a third tag with one stored file then overwritten, and `smoke-rag`, smoke-b's folders
+with a retrieval index (`python -m jobs.index` over smoke's dataset) published under the smoke-rag spec. The studio
+runs as a subprocess on a free port from the start of the build, with a folder of specs of its own holding `mine`,
+whose suite has draft questions about a document of its own (the review page). Chromium is Debian's
+/usr/bin/chromium, driven by Playwright."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import yaml
 from jobs.core.store import registry
 from jobs.core.store.backends import open_store
 from tests.conftest import REPO, free_port, wait_for
+from tests.core.spec.test_suite_review import SUITE
 
 CHROMIUM = Path("/usr/bin/chromium")
 BUILD_S = 900  # bound on the smoke build and the two extra builds on a busy 2-core machine
@@ -27,7 +31,8 @@ BUILD_S = 900  # bound on the smoke build and the two extra builds on a busy 2-c
 class Smoke:
     def __init__(self, root: Path):
         self.root, self.store, self.work = root, root / "store", root / "work"
-        self.env = {**os.environ, "QSLM_STORE": str(self.store), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1"}
+        self.env = {**os.environ, "QSLM_STORE": str(self.store), "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1",
+                    "QSLM_DATA_ROOT": str(root)}  # the draft suite and its document live here, outside the checkout
         self.log = open(root / "build.log", "wb")
         self.build = subprocess.Popen([sys.executable, "-m", "workflows.build", "--tag", "smoke", "--work",
                                        str(self.work)], cwd=REPO, env=self.env, stdout=self.log, stderr=self.log)
@@ -55,6 +60,10 @@ class Smoke:
         for tag in ("smoke-b", "smoke-damaged"):
             self.run("jobs.core.store.publish", "--spec", s, "--tag", tag, "--dataset", str(tmp / "dataset"),
                      "--adapter", str(tmp / "adapter"), "--report", str(tmp / "report"))
+        rag = str(REPO / "data/builds/smoke-rag.yaml")
+        self.run("jobs.index", "--spec", rag, "--dataset", str(tmp / "dataset"), "--out", str(tmp / "index"))
+        self.run("jobs.core.store.publish", "--spec", rag, "--tag", "smoke-rag", "--dataset", str(tmp / "dataset"),
+                 "--adapter", str(tmp / "adapter"), "--report", str(tmp / "report"), "--index", str(tmp / "index"))
         manifest = registry.read_manifest(store, "smoke-damaged")
         key = next(k for k, rec in registry.artifact_files(manifest, "smoke-damaged", "report")
                    if rec["path"] == "metrics.json")
@@ -72,13 +81,42 @@ def smoke(tmp_path_factory):
     s.log.close()
 
 
+DOCUMENT = """# q
+
+A colony raises new queens in swarm cells along the bottom edge of the frames when it runs out of space in spring.
+
+# v
+
+Oxalic acid dribbled between the frames in the broodless period of midwinter kills most phoretic mites.
+"""
+
+
+def draft_suite(root: Path) -> Path:
+    """root/specs/mine.yaml: the smoke spec over root/docs/d.md, its eval suite root/mine-suite.yaml with the draft
+    questions of the review tests (their paragraphs renamed to the ids curate gives that document)."""
+    (root / "docs").mkdir()
+    (root / "docs" / "d.md").write_text(DOCUMENT)
+    suite = json.loads(json.dumps(SUITE))
+    for q in suite["questions"]:
+        q["paragraphs"] = ["docs/" + pid for pid in q.get("paragraphs", [])]
+    (root / "mine-suite.yaml").write_text(yaml.safe_dump(suite, sort_keys=False))
+    spec = yaml.safe_load((REPO / "data/builds/smoke.yaml").read_text())
+    spec["curate"]["sources"], spec["eval"]["suite"] = [str(root / "docs")], str(root / "mine-suite.yaml")
+    (root / "specs").mkdir()
+    (root / "specs" / "mine.yaml").write_text(yaml.safe_dump(spec))
+    return root / "mine-suite.yaml"
+
+
 @pytest.fixture(scope="session")
 def studio(smoke):
-    """The studio's URL, over the smoke store and its work folder (running builds), with changes allowed."""
+    """The studio's URL, over the smoke store and its work folder (running builds), with changes allowed and the
+    draft suite of draft_suite to review."""
     port = free_port()
+    draft_suite(smoke.root)
     log = open(smoke.root / "studio.log", "wb")
     proc = subprocess.Popen([sys.executable, "-m", "jobs.studio", "--port", str(port), "--work", str(smoke.work),
-                             "--allow-changes", "--device", "cpu"], cwd=REPO, env=smoke.env, stdout=log, stderr=log)
+                             "--allow-changes", "--device", "cpu", "--specs", str(smoke.root / "specs")], cwd=REPO,
+                            env=smoke.env, stdout=log, stderr=log)
     url = f"http://127.0.0.1:{port}"
 
     def up() -> bool:

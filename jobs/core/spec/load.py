@@ -43,18 +43,20 @@ def load_spec(path: str | Path, needs_suite: bool = True) -> BuildSpec:
     return spec
 
 
-def available_tags() -> list[str]:
-    return sorted(p.stem for p in BUILDS_DIR.glob("*.yaml"))
+def available_tags(folder: Path = BUILDS_DIR) -> list[str]:
+    return sorted(p.stem for p in Path(folder).glob("*.yaml"))
 
 
-def spec_by_tag(tag: str) -> BuildSpec:
-    """Load data/builds/<tag>.yaml; refuse names that are not plain tags, and name the tags that exist."""
-    known = ", ".join(available_tags()) or "(none)"
+def spec_by_tag(tag: str, folder: Path = BUILDS_DIR) -> BuildSpec:
+    """Load data/builds/<tag>.yaml (or <tag>.yaml in another folder of specs: the studio's --specs); refuse names
+    that are not plain tags, and name the tags that exist."""
+    folder = Path(folder)
+    known = ", ".join(available_tags(folder)) or "(none)"
     try:
         check_tag(tag)
     except SpecError as exc:
-        raise SpecError(f"{exc}. Build specs in {BUILDS_DIR}: {known}") from None
-    path = BUILDS_DIR / f"{tag}.yaml"
+        raise SpecError(f"{exc}. Build specs in {folder}: {known}") from None
+    path = folder / f"{tag}.yaml"
     if not path.is_file():
         raise SpecError(f"no build spec for tag {tag!r}: {path} does not exist. Build specs: {known}. "
                         f"To make a new build, copy one of them to data/builds/{tag}.yaml and edit it.")
