@@ -89,7 +89,7 @@ def build_stages(tag: str, gpu: GpuMemory, log: Path, env: dict, timeout_s: floa
     start = time.perf_counter()
     rc, lines = run_logged([sys.executable, "-m", "workflows.build", "--tag", tag], log, env, timeout_s)
     end = time.perf_counter()
-    marks = [(t, m.group(1), m.group(2)) for t, line in lines if (m := re.match(r"(==>|<==) ([\w.]+)", line))]
+    marks = [(t, m.group(1), m.group(2)) for t, line in lines if (m := re.match(r"(==>|<==) (?:stage \d+ of \d+: )?([\w.-]+)", line))]
     stages, opened = {}, {}
     first = min((t for t, kind, _ in marks if kind == "==>"), default=end)
     stages["base model (make + check)"] = {"seconds": round(first - start, 1), "peak_gib": gpu.peak_gib(start, first)}
@@ -182,7 +182,7 @@ def serve_once(tag: str, gpu: GpuMemory, log: Path, env: dict, port: int = 8765)
     """Start the server, time its start and one answer (plain and streamed), stop it."""
     t0 = time.perf_counter()
     with open(log, "a", encoding="utf-8") as f:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--version", tag, "--port", str(port)],
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--tag", tag, "--port", str(port)],
                                 cwd=REPO_ROOT, env=env, stdout=f, stderr=subprocess.STDOUT)
     base = f"http://127.0.0.1:{port}/v1"
     result = {}
@@ -214,7 +214,7 @@ def serve_once(tag: str, gpu: GpuMemory, log: Path, env: dict, port: int = 8765)
 
 def export_once(tag: str, gpu: GpuMemory, log: Path, env: dict, out: Path) -> dict:
     t0 = time.perf_counter()
-    rc, _ = run_logged([sys.executable, "-m", "jobs.serve.export", "--version", tag, "--out", str(out)], log, env, 400)
+    rc, _ = run_logged([sys.executable, "-m", "jobs.serve.export", "--tag", tag, "--out", str(out)], log, env, 400)
     t1 = time.perf_counter()
     sizes = {p.name: round(sum(f.stat().st_size for f in p.rglob("*") if f.is_file()) / GiB, 2)
              for p in out.glob("merged-*")} if out.is_dir() else {}

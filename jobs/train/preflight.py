@@ -32,14 +32,6 @@ class MemoryBudgetExceeded(QslmError):
     """The spec would need more GPU memory than train.memory_budget_gib; the message suggests settings."""
 
 
-def cap_memory(spec, device: torch.device) -> None:
-    """Make the allocator refuse memory beyond the budget, so a build that passes here fits the A2000."""
-    if device.type != "cuda":
-        return
-    total = torch.cuda.get_device_properties(device).total_memory
-    torch.cuda.set_per_process_memory_fraction(min(1.0, spec.train.memory_budget_gib * GiB / total), device)
-
-
 def advice(spec, micro_batch_size: int, longest: int) -> str:
     t = spec.train
     tips = []

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import torch
 
-from jobs.core.engine.loading import compute_dtype, load_tokenizer, pick_device
+from jobs.core.engine.loading import cap_memory, compute_dtype, load_tokenizer, pick_device
 from jobs.core.engine.basemodel import resolve_base_model
 from jobs.core.store.provenance import library_versions, sha256_file, training_fingerprint
 from jobs.core.spec.schema import BuildSpec
@@ -29,7 +29,7 @@ from jobs.train import TrainError, checkpoint, execution
 from jobs.train.data import Tokenized, read_conversations, step_plan, tokenize
 from jobs.train.loop import Layout, Mark, StepRead, accumulate, make_optimizer, make_scaler, optimizer_step
 from jobs.train.model import load_model
-from jobs.train.preflight import cap_memory, preflight
+from jobs.train.preflight import preflight
 from jobs.train.steplog import Progress, peak_memory_gib, write_metrics
 
 
@@ -89,7 +89,7 @@ def start_device(spec: BuildSpec) -> torch.device:
     device = pick_device(spec.train.execution.device)
     if device.type == "cpu" and spec.train.execution.cpu_threads:
         torch.set_num_threads(spec.train.execution.cpu_threads)
-    cap_memory(spec, device)
+    cap_memory(device, spec.train.memory_budget_gib)
     return device
 
 

@@ -25,7 +25,7 @@ import torch.nn.functional as F
 
 from jobs.core.engine import fastmodel
 from jobs.core.engine.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
-from jobs.core.engine.loading import compute_dtype, use_compile_cache
+from jobs.core.engine.loading import cap_memory, compute_dtype, use_compile_cache
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # rows of the captured decode graphs
 SYNC_EVERY = 8  # decode steps between the host's looks at finished rows (each look waits for the GPU once)
@@ -121,6 +121,7 @@ class FastBackend:
         with torch.inference_mode():
             weights, targets, loras = fastmodel.build_weights(model, adapters, spec.train.quantization == "nf4", dtype)
         budget = int(budget_gib * 2 ** 30) if device.type == "cuda" else None
+        cap_memory(device, budget_gib)  # the whole process, as the train stage caps itself
         return cls(weights, targets, loras, device, budget, compile_layers)
 
     @staticmethod
@@ -154,8 +155,14 @@ class FastBackend:
         replaces the old of its kind, with its graphs."""
         key = (rows, length)
         if key not in self.sessions:
-            for old in [k for k in self.sessions if (k[0] == 1) == (rows == 1)]:
+            replaced = [k for k in self.sessions if (k[0] == 1) == (rows == 1)]
+            for old in replaced:
                 del self.sessions[old]
+            if replaced:
+                # The old KV cache and graph pool go back to the card now rather than staying cached: synthesis (a
+                # session per prompt length) held 23 GiB of an uncapped H100 in the rehearsal, where eval, with one
+                # session, held 7 (docs/benchmarks.md, Rehearsal; with this and the cap, not yet re-measured).
+                self.release()
             self.sessions[key] = Session(self.w, rows, length, self.device)
         return self.sessions[key]
 

@@ -45,6 +45,19 @@ def use_compile_cache() -> None:
     os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(cache_dir() / "torchinductor"))
 
 
+def cap_memory(device, budget_gib: float) -> None:
+    """Make this process's CUDA allocator refuse memory beyond the budget (train.memory_budget_gib), so that what
+    passes on a larger card fits the 12 GB A2000: the train stage and the generation engine's fast path both cap
+    themselves. Under the cap, memory the allocator holds but no longer uses (a replaced session's KV cache and CUDA
+    graph pool) is given back before the process grows, as it would be on the small card. No-op off CUDA."""
+    import torch
+
+    if device.type != "cuda":
+        return
+    total = torch.cuda.get_device_properties(device).total_memory
+    torch.cuda.set_per_process_memory_fraction(min(1.0, budget_gib * 2 ** 30 / total), device)
+
+
 def compute_dtype(spec: BuildSpec):
     """The torch dtype of spec.train.compute_dtype (the spec loader allows only float16, bfloat16, float32)."""
     import torch

@@ -55,7 +55,7 @@ def test_fast_path_logits_agree_with_the_4bit_path(rehearsal_spec, qwen_shape_ad
     torch.cuda.empty_cache()
 
 
-def test_a_session_of_another_length_replaces_the_last_and_captures_again(fast):
+def test_a_session_of_another_length_replaces_the_last_and_captures_again(rehearsal_spec, fast):
     """Synthesis asks with prompts of many lengths: each new cache length replaces the batch session and its graphs.
     Capturing into a freed graph pool crashed the rehearsal's synthesis (an internal assert in torch's allocator)."""
     prompts = fast.prompt_ids(_chats(3))
@@ -64,6 +64,9 @@ def test_a_session_of_another_length_replaces_the_last_and_captures_again(fast):
     fast.complete_ids(prompts, "a", Sampling(max_new_tokens=300))  # a longer cache: a new session, new graphs
     fast.complete_ids(prompts[:1], "a", Sampling(max_new_tokens=600))
     assert fast.complete_ids(prompts, "a", short) == first
+    # the replaced sessions' caches and graph pools were given back: the process stays inside the budget
+    budget = rehearsal_spec.train.memory_budget_gib
+    assert torch.cuda.memory_reserved() / GiB <= budget, f"{torch.cuda.memory_reserved() / GiB:.2f} GiB reserved"
 
 
 @pytest.mark.parametrize("stage", ["eval", "synthesize"])
