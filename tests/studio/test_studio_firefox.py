@@ -1,6 +1,7 @@
 """The studio in stock Firefox (Debian's firefox-esr, driven through WebDriver BiDi: tests/studio/firefox.py), on the
 same smoke store as the Chromium tests: every page opens without console errors, and the chat streams answers
-(base beside a build; retrieval on, with its cited passages) through the page's own script."""
+(base beside a build; retrieval on, with its cited passages) through the page's own script. Its name sorts it after
+test_studio.py, whose first test needs the shared smoke build still running (these wait for it to finish)."""
 
 from __future__ import annotations
 
