@@ -30,7 +30,7 @@ from jobs.core.errors import QslmError
 from jobs.core.engine.loading import load_tokenizer
 from jobs.core.store.backends import open_store
 from jobs.serve import ServeError, protocol
-from jobs.serve.builds import Build, describe, load_engine, open_build, pick_tags
+from jobs.serve.builds import Build, describe, load_engine, pick_tags
 from jobs.serve.chat import MAX_CHARS_PER_TOKEN
 from jobs.serve.guard import MAX_HEADER_BYTES, Guard
 from jobs.serve.protocol import BASE_MODEL, ChatRequest, error_body
@@ -232,11 +232,9 @@ def main(argv: list[str] | None = None) -> int:
                 raise ServeError(f"{name} {value} is outside [{low}, {high}]")
         check_exposure(args.host, api_key)
         store = open_store()
-        from jobs.serve.retrieval import Retriever, with_index
+        from jobs.serve.retrieval import open_served
 
-        builds = {tag: open_build(store, tag, with_index(store, tag, ("adapter",)))
-                  for tag in pick_tags(store, args.tag)}
-        retrievers = {tag: r for tag, b in builds.items() if (r := Retriever.of(b)) is not None}
+        builds, retrievers = open_served(store, pick_tags(store, args.tag))
         engine = load_engine(list(builds.values()), args.device, args.max_batch)
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:

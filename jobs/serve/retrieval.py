@@ -16,7 +16,7 @@ from jobs.core.retrieval.rag import fit_passages, sources_listing, user_turn
 from jobs.core.store.registry import read_manifest
 from jobs.core.retrieval.hybrid import Index, Passage
 from jobs.serve import ServeError
-from jobs.serve.builds import Build
+from jobs.serve.builds import Build, open_build
 
 PROMPT_OVERHEAD_TOKENS = 48  # chat template markers, the instruction line and the "Passages:" header
 
@@ -24,6 +24,13 @@ PROMPT_OVERHEAD_TOKENS = 48  # chat template markers, the instruction line and t
 def with_index(store, tag: str, artifacts: tuple[str, ...]) -> tuple[str, ...]:
     """The artifacts to fetch for a build, its retrieval index added when it has one."""
     return artifacts + (("index",) if "index" in read_manifest(store, tag).get("artifacts", {}) else ())
+
+
+def open_served(store, tags: list[str]) -> tuple[dict[str, Build], dict[str, "Retriever"]]:
+    """The builds a server answers for, in order, each fetched with its index where it has one, and the retrievers
+    of those with an index: what `make serve` and the studio's chat load (IntegrityError for a damaged build)."""
+    builds = {tag: open_build(store, tag, with_index(store, tag, ("adapter",))) for tag in tags}
+    return builds, {tag: r for tag, b in builds.items() if (r := Retriever.of(b)) is not None}
 
 
 @dataclass

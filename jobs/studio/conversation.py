@@ -37,20 +37,19 @@ class ChatHost:
     def _load(self, tags: list[str]) -> dict:
         from jobs.core.engine.loading import load_tokenizer
         from jobs.serve.api import make_app
-        from jobs.serve.builds import describe, load_engine, open_build
-        from jobs.serve.retrieval import Retriever, with_index
+        from jobs.serve.builds import describe, load_engine
+        from jobs.serve.retrieval import open_served
         from jobs.serve.worker import Worker
 
-        # as serve's own entry point (jobs/serve/api.py main) loads them; IntegrityError for a damaged build
-        builds = [open_build(self.store, tag, with_index(self.store, tag, ("adapter",))) for tag in tags]
-        retrievers = {b.tag: r for b in builds if (r := Retriever.of(b)) is not None}
+        served, retrievers = open_served(self.store, tags)  # as `make serve` loads them
+        builds = list(served.values())
         engine = load_engine(builds, self.device)  # ServeError when their bases differ
         tokenizer = load_tokenizer(engine.base_dir)
         if self.worker is not None:
             self.worker.stop()
         self.worker = Worker(engine, MAX_QUEUE, MAX_BATCH)
         self.worker.start()
-        self.app = make_app({b.tag: b for b in builds}, self.worker, tokenizer, engine.context, retrievers=retrievers)
+        self.app = make_app(served, self.worker, tokenizer, engine.context, retrievers=retrievers)
         self.tags = list(tags)
         return {"tags": self.tags, "loaded": True, "description": describe(builds, engine)}
 

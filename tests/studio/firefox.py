@@ -15,6 +15,8 @@ import subprocess
 import tempfile
 import time
 
+from tests.conftest import wait_for
+
 
 class _WebSocket:
     """A client WebSocket (RFC 6455): text frames, masked as a client's must be."""
@@ -122,12 +124,7 @@ class Firefox:
         return _value(result["result"])
 
     def wait_for(self, expression: str, timeout_s: float) -> bool:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            if self.js(f"Boolean({expression})"):
-                return True
-            time.sleep(0.2)
-        return False
+        return wait_for(lambda: self.js(f"Boolean({expression})"), timeout_s, 0.2)
 
     def close(self) -> None:
         try:
