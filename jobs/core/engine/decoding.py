@@ -1,6 +1,6 @@
-"""What both generation paths (jobs/core/engine/exactgen.py, jobs/core/engine/fastgen.py) decode with: the sampling rule, the
-seeded generator and the length-sorted batches of held-out perplexity. Imports torch at the top: only the path
-modules import it.
+"""What both generation paths (jobs/core/engine/exactgen.py, jobs/core/engine/fastgen.py) decode with: the sampling
+rule, the seeded generator, and held-out perplexity's length-sorted batches and per-token NLL. Imports torch at the
+top: only the path modules import it.
 """
 
 from __future__ import annotations
@@ -24,6 +24,16 @@ def pick(logits, sampling, step: int, stops, generator):
         ranked = ranked.masked_fill(ranked.cumsum(-1) - ranked > sampling.top_p, 0)
         return index.gather(-1, torch.multinomial(ranked, 1, generator=generator)).squeeze(-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
+
+
+def token_nll(logits, targets):
+    """Next-token NLL per position, (B, T), of float32 logits (B, T, V) against targets (B, T). The cross-entropy
+    runs over rows with the vocabulary contiguous: over a transposed (B, V, T) view torch takes a strided softmax
+    across Qwen's 151,936 words (3.4-3.6x slower on the CPU: docs/benchmarks.md, synthesis speed); the values agree to
+    float32 rounding."""
+    rows, width, vocab = logits.shape
+    return torch.nn.functional.cross_entropy(logits.reshape(-1, vocab), targets.reshape(-1),
+                                             reduction="none").view(rows, width)
 
 
 def token_batches(order: list[int], encoded: list[list[int]], budget: int) -> Iterator[list[int]]:

@@ -10,9 +10,8 @@ import contextlib
 from typing import Iterator
 
 import torch
-import torch.nn.functional as F
 
-from jobs.core.engine.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
+from jobs.core.engine.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches, token_nll
 
 
 class ExactBackend:
@@ -100,7 +99,7 @@ class ExactBackend:
                 mask = torch.tensor([[1] * len(encoded[i]) + [0] * (width - len(encoded[i])) for i in chunk])
                 ids, mask = ids.to(self.device), mask.to(self.device)
                 logits = self.model(input_ids=ids, attention_mask=mask).logits[:, :-1].float()
-                nll = F.cross_entropy(logits.transpose(1, 2), ids[:, 1:], reduction="none") * mask[:, 1:]
+                nll = token_nll(logits, ids[:, 1:]) * mask[:, 1:]
                 for row, i in enumerate(chunk):
                     results[i] = (float(nll[row].sum()), int(mask[row, 1:].sum()))
         return [results[i] for i in range(len(encoded))]

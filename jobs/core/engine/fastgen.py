@@ -24,7 +24,7 @@ import torch
 import torch.nn.functional as F
 
 from jobs.core.engine import fastmodel
-from jobs.core.engine.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches
+from jobs.core.engine.decoding import NLL_TOKENS_PER_BATCH, generator_for, pick, token_batches, token_nll
 from jobs.core.engine.loading import cap_memory, compute_dtype, use_compile_cache
 
 BUCKETS = (1, 2, 4, 8, 16, 32, 64)  # rows of the captured decode graphs
@@ -332,7 +332,7 @@ class FastBackend:
                                            session.views(0, len(chunk)), *self.eager)
                 logits = F.linear(hidden[:, :-1], self.w.lm_head).float()
                 scored = torch.arange(width - 1, device=self.device)[None] >= starts[:, None]
-                nll = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none") * scored
+                nll = token_nll(logits, tokens[:, 1:]) * scored
                 for row, i in enumerate(chunk):
                     results[i] = (float(nll[row].sum()), int(scored[row].sum()))
         return [results[i] for i in range(len(encoded))]
