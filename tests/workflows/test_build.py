@@ -96,7 +96,7 @@ DRIVER = "import sys; from workflows.build import run_in_group; sys.exit(run_in_
 def alive(pid: int) -> bool:
     try:
         state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone before the open, or between the open and the read
         return False
     return state != "Z"  # a zombie has ended; only its parent's wait() is missing
 
