@@ -9,7 +9,8 @@ through NVML every 50 ms, so a stage's peak is what the card held for it, CUDA c
 holds 12.0 GiB in all; train.memory_budget_gib, 11.5, is the allocator's share). The build's stages are told apart
 by the driver's `==> stage` and `<== stage` lines. The cold start runs `ask --version TAG -q ...` in this module's
 `coldstart` mode twice (an empty compile cache, then the cache the first run left), timing load, dequantize,
-compile with graph capture, and the first token, then `make ask` itself.
+compile with graph capture, and the first token, then `make ask` itself, twice, timed from the command to the
+first byte of its answer on stdout (the first token as the user sees it) and to its exit.
 """
 
 from __future__ import annotations
@@ -170,12 +171,34 @@ def ask_twice(tag: str, gpu: GpuMemory, log: Path, env: dict, cache: Path) -> di
     (venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
     (venv / "bin" / "python").chmod(0o755)
     (venv / ".installed").touch()
-    t0 = time.perf_counter()
-    rc, lines = run_logged(["make", "-s", "ask", f"VENV={venv}", f"VERSION={tag}", f"Q={QUESTION}"], log,
-                           {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
-    t1 = time.perf_counter()
-    runs["make ask (warm cache)"] = {"exit": rc, "process_s": round(t1 - t0, 1), "peak_gib": gpu.peak_gib(t0, t1)}
+    for label in ("make ask (warm cache)", "make ask (again)"):
+        t0 = time.perf_counter()
+        rc, first = run_to_first_output(["make", "-s", "ask", f"VENV={venv}", f"VERSION={tag}", f"Q={QUESTION}"],
+                                        log, {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
+        t1 = time.perf_counter()
+        runs[label] = {"exit": rc, "process_s": round(t1 - t0, 1), "peak_gib": gpu.peak_gib(t0, t1),
+                       **({"to_first_token_s": round(first - t0, 2)} if first is not None else {})}
     return runs
+
+
+def run_to_first_output(cmd: list[str], log: Path, env: dict, timeout_s: float) -> tuple[int, float | None]:
+    """Run cmd with its stdout read unbuffered, byte by byte as it comes; returns (exit status, the time its first
+    stdout byte arrived, or None). With -q, `ask` writes only the answer to stdout, flushed token by token (its
+    notes go to stderr): the first byte is the first token as the user sees it."""
+    first = None
+    with open(log, "ab") as f:
+        f.write(f"\n$ {' '.join(cmd)}\n".encode())
+        f.flush()
+        proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=f, bufsize=0)
+        deadline = time.perf_counter() + timeout_s
+        while data := proc.stdout.read(65536):  # raw: returns what has arrived, without waiting for more
+            if first is None:
+                first = time.perf_counter()
+            f.write(data)
+            f.flush()
+            if time.perf_counter() > deadline:
+                proc.kill()
+        return proc.wait(), first
 
 
 def serve_once(tag: str, gpu: GpuMemory, log: Path, env: dict, port: int = 8765) -> dict:

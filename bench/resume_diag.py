@@ -9,21 +9,25 @@ exact), the first step where a run leaves the straight one, the largest adapter 
 the preflight chose, and how many times each process recompiled (TORCH_LOGS=recompiles; reasons in
 DIR/<arm>/*.log).
 
-Arms (ARMS): compile on or off, LoRA dropout on or off, and compile+dropout with TORCHINDUCTOR_DETERMINISTIC=1
+Arms (ARMS): compile on or off, LoRA dropout on or off, compile+dropout with TORCHINDUCTOR_DETERMINISTIC=1
 (inductor then skips the on-device benchmarking whose pick changes numerics: a reduction kernel's RBLOCK and
-warps are tuned by timing at its first launch, mm padding is benchmarked). Reading the results:
+warps are tuned by timing at its first launch, mm padding is benchmarked), and compile+dropout with the product's
+train.execution.deterministic (torch.use_deterministic_algorithms: flash attention's backward without atomic adds
+as well; jobs/train/execution.py make_deterministic). Reading the results:
   - the resumed run leaves straight at step 3 only in compiled arms: the compiled kernels depend on the process's
-    history; if the deterministic arm stays on straight, runtime autotuning is the cause (fix: set
-    torch._inductor.config.deterministic in jobs/train/execution.compile_layers, and measure its speed);
-    more recompiles in straight than in resumed (or other reasons) point at guards instead.
-  - it leaves straight in the eager dropout arm too: some state is not restored (jobs/train/checkpoint.py).
-  - the rerun (again) leaves straight too: the GPU is not bit-reproducible here, and the test's tolerance applies.
+    history; if the inductor-deterministic arm stays on straight, runtime autotuning is the cause; more
+    recompiles in straight than in resumed (or other reasons) point at guards instead.
+  - it leaves straight in the eager dropout arm too: some state is not restored (jobs/train/checkpoint.py), or
+    the GPU's kernels are not bit-reproducible (the rerun tells).
+  - the rerun (again) leaves straight too: the GPU is not bit-reproducible with these kernels; the deterministic
+    arm must then stay on straight in every run (if it does not, a kernel outside torch's deterministic list is
+    at work).
   - resumed and resumed2 differ from each other: the resume itself is not reproducible on this GPU.
   - the resumed run already differs at step 1 or 2 (those losses come from the killed process's checkpoint): the
     killed process left straight before it was killed; resuming is not the cause.
 Writes DIR/resume_diag.json after each arm. An arm runs 5 train processes (4 with --no-again), about a minute each
-on an H100 judging by the GPU tier's test: one or two arms a 10-minute call, e.g. `--arms compile+dropout,dropout
---no-again`, then `--arms compile+dropout+deterministic,compile --no-again` (the compile cache is kept between).
+on an H100 judging by the GPU tier's test: one or two arms a 10-minute call. The H100 result (2026-12-07) is in
+docs/benchmarks.md, GPU test tier.
 
 --smoke runs the same on the CPU with the smoke spec's tiny model (float32, 1 thread, micro-batches of 4, dequantize
 once): it checks the script; on the CPU every arm is bit-identical (recorded in the issue-28 report).
@@ -49,12 +53,14 @@ from jobs.core.repo import REPO_ROOT
 from jobs.core.spec.load import spec_by_tag
 from tests.train.conftest import conversations, with_train, write_dataset
 
-# arm: (compile, LoRA dropout, extra environment of each train process)
-ARMS = {"compile+dropout": (True, 0.05, {}), "compile": (True, 0.0, {}), "dropout": (False, 0.05, {}),
-        "eager": (False, 0.0, {}),
+# arm: (compile, LoRA dropout, extra environment of each train process, train.execution.deterministic)
+ARMS = {"compile+dropout": (True, 0.05, {}, False), "compile": (True, 0.0, {}, False),
+        "dropout": (False, 0.05, {}, False), "eager": (False, 0.0, {}, False),
         # inductor without on-device benchmarking of numerics-changing choices (reduction configs, mm padding)
-        "compile+dropout+deterministic": (True, 0.05, {"TORCHINDUCTOR_DETERMINISTIC": "1"})}
-DEFAULT_ARMS = "compile+dropout,compile,dropout,compile+dropout+deterministic"
+        "compile+dropout+inductor-deterministic": (True, 0.05, {"TORCHINDUCTOR_DETERMINISTIC": "1"}, False),
+        # the product's knob: deterministic kernels everywhere (flash attention's backward without atomic adds too)
+        "compile+dropout+deterministic": (True, 0.05, {}, True)}
+DEFAULT_ARMS = "compile+dropout+deterministic,compile+dropout,dropout"
 
 
 def command(spec_file: Path, data: Path, out: Path) -> list[str]:
@@ -119,11 +125,11 @@ def compare(base: dict, other: dict) -> dict:
 
 
 def arm(name: str, spec, data: Path, root: Path, again: bool) -> dict:
-    compiled, dropout, extra = ARMS[name]
+    compiled, dropout, extra, deterministic = ARMS[name]
     folder = root / name
     shutil.rmtree(folder, ignore_errors=True)
     folder.mkdir(parents=True)
-    spec = with_train(spec, lora={"dropout": dropout}, execution={"compile": compiled})
+    spec = with_train(spec, lora={"dropout": dropout}, execution={"compile": compiled, "deterministic": deterministic})
     spec_file = folder / "spec.json"
     spec_file.write_text(spec.to_json())
     runs = {"straight": straight(spec_file, data, folder / "straight", extra)}

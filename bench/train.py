@@ -55,6 +55,8 @@ VARIANTS = {
                                         **UNFUSED}),
     "b32-compile-unfused": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED, **UNFUSED}),
     "b32-compile": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED}),
+    "b32-compile-det": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED, "deterministic": True}),
+    "v1-compile-det": ("v1", 30, {}, {"micro_batch_size": 4, **COMPILED, "deterministic": True}),
     "b32-compile-lc1024": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED, "loss_chunk_tokens": 1024}),
     "b32-mb16-compile-fit": ("v1", 12, B32, {"micro_batch_size": 16, **COMPILED, "checkpoint_layers": "fit"}),
     "b32-mb8-compile-fit": ("v1", 12, B32, {"micro_batch_size": 8, **COMPILED, "checkpoint_layers": "fit"}),

@@ -25,12 +25,15 @@
   and eager agree to float32 rounding: tests/train/test_compile.py). A resumed process meets other shapes first
   than an uninterrupted one (step 3's, not step 1's, after the same preflight on a GPU); with dynamic shapes the
   graphs are the same: the only recompile is for grad mode (TORCH_LOGS=recompiles), and on the CPU a run killed
-  and resumed ends byte-identical to an uninterrupted one (tests/train/test_resume.py). On the H100 it did not
-  (issue 28); bench/resume_diag.py tells the knobs apart there.
+  and resumed ends byte-identical to an uninterrupted one (tests/train/test_resume.py). On a GPU that takes
+  deterministic kernels (below).
+- deterministic (make_deterministic): the GPU's deterministic kernels only, so runs repeat bit for bit; off, the
+  faster ones, whose atomic adds (flash attention's backward) differ between runs in the last bits.
 """
 
 from __future__ import annotations
 
+import os
 from functools import partial
 
 import torch
@@ -130,6 +133,22 @@ def set_checkpoint_layers(model, n: int) -> None:
             layer.forward.checkpointed = i < n
         else:
             layer.gradient_checkpointing = i < n
+
+
+def make_deterministic(device: torch.device) -> None:
+    """train.execution.deterministic: this process runs deterministic kernels only, so a run repeats bit for bit
+    and a resumed one ends as an uninterrupted one does. On the H100 the default kernels did not: flash
+    attention's backward sums dQ with atomic adds, in whatever order the blocks finish, and two uninterrupted runs
+    differed by up to 2.2e-4 (docs/benchmarks.md, GPU test tier). torch.use_deterministic_algorithms gives flash
+    attention its deterministic backward and turns on inductor's deterministic mode (no autotuning by timing);
+    cuBLAS needs a fixed workspace, set before its first handle (the process's first matmul). Memory torch.empty
+    returns is not filled (the mode's default, a kernel per allocation): nothing here reads memory before writing
+    it. Call before the model loads. A CPU run needs none of it: its kernels are already deterministic."""
+    if device.type != "cuda":
+        return
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+    torch.use_deterministic_algorithms(True)
+    torch.utils.deterministic.fill_uninitialized_memory = False
 
 
 def apply(model, spec) -> dict:

@@ -53,7 +53,10 @@ def with_loss_positions(batch: dict) -> dict:
 
 
 def _chunk_ce(lm_head, hidden: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    return F.cross_entropy(lm_head(hidden).float(), targets, reduction="sum")
+    """Sum of cross-entropy as log-sum-exp less the target's logit: F.cross_entropy's NLL reduction has no
+    deterministic CUDA kernel (train.execution.deterministic would refuse it), these ops have."""
+    logits = lm_head(hidden).float()
+    return (torch.logsumexp(logits, dim=-1) - logits.gather(1, targets[:, None]).squeeze(1)).sum()
 
 
 class LinearCrossEntropy(torch.autograd.Function):

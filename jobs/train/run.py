@@ -90,6 +90,8 @@ def start_device(spec: BuildSpec) -> torch.device:
     if device.type == "cpu" and spec.train.execution.cpu_threads:
         torch.set_num_threads(spec.train.execution.cpu_threads)
     cap_memory(device, spec.train.memory_budget_gib)
+    if spec.train.execution.deterministic:
+        execution.make_deterministic(device)
     return device
 
 

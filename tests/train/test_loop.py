@@ -62,3 +62,22 @@ def test_fused_loss_equals_the_recomputed_chunks(smoke_spec, tiny_model, tokeniz
         assert n == n_ref and loss == pytest.approx(loss_ref, rel=1e-5)
         for name in grads_ref:
             torch.testing.assert_close(grads[name], grads_ref[name], rtol=1e-5, atol=1e-7)
+
+
+def test_recomputed_chunk_loss_equals_cross_entropy():
+    """The unfused path's chunk loss (log-sum-exp less the target's logit, ops with deterministic CUDA kernels)
+    is F.cross_entropy's sum, value and gradient, to float32 rounding."""
+    import torch.nn.functional as F
+
+    from jobs.train.loop import _chunk_ce
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(16, 50, bias=False)
+    hidden = torch.randn(9, 16, requires_grad=True)
+    targets = torch.randint(0, 50, (9,))
+    ours = _chunk_ce(head, hidden, targets)
+    (grad_ours,) = torch.autograd.grad(ours, hidden)
+    ref = F.cross_entropy(head(hidden), targets, reduction="sum")
+    (grad_ref,) = torch.autograd.grad(ref, hidden)
+    torch.testing.assert_close(ours, ref, rtol=1e-6, atol=1e-5)
+    torch.testing.assert_close(grad_ours, grad_ref, rtol=1e-5, atol=1e-6)

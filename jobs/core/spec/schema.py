@@ -108,6 +108,11 @@ class ExecutionSpec:
     # The first step compiles (tens of seconds). Needs dequantize_once with an nf4 base (jobs/train/execution.py).
     compile: bool = False
     preflight_steps: int = 2  # micro-steps at the longest examples to measure peak GPU memory; 0 skips it
+    # Bit-reproducible on a GPU: deterministic kernels only (torch.use_deterministic_algorithms: flash attention's
+    # backward without atomic adds, inductor without on-device autotuning, a fixed cuBLAS workspace), so a run
+    # killed and resumed, or run twice, ends byte-identical. False: the faster kernels, whose atomic adds differ
+    # from run to run in the last bits (jobs/train/execution.py make_deterministic). No effect on a CPU.
+    deterministic: bool = False
     cpu_threads: int | None = None  # torch threads when training on CPU; None = torch's default (all cores)
 
 
