@@ -19,12 +19,14 @@ import ipaddress
 import json
 import os
 import sys
+import time
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sse_starlette.sse import EventSourceResponse
+from starlette.background import BackgroundTask
 from starlette.exceptions import HTTPException
+from starlette.responses import StreamingResponse
 
 from jobs.core.errors import QslmError
 from jobs.core.engine.loading import load_tokenizer
@@ -38,6 +40,10 @@ from jobs.serve.worker import Job, Worker
 
 DISCONNECT_POLL_S = 0.5  # how often a waiting plain request checks that its client is still there
 API_KEY_ENV = "QSLM_API_KEY"
+# A streamed answer's headers (those sse-starlette's EventSourceResponse sent before this server wrote its events
+# itself): no cache keeps it, no proxy buffers it (nginx: X-Accel-Buffering).
+SSE_HEADERS = {"Cache-Control": "no-store", "Connection": "keep-alive", "X-Accel-Buffering": "no"}
+PING_S = 15  # a comment line this often on every stream, so a proxy's idle timeout never cuts a queued request
 
 
 def _error(status: int, message: str, type_: str = "invalid_request_error", param=None, code=None) -> JSONResponse:
@@ -125,7 +131,10 @@ def make_app(builds: dict[str, Build], worker: Worker, tokenizer, context_tokens
                                f"shortly", type_="rate_limit_error", code="queue_full")
         cid = protocol.completion_id()
         if req.stream:
-            return EventSourceResponse(_events(job, cid, req, prompt_tokens, info, sources))
+            # The row is freed at once when the client leaves: StreamingResponse listens for http.disconnect beside
+            # the stream (uvicorn's ASGI spec 2.3) and ends it; the background task runs however it ended.
+            return StreamingResponse(_events(job, cid, req, prompt_tokens, info, sources), headers=SSE_HEADERS,
+                                     media_type="text/event-stream", background=BackgroundTask(job.cancelled.set))
         return await _answer(job, cid, req.model, prompt_tokens, request, info, sources)
 
     return Guard(app, api_key, **({"log": log} if log else {}))
@@ -166,27 +175,44 @@ async def _answer(job: Job, cid: str, model: str, prompt_tokens: int, request: R
         job.cancelled.set()
 
 
+def _sse(data: str) -> bytes:
+    return b"data: " + data.encode() + b"\r\n\r\n"
+
+
 async def _events(job: Job, cid: str, req: ChatRequest, prompt_tokens: int, info: dict, sources=None):
-    """SSE data lines as OpenAI sends them: a role delta, content deltas, a finish chunk, [usage], [DONE]."""
+    """Server-sent events as OpenAI sends them: a role delta, content deltas, a finish chunk, [usage], [DONE];
+    `: ping` every PING_S. The bytes are written here (a content delta's JSON is the request's fixed prefix and
+    suffix around its text: protocol.content_frame), since the event loop's cost per event caps a busy server's
+    rate: bench/serve_host.py measures it."""
+    created, loop = int(time.time()), asyncio.get_running_loop()
+    prefix, suffix = protocol.content_frame(cid, req.model, created)
+
+    def ping() -> None:
+        job.out.put_nowait(("ping", None))
+        timer[0] = loop.call_later(PING_S, ping)
+    timer = [loop.call_later(PING_S, ping)]
     try:
-        yield {"data": json.dumps(_with_sources(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""}),
-                                                sources))}
+        yield _sse(json.dumps(_with_sources(protocol.chunk(cid, req.model, {"role": "assistant", "content": ""},
+                                                           created=created), sources)))
         while True:
             kind, value = await job.next_item()  # chunks that queued up come as one
             if kind == "chunk":
-                yield {"data": json.dumps(protocol.chunk(cid, req.model, {"content": value}))}
+                yield _sse(prefix + json.dumps(value) + suffix)
+            elif kind == "ping":
+                yield b": ping\r\n\r\n"
             elif kind == "done":
                 info["completion_tokens"] = value.new_tokens
-                yield {"data": json.dumps(protocol.chunk(cid, req.model, {}, value.finish_reason))}
+                yield _sse(json.dumps(protocol.chunk(cid, req.model, {}, value.finish_reason, created=created)))
                 if req.include_usage():
                     usage = protocol.usage(prompt_tokens, value.new_tokens)
-                    yield {"data": json.dumps(protocol.chunk(cid, req.model, {}, usage_=usage))}
-                yield {"data": "[DONE]"}
+                    yield _sse(json.dumps(protocol.chunk(cid, req.model, {}, usage_=usage, created=created)))
+                yield _sse("[DONE]")
                 return
             else:
-                yield {"data": json.dumps(error_body(value, "server_error"))}
+                yield _sse(json.dumps(error_body(value, "server_error")))
                 return
     finally:
+        timer[0].cancel()
         job.cancelled.set()  # the client left (or the answer ended): the worker stops at its next token
 
 

@@ -10,6 +10,7 @@ bounded before it is read (jobs/serve/guard.py).
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from typing import Annotated, Literal
@@ -145,13 +146,26 @@ def completion(cid: str, model: str, generation, prompt_tokens: int) -> dict:
             "usage": usage(prompt_tokens, generation.new_tokens)}
 
 
-def chunk(cid: str, model: str, delta: dict, finish_reason: str | None = None, usage_: dict | None = None) -> dict:
+def chunk(cid: str, model: str, delta: dict, finish_reason: str | None = None, usage_: dict | None = None,
+          created: int | None = None) -> dict:
     choices = [] if usage_ else [{"index": 0, "delta": delta, "finish_reason": finish_reason, "logprobs": None}]
-    body = {"id": cid, "object": "chat.completion.chunk", "created": int(time.time()), "model": model,
+    created = int(time.time()) if created is None else created  # a stream's chunks share the first's, as OpenAI's do
+    body = {"id": cid, "object": "chat.completion.chunk", "created": created, "model": model,
             "choices": choices}
     if usage_:
         body["usage"] = usage_
     return body
+
+
+def content_frame(cid: str, model: str, created: int) -> tuple[str, str]:
+    """(prefix, suffix): prefix + json.dumps(text) + suffix is json.dumps(chunk(cid, model, {"content": text})), byte
+    for byte, at `created`. A streamed answer sends one such chunk per row per decode step (~11,000 a second at 32
+    streams on an H100): dumping only the text, not the whole dict, keeps the event loop's cost per event low."""
+    whole = json.dumps(chunk(cid, model, {"content": ""}, created=created))
+    # Inside a JSON string every quote is escaped, so this unescaped sequence is the delta itself, once.
+    prefix, found, suffix = whole.rpartition('"content": ""')
+    assert found, whole
+    return prefix + '"content": ', suffix
 
 
 def model_card(build) -> dict:

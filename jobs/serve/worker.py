@@ -44,7 +44,8 @@ class Job:
     _held: tuple | None = None  # an item taken from `out` while merging chunks, handed out next
 
     def send(self, item: tuple) -> None:
-        """Hand an item to the request's coroutine: ("chunk", text), ("done", Generation) or ("error", message)."""
+        """Hand an item to the request's coroutine: ("chunk", text), ("done", Generation) or ("error", message) (the
+        server adds its own ("ping", None) to a stream's queue)."""
         self.loop.call_soon_threadsafe(self.out.put_nowait, item)
 
     async def next_item(self) -> tuple:

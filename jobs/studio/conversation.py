@@ -30,7 +30,7 @@ class ChatHost:
                 return {"tags": self.tags, "loaded": False}
             try:
                 return self._load(tags)
-            except ImportError as exc:  # a light install: the studio extra without serve's (torch, sse-starlette)
+            except ImportError as exc:  # a light install: the studio extra without serve's (torch)
                 raise StudioError(f"chat needs the serve extra ({exc.name} is not installed): "
                                   f"pip install -e '.[serve]' (the rest of the studio runs without it)") from None
 

@@ -89,6 +89,32 @@ def test_a_plain_and_a_streamed_completion(client, smoke_engine):
     assert chunks[-1].usage.completion_tokens == 12 and chunks[-1].usage.prompt_tokens == answer.usage.prompt_tokens
 
 
+def test_a_stream_on_the_wire_is_openais_chunks_as_server_sent_events(server, smoke_engine):
+    """Each event is `data: <JSON>` with the keys protocol.chunk gives, one id and one `created` for the stream, then
+    [DONE]; the headers keep caches and proxies from holding the stream back."""
+    host, port = server.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/v1/chat/completions", json.dumps(
+        {"model": "smoke", "messages": USER, "max_tokens": 12, "stream": True,
+         "stream_options": {"include_usage": True}}), {"content-type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.getheader("content-type") == "text/event-stream; charset=utf-8"
+    assert response.getheader("cache-control") == "no-store" and response.getheader("x-accel-buffering") == "no"
+    events = response.read().decode().split("\r\n\r\n")
+    conn.close()
+    assert events[-2:] == ["data: [DONE]", ""] and all(e.startswith("data: ") for e in events[:-1])
+    chunks = [json.loads(e.removeprefix("data: ")) for e in events[:-2]]
+    assert all(list(c) == ["id", "object", "created", "model", "choices"] for c in chunks[:-1])
+    assert list(chunks[-1]) == ["id", "object", "created", "model", "choices", "usage"] and chunks[-1]["choices"] == []
+    assert {(c["id"], c["created"], c["model"], c["object"]) for c in chunks} == {
+        (chunks[0]["id"], chunks[0]["created"], "smoke", "chat.completion.chunk")}
+    assert chunks[0]["choices"] == [{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None,
+                                     "logprobs": None}]
+    assert chunks[-2]["choices"] == [{"index": 0, "delta": {}, "finish_reason": "length", "logprobs": None}]
+    text = "".join(c["choices"][0]["delta"]["content"] for c in chunks[1:-2])
+    assert text == _expected(smoke_engine, "smoke", Sampling(max_new_tokens=12))
+
+
 def test_two_tags_share_one_base_and_switch_adapters_per_request(client, smoke_engine):
     answers = [(tag, client.chat.completions.create(model=tag, messages=USER, max_tokens=16).choices[0].message.content)
                for tag in ("smoke", "smoke-loud", "smoke")]

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from pydantic import ValidationError
 
@@ -92,3 +94,15 @@ def test_content_parts_are_bounded_but_long_text_is_the_context_checks_business(
     ChatRequest(model="m", messages=[{"role": "user", "content": "x" * 100_000}])
     with pytest.raises(ValidationError, match="at most 256 items"):
         ChatRequest(model="m", messages=[{"role": "user", "content": [{"type": "text", "text": "x"}] * 257}])
+
+
+@pytest.mark.parametrize("text", ["", " kernel", 'a "quoted" }, {"content": ""} \\ line\nbreak',
+                                  "é ∑ 量子 😀\x00"])
+def test_a_content_frame_around_the_dumped_text_is_the_dumped_chunk_byte_for_byte(text):
+    from jobs.serve.protocol import chunk, content_frame
+
+    for model in ("smoke", 'odd "content": "" model'):
+        prefix, suffix = content_frame("chatcmpl-1", model, 1_700_000_000)
+        framed = prefix + json.dumps(text) + suffix
+        assert framed == json.dumps(chunk("chatcmpl-1", model, {"content": text}, created=1_700_000_000))
+        assert json.loads(framed)["choices"][0]["delta"] == {"content": text}
