@@ -60,6 +60,10 @@ VARIANTS = {
     "b32-compile-lc1024": ("v1", 12, B32, {"micro_batch_size": 32, **COMPILED, "loss_chunk_tokens": 1024}),
     "b32-mb16-compile-fit": ("v1", 12, B32, {"micro_batch_size": 16, **COMPILED, "checkpoint_layers": "fit"}),
     "b32-mb8-compile-fit": ("v1", 12, B32, {"micro_batch_size": 8, **COMPILED, "checkpoint_layers": "fit"}),
+    # passes of 1 to 4 examples (at most ~4,000 tokens): room in 11.5 GiB to keep layers instead of recomputing them
+    "b32-mb4-compile-fit": ("v1", 12, B32, {"micro_batch_size": 4, **COMPILED, "checkpoint_layers": "fit"}),
+    "b32-mb2-compile-fit": ("v1", 12, B32, {"micro_batch_size": 2, **COMPILED, "checkpoint_layers": "fit"}),
+    "b32-mb1-compile-fit": ("v1", 12, B32, {"micro_batch_size": 1, **COMPILED, "checkpoint_layers": "fit"}),
     # v3.yaml's own training (LoRA r64 on all seven linear layers, 8 x 4 = 32 examples per step)
     "v3-mb32-compile": ("v3", 12, {}, {"micro_batch_size": 32, **COMPILED}),
     "v3-mb16-compile": ("v3", 12, {}, {"micro_batch_size": 16, **COMPILED}),
