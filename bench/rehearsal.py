@@ -1,7 +1,8 @@
 """The rehearsal on a GPU: the whole build at Qwen2.5-1.5B's shape with the user's own commands, then ask, serve and
 export, each timed with its peak GPU memory; and `make ask`'s cold start broken down.
 
-    python -m bench.rehearsal --out DIR [--tag rehearsal] [--skip-build]   # writes DIR/rehearsal.json and .md
+    python -m bench.rehearsal --out DIR [--tag rehearsal] [--skip-build] [--steps ask,serve,export]
+    # writes DIR/rehearsal.json and .md
 
 Each command runs as a user runs it (`python -m workflows.build --tag rehearsal`, `make ask`, `python -m
 jobs.serve.api`, `python -m jobs.serve.export`), in a process of its own; a thread here reads the GPU's used memory
@@ -266,6 +267,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="folder for rehearsal.json, rehearsal.md and the logs")
     p.add_argument("--tag", default="rehearsal")
     p.add_argument("--skip-build", action="store_true", help="use the tag already in the store")
+    p.add_argument("--steps", default="ask,serve,export", help="what runs after the build (comma-separated)")
     p.add_argument("--build-timeout-s", type=float, default=480)
     p.add_argument("--coldstart", metavar="TAG", help=argparse.SUPPRESS)  # the child process of the cold start
     args = p.parse_args(argv)
@@ -288,12 +290,16 @@ def main(argv: list[str] | None = None) -> int:
             gpu.stop()
             print(table(result))
             return 1
-    result["ask"] = ask_twice(args.tag, gpu, log, env, Path("/tmp/qslm-compile-cache"))
-    save()
-    result["serve"] = serve_once(args.tag, gpu, log, env)
-    save()
-    result["export"] = export_once(args.tag, gpu, log, env, Path("/tmp/qslm-export") / args.tag)
-    save()
+    steps = args.steps.split(",")
+    if "ask" in steps:
+        result["ask"] = ask_twice(args.tag, gpu, log, env, Path("/tmp/qslm-compile-cache"))
+        save()
+    if "serve" in steps:
+        result["serve"] = serve_once(args.tag, gpu, log, env)
+        save()
+    if "export" in steps:
+        result["export"] = export_once(args.tag, gpu, log, env, Path("/tmp/qslm-export") / args.tag)
+        save()
     gpu.stop()
     print(table(result))
     return 0
