@@ -137,10 +137,11 @@ def set_checkpoint_layers(model, n: int) -> None:
 
 def make_deterministic(device: torch.device) -> None:
     """train.execution.deterministic: this process runs deterministic kernels only, so a run repeats bit for bit
-    and a resumed one ends as an uninterrupted one does. On the H100 the default kernels did not: flash
-    attention's backward sums dQ with atomic adds, in whatever order the blocks finish, and two uninterrupted runs
-    differed by up to 2.2e-4 (docs/benchmarks.md, GPU test tier). torch.use_deterministic_algorithms gives flash
-    attention its deterministic backward and turns on inductor's deterministic mode (no autotuning by timing);
+    and a resumed one ends as an uninterrupted one does (the GPU tier's resume test, H200). With the default kernels
+    two uninterrupted runs differed by up to 2.2e-4 on an H100 (docs/benchmarks.md, GPU test tier); the likely
+    kernel is flash attention's backward, which sums dQ with atomic adds in whatever order the blocks finish.
+    torch.use_deterministic_algorithms gives flash attention its deterministic backward, refuses kernels that have
+    none, and turns on inductor's deterministic mode (no autotuning by timing);
     cuBLAS needs a fixed workspace, set before its first handle (the process's first matmul). Memory torch.empty
     returns is not filled (the mode's default, a kernel per allocation): nothing here reads memory before writing
     it. Call before the model loads. A CPU run needs none of it: its kernels are already deterministic."""

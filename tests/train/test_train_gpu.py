@@ -76,8 +76,8 @@ def test_killed_and_restarted_equals_uninterrupted(rehearsal_spec, qwen_shape_mo
     """v2's settings (packed micro-batches of 4, dequantized once, compiled layers, float16 with loss scaling),
     8 steps, a checkpoint every 2, dropout on (its RNG state is restored too), with train.execution.deterministic:
     two uninterrupted runs and a run killed after its first checkpoint and resumed end byte for byte equal (losses
-    and adapter). Without it the H100's atomic adds (flash attention's backward) made two uninterrupted runs differ
-    by up to 2.2e-4, so no equality could be asked of a resumed one (docs/benchmarks.md, GPU test tier)."""
+    and adapter). Without it two uninterrupted runs on an H100 differed by up to 2.2e-4 (atomic adds, likely flash
+    attention's backward), so no equality could be asked of a resumed one (docs/benchmarks.md, GPU test tier)."""
     spec = with_train(rehearsal_spec, max_steps=8, checkpoint_every=2, lr_scheduler="cosine", warmup_steps=2,
                       execution={"deterministic": True})
     spec_file = tmp_path / "spec.json"
