@@ -174,19 +174,21 @@ def ask_twice(tag: str, gpu: GpuMemory, log: Path, env: dict, cache: Path) -> di
     (venv / ".installed").touch()
     for label in ("make ask (warm cache)", "make ask (again)"):
         t0 = time.perf_counter()
-        rc, first = run_to_first_output(["make", "-s", "ask", f"VENV={venv}", f"VERSION={tag}", f"Q={QUESTION}"],
-                                        log, {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
+        rc, first, data = run_to_first_output(["make", "-s", "ask", f"VENV={venv}", f"VERSION={tag}",
+                                               f"Q={QUESTION}"], log, {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
         t1 = time.perf_counter()
+        # A blank answer's first byte is its closing newline, written after the whole answer: not a first token.
+        first_token = {"to_first_token_s": round(first - t0, 2)} if first is not None and data.strip() else {}
         runs[label] = {"exit": rc, "process_s": round(t1 - t0, 1), "peak_gib": gpu.peak_gib(t0, t1),
-                       **({"to_first_token_s": round(first - t0, 2)} if first is not None else {})}
+                       "first_output": data[:40].decode(errors="replace"), **first_token}
     return runs
 
 
-def run_to_first_output(cmd: list[str], log: Path, env: dict, timeout_s: float) -> tuple[int, float | None]:
-    """Run cmd with its stdout read unbuffered, byte by byte as it comes; returns (exit status, the time its first
-    stdout byte arrived, or None). With -q, `ask` writes only the answer to stdout, flushed token by token (its
-    notes go to stderr): the first byte is the first token as the user sees it."""
-    first = None
+def run_to_first_output(cmd: list[str], log: Path, env: dict, timeout_s: float) -> tuple[int, float | None, bytes]:
+    """Run cmd with its stdout read unbuffered, as it comes; returns (exit status, the time its first stdout bytes
+    arrived or None, those bytes). With -q, `ask` writes only the answer to stdout, flushed token by token (its
+    notes go to stderr): the first bytes are the first token as the user sees it."""
+    first, head = None, b""
     with open(log, "ab") as f:
         f.write(f"\n$ {' '.join(cmd)}\n".encode())
         f.flush()
@@ -194,12 +196,12 @@ def run_to_first_output(cmd: list[str], log: Path, env: dict, timeout_s: float) 
         deadline = time.perf_counter() + timeout_s
         while data := proc.stdout.read(65536):  # raw: returns what has arrived, without waiting for more
             if first is None:
-                first = time.perf_counter()
+                first, head = time.perf_counter(), data
             f.write(data)
             f.flush()
             if time.perf_counter() > deadline:
                 proc.kill()
-        return proc.wait(), first
+        return proc.wait(), first, head
 
 
 def serve_once(tag: str, gpu: GpuMemory, log: Path, env: dict, port: int = 8765) -> dict:
@@ -253,8 +255,9 @@ def table(result: dict) -> str:
     if build:
         rows.append(f"| **build, whole** | {build['exit']} | {build['seconds']} | {build['peak_gib']} |")
     for label, r in result.get("ask", {}).items():
-        rows.append(f"| ask, {label} | {r['exit']} | {r.get('to_first_token_s', r['process_s'])} to first token "
-                    f"({r['process_s']} process) | {r['peak_gib']} |")
+        first = (f"{r['to_first_token_s']} to first token" if "to_first_token_s" in r
+                 else "no first token (a blank answer)")
+        rows.append(f"| ask, {label} | {r['exit']} | {first} ({r['process_s']} process) | {r['peak_gib']} |")
     for key in ("serve", "export"):
         if key in result:
             r = result[key]
