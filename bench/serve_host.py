@@ -1,4 +1,5 @@
 """python -m bench.serve_host [--clients 8,32] [--switch 0.005,0.001] [--seconds 8] [--step-ms 2.8] [--host-ms 0.3]
+       [--engine-process]
 
 The serving host's cost on the CPU, no GPU needed: how much of the engine's step rate the HTTP side of the server
 (jobs/serve/api.py: FastAPI, uvicorn's h11, the streamed events, the Guard) leaves it when N clients stream. The real
@@ -15,6 +16,9 @@ second's warm-up. Each --switch value (sys.setswitchinterval in this process, CP
   events/s         SSE events the clients counted (a role delta, then about one per row per step)
   server ms/event  this process's CPU time per event, all of it, and outside the engine thread (the event loop)
   client CPU       the client processes' CPU seconds per second (this machine's cores are shared with them)
+--engine-process: each row again with the engine (the same FakeEngine) in a process of its own
+(jobs/serve/engine_process.py), its steps counted by the child and its tokens as the chunks the server received;
+the server's CPU is then all outside the engine (the switch interval applies to the server's process only).
 Read the share across rows of one run only: it depends on the machine's cores and their load, and the sleep
 overshoots --step-ms by a scheduler tick. Nothing here measures a GPU.
 """
@@ -31,6 +35,7 @@ import subprocess
 import sys
 import threading
 import time
+from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -85,7 +90,9 @@ class FakeDecoder:
 
 class FakeEngine:
     path = "fake (bench/serve_host.py)"
+    path_note = "a sleep and a busy loop per step"
     context = 4096
+    base_dir = None
     _stop_ids: list[int] = []
 
     def __init__(self, step_s: float, host_s: float):
@@ -178,17 +185,28 @@ def thread_cpu_s(native_id: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-async def served(engine: FakeEngine, clients: int, new_tokens: int, seconds: float) -> dict:
+async def served(engine: FakeEngine, clients: int, new_tokens: int, seconds: float, own_process: bool) -> dict:
+    """With `own_process`, the engine (a FakeEngine like `engine`) runs in a ProcessWorker's child: steps are the
+    child's, tokens the chunks this process received, and all of this process's CPU is outside the engine."""
     import uvicorn
 
     from jobs.serve.api import make_app
+    from jobs.serve.engine_process import ProcessWorker
     from jobs.serve.guard import MAX_HEADER_BYTES
     from jobs.serve.worker import Worker
 
     build = SimpleNamespace(tag="bench", system_prompt=lambda: None,
                             spec=SimpleNamespace(eval=SimpleNamespace(max_new_tokens=new_tokens)))
-    worker = Worker(engine, max_queue=1024, max_batch=clients)
-    worker.start()
+    if own_process:
+        worker = ProcessWorker(partial(FakeEngine, engine.step_s, engine.host_s), max_queue=1024, max_batch=clients)
+        await asyncio.to_thread(worker.start)
+        counts = lambda: (worker.steps, worker.chunks)  # noqa: E731
+        engine_cpu_s = lambda: 0.0  # noqa: E731
+    else:
+        worker = Worker(engine, max_queue=1024, max_batch=clients)
+        worker.start()
+        counts = engine.counts
+        engine_cpu_s = lambda: thread_cpu_s(worker._thread.native_id)  # noqa: E731
     lines = []
     app = make_app({"bench": build}, worker, FakeTokenizer(), engine.context, log=lines.append)
     with socket.socket() as s:
@@ -205,18 +223,18 @@ async def served(engine: FakeEngine, clients: int, new_tokens: int, seconds: flo
              for k in range(0, clients, CLIENTS_PER_PROCESS)]
     children = resource.getrusage(resource.RUSAGE_CHILDREN)
     await asyncio.sleep(start - time.time())
-    (steps, tokens), cpu, engine_cpu = engine.counts(), time.process_time(), thread_cpu_s(worker._thread.native_id)
+    (steps, tokens), cpu, engine_cpu = counts(), time.process_time(), engine_cpu_s()
     await asyncio.sleep(seconds)
-    (steps_end, tokens_end), cpu = engine.counts(), time.process_time() - cpu
+    (steps_end, tokens_end), cpu = counts(), time.process_time() - cpu
     steps, tokens = steps_end - steps, tokens_end - tokens
-    engine_cpu = thread_cpu_s(worker._thread.native_id) - engine_cpu
+    engine_cpu = engine_cpu_s() - engine_cpu
     parts = [json.loads((await asyncio.to_thread(p.communicate))[0]) for p in procs]
     if any(p.returncode for p in procs):
         raise RuntimeError("a client process failed (its traceback is above)")
     done = resource.getrusage(resource.RUSAGE_CHILDREN)
     server.should_exit = True
     await serving
-    worker.stop()
+    await asyncio.to_thread(worker.stop)
     events = sum(p["events"] for p in parts)
     return {"clients": clients, "steps_per_s": steps / seconds, "tokens_per_s": tokens / seconds,
             "events_per_s": events / seconds,
@@ -227,10 +245,10 @@ async def served(engine: FakeEngine, clients: int, new_tokens: int, seconds: flo
 
 
 def table(rows: list[dict]) -> str:
-    out = ["| switch interval (s) | clients | alone steps/s | served steps/s | share of tokens/s | events/s | "
-           "server ms/event (all / outside engine) | client CPU (s/s) |", "|" + " --- |" * 8]
+    out = ["| engine in | switch interval (s) | clients | alone steps/s | served steps/s | share of tokens/s | "
+           "events/s | server ms/event (all / outside engine) | client CPU (s/s) |", "|" + " --- |" * 9]
     for r in rows:
-        out.append(f"| {r['switch']} | {r['clients']} | {r['alone']:.0f} | {r['steps_per_s']:.0f} | "
+        out.append(f"| {r['engine_in']} | {r['switch']} | {r['clients']} | {r['alone']:.0f} | {r['steps_per_s']:.0f} | "
                    f"{r['tokens_per_s'] / (r['alone'] * r['clients']):.0%} | {r['events_per_s']:,.0f} | "
                    f"{r['cpu_ms_per_event']:.3f} / "
                    f"{r['loop_ms_per_event']:.3f} | {r['client_cpu_per_s']:.2f} |")
@@ -245,6 +263,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--step-ms", type=float, default=2.8, help="the fake step's GIL-free part (the GPU's)")
     p.add_argument("--host-ms", type=float, default=0.3, help="the fake step's part under the GIL (the host's)")
     p.add_argument("--new-tokens", type=int, default=256, help="max_tokens of every request (answers run to it)")
+    p.add_argument("--engine-process", action="store_true", help="each row again with the engine in a process of "
+                   "its own (jobs/serve/engine_process.py)")
     p.add_argument("--out", type=Path, help="also write the rows as JSON here")
     p.add_argument("--client", help=argparse.SUPPRESS)  # a client process: its job as JSON
     args = p.parse_args(argv)
@@ -259,9 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     for switch in (float(s) for s in args.switch.split(",")):
         sys.setswitchinterval(switch)
         for n in levels:
-            r = asyncio.run(served(FakeEngine(step_s, host_s), n, args.new_tokens, args.seconds))
-            rows.append({**r, "switch": switch, "alone": alone[n]})
-            print(f"switch {switch} s, {n} clients: {r}", flush=True)
+            for own in (False, True) if args.engine_process else (False,):
+                r = asyncio.run(served(FakeEngine(step_s, host_s), n, args.new_tokens, args.seconds, own))
+                where = "own process" if own else "server process"
+                rows.append({**r, "switch": switch, "alone": alone[n], "engine_in": where})
+                print(f"switch {switch} s, {n} clients, engine in {where}: {r}", flush=True)
     sys.setswitchinterval(default_switch)
     if args.out:
         args.out.write_text(json.dumps(rows, indent=2) + "\n")

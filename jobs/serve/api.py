@@ -7,8 +7,9 @@ build is: its system prompt, default max_tokens and retrieval index, as eval's b
 /v1/chat/completions answers with the model named in `model`, plain or streamed (server-sent events), honouring
 temperature, top_p, max_tokens, stop and seed, and a `retrieval` field (jobs/serve/retrieval.py) that adds the
 passages' `sources` beside the message; GET /health answers 200 while the server serves. FastAPI + uvicorn serve
-HTTP; one worker thread owns the engine (worker.py). Bad requests get OpenAI-shaped 4xx errors. Bounds, framing,
-the API key (QSLM_API_KEY; required off loopback) and the request log line: guard.py.
+HTTP; one worker thread owns the engine (worker.py), in this process or, with --engine-process, in a process of
+its own (engine_process.py). Bad requests get OpenAI-shaped 4xx errors. Bounds, framing, the API key (QSLM_API_KEY;
+required off loopback) and the request log line: guard.py.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import json
 import os
 import sys
 import time
+from functools import partial
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +36,7 @@ from jobs.core.store.backends import open_store
 from jobs.serve import ServeError, protocol
 from jobs.serve.builds import Build, describe, load_engine, pick_tags
 from jobs.serve.chat import MAX_CHARS_PER_TOKEN
+from jobs.serve.engine_process import ProcessWorker, served_engine
 from jobs.serve.guard import MAX_HEADER_BYTES, Guard
 from jobs.serve.protocol import BASE_MODEL, ChatRequest, error_body
 from jobs.serve.worker import Job, Worker
@@ -247,6 +250,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     p.add_argument("--max-queue", type=int, default=64, help="requests that may wait; more get 429")
     p.add_argument("--max-batch", type=int, default=64, help="requests decoded together (continuous batching)")
+    p.add_argument("--engine-process", action="store_true", help="run the engine in a process of its own, so the "
+                   "HTTP side and the engine's host work do not share one GIL (jobs/serve/engine_process.py)")
     p.add_argument("--retrieval", choices=["on", "off"], help="answer from each build's retrieved passages unless a "
                                                              "request says otherwise (default: the build's spec)")
     args = p.parse_args(argv)
@@ -261,13 +266,19 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.serve.retrieval import open_served
 
         builds, retrievers = open_served(store, pick_tags(store, args.tag))
-        engine = load_engine(list(builds.values()), args.device, args.max_batch)
+        if args.engine_process:  # the engine is loaded in the child only; `engine` is what the child says of it
+            worker = ProcessWorker(partial(served_engine, list(builds), store.url, args.device, args.max_batch),
+                                   args.max_queue, args.max_batch)
+            worker.start()
+            engine = worker.engine
+        else:
+            engine = load_engine(list(builds.values()), args.device, args.max_batch)
+            worker = Worker(engine, args.max_queue, args.max_batch)
+            worker.start()
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
         return 2
-    worker = Worker(engine, args.max_queue, args.max_batch)
-    worker.start()
     app = make_app(builds, worker, tokenizer, engine.context, api_key, retrievers=retrievers,
                    retrieval=None if args.retrieval is None else args.retrieval == "on")
     print(describe(list(builds.values()), engine), flush=True)

@@ -71,8 +71,11 @@ def _deliver(items: list[tuple[Job, tuple]]) -> None:
 
 
 class Worker:
-    def __init__(self, engine, max_queue: int, max_batch: int):
+    def __init__(self, engine, max_queue: int, max_batch: int, deliver=_deliver):
+        """`deliver`: where each decode step's items go, called once per step on this thread (possibly with
+        none); the engine process (engine_process.py) passes one that writes them to its pipe."""
         self.engine, self.max_queue, self.max_batch = engine, max_queue, max_batch
+        self._deliver = deliver
         self.lora_policy = LORA_POLICY
         self._jobs: deque[Job] = deque()
         self._cv = threading.Condition()
@@ -147,7 +150,7 @@ class Worker:
                 if chunk.generation is not None:
                     sends.append((job, ("done", chunk.generation)))
                     self._live.remove(job)
-            _deliver(sends)
+            self._deliver(sends)
 
     def _admit(self, joining: list[Job]) -> None:
         """Jobs into the batch; one that needs a longer batch goes back to the head of the queue until the batch
