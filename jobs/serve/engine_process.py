@@ -81,12 +81,11 @@ def _child(load, max_batch: int, inbox, outbox) -> None:
     count = {"received": 0, "steps": 0, "reported": None}
 
     def report(items: list) -> None:
-        waiting = worker.waiting()
-        state = (count["received"], waiting)
-        if items or state != count["reported"]:
-            with lock:
+        with lock:  # the state read and sent together: the server never gets an older one after a newer
+            state = (count["received"], worker.waiting())
+            if items or state != count["reported"]:
                 outbox.send(("step", count["steps"], *state, [(job.id, item) for job, item in items]))
-            count["reported"] = state
+                count["reported"] = state
         for job, item in items:
             if item[0] != "chunk":
                 jobs.pop(job.id, None)
