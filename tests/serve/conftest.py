@@ -27,6 +27,55 @@ from tests.conftest import REPO
 QUESTION = "What is a quantum kernel?"
 
 
+def check_a_dropped_client_frees_its_row(client, server: str) -> None:
+    """A streamed request whose client goes away ~1900 tokens early leaves the batch at once: a request after it is
+    not held behind the abandoned stream (which would take ~4.75x a 400-token answer)."""
+    import http.client
+    import time
+
+    user = [{"role": "user", "content": QUESTION}]
+    started = time.perf_counter()
+    client.chat.completions.create(model="smoke", messages=user, max_tokens=400)
+    per_400 = time.perf_counter() - started
+    host, port = server.removeprefix("http://").split(":")
+    conn = http.client.HTTPConnection(host, int(port), timeout=60)
+    conn.request("POST", "/v1/chat/completions", json.dumps(
+        {"model": "smoke", "messages": user, "max_tokens": 1900, "stream": True}), {"content-type": "application/json"})
+    response = conn.getresponse()
+    assert response.status == 200 and response.readline().startswith(b"data: ")  # generation has started
+    conn.close()
+    started = time.perf_counter()
+    client.chat.completions.create(model="smoke", messages=user, max_tokens=4)
+    assert time.perf_counter() - started < 2 * per_400 + 1.0
+
+
+def start_api(env: dict, log: Path, *args: str) -> tuple[subprocess.Popen, str]:
+    """`python -m jobs.serve.api --tag smoke,smoke-loud --device cpu ARGS` on a free port, its output in `log`;
+    returns (process, base URL) once /v1/models answers (fails the test if it exits first)."""
+    import urllib.request
+
+    from tests.conftest import free_port, wait_for
+
+    port = free_port()
+    with open(log, "w") as out:
+        proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--tag", "smoke,smoke-loud", "--port",
+                                 str(port), "--device", "cpu", *args], cwd=REPO, env=env, stdout=out,
+                                stderr=subprocess.STDOUT)
+    url = f"http://127.0.0.1:{port}"
+
+    def answers() -> bool:
+        try:
+            urllib.request.urlopen(url + "/v1/models", timeout=2).read()
+            return True
+        except OSError:
+            return False
+
+    if not wait_for(lambda: proc.poll() is not None or answers(), 300, poll=0.5) or proc.poll() is not None:
+        proc.kill()
+        pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
+    return proc, url
+
+
 def commit_fake_build(store, tag: str, spec: dict, files: dict[str, dict[str, bytes]], status: str = "passed") -> dict:
     """Put `files` ({artifact: {path: bytes}}) under builds/<tag>/ and write the manifest last, as publish does."""
     records = {}

@@ -4,9 +4,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import subprocess
-import sys
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -15,8 +12,7 @@ import openai
 import pytest
 
 from jobs.core.engine.generation import Sampling
-from tests.conftest import free_port, wait_for
-from tests.serve.conftest import QUESTION, REPO
+from tests.serve.conftest import QUESTION, check_a_dropped_client_frees_its_row, start_api
 
 pytestmark = pytest.mark.slow
 USER = [{"role": "user", "content": QUESTION}]
@@ -25,24 +21,8 @@ USER = [{"role": "user", "content": QUESTION}]
 @pytest.fixture(scope="module")
 def server(smoke_store, tmp_path_factory):
     """`python -m jobs.serve.api --tag smoke,smoke-loud` on a free port; yields its base URL."""
-    port = free_port()
     log = tmp_path_factory.mktemp("api") / "server.log"
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--tag", "smoke,smoke-loud",
-                                 "--port", str(port), "--device", "cpu"], cwd=REPO, env=smoke_store, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(url + "/v1/models", timeout=2).read()
-            return True
-        except OSError:
-            return False
-
-    if not wait_for(lambda: proc.poll() is not None or answers(), 300, poll=0.5) or proc.poll() is not None:
-        proc.kill()
-        pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
+    proc, url = start_api(smoke_store, log)
     yield url
     proc.terminate()
     proc.wait(timeout=30)
@@ -169,17 +149,4 @@ def test_bad_requests_get_openai_shaped_errors(client, server):
 
 
 def test_a_dropped_client_frees_its_slot(client, server):
-    started = time.perf_counter()
-    client.chat.completions.create(model="smoke", messages=USER, max_tokens=400)
-    per_400 = time.perf_counter() - started
-    host, port = server.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.request("POST", "/v1/chat/completions", json.dumps(
-        {"model": "smoke", "messages": USER, "max_tokens": 1900, "stream": True}), {"content-type": "application/json"})
-    response = conn.getresponse()
-    assert response.status == 200 and response.readline().startswith(b"data: ")  # generation has started
-    conn.close()  # the client goes away ~1900 tokens early
-    started = time.perf_counter()
-    client.chat.completions.create(model="smoke", messages=USER, max_tokens=4)
-    # Had the abandoned stream run to its end, this request would have waited ~4.75 x per_400 behind it.
-    assert time.perf_counter() - started < 2 * per_400 + 1.0
+    check_a_dropped_client_frees_its_row(client, server)

@@ -5,12 +5,9 @@ without a hang. Through the real server (`python -m jobs.serve.api --engine-proc
 from __future__ import annotations
 
 import asyncio
-import http.client
 import json
 import os
 import signal
-import subprocess
-import sys
 import time
 import urllib.request
 from functools import partial
@@ -22,33 +19,12 @@ import pytest
 from jobs.core.engine.generation import Sampling
 from jobs.serve.engine_process import ProcessWorker, served_engine
 from jobs.serve.worker import Job, Worker
-from tests.conftest import free_port, wait_for
-from tests.serve.conftest import QUESTION, REPO
+from tests.conftest import wait_for
+from tests.serve.conftest import QUESTION, check_a_dropped_client_frees_its_row, start_api
 
 pytestmark = pytest.mark.slow
 USER = [{"role": "user", "content": QUESTION}]
 SEEDED = Sampling(max_new_tokens=12, temperature=1.0, seed=3)
-
-
-def _serve(env: dict, log: Path) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    with open(log, "w") as out:
-        proc = subprocess.Popen([sys.executable, "-m", "jobs.serve.api", "--tag", "smoke,smoke-loud", "--port",
-                                 str(port), "--device", "cpu", "--engine-process"], cwd=REPO, env=env, stdout=out,
-                                stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-
-    def answers() -> bool:
-        try:
-            urllib.request.urlopen(url + "/v1/models", timeout=2).read()
-            return True
-        except OSError:
-            return False
-
-    if not wait_for(lambda: proc.poll() is not None or answers(), 300, poll=0.5) or proc.poll() is not None:
-        proc.kill()
-        pytest.fail(f"the server did not start:\n{log.read_text()[-3000:]}")
-    return proc, url
 
 
 def _engine_pid(server_pid: int) -> int:
@@ -68,7 +44,7 @@ def _gone(pid: int) -> bool:
 @pytest.fixture(scope="module")
 def server(smoke_store, tmp_path_factory):
     log = tmp_path_factory.mktemp("api") / "server.log"
-    proc, url = _serve(smoke_store, log)
+    proc, url = start_api(smoke_store, log, "--engine-process")
     engine_pid = _engine_pid(proc.pid)
     yield url
     proc.terminate()  # uvicorn ends on SIGTERM by raising it again: the engine process sees its pipe close
@@ -111,25 +87,13 @@ def test_a_seeded_stream_equals_the_plain_answer_and_the_in_process_workers(clie
 
 
 def test_a_dropped_client_frees_its_row(client, server):
-    started = time.perf_counter()
-    client.chat.completions.create(model="smoke", messages=USER, max_tokens=400)
-    per_400 = time.perf_counter() - started
-    host, port = server.removeprefix("http://").split(":")
-    conn = http.client.HTTPConnection(host, int(port), timeout=60)
-    conn.request("POST", "/v1/chat/completions", json.dumps(
-        {"model": "smoke", "messages": USER, "max_tokens": 1900, "stream": True}), {"content-type": "application/json"})
-    response = conn.getresponse()
-    assert response.status == 200 and response.readline().startswith(b"data: ")  # generation has started
-    conn.close()  # the client goes away ~1900 tokens early
-    started = time.perf_counter()
-    client.chat.completions.create(model="smoke", messages=USER, max_tokens=4)
-    assert time.perf_counter() - started < 2 * per_400 + 1.0  # not ~4.75 x per_400 behind the abandoned stream
+    check_a_dropped_client_frees_its_row(client, server)
     health = json.loads(urllib.request.urlopen(server + "/health", timeout=5).read())
     assert health["waiting"] == 0
 
 
 def test_a_killed_engine_process_fails_its_requests_and_later_ones(smoke_store, tmp_path):
-    proc, url = _serve(smoke_store, tmp_path / "server.log")
+    proc, url = start_api(smoke_store, tmp_path / "server.log", "--engine-process")
     try:
         client = openai.OpenAI(base_url=url + "/v1", api_key="unused", max_retries=0, timeout=60)
         stream = client.chat.completions.create(model="smoke", messages=USER, max_tokens=1900, stream=True)
