@@ -39,7 +39,8 @@ from functools import partial
 from pathlib import Path
 from types import SimpleNamespace
 
-CLIENTS_PER_PROCESS = 8  # as bench/serve.py: real users are separate processes
+from bench.serve import CLIENTS_PER_PROCESS  # real users are separate processes
+
 WORDS = [" qubit", " kernel", " noise", " circuit", " feature", " map", " the", " of", " quantum", " state"]
 
 

@@ -6,9 +6,9 @@ engine.path), and each Job gets the same items on its `out` queue. The child ('s
 the server) builds the engine with `load` (a picklable callable) and runs a real Worker over it: its jobs are stand-ins
 whose items go to a pipe, one message per decode step with every row's items (plus how many jobs it has received and
 how many wait, so the server answers 429 itself, without a round trip). In the server a reader thread hands each
-step's items to the jobs' event loops, one wake-up per loop per step (worker._deliver), and tells the child about
-jobs whose client has gone (their `cancelled` set), at each step and at least every CANCEL_POLL_S, so their rows free
-promptly. If the child dies, every job in flight gets an error item and later jobs get one at once: never a hang.
+step's items to the jobs' event loops, one wake-up per loop per step (worker.deliver_to_loops), and tells the child
+about jobs whose client has gone (their `cancelled` set), at each step and at least every CANCEL_POLL_S, so their
+rows free promptly. If the child dies, every job in flight gets an error item and later jobs get one at once: never a hang.
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from jobs.core.errors import QslmError
 from jobs.serve import ServeError
 from jobs.serve.chat import WhitespaceTrim
-from jobs.serve.worker import LORA_POLICY, Job, Worker, _deliver
+from jobs.serve.worker import LORA_POLICY, Job, Worker, deliver_to_loops
 
 log = logging.getLogger("qslm.serve")
 
@@ -213,7 +213,7 @@ class ProcessWorker:
             lost, self._jobs = list(self._jobs.values()), {}
         if not self._stopping:
             log.error("%s; %d request(s) in flight failed", self._dead, len(lost))
-        _deliver([(job, ("error", self._dead)) for job in lost])
+        deliver_to_loops([(job, ("error", self._dead)) for job in lost])
 
     def _dispatch(self, steps: int, received: int, waiting: int, items: list) -> None:
         pairs = []
@@ -228,7 +228,7 @@ class ProcessWorker:
                     self.chunks += 1
                 else:
                     del self._jobs[jid]
-        _deliver(pairs)
+        deliver_to_loops(pairs)
 
     def _send_cancels(self) -> None:
         with self._lock:

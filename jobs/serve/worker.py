@@ -61,7 +61,7 @@ class Job:
         return item
 
 
-def _deliver(items: list[tuple[Job, tuple]]) -> None:
+def deliver_to_loops(items: list[tuple[Job, tuple]]) -> None:
     """Items of one decode step into their jobs' queues, one wake-up of each event loop per step (not per token)."""
     by_loop: dict = {}
     for job, item in items:
@@ -71,7 +71,7 @@ def _deliver(items: list[tuple[Job, tuple]]) -> None:
 
 
 class Worker:
-    def __init__(self, engine, max_queue: int, max_batch: int, deliver=_deliver):
+    def __init__(self, engine, max_queue: int, max_batch: int, deliver=deliver_to_loops):
         """`deliver`: where each decode step's items go, called once per step on this thread (possibly with
         none); the engine process (engine_process.py) passes one that writes them to its pipe."""
         self.engine, self.max_queue, self.max_batch = engine, max_queue, max_batch

@@ -12,11 +12,13 @@ tell which adapter answered.
 from __future__ import annotations
 
 import hashlib
+import http.client
 import json
 import os
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -30,9 +32,6 @@ QUESTION = "What is a quantum kernel?"
 def check_a_dropped_client_frees_its_row(client, server: str) -> None:
     """A streamed request whose client goes away ~1900 tokens early leaves the batch at once: a request after it is
     not held behind the abandoned stream (which would take ~4.75x a 400-token answer)."""
-    import http.client
-    import time
-
     user = [{"role": "user", "content": QUESTION}]
     started = time.perf_counter()
     client.chat.completions.create(model="smoke", messages=user, max_tokens=400)
