@@ -8,10 +8,12 @@ Each command runs as a user runs it (`python -m workflows.build --tag rehearsal`
 jobs.serve.api`, `python -m jobs.serve.export`), in a process of its own; a thread here reads the GPU's used memory
 through NVML every 50 ms, so a stage's peak is what the card held for it, CUDA context included (the 12 GB A2000
 holds 12.0 GiB in all; train.memory_budget_gib, 11.5, is the allocator's share). The build's stages are told apart
-by the driver's `==> stage` and `<== stage` lines. The cold start runs `ask --version TAG -q ...` in this module's
-`coldstart` mode twice (an empty compile cache, then the cache the first run left), timing load, dequantize,
-compile with graph capture, and the first token, then `make ask` itself, twice, timed from the command to the
-first byte of its answer on stdout (the first token as the user sees it) and to its exit.
+by the driver's `==> stage` and `<== stage` lines. The cold start runs `ask --tag TAG -q ...` in this module's
+`coldstart` mode four times (an empty compile cache, then the cache the first run left; with inductor's pool of
+compile worker processes, then compiling in-process as `ask` does), timing libraries, CUDA, the base's load, the
+adapter, the fast path's weights, compile with graph capture, the first token and the exit; then `make ask` itself,
+twice, timed from the command to the first byte of its answer on stdout (the first token as the user sees it) and
+from its last byte to its exit.
 """
 
 from __future__ import annotations
@@ -107,36 +109,63 @@ def build_stages(tag: str, gpu: GpuMemory, log: Path, env: dict, timeout_s: floa
             "summary": [line for _, line in lines[-12:]]}
 
 
-def coldstart(tag: str) -> dict:
-    """What `ask --version TAG -q QUESTION` does, in this process, with its parts timed (the coldstart mode)."""
+def coldstart(tag: str, compile_workers: bool) -> dict:
+    """What `ask --tag TAG -q QUESTION` does, in this process, with its parts timed (the coldstart mode):
+    libraries and CUDA, the base's load (quantized on load), the adapter, the fast path's weights, compile with
+    graph capture, the first token; then the compile workers' shutdown, which the process waits for at exit."""
     t_start = time.perf_counter()
-    from jobs.core.engine import fastmodel, loading
+    times = {}
+
+    def clock(key, t):
+        times[key] = times.get(key, 0.0) + time.perf_counter() - t
+
+    import torch
+    import transformers  # noqa: F401 (timed: what load_engine imports first)
+    import peft  # noqa: F401
+
+    from jobs.core.engine import fastgen, fastmodel, generation
     from jobs.core.engine.generation import Sampling
     from jobs.core.store.backends import open_store
     from jobs.serve.builds import describe, load_engine, open_build, pick_tags
     from jobs.serve.chat import Chat
 
-    times = {"import_s": time.perf_counter() - t_start}
-    for module, name, key in ((loading, "load_base", "load_s"), (fastmodel, "build_weights", "dequantize_s")):
+    clock("import_s", t_start)
+    t = time.perf_counter()
+    torch.cuda.init()
+    torch.empty(1, device="cuda")
+    clock("cuda_init_s", t)
+
+    def timed(module, name, key):
         original = getattr(module, name)
 
-        def timed(*a, _original=original, _key=key, **kw):
+        def wrapper(*a, **kw):
             t = time.perf_counter()
             try:
-                return _original(*a, **kw)
+                return original(*a, **kw)
             finally:
-                times[_key] = times.get(_key, 0.0) + time.perf_counter() - t
-        setattr(module, name, timed)
-    import jobs.core.engine as engine_module
-    engine_module.load_base = loading.load_base  # the engine imported the name before it was wrapped
+                clock(key, t)
+        setattr(module, name, wrapper)
+    # generation calls load_base and load_adapter by the names it imported; fastgen calls fastmodel.build_weights
+    timed(generation, "load_base", "load_s")
+    timed(generation, "load_adapter", "adapter_s")
+    timed(fastmodel, "build_weights", "dequantize_s")
+    build_backend = fastgen.FastBackend.build
+
+    def timed_build(*a, **kw):
+        t = time.perf_counter()
+        try:
+            return build_backend(*a, **kw)
+        finally:
+            clock("fast_build_s", t)
+    fastgen.FastBackend.build = timed_build
 
     t = time.perf_counter()
     store = open_store()
     build = open_build(store, pick_tags(store, tag)[0], ("adapter",))
-    times["fetch_s"] = time.perf_counter() - t
+    clock("fetch_s", t)
     t = time.perf_counter()
-    engine = load_engine([build], "auto")
-    times["engine_s"] = time.perf_counter() - t
+    engine = load_engine([build], "auto", compile_workers=compile_workers)
+    clock("engine_s", t)
     describe([build], engine)
     chat = Chat(build, engine, Sampling(max_new_tokens=build.spec.eval.max_new_tokens), embed_loader=None)
     t = time.perf_counter()
@@ -150,23 +179,39 @@ def coldstart(tag: str) -> dict:
     for _ in chunks:
         pass
     times["answer_s"] = time.perf_counter() - first
-    return {"path": engine.path, **{k: round(v, 2) for k, v in times.items()}}
+    from torch._inductor.async_compile import shutdown_compile_workers
+
+    t = time.perf_counter()
+    shutdown_compile_workers()  # what the process's exit would wait for (registered with atexit)
+    times["compile_workers_shutdown_s"] = time.perf_counter() - t
+    return {"path": engine.path, "compile_workers": compile_workers, **{k: round(v, 2) for k, v in times.items()},
+            "done_at": time.time()}
 
 
-def ask_twice(tag: str, gpu: GpuMemory, log: Path, env: dict, cache: Path) -> dict:
-    """The cold start: compile cache emptied, then warm; then `make ask` itself, timed to its answer."""
+VARIANTS = (  # (label, compile cache emptied first, compile workers)
+    ("cold cache, worker pool", True, True), ("warm cache, worker pool", False, True),
+    ("cold cache, in-process", True, False), ("warm cache, in-process", False, False))
+
+
+def ask_cold_start(tag: str, gpu: GpuMemory, log: Path, env: dict, cache: Path, save) -> dict:
+    """The cold start in the coldstart mode (compile cache emptied, then warm; with inductor's pool of compile
+    workers and without), then `make ask` itself twice, timed to its first token and its exit; save() after each."""
     import shutil
 
-    shutil.rmtree(cache, ignore_errors=True)
     runs = {}
-    for label in ("cold cache", "warm cache"):
+    for label, empty, workers in VARIANTS:
+        if empty:
+            shutil.rmtree(cache, ignore_errors=True)
         t0 = time.perf_counter()
-        rc, lines = run_logged([sys.executable, "-m", "bench.rehearsal", "--coldstart", tag], log,
-                               {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
-        t1 = time.perf_counter()
+        rc, lines = run_logged([sys.executable, "-m", "bench.rehearsal", "--coldstart", tag, "--compile-workers",
+                                "on" if workers else "off"], log, {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
+        t1, end = time.perf_counter(), time.time()
         found = [json.loads(line[len("COLDSTART "):]) for _, line in lines if line.startswith("COLDSTART ")]
         runs[label] = {"exit": rc, "process_s": round(t1 - t0, 1), "peak_gib": gpu.peak_gib(t0, t1),
                        **(found[0] if found else {})}
+        if found:  # from the answer's end (compile workers shut down) to the process's exit
+            runs[label]["exit_after_s"] = round(end - runs[label].pop("done_at"), 2)
+        save(runs)
     venv = Path("/tmp/qslm-venv")  # `make ask` with this python as the venv's python (nothing to install)
     (venv / "bin").mkdir(parents=True, exist_ok=True)
     (venv / "bin" / "python").write_text(f'#!/bin/sh\nexec {sys.executable} "$@"\n')
@@ -174,34 +219,39 @@ def ask_twice(tag: str, gpu: GpuMemory, log: Path, env: dict, cache: Path) -> di
     (venv / ".installed").touch()
     for label in ("make ask (warm cache)", "make ask (again)"):
         t0 = time.perf_counter()
-        rc, first, data = run_to_first_output(["make", "-s", "ask", f"VENV={venv}", f"VERSION={tag}",
-                                               f"Q={QUESTION}"], log, {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
+        rc, first, last, data = run_to_first_output(["make", "-s", "ask", f"VENV={venv}", f"VERSION={tag}",
+                                                     f"Q={QUESTION}"], log,
+                                                    {**env, "TORCHINDUCTOR_CACHE_DIR": str(cache)}, 300)
         t1 = time.perf_counter()
         # A blank answer's first byte is its closing newline, written after the whole answer: not a first token.
         first_token = {"to_first_token_s": round(first - t0, 2)} if first is not None and data.strip() else {}
         runs[label] = {"exit": rc, "process_s": round(t1 - t0, 1), "peak_gib": gpu.peak_gib(t0, t1),
-                       "first_output": data[:40].decode(errors="replace"), **first_token}
+                       "first_output": data[:40].decode(errors="replace"), **first_token,
+                       **({"exit_after_s": round(t1 - last, 2)} if last is not None else {})}
+        save(runs)
     return runs
 
 
-def run_to_first_output(cmd: list[str], log: Path, env: dict, timeout_s: float) -> tuple[int, float | None, bytes]:
-    """Run cmd with its stdout read unbuffered, as it comes; returns (exit status, the time its first stdout bytes
-    arrived or None, those bytes). With -q, `ask` writes only the answer to stdout, flushed token by token (its
+def run_to_first_output(cmd: list[str], log: Path, env: dict,
+                        timeout_s: float) -> tuple[int, float | None, float | None, bytes]:
+    """Run cmd with its stdout read unbuffered, as it comes; returns (exit status, the times its first and its last
+    stdout bytes arrived or None, the first bytes). With -q, `ask` writes only the answer to stdout, flushed token by token (its
     notes go to stderr): the first bytes are the first token as the user sees it."""
-    first, head = None, b""
+    first, last, head = None, None, b""
     with open(log, "ab") as f:
         f.write(f"\n$ {' '.join(cmd)}\n".encode())
         f.flush()
         proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=f, bufsize=0)
         deadline = time.perf_counter() + timeout_s
         while data := proc.stdout.read(65536):  # raw: returns what has arrived, without waiting for more
+            last = time.perf_counter()
             if first is None:
-                first, head = time.perf_counter(), data
+                first, head = last, data
             f.write(data)
             f.flush()
             if time.perf_counter() > deadline:
                 proc.kill()
-        return proc.wait(), first, head
+        return proc.wait(), first, last, head
 
 
 def serve_once(tag: str, gpu: GpuMemory, log: Path, env: dict, port: int = 8765) -> dict:
@@ -257,7 +307,8 @@ def table(result: dict) -> str:
     for label, r in result.get("ask", {}).items():
         first = (f"{r['to_first_token_s']} to first token" if "to_first_token_s" in r
                  else "no first token (a blank answer)")
-        rows.append(f"| ask, {label} | {r['exit']} | {first} ({r['process_s']} process) | {r['peak_gib']} |")
+        after = f", exit {r['exit_after_s']} s after the answer" if "exit_after_s" in r else ""
+        rows.append(f"| ask, {label} | {r['exit']} | {first} ({r['process_s']} process{after}) | {r['peak_gib']} |")
     for key in ("serve", "export"):
         if key in result:
             r = result[key]
@@ -273,9 +324,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--steps", default="ask,serve,export", help="what runs after the build (comma-separated)")
     p.add_argument("--build-timeout-s", type=float, default=480)
     p.add_argument("--coldstart", metavar="TAG", help=argparse.SUPPRESS)  # the child process of the cold start
+    p.add_argument("--compile-workers", choices=["on", "off"], default="off", help=argparse.SUPPRESS)
     args = p.parse_args(argv)
     if args.coldstart:
-        print("COLDSTART " + json.dumps(coldstart(args.coldstart)), flush=True)
+        print("COLDSTART " + json.dumps(coldstart(args.coldstart, args.compile_workers == "on")), flush=True)
         return 0
     args.out.mkdir(parents=True, exist_ok=True)
     log, env = args.out / "rehearsal.log", _env(args.out)
@@ -295,8 +347,10 @@ def main(argv: list[str] | None = None) -> int:
             return 1
     steps = args.steps.split(",")
     if "ask" in steps:
-        result["ask"] = ask_twice(args.tag, gpu, log, env, Path("/tmp/qslm-compile-cache"))
-        save()
+        def save_ask(runs):
+            result["ask"] = runs
+            save()
+        ask_cold_start(args.tag, gpu, log, env, Path("/tmp/qslm-compile-cache"), save_ask)
     if "serve" in steps:
         result["serve"] = serve_once(args.tag, gpu, log, env)
         save()

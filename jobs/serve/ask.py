@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
         tag = pick_tags(store, args.tag)[0]
         wanted = ("adapter",) if args.question else ("adapter", "dataset")
         build = open_build(store, tag, with_index(store, tag, wanted))
-        engine = load_engine([build], args.device)
+        engine = load_engine([build], args.device, compile_workers=False)  # one conversation: no worker pool
         sampling = Sampling(max_new_tokens=args.max_new_tokens or build.spec.eval.max_new_tokens,
                             temperature=args.temperature, top_p=args.top_p, seed=args.seed)
         chat = Chat(build, engine, sampling, embed_loader=lambda: load_embedder("cpu"), retriever=Retriever.of(build))

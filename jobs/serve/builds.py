@@ -157,15 +157,16 @@ def quiet_libraries() -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
 
 
-def load_engine(builds: list[Build], device: str = "auto", batch_size: int = 8):
+def load_engine(builds: list[Build], device: str = "auto", batch_size: int = 8, compile_workers: bool = True):
     """The engine with every build's adapter loaded under its tag, over the one base they share, within the
-    first build's GPU memory budget (its spec's train.memory_budget_gib: the card it was made for)."""
+    first build's GPU memory budget (its spec's train.memory_budget_gib: the card it was made for);
+    compile_workers=False for a process that answers and exits (EngineSettings)."""
     check_one_base(builds)
     check_not_base(builds)
     quiet_libraries()
     from jobs.core.engine.generation import Engine, EngineSettings
 
-    settings = EngineSettings(device=device, batch_size=batch_size,
+    settings = EngineSettings(device=device, batch_size=batch_size, compile_workers=compile_workers,
                               memory_budget_gib=builds[0].spec.train.memory_budget_gib)
     return Engine.load(builds[0].spec, {b.tag: b.artifact("adapter") for b in builds}, settings)
 

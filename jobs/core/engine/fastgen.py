@@ -90,7 +90,8 @@ class Session:
 class FastBackend:
     """Chat, stream and NLL over the fast path's weights (see the module docstring)."""
 
-    def __init__(self, weights, targets, loras, device, budget_bytes: int | None, compile_layers: bool):
+    def __init__(self, weights, targets, loras, device, budget_bytes: int | None, compile_layers: bool,
+                 compile_workers: bool = True):
         self.w, self.targets, self.loras, self.device, self.budget = weights, targets, loras, device, budget_bytes
         self.current = None  # the adapter merged into the live weights; None = the base
         self.graphs = device.type == "cuda"
@@ -106,6 +107,10 @@ class FastBackend:
         compiled = compile_layers and self.graphs
         if compiled:  # one compiled variant per batch shape, with and without per-row LoRA (fastbatch): above 8
             use_compile_cache()
+            if not compile_workers:  # EngineSettings.compile_workers: no pool of worker processes, none to wait for
+                import torch._inductor.config as inductor_config
+
+                inductor_config.compile_threads = 1
             torch._dynamo.config.recompile_limit = max(torch._dynamo.config.recompile_limit, 64)
         self.step_fns = tuple(torch.compile(f, fullgraph=True) for f in self.eager) if compiled else self.eager
         self.sessions: dict[tuple[int, int], Session] = {}
@@ -115,14 +120,15 @@ class FastBackend:
         self._stacked = None  # every adapter's LoRA stacked for per-row use (fastbatch.stack_loras), made once
 
     @classmethod
-    def build(cls, model, adapters: list[str], spec, budget_gib: float, compile_layers: bool = True) -> "FastBackend":
+    def build(cls, model, adapters: list[str], spec, budget_gib: float, compile_layers: bool = True,
+              compile_workers: bool = True) -> "FastBackend":
         dtype = compute_dtype(spec)
         device = next(model.parameters()).device
         with torch.inference_mode():
             weights, targets, loras = fastmodel.build_weights(model, adapters, spec.train.quantization == "nf4", dtype)
         budget = int(budget_gib * 2 ** 30) if device.type == "cuda" else None
         cap_memory(device, budget_gib)  # the whole process, as the train stage caps itself
-        return cls(weights, targets, loras, device, budget, compile_layers)
+        return cls(weights, targets, loras, device, budget, compile_layers, compile_workers)
 
     @staticmethod
     def release() -> None:

@@ -57,6 +57,10 @@ class EngineSettings:
     cpu_threads: int | None = None  # torch threads on a CPU; None: torch's default (every core)
     fast: bool | None = None  # None: the fast path on a GPU when it fits; True forces it (tests, on the CPU); False: exact
     compile_layers: bool = True  # torch.compile the fast path's layers inside its CUDA graphs (False: eager kernels)
+    # A pool of compile worker processes (inductor's default, one per core) compiles cold kernels in parallel; a
+    # process that answers one question and exits (ask) compiles in-process instead: a pool started for it would
+    # import torch in every worker beside the first token and be waited for at exit (docs/benchmarks.md, cold start).
+    compile_workers: bool = True
 
 
 class EngineError(QslmError):
@@ -143,7 +147,8 @@ class Engine:
             from jobs.core.engine import fastgen
 
             backend = fastgen.FastBackend.build(model, list(adapters), spec, settings.memory_budget_gib,
-                                                compile_layers=settings.compile_layers)
+                                                compile_layers=settings.compile_layers,
+                                                compile_workers=settings.compile_workers)
             del model
             backend.release()
             path = f"{kind}-fast"
