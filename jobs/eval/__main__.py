@@ -31,13 +31,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         spec = load_spec(args.spec)
+        from jobs.core.engine.loading import budget_fix, gpu_memory_errors
         from jobs.eval.run import run_eval  # the heavy imports (pandas, then torch) wait for a good spec
 
         if args.index and spec.retrieval is None and (args.index / "index.json").is_file():
             print("eval: --index ignored: the spec has no `retrieval:` section (its two plain arms only)",
                   file=sys.stderr)
-        gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous,
-                        index_dir=args.index if spec.retrieval else None)  # the spec decides: no section, no arms
+        with gpu_memory_errors(budget_fix(spec, args.spec)):
+            gate = run_eval(spec, args.dataset, args.adapter, args.out, args.previous,
+                            index_dir=args.index if spec.retrieval else None)  # the spec decides: no section, no arms
     except QslmError as exc:
         print(f"eval: error: {exc}", file=sys.stderr)
         return 2

@@ -31,7 +31,7 @@ from starlette.exceptions import HTTPException
 from starlette.responses import StreamingResponse
 
 from jobs.core.errors import QslmError
-from jobs.core.engine.loading import load_tokenizer
+from jobs.core.engine.loading import gpu_memory_errors, load_tokenizer
 from jobs.core.store.backends import open_store
 from jobs.serve import ServeError, protocol
 from jobs.serve.builds import Build, describe, load_engine, pick_tags
@@ -272,7 +272,8 @@ def main(argv: list[str] | None = None) -> int:
             worker.start()
             engine = worker.engine
         else:
-            engine = load_engine(list(builds.values()), args.device, args.max_batch)
+            with gpu_memory_errors("serve on the CPU (--device cpu)"):
+                engine = load_engine(list(builds.values()), args.device, args.max_batch)
             worker = Worker(engine, args.max_queue, args.max_batch)
             worker.start()
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread

@@ -13,6 +13,7 @@ import argparse
 import sys
 
 from jobs.core.errors import QslmError
+from jobs.core.engine.loading import gpu_memory_errors
 from jobs.core.store.backends import open_store
 from jobs.serve import ServeError
 from jobs.serve.builds import describe, load_engine, open_build, pick_tags
@@ -108,24 +109,26 @@ def main(argv: list[str] | None = None) -> int:
         tag = pick_tags(store, args.tag)[0]
         wanted = ("adapter",) if args.question else ("adapter", "dataset")
         build = open_build(store, tag, with_index(store, tag, wanted))
-        engine = load_engine([build], args.device, compile_workers=False)  # one conversation: no worker pool
-        sampling = Sampling(max_new_tokens=args.max_new_tokens or build.spec.eval.max_new_tokens,
-                            temperature=args.temperature, top_p=args.top_p, seed=args.seed)
-        chat = Chat(build, engine, sampling, embed_loader=lambda: load_embedder("cpu"), retriever=Retriever.of(build))
-        if args.system:
-            chat.system = args.system
-        if args.retrieval == "on" and chat.retriever is None:
-            raise ServeError(f"--retrieval on: build {tag} has no retrieval index (its spec has no `retrieval:` "
-                             f"section); rebuild it with one, or ask without retrieval")
-        if args.retrieval:
-            chat.retrieval = args.retrieval == "on"
-        print(describe([build], engine), file=sys.stderr if args.question else sys.stdout, flush=True)
-        if args.question:
-            print(_note(chat, _write_stream(chat.ask(args.question), sys.stdout)), file=sys.stderr)
-            if chat.retrieval:  # the numbered references mean nothing without them: stdout, after the answer
-                print(format_sources(chat.last_sources))
-        else:
-            repl(chat)
+        with gpu_memory_errors("ask on the CPU (--device cpu)"):
+            engine = load_engine([build], args.device, compile_workers=False)  # one conversation: no worker pool
+            sampling = Sampling(max_new_tokens=args.max_new_tokens or build.spec.eval.max_new_tokens,
+                                temperature=args.temperature, top_p=args.top_p, seed=args.seed)
+            chat = Chat(build, engine, sampling, embed_loader=lambda: load_embedder("cpu"),
+                        retriever=Retriever.of(build))
+            if args.system:
+                chat.system = args.system
+            if args.retrieval == "on" and chat.retriever is None:
+                raise ServeError(f"--retrieval on: build {tag} has no retrieval index (its spec has no `retrieval:` "
+                                 f"section); rebuild it with one, or ask without retrieval")
+            if args.retrieval:
+                chat.retrieval = args.retrieval == "on"
+            print(describe([build], engine), file=sys.stderr if args.question else sys.stdout, flush=True)
+            if args.question:
+                print(_note(chat, _write_stream(chat.ask(args.question), sys.stdout)), file=sys.stderr)
+                if chat.retrieval:  # the numbered references mean nothing without them: stdout, after the answer
+                    print(format_sources(chat.last_sources))
+            else:
+                repl(chat)
     except QslmError as exc:
         print(f"ask: error: {exc}", file=sys.stderr)
         return 2

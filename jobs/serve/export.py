@@ -23,6 +23,7 @@ import sys
 from pathlib import Path
 
 from jobs.core.errors import QslmError
+from jobs.core.engine.loading import gpu_memory_errors
 from jobs.core.repo import REPO_ROOT
 from jobs.core.store.backends import open_store
 from jobs.serve import ServeError
@@ -103,7 +104,8 @@ def main(argv: list[str] | None = None) -> int:
         if note:
             print(f"export: {note}", flush=True)
         print(f"exporting {build.label()} to {out}", flush=True)
-        result = export(build, out, args.format, args.quant, args.gguf_from, args.device)
+        with gpu_memory_errors("export on the CPU (--device cpu)"):
+            result = export(build, out, args.format, args.quant, args.gguf_from, args.device)
     except QslmError as exc:
         print(f"export: error: {exc}", file=sys.stderr)
         return 2

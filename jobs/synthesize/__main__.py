@@ -27,7 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     from jobs.synthesize.run import synthesize
 
     try:
-        synthesize(load_spec(args.spec), args.dataset, args.out)
+        spec = load_spec(args.spec)
+        from jobs.core.engine.loading import budget_fix, gpu_memory_errors
+
+        with gpu_memory_errors(budget_fix(spec, args.spec)):
+            synthesize(spec, args.dataset, args.out)
     except QslmError as exc:
         print(f"synthesize: error: {exc}", file=sys.stderr)
         return 2

@@ -24,9 +24,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         spec = load_spec(args.spec)
+        from jobs.core.engine.loading import budget_fix, gpu_memory_errors
         from jobs.train.run import train  # torch is imported only once the spec is known to be good
 
-        info = train(spec, args.dataset, args.out, args.checkpoints)
+        with gpu_memory_errors(budget_fix(spec, args.spec)):
+            info = train(spec, args.dataset, args.out, args.checkpoints)
     except QslmError as exc:
         print(f"train: error: {exc}", file=sys.stderr)
         return 2

@@ -144,3 +144,20 @@ def test_the_chat_answers_from_retrieved_passages_and_lists_them(smoke_engine, t
     assert chat.command("/retrieval off")[1] == "(retrieval off)"
     "".join(chat.ask("Why?"))
     assert chat.last_sources == []
+
+
+def test_a_gpu_out_of_memory_is_one_line_that_says_what_to_do(smoke_store, monkeypatch, capsys):
+    """A card that also drives a display runs out mid-load: ask says so in one line, no traceback."""
+    import torch
+
+    from jobs.serve import ask
+
+    def out_of_memory(*args, **kwargs):
+        raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 1.17 GiB.")
+    monkeypatch.setenv("QSLM_STORE", smoke_store["QSLM_STORE"])
+    monkeypatch.setattr(ask, "load_engine", out_of_memory)
+    assert ask.main(["--tag", "smoke", "-q", QUESTION]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and err.startswith("ask: error: the GPU ran out of memory")
+    assert err.rstrip().endswith("or ask on the CPU (--device cpu) (torch: CUDA out of memory. Tried to allocate "
+                                 "1.17 GiB.)")

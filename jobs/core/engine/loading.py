@@ -10,6 +10,8 @@ transformers are imported inside the functions: the curate image (no torch) can 
 from __future__ import annotations
 
 import os
+import sys
+from contextlib import contextmanager
 from pathlib import Path
 
 from jobs.core.errors import QslmError
@@ -56,6 +58,40 @@ def cap_memory(device, budget_gib: float) -> None:
         return
     total = torch.cuda.get_device_properties(device).total_memory
     torch.cuda.set_per_process_memory_fraction(min(1.0, budget_gib * 2 ** 30 / total), device)
+
+
+@contextmanager
+def gpu_memory_errors(fix: str):
+    """Inside, a CUDA out-of-memory error becomes a ModelError: one line with the card's memory as it stood and what
+    the user can do (close the other programs on the GPU, or `fix`: the caller's own knob), in place of a traceback.
+    On the 12 GB A2000 the budget leaves little room (the rehearsal's synthesis peaked at 11.93 of its 11.99 GiB),
+    so a card that also drives a display, or a second job on it, is the expected way to get here."""
+    try:
+        yield
+    except Exception as exc:
+        torch = sys.modules.get("torch")  # not imported: not a CUDA error (and the curate image has no torch)
+        if torch is None or not isinstance(exc, torch.OutOfMemoryError):
+            raise
+        raise ModelError(f"the GPU ran out of memory{_memory_state(torch)}: close the other programs that use it "
+                         f"(nvidia-smi lists them), or {fix} (torch: {str(exc).splitlines()[0][:200]})") from None
+
+
+def budget_fix(spec: BuildSpec, spec_path) -> str:
+    """gpu_memory_errors' fix for a stage that plans its memory from the spec it was given (train, eval, synthesize)."""
+    return f"lower train.memory_budget_gib ({spec.train.memory_budget_gib:g} GiB now) in {spec_path}"
+
+
+def _memory_state(torch) -> str:
+    """' (card: X GiB in all, Y held by this process's allocator, Z by CUDA contexts and other programs)', or ''."""
+    try:
+        free, total = torch.cuda.mem_get_info()
+        held = torch.cuda.memory_reserved()
+        name = torch.cuda.get_device_name()
+    except Exception:  # no CUDA context to ask (the error came before one, or from elsewhere): say nothing more
+        return ""
+    gib = 2 ** 30
+    return (f" ({name}: {total / gib:.2f} GiB in all, {held / gib:.2f} held by this process's allocator, "
+            f"{(total - free - held) / gib:.2f} by CUDA contexts and other programs)")
 
 
 def compute_dtype(spec: BuildSpec):
