@@ -149,15 +149,7 @@ def coldstart(tag: str, compile_workers: bool) -> dict:
     timed(generation, "load_base", "load_s")
     timed(generation, "load_adapter", "adapter_s")
     timed(fastmodel, "build_weights", "dequantize_s")
-    build_backend = fastgen.FastBackend.build
-
-    def timed_build(*a, **kw):
-        t = time.perf_counter()
-        try:
-            return build_backend(*a, **kw)
-        finally:
-            clock("fast_build_s", t)
-    fastgen.FastBackend.build = timed_build
+    timed(fastgen.FastBackend, "build", "fast_build_s")  # the classmethod, bound: the wrapper is called on the class
 
     t = time.perf_counter()
     store = open_store()

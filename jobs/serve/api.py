@@ -266,16 +266,15 @@ def main(argv: list[str] | None = None) -> int:
         from jobs.serve.retrieval import open_served
 
         builds, retrievers = open_served(store, pick_tags(store, args.tag))
-        if args.engine_process:  # the engine is loaded in the child only; `engine` is what the child says of it
+        if args.engine_process:  # the engine is loaded in the child only; its `engine` is what the child says of it
             worker = ProcessWorker(partial(served_engine, list(builds), store.url, args.device, args.max_batch),
                                    args.max_queue, args.max_batch)
-            worker.start()
-            engine = worker.engine
         else:
             with gpu_memory_errors("serve on the CPU (--device cpu)"):
-                engine = load_engine(list(builds.values()), args.device, args.max_batch)
-            worker = Worker(engine, args.max_queue, args.max_batch)
-            worker.start()
+                worker = Worker(load_engine(list(builds.values()), args.device, args.max_batch), args.max_queue,
+                                args.max_batch)
+        worker.start()
+        engine = worker.engine
         tokenizer = load_tokenizer(engine.base_dir)  # the server's own: the engine's belongs to the worker thread
     except QslmError as exc:
         print(f"serve: error: {exc}", file=sys.stderr)
