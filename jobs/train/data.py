@@ -8,6 +8,7 @@ No torch at import time: the tokenizer and the plan are plain Python.
 
 from __future__ import annotations
 
+import itertools
 import random
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -146,6 +147,7 @@ class Packed(NamedTuple):
     slots: object  # torch.LongTensor [tokens]
     rows: int  # examples in the row
     width: int  # tokens of the longest of them, rounded up to a multiple of GRID_WIDTH_STEP
+    starts: object  # torch.IntTensor [rows + 1]: where each example starts in the row, then the row's length
 
 
 def pack(examples: list[Example]) -> dict:
@@ -163,9 +165,10 @@ def pack(examples: list[Example]) -> dict:
     labels = [t for e in examples for t in [IGNORE] + e.labels[1:]]
     positions = [p for n in lengths for p in range(n)]
     slots = [r * width + p for r, n in enumerate(lengths) for p in range(n)]
+    starts = [0, *itertools.accumulate(lengths)]
     return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
             "position_ids": torch.tensor([positions]),
-            "packed": Packed(torch.tensor(slots), len(examples), width)}
+            "packed": Packed(torch.tensor(slots), len(examples), width, torch.tensor(starts, dtype=torch.int32))}
 
 
 def collate(examples: list[Example], pad_id: int):

@@ -12,7 +12,10 @@
   recomputed in backward; the others keep their activations. Reentrant checkpointing replays the RNG and
   restores it after the recompute, so LoRA dropout draws the same masks whichever layers are checkpointed.
 - compile: each decoder layer's forward compiled with torch.compile (inductor; its backward through AOTAutograd),
-  one graph shared by all 28 layers, with dynamic shapes so every packed row length runs the same graph. In eager
+  one graph shared by all 28 layers, with dynamic shapes so every packed row length runs the same graph. With
+  LoRA off the MLP's down projection (v1, v2), the compiled part stops before it (`_to_down`) and the projection
+  runs after it: recomputing a checkpointed layer then skips that matmul, whose backward needs only the frozen
+  weight (6.3 % faster at 32 examples a pass on the H100). In eager
   mode a v1 step is bound by the host: about 7,600 kernels launched one by one from Python for 2,600 tokens
   (docs/benchmarks.md); compiled, each layer's norms, rotary embedding, LoRA dropout, scaling and adds become a
   few fused kernels. Needs dequantize_once with an NF4 base (bitsandbytes' 4-bit matmul is left out of compiled
@@ -20,9 +23,11 @@
   a no-grad graph, the recompute in backward a training graph (two graphs in all), and the checkpoint restores
   the RNG state before the recompute, so both draw the same dropout masks (the compiler places its random
   numbers by seed and element index). Non-reentrant checkpointing inside the compiled graph failed to compile on
-  the H200 with torch 2.11 (partitioner: "Node add_471 was invalid, but is output"). The masks come from the
-  compiler's own generator: the same dropout probability, other draws than eager mode (with dropout 0, compiled
-  and eager agree to float32 rounding: tests/train/test_compile.py). A resumed process meets other shapes first
+  the H200 with torch 2.11 (partitioner: "Node add_471 was invalid, but is output"). The masks come from torch's
+  own generator (inductor's `fallback_random`), as in eager mode: from the same seed, compiled and eager layers
+  draw the same masks and agree to float32 rounding (tests/train/test_compile.py). Inductor's in-kernel generator
+  was slower: at 32 examples a pass on the H100, the input norm fused with its three LoRA dropouts took 0.54 ms
+  a layer, and the step ran 3.2 % slower (docs/benchmarks.md). A resumed process meets other shapes first
   than an uninterrupted one (step 3's, not step 1's, after the same preflight on a GPU); with dynamic shapes the
   graphs are the same: the only recompile is for grad mode (TORCH_LOGS=recompiles), and on the CPU a run killed
   and resumed ends byte-identical to an uninterrupted one (tests/train/test_resume.py). On a GPU that takes
@@ -94,15 +99,49 @@ def _layer_forward(forward, hidden_states, *args, **kwargs):
     return forward(hidden_states, *args, **kwargs)
 
 
-class CompiledLayer:
-    """A decoder layer's forward through the compiled `_layer_forward`, set as the layer's own `forward` (so
-    parameter names, and the adapter saved from them, are unchanged). `checkpointed` is read at each call."""
+def _to_down(layer, hidden_states, **kwargs):
+    """Qwen2DecoderLayer.forward (transformers 5.x) up to its MLP's down projection: the residual stream after
+    attention, and the down projection's input. The layer's output is the first plus the down projection of the
+    second (tests/train/test_compile.py checks it against transformers' own forward)."""
+    residual = hidden_states
+    hidden_states, _ = layer.self_attn(hidden_states=layer.input_layernorm(hidden_states), **kwargs)
+    residual = residual + hidden_states
+    hidden_states = layer.post_attention_layernorm(residual)
+    mlp = layer.mlp
+    return residual, mlp.act_fn(mlp.gate_proj(hidden_states)) * mlp.up_proj(hidden_states)
 
-    def __init__(self, layer, step, checkpointed: bool):
+
+def splits_down(layer) -> bool:
+    """Whether a layer's recompute can stop before its MLP's down projection: a Qwen2 decoder layer as transformers
+    writes it, whose down projection is a frozen plain linear (no LoRA on it). Its backward needs only the
+    frozen weight, not the input, so nothing more is kept and its matmul (29 % of a Qwen2.5-1.5B layer's FLOPs) is
+    not computed again. With LoRA on it (v3's seven linears) its input would be kept for every layer instead."""
+    from transformers.models.qwen2.modeling_qwen2 import Qwen2DecoderLayer, Qwen2MLP
+
+    down = getattr(getattr(layer, "mlp", None), "down_proj", None)
+    return (type(layer).forward is Qwen2DecoderLayer.forward and type(layer.mlp).forward is Qwen2MLP.forward
+            and type(down) is torch.nn.Linear and not down.weight.requires_grad)
+
+
+class CompiledLayer:
+    """A decoder layer's forward through compiled code, set as the layer's own `forward` (so parameter names, and
+    the adapter saved from them, are unchanged). `checkpointed` is read at each call.
+
+    In training, a layer that `splits_down` runs the compiled `_to_down` (inside the checkpoint when checkpointed)
+    and adds its down projection after it, outside: the recompute in backward stops before that matmul. Otherwise
+    the whole layer runs through the compiled `_layer_forward`."""
+
+    def __init__(self, layer, step, to_down, checkpointed: bool):
         self.layer, self.step, self.checkpointed = layer, step, checkpointed
+        self.to_down = to_down if splits_down(layer) else None
         self.forward = partial(type(layer).forward, layer)
 
     def __call__(self, hidden_states, *args, **kwargs):
+        if self.layer.training and self.to_down is not None and not args:
+            run = partial(self.to_down, self.layer, **kwargs)
+            residual, act = (checkpoint(run, hidden_states, use_reentrant=True) if self.checkpointed
+                             else run(hidden_states))
+            return residual + self.layer.mlp.down_proj(act)
         if self.checkpointed and self.layer.training:  # what transformers' own checkpointing does, around the graph
             return checkpoint(partial(self.step, self.forward, **kwargs), hidden_states, *args, use_reentrant=True)
         return self.step(self.forward, hidden_states, *args, **kwargs)
@@ -113,10 +152,13 @@ def compile_layers(model, checkpointed: bool) -> int:
     transformers' checkpointing enabled (jobs.train.model.load_model leaves it off when compile is set): the
     compiled layers checkpoint themselves."""
     use_compile_cache()
-    step = torch.compile(_layer_forward, dynamic=True)  # dynamic: a packed row's length changes every step
+    # dynamic: a packed row's length changes every step; a graph is compiled at its first call only
+    options = {"fallback_random": True}  # LoRA dropout's masks drawn by torch's own generator (module docstring)
+    step = torch.compile(_layer_forward, dynamic=True, options=options)
+    to_down = torch.compile(_to_down, dynamic=True, options=options)
     layers = decoder_layers(model)
     for layer in layers:
-        layer.forward = CompiledLayer(layer, step, checkpointed)
+        layer.forward = CompiledLayer(layer, step, to_down, checkpointed)
     return len(layers)
 
 

@@ -82,7 +82,7 @@ def layout_of(spec: BuildSpec, tokenizer) -> Layout:
     ex = spec.train.execution  # bounds and combinations checked when the spec was loaded
     return Layout(micro_batch_size=ex.micro_batch_size or spec.train.batch_size, packed=ex.packing,
                   pad_id=tokenizer.pad_token_id, loss_chunk_tokens=ex.loss_chunk_tokens,
-                  fused_loss=ex.fused_loss)
+                  fused_loss=ex.fused_loss, compiled_loss=ex.compile)
 
 
 def start_device(spec: BuildSpec) -> torch.device:

@@ -49,16 +49,17 @@ def test_fused_loss_equals_the_recomputed_chunks(smoke_spec, tiny_model, tokeniz
     examples = tokenize(rows, tokenizer, 4096, "truncate").examples
     kw = dict(device=torch.device("cpu"), dtype=torch.float32)
 
-    def run(fused: bool, chunk: int):
+    def run(fused: bool, chunk: int, compiled: bool = False):
         layout = Layout(micro_batch_size=2, packed=True, pad_id=tokenizer.pad_token_id, loss_chunk_tokens=chunk,
-                        fused_loss=fused)
+                        fused_loss=fused, compiled_loss=compiled)
         loss, n, _ = accumulate(model, examples, layout, **kw)
         return float(loss), n, take_grads(model)
 
     loss_ref, n_ref, grads_ref = run(False, 7)
     assert any(g.abs().sum() > 0 for n, g in grads_ref.items() if "lora_A" in n)
-    for chunk in (7, 0, 4096):
-        loss, n, grads = run(True, chunk)
+    # the compiled chunk (train.execution.compile) over chunks of two lengths: 7 and the last, shorter one
+    for chunk, compiled in ((7, False), (0, False), (4096, False), (7, True)):
+        loss, n, grads = run(True, chunk, compiled)
         assert n == n_ref and loss == pytest.approx(loss_ref, rel=1e-5)
         for name in grads_ref:
             torch.testing.assert_close(grads[name], grads_ref[name], rtol=1e-5, atol=1e-7)

@@ -29,6 +29,8 @@ def test_a_packed_row_restarts_positions_and_never_labels_across_examples(tokeni
     assert width % GRID_WIDTH_STEP == 0 and max(lengths) <= width < max(lengths) + GRID_WIDTH_STEP
     assert len(set(slots)) == len(slots) and max(slots) < len(examples) * width
     assert slots[starts[1]] == width  # the second example starts the grid's second row
+    packed_starts = batch["packed"].starts  # flash attention's variable-length spans: each start, then the end
+    assert packed_starts.dtype == torch.int32 and packed_starts.tolist() == starts + [sum(lengths)]
 
 
 @pytest.fixture(scope="module")

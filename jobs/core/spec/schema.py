@@ -104,7 +104,8 @@ class ExecutionSpec:
     # (the first ones) whose worst case the GPU preflight measures inside the budget, spending spare memory on
     # speed (all on CPU, where nothing is measured). Either way the same loss and gradients.
     checkpoint_layers: Literal["all", "fit"] = "all"
-    # torch.compile of the decoder layers (forward and backward): fused kernels, far fewer launches from Python.
+    # torch.compile of the decoder layers (forward and backward) and of the fused loss's passes over each chunk's
+    # logits: fused kernels, far fewer launches from Python.
     # The first step compiles (tens of seconds). Needs dequantize_once with an nf4 base (jobs/train/execution.py).
     compile: bool = False
     preflight_steps: int = 2  # micro-steps at the longest examples to measure peak GPU memory; 0 skips it
