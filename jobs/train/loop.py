@@ -74,10 +74,11 @@ class LinearCrossEntropy(torch.autograd.Function):
                 compiled: bool = False):
         total = torch.zeros((), dtype=torch.float32, device=hidden.device)
         grads = []
+        ce_and_grad = _compiled_ce_and_grad() if compiled else _ce_and_grad
         for i in range(0, targets.numel(), chunk):
             t = targets[i:i + chunk]
             logits = F.linear(hidden[i:i + chunk], weight)  # autocast gives the compute dtype's matmul
-            ce, probs = (_compiled_ce_and_grad() if compiled else _ce_and_grad)(logits, t)
+            ce, probs = ce_and_grad(logits, t)
             total = total + ce
             grads.append(probs.to(weight.dtype) @ weight)
             del logits, probs
