@@ -23,8 +23,9 @@ def _command(spec_file, data, out):
 
 
 # v2's execution on the CPU: packed micro-batches of 4, dequantized once, compiled layers (dynamic shapes, reentrant
-# checkpointing around them, the compiler's own dropout masks). The straight run compiles at step 1's shapes, the
-# resumed one at step 3's: the adapter must not depend on where a process started (issue 28).
+# checkpointing around them, the down projection after them, dropout masks from torch's generator, the fused loss
+# compiled). The straight run compiles at step 1's shapes, the resumed one at step 3's: the adapter must not
+# depend on where a process started (issue 28).
 COMPILED = {"micro_batch_size": 4, "dequantize_once": True, "compile": True}
 
 
