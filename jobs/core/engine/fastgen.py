@@ -91,7 +91,7 @@ class FastBackend:
     """Chat, stream and NLL over the fast path's weights (see the module docstring)."""
 
     def __init__(self, weights, targets, loras, device, budget_bytes: int | None, compile_layers: bool,
-                 compile_workers: bool = True):
+                 compile_workers: bool):
         self.w, self.targets, self.loras, self.device, self.budget = weights, targets, loras, device, budget_bytes
         self.current = None  # the adapter merged into the live weights; None = the base
         self.graphs = device.type == "cuda"
@@ -120,8 +120,8 @@ class FastBackend:
         self._stacked = None  # every adapter's LoRA stacked for per-row use (fastbatch.stack_loras), made once
 
     @classmethod
-    def build(cls, model, adapters: list[str], spec, budget_gib: float, compile_layers: bool = True,
-              compile_workers: bool = True) -> "FastBackend":
+    def build(cls, model, adapters: list[str], spec, budget_gib: float, compile_layers: bool,
+              compile_workers: bool) -> "FastBackend":
         dtype = compute_dtype(spec)
         device = next(model.parameters()).device
         with torch.inference_mode():
