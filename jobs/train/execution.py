@@ -15,23 +15,25 @@
   one graph shared by all 28 layers, with dynamic shapes so every packed row length runs the same graph. With
   LoRA off the MLP's down projection (v1, v2), the compiled part stops before it (`_to_down`) and the projection
   runs after it: recomputing a checkpointed layer then skips that matmul, whose backward needs only the frozen
-  weight (6.3 % faster at 32 examples a pass on the H100). In eager
-  mode a v1 step is bound by the host: about 7,600 kernels launched one by one from Python for 2,600 tokens
-  (docs/benchmarks.md); compiled, each layer's norms, rotary embedding, LoRA dropout, scaling and adds become a
-  few fused kernels. Needs dequantize_once with an NF4 base (bitsandbytes' 4-bit matmul is left out of compiled
-  graphs). Checkpointing stays reentrant and outside the compiled function, as in eager mode: the forward runs
-  a no-grad graph, the recompute in backward a training graph (two graphs in all), and the checkpoint restores
-  the RNG state before the recompute, so both draw the same dropout masks (the compiler places its random
-  numbers by seed and element index). Non-reentrant checkpointing inside the compiled graph failed to compile on
-  the H200 with torch 2.11 (partitioner: "Node add_471 was invalid, but is output"). The masks come from torch's
-  own generator (inductor's `fallback_random`), as in eager mode: from the same seed, compiled and eager layers
-  draw the same masks and agree to float32 rounding (tests/train/test_compile.py). Inductor's in-kernel generator
-  was slower: at 32 examples a pass on the H100, the input norm fused with its three LoRA dropouts took 0.54 ms
-  a layer, and the step ran 3.2 % slower (docs/benchmarks.md). A resumed process meets other shapes first
-  than an uninterrupted one (step 3's, not step 1's, after the same preflight on a GPU); with dynamic shapes the
-  graphs are the same: the only recompile is for grad mode (TORCH_LOGS=recompiles), and on the CPU a run killed
-  and resumed ends byte-identical to an uninterrupted one (tests/train/test_resume.py). On a GPU that takes
-  deterministic kernels (below).
+  weight (6.3 % faster at 32 examples a pass on the H100). Nor does the recompute compute the projection's
+  input, silu(gate) * up: only its graph is needed, so `_SwiGLUForBackward` keeps gate and up for its backward and
+  stands an uninitialised tensor for the product (2.4 % faster, H100). In eager mode a v1 step is bound by the
+  host: about 7,600 kernels launched one by one from Python for 2,600 tokens (docs/benchmarks.md); compiled,
+  each layer's norms, rotary embedding, LoRA dropout, scaling and adds become a few fused kernels. Needs
+  dequantize_once with an NF4 base (bitsandbytes' 4-bit matmul is left out of compiled graphs). Checkpointing
+  stays reentrant and outside the compiled function, as in eager mode: the forward runs a no-grad graph, the
+  recompute in backward a training graph (a third compiles for a layer that keeps its activations), and the
+  checkpoint restores the RNG state before the recompute, so both draw the same dropout masks. Non-reentrant
+  checkpointing inside the compiled graph failed to compile on the H200 with torch 2.11 (partitioner: "Node
+  add_471 was invalid, but is output"). The masks come from torch's own generator (inductor's
+  `fallback_random`), as in eager mode: from the same seed, compiled and eager layers draw the same masks and
+  agree to float32 rounding (tests/train/test_compile.py). Inductor's in-kernel generator was slower: at 32
+  examples a pass on the H100, the input norm fused with its three LoRA dropouts took 0.54 ms a layer, and the
+  step ran 3.2 % slower (docs/benchmarks.md). A resumed process meets other shapes first than an uninterrupted
+  one (step 3's, not step 1's, after the same preflight on a GPU); with dynamic shapes the graphs are the same:
+  the only recompiles are for grad mode (TORCH_LOGS=recompiles), and a run killed and resumed ends byte-identical
+  to an uninterrupted one, on the CPU (tests/train/test_resume.py) and, with deterministic kernels (below), on
+  an H100 (the GPU tier).
 - deterministic (make_deterministic): the GPU's deterministic kernels only, so runs repeat bit for bit; off, the
   faster ones, whose atomic adds (flash attention's backward) differ between runs in the last bits.
 """
@@ -99,16 +101,35 @@ def _layer_forward(forward, hidden_states, *args, **kwargs):
     return forward(hidden_states, *args, **kwargs)
 
 
-def _to_down(layer, hidden_states, **kwargs):
+class _SwiGLUForBackward(torch.autograd.Function):
+    """silu(gate) * up for a recompute, whose output's value nobody reads: reentrant checkpointing runs the layer
+    again only to build its graph, then back-propagates the gradient the down projection already gave. So the
+    product is not computed (an uninitialised tensor of its shape stands for it) and backward is silu * mul's own:
+    one pass over [tokens x 8,960] three times (read gate and up, write the product) less per layer and step."""
+
+    @staticmethod
+    def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(gate, up)
+        return torch.empty_like(gate)
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor):
+        gate, up = ctx.saved_tensors
+        return torch.ops.aten.silu_backward(grad * up, gate), grad * torch.nn.functional.silu(gate)
+
+
+def _to_down(layer, hidden_states, value: bool = True, **kwargs):
     """Qwen2DecoderLayer.forward (transformers 5.x) up to its MLP's down projection: the residual stream after
     attention, and the down projection's input. The layer's output is the first plus the down projection of the
-    second (tests/train/test_compile.py checks it against transformers' own forward)."""
+    second (tests/train/test_compile.py checks it against transformers' own forward). value=False: the recompute
+    in backward, where the down projection's input is not computed (`_SwiGLUForBackward`)."""
     residual = hidden_states
     hidden_states, _ = layer.self_attn(hidden_states=layer.input_layernorm(hidden_states), **kwargs)
     residual = residual + hidden_states
     hidden_states = layer.post_attention_layernorm(residual)
     mlp = layer.mlp
-    return residual, mlp.act_fn(mlp.gate_proj(hidden_states)) * mlp.up_proj(hidden_states)
+    gate, up = mlp.gate_proj(hidden_states), mlp.up_proj(hidden_states)
+    return residual, (mlp.act_fn(gate) * up if value else _SwiGLUForBackward.apply(gate, up))
 
 
 def splits_down(layer) -> bool:
@@ -120,6 +141,7 @@ def splits_down(layer) -> bool:
 
     down = getattr(getattr(layer, "mlp", None), "down_proj", None)
     return (type(layer).forward is Qwen2DecoderLayer.forward and type(layer.mlp).forward is Qwen2MLP.forward
+            and getattr(layer.mlp.config, "hidden_act", None) == "silu"  # _SwiGLUForBackward's derivative
             and type(down) is torch.nn.Linear and not down.weight.requires_grad)
 
 
@@ -128,7 +150,8 @@ class CompiledLayer:
     the adapter saved from them, are unchanged). `checkpointed` is read at each call.
 
     In training, a layer that `splits_down` runs the compiled `_to_down` (inside the checkpoint when checkpointed)
-    and adds its down projection after it, outside: the recompute in backward stops before that matmul. Otherwise
+    and adds its down projection after it, outside: the recompute in backward stops before that matmul and
+    does not compute its input (`value=False`). Otherwise
     the whole layer runs through the compiled `_layer_forward`."""
 
     def __init__(self, layer, step, to_down, checkpointed: bool):
@@ -138,13 +161,19 @@ class CompiledLayer:
 
     def __call__(self, hidden_states, *args, **kwargs):
         if self.layer.training and self.to_down is not None and not args:
-            run = partial(self.to_down, self.layer, **kwargs)
-            residual, act = (checkpoint(run, hidden_states, use_reentrant=True) if self.checkpointed
-                             else run(hidden_states))
+            if self.checkpointed:
+                residual, act = checkpoint(partial(self._to_down, **kwargs), hidden_states, use_reentrant=True)
+            else:
+                residual, act = self.to_down(self.layer, hidden_states, **kwargs)
             return residual + self.layer.mlp.down_proj(act)
         if self.checkpointed and self.layer.training:  # what transformers' own checkpointing does, around the graph
             return checkpoint(partial(self.step, self.forward, **kwargs), hidden_states, *args, use_reentrant=True)
         return self.step(self.forward, hidden_states, *args, **kwargs)
+
+    def _to_down(self, hidden_states, **kwargs):
+        """Reentrant checkpointing runs this twice: without grad (the forward: the down projection's input is
+        computed) and with it (the recompute in backward: only the graph is needed, `_SwiGLUForBackward`)."""
+        return self.to_down(self.layer, hidden_states, value=not torch.is_grad_enabled(), **kwargs)
 
 
 def compile_layers(model, checkpointed: bool) -> int:

@@ -70,3 +70,18 @@ def test_knobs_that_cannot_apply_are_refused_when_the_spec_loads(smoke_spec, tmp
     bad.write_text(yaml.safe_dump(data))
     message = str(pytest.raises(SpecError, load_spec, bad).value)
     assert "compile: bitsandbytes' 4-bit layers are not compiled; with an nf4 base set dequantize_once: true" in message
+
+
+def test_the_recompute_s_swiglu_gives_the_gradients_of_silu_gate_times_up():
+    """The recompute in backward builds silu(gate) * up's graph without computing it (the output's value is never
+    read): its backward is the product's own."""
+    torch.manual_seed(0)
+    gate, up, grad = (torch.randn(5, 7, dtype=torch.float64) for _ in range(3))
+    g1, u1 = gate.clone().requires_grad_(), up.clone().requires_grad_()
+    (torch.nn.functional.silu(g1) * u1).backward(grad)
+    g2, u2 = gate.clone().requires_grad_(), up.clone().requires_grad_()
+    out = execution._SwiGLUForBackward.apply(g2, u2)
+    assert out.shape == gate.shape and out.requires_grad
+    out.backward(grad)
+    torch.testing.assert_close(g2.grad, g1.grad, rtol=0, atol=1e-12)
+    torch.testing.assert_close(u2.grad, u1.grad, rtol=0, atol=1e-12)
