@@ -140,6 +140,7 @@ def run_variant(name: str, work: Path, model_dir: Path, dataset: Path, timeout_s
              tokens_per_step=round(sum(m["tokens"] for m in timed) / len(timed)),
              label_tokens_per_step=round(sum(m["label_tokens"] for m in timed) / len(timed)),
              losses=[m["loss"] for m in metrics], peak_reserved_gib=info["peak_mem_gib"],
+             peaks_per_step=[[m["peak_mem_gib"], m.get("peak_alloc_gib")] for m in metrics],  # reserved, allocated
              preflight=info["preflight"], execution_applied=info["execution_applied"], gpu=info["device"].get("gpu"),
              versions=info["versions"], data=info["data"])
     return r

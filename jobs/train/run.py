@@ -176,7 +176,8 @@ def record(done: Done, state: State, window: dict, bar: Progress, logging_every:
             "step": done.step, "loss": window["loss_sum"] / max(window["labels"], 1), "lr": done.lr,
             "grad_norm": grad_norm if math.isfinite(grad_norm) else None,  # fp16 overflow: step skipped
             "tokens_per_s": round(window["tokens"] / elapsed, 1), "seconds": round(elapsed, 4),
-            "peak_mem_gib": peak_memory_gib(device), "label_tokens": window["labels"],
+            "peak_mem_gib": peak_memory_gib(device), "peak_alloc_gib": peak_memory_gib(device, allocated=True),
+            "label_tokens": window["labels"],
             "tokens": window["tokens"]})  # real tokens: padding is never counted
         window = {"loss_sum": 0.0, "labels": 0, "tokens": 0, "since": done.read.mark}
     bar.update(done.step, loss, done.lr, done.n_tokens)

@@ -46,13 +46,17 @@ class Progress:
         self.bar.close()
 
 
-def peak_memory_gib(device) -> float | None:
-    """Peak reserved GPU memory since the preflight (what the training loop needs of the card); None on CPU."""
+def peak_memory_gib(device, allocated: bool = False) -> float | None:
+    """Peak reserved GPU memory since the preflight (what the training loop needs of the card); None on CPU.
+    allocated: the peak of the tensors themselves. Reserved less allocated is what the caching allocator holds
+    for sizes no request has reused (at 32 examples a step, reserved grew at steps 7 and 11 of 12, not with the
+    largest step: docs/benchmarks.md)."""
     import torch
 
     if device.type != "cuda":
         return None
-    return round(torch.cuda.max_memory_reserved(device) / GiB, 3)
+    peak = torch.cuda.max_memory_allocated(device) if allocated else torch.cuda.max_memory_reserved(device)
+    return round(peak / GiB, 3)
 
 
 def write_metrics(records: list[dict], out_dir: Path) -> None:

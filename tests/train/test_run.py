@@ -37,7 +37,7 @@ def test_trains_and_writes_the_adapter_folder(small_spec, tmp_path, monkeypatch)
     assert config["base_model_name_or_path"] == small_spec.base_model.id
     metrics = json.loads((out / "metrics.json").read_text())
     assert [m["step"] for m in metrics] == list(range(1, 13)) and info["steps"] == 12
-    assert {"loss", "lr", "tokens_per_s", "peak_mem_gib"} <= set(metrics[0])
+    assert {"loss", "lr", "tokens_per_s", "peak_mem_gib", "peak_alloc_gib"} <= set(metrics[0])
     first, last = sum(m["loss"] for m in metrics[:3]) / 3, sum(m["loss"] for m in metrics[-3:]) / 3
     assert last < first - 0.05, (first, last)
     assert (tmp_path / "progress").read_text().strip() == "12/12"
