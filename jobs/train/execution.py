@@ -104,8 +104,9 @@ def _layer_forward(forward, hidden_states, *args, **kwargs):
 class _SwiGLUForBackward(torch.autograd.Function):
     """silu(gate) * up for a recompute, whose output's value nobody reads: reentrant checkpointing runs the layer
     again only to build its graph, then back-propagates the gradient the down projection already gave. So the
-    product is not computed (an uninitialised tensor of its shape stands for it) and backward is silu * mul's own:
-    one pass over [tokens x 8,960] three times (read gate and up, write the product) less per layer and step."""
+    product is not computed (an uninitialised tensor of its shape stands for it) and backward is silu * mul's own.
+    That is one pass less a layer and step: reading gate and up and writing the product, three [tokens x 8,960]
+    tensors."""
 
     @staticmethod
     def forward(ctx, gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
@@ -151,8 +152,8 @@ class CompiledLayer:
 
     In training, a layer that `splits_down` runs the compiled `_to_down` (inside the checkpoint when checkpointed)
     and adds its down projection after it, outside: the recompute in backward stops before that matmul and
-    does not compute its input (`value=False`). Otherwise
-    the whole layer runs through the compiled `_layer_forward`."""
+    does not compute its input (`value=False`). Otherwise the whole layer runs through the compiled
+    `_layer_forward`."""
 
     def __init__(self, layer, step, to_down, checkpointed: bool):
         self.layer, self.step, self.checkpointed = layer, step, checkpointed
