@@ -25,7 +25,7 @@ from jobs.train import execution
 from jobs.train.checkpoint import load_trainable_state, trainable_state
 from jobs.train.data import IGNORE, Example
 from jobs.train.loop import Layout, accumulate
-from jobs.train.steplog import GiB
+from jobs.train.steplog import GiB, peak_memory_gib
 
 
 class MemoryBudgetExceeded(QslmError):
@@ -105,8 +105,7 @@ def measure(model, batch: list[Example], layout: Layout, device, dtype, micro_st
         free_cache()
         return {"peak_reserved_gib": None}
     tokens = sum(len(e.input_ids) for e in batch)
-    return {"peak_reserved_gib": round(torch.cuda.max_memory_reserved(device) / GiB, 3),
-            "peak_allocated_gib": round(torch.cuda.max_memory_allocated(device) / GiB, 3),
+    return {"peak_reserved_gib": peak_memory_gib(device), "peak_allocated_gib": peak_memory_gib(device, allocated=True),
             "micro_step_s": round(seconds, 4), "tokens_per_s": round(tokens / seconds)}
 
 
