@@ -8,6 +8,9 @@ jobs.train.run.load gives (the spec's execution knobs applied); no preflight and
 counts, per step: wall seconds, the CPU time of the profiled ops, the GPU's kernel time (busy share = kernel
 time over wall), kernels launched (CUDA runtime and driver launch calls) and host waits for the GPU
 (synchronize calls and blocking copies); the file gets the top operators by CPU time and the top kernels.
+Before that pass, as many steps run under a CUDA-only trace (kernels and the runtime calls that launched them,
+no operator events, so the host runs nearly as fast as unprofiled): where the GPU sat idle between them
+(`idle_report`).
 """
 
 from __future__ import annotations
@@ -41,6 +44,68 @@ def _steps(model, params, steps, layout, device, dtype, optimizer, scheduler, sc
     return tokens
 
 
+IDLE_BUCKETS_US = (2, 5, 10, 20, 50, 200)  # gap sizes the idle report counts separately
+
+
+def idle_report(device_ops: list[tuple[int, int, str, int]], launch_ends: dict[int, int], steps: int,
+                top: int = 12) -> dict:
+    """Where the GPU sits idle: device_ops are (start ns, end ns, name, correlation id) of every kernel, memset
+    and copy; launch_ends the end (ns, host clock) of the host call that queued each, by correlation id. A gap
+    runs from the end of all earlier work to the start of the next op. Its part before the next op's launch call
+    returned is the host's (it had not queued the work yet: `host_ms`); the rest the device's (queued, not
+    started: launch latency and dependencies, `device_ms`). Per step: busy and idle ms, gaps counted and summed
+    by size (IDLE_BUCKETS_US), the op pairs (before, after) with the most idle time between them, and the
+    longest gaps, each with its distance from the first op (ms)."""
+    ops = sorted(device_ops)
+    busy = idle = host = 0
+    buckets = {b: [0, 0] for b in (*IDLE_BUCKETS_US, None)}  # upper bound (us) -> [count, ns]
+    pairs: dict[tuple[str, str], list[int]] = {}
+    longest: list[tuple[int, int, str, str]] = []  # gap, start, before, after
+    end = prev = None
+    for start, stop, name, corr in ops:
+        if end is not None and start > end:
+            gap = start - end
+            idle += gap
+            launched = launch_ends.get(corr)
+            host += min(gap, max(0, launched - end)) if launched is not None else 0
+            bound = next((b for b in IDLE_BUCKETS_US if gap < b * 1000), None)
+            buckets[bound][0] += 1
+            buckets[bound][1] += gap
+            pair = pairs.setdefault((prev[:70], name[:70]), [0, 0])
+            pair[0] += 1
+            pair[1] += gap
+            longest.append((gap, start, prev[:70], name[:70]))
+        busy += max(0, stop - max(start, end)) if end is not None else stop - start
+        if end is None or stop > end:
+            end, prev = stop, name
+    ms = 1e6 * steps
+    return {
+        "busy_ms": round(busy / ms, 3), "idle_ms": round(idle / ms, 3), "host_ms": round(host / ms, 3),
+        "device_ms": round((idle - host) / ms, 3), "ops": len(ops) // steps,
+        "gaps": [{"under_us": b, "count": c // steps, "ms": round(ns / ms, 3)} for b, (c, ns) in buckets.items()],
+        "pairs": [{"before": a, "after": b, "count": c // steps, "ms": round(ns / ms, 3)}
+                  for (a, b), (c, ns) in sorted(pairs.items(), key=lambda kv: -kv[1][1])[:top]],
+        "longest": [{"at_ms": round((start - ops[0][0]) / 1e6, 3), "ms": round(gap / 1e6, 3), "before": a, "after": b}
+                    for gap, start, a, b in sorted(longest, reverse=True)[:top]],
+    }
+
+
+def _idle_pass(run_steps, steps: int) -> dict:
+    """`steps` steps under a CUDA-only trace, then their idle_report."""
+    from torch.autograd import DeviceType
+    from torch.profiler import ProfilerActivity, profile
+
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        run_steps()
+    device_ops, launch_ends = [], {}
+    for e in prof.profiler.kineto_results.events():
+        if e.device_type() == DeviceType.CUDA:
+            device_ops.append((e.start_ns(), e.end_ns(), e.name(), e.correlation_id()))
+        elif e.correlation_id():
+            launch_ends[e.correlation_id()] = e.end_ns()
+    return idle_report(device_ops, launch_ends, steps)
+
+
 def profile_steps(spec, model_dir: Path, dataset_dir: Path, out_file: Path, warmup: int = 6, profiled: int = 2,
                   timed: int = 10) -> dict:
     """Warm-up steps (the first compiles, with execution.compile), `timed` steps timed without the profiler, then
@@ -54,7 +119,8 @@ def profile_steps(spec, model_dir: Path, dataset_dir: Path, out_file: Path, warm
     device, dtype = pick_device(t.execution.device), compute_dtype(spec)
     tokenizer = load_tokenizer(model_dir)
     data = tokenize(read_conversations(dataset_dir), tokenizer, t.max_length, t.overlong)
-    plan = step_plan(len(data.examples), t.batch_size, t.grad_accum, t.epochs, warmup + timed + profiled, t.seed)
+    plan = step_plan(len(data.examples), t.batch_size, t.grad_accum, t.epochs, warmup + timed + 2 * profiled,
+                     t.seed)
     steps = [[data.examples[i] for i in ids] for ids in plan]
     model, _ = load(spec, model_dir, device)
     layout = layout_of(spec, tokenizer)
@@ -67,9 +133,12 @@ def profile_steps(spec, model_dir: Path, dataset_dir: Path, out_file: Path, warm
     t0 = time.perf_counter()
     tokens = _steps(model, params, steps[warmup:warmup + timed], *args)
     timed_s = time.perf_counter() - t0
+    first = warmup + timed + profiled
+    idle = (_idle_pass(lambda: _steps(model, params, steps[warmup + timed:first], *args), profiled)
+            if device.type == "cuda" else None)  # a CPU has no device timeline
     with profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
         t0 = time.perf_counter()
-        _steps(model, params, steps[warmup + timed:], *args)
+        _steps(model, params, steps[first:], *args)
         wall = (time.perf_counter() - t0) / profiled
     events = prof.key_averages()
     count = {e.key: e.count for e in events}
@@ -84,8 +153,9 @@ def profile_steps(spec, model_dir: Path, dataset_dir: Path, out_file: Path, warm
         "host_waits": {n: count[n] // profiled for n in WAITS if n in count},
     }
     summary["gpu_busy"] = round(summary["gpu_kernel_s"] / wall, 3)
+    summary["idle"] = idle and {k: idle[k] for k in ("busy_ms", "idle_ms", "host_ms", "device_ms", "ops")}
     out_file.write_text(
-        f"{summary}\n\nTop operators by self CPU time ({profiled} steps):\n"
+        f"{summary}\n\nIdle GPU time per step, from {profiled} steps under a CUDA-only trace:\n{idle}\n\nTop operators by self CPU time ({profiled} steps):\n"
         + events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)
         + f"\n\nTop kernels by GPU time ({profiled} steps):\n"
         + events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60))

@@ -270,13 +270,15 @@ def table(results: list[dict], references: list[dict], budget: float) -> str:
 
 def profile_table(profiles: dict) -> str:
     lines = ["| profiled variant | step s (timed, profiled) | tokens/s | CPU op s | GPU kernel s | GPU busy | "
-             "kernel launches | host waits |", "|---|---|---|---|---|---|---|---|"]
+             "kernel launches | host waits | GPU idle ms a step (host's, device's) |",
+             "|---|---|---|---|---|---|---|---|---|"]
     for label, p in profiles.items():
         if "error" in p:
-            lines.append(f"| {label} | failed: {p['error'][-300:]} | | | | | | |")
+            lines.append(f"| {label} | failed: {p['error'][-300:]} | | | | | | | |")
             continue
         lines.append(f"| {label} | {p['step_s']}, {p['profiled_step_s']} | {p['tokens_per_s']:,} | {p['cpu_op_s']} | "
-                     f"{p['gpu_kernel_s']} | {p['gpu_busy']} | {p['kernel_launches']:,} | {p['host_waits']} |")
+                     f"{p['gpu_kernel_s']} | {p['gpu_busy']} | {p['kernel_launches']:,} | {p['host_waits']} | "
+                     + (f"{i['idle_ms']} ({i['host_ms']}, {i['device_ms']}) |" if (i := p.get("idle")) else "- |"))
     return "\n".join(lines)
 
 
@@ -295,7 +297,7 @@ def main() -> int:
     start = time.perf_counter()
     args.out.mkdir(parents=True, exist_ok=True)
     args.work.mkdir(parents=True, exist_ok=True)
-    names = args.variants.split(",")
+    names = [n for n in args.variants.split(",") if n]  # none: --profile alone
     model_dir = build_model(args.work)
     per_run = [variant_spec(n)["train"] for n in names + [n for n in args.profile.split(",") if n]]  # every run's steps x examples per step, one dataset
     dataset = build_dataset(args.work, n=max(t["max_steps"] * t["batch_size"] * t["grad_accum"] for t in per_run))

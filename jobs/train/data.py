@@ -161,14 +161,27 @@ def pack(examples: list[Example]) -> dict:
 
     lengths = [len(e.input_ids) for e in examples]
     width = -(-max(lengths) // GRID_WIDTH_STEP) * GRID_WIDTH_STEP  # few shapes (GRID_WIDTH_STEP says why)
-    ids = [t for e in examples for t in e.input_ids]
-    labels = [t for e in examples for t in [IGNORE] + e.labels[1:]]
-    positions = [p for n in lengths for p in range(n)]
-    slots = [r * width + p for r, n in enumerate(lengths) for p in range(n)]
-    starts = [0, *itertools.accumulate(lengths)]
-    return {"input_ids": torch.tensor([ids]), "labels": torch.tensor([labels]),
-            "position_ids": torch.tensor([positions]),
-            "packed": Packed(torch.tensor(slots), len(examples), width, torch.tensor(starts, dtype=torch.int32))}
+    # Built with whole-tensor operations: per-token Python loops took 13 ms for 32 examples (20,000 tokens) on the
+    # host, and the GPU sat idle for them at the start of every step (bench/stepprofile.py's idle report).
+    n = torch.tensor(lengths)
+    starts = torch.cat([n.new_zeros(1), n.cumsum(0)])
+    ids = _flat([e.input_ids for e in examples])
+    labels = _flat([e.labels for e in examples])
+    labels[starts[:-1]] = IGNORE
+    row = torch.repeat_interleave(torch.arange(len(examples)), n)
+    positions = torch.arange(len(ids)) - starts[:-1][row]
+    return {"input_ids": ids[None], "labels": labels[None], "position_ids": positions[None],
+            "packed": Packed(row * width + positions, len(examples), width, starts.to(torch.int32))}
+
+
+def _flat(lists: list[list[int]]):
+    """The lists end to end as one int64 tensor, through numpy: torch.tensor of a 20,000-int list takes 2.6 ms,
+    numpy 0.3."""
+    import numpy as np
+    import torch
+
+    return torch.from_numpy(np.fromiter(itertools.chain.from_iterable(lists), dtype=np.int64,
+                                        count=sum(map(len, lists))))
 
 
 def collate(examples: list[Example], pad_id: int):
