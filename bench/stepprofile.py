@@ -155,7 +155,8 @@ def profile_steps(spec, model_dir: Path, dataset_dir: Path, out_file: Path, warm
     summary["gpu_busy"] = round(summary["gpu_kernel_s"] / wall, 3)
     summary["idle"] = idle and {k: idle[k] for k in ("busy_ms", "idle_ms", "host_ms", "device_ms", "ops")}
     out_file.write_text(
-        f"{summary}\n\nIdle GPU time per step, from {profiled} steps under a CUDA-only trace:\n{idle}\n\nTop operators by self CPU time ({profiled} steps):\n"
+        f"{summary}\n\nIdle GPU time per step, from {profiled} steps under a CUDA-only trace:\n{idle}\n\n"
+        f"Top operators by self CPU time ({profiled} steps):\n"
         + events.table(sort_by="self_cpu_time_total", row_limit=25, max_name_column_width=60)
         + f"\n\nTop kernels by GPU time ({profiled} steps):\n"
         + events.table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60))

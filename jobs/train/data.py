@@ -161,8 +161,9 @@ def pack(examples: list[Example]) -> dict:
 
     lengths = [len(e.input_ids) for e in examples]
     width = -(-max(lengths) // GRID_WIDTH_STEP) * GRID_WIDTH_STEP  # few shapes (GRID_WIDTH_STEP says why)
-    # Built with whole-tensor operations: per-token Python loops took 13 ms for 32 examples (20,000 tokens) on the
-    # host, and the GPU sat idle for them at the start of every step (bench/stepprofile.py's idle report).
+    # Built with whole-tensor operations. Per-token Python loops took 13 to 16 ms for 32 examples (20,000 tokens) on
+    # the 2-core CI machine (1.3 ms now), and on an H100 the GPU sat idle 12.6 ms at the start of every step while
+    # the host built the row (bench/stepprofile.py's idle report, docs/benchmarks.md).
     n = torch.tensor(lengths)
     starts = torch.cat([n.new_zeros(1), n.cumsum(0)])
     ids = _flat([e.input_ids for e in examples])
