@@ -163,7 +163,8 @@ class CompiledLayer:
     def __call__(self, hidden_states, *args, **kwargs):
         if self.layer.training and self.to_down is not None and not args:
             if self.checkpointed:
-                residual, act = checkpoint(partial(self._to_down, **kwargs), hidden_states, use_reentrant=True)
+                residual, act = checkpoint(partial(self._checkpointed_to_down, **kwargs), hidden_states,
+                                           use_reentrant=True)
             else:
                 residual, act = self.to_down(self.layer, hidden_states, **kwargs)
             return residual + self.layer.mlp.down_proj(act)
@@ -171,7 +172,7 @@ class CompiledLayer:
             return checkpoint(partial(self.step, self.forward, **kwargs), hidden_states, *args, use_reentrant=True)
         return self.step(self.forward, hidden_states, *args, **kwargs)
 
-    def _to_down(self, hidden_states, **kwargs):
+    def _checkpointed_to_down(self, hidden_states, **kwargs):
         """Reentrant checkpointing runs this twice: without grad (the forward: the down projection's input is
         computed) and with it (the recompute in backward: only the graph is needed, `_SwiGLUForBackward`)."""
         return self.to_down(self.layer, hidden_states, value=not torch.is_grad_enabled(), **kwargs)
