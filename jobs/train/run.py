@@ -86,6 +86,7 @@ def layout_of(spec: BuildSpec, tokenizer) -> Layout:
 
 
 def start_device(spec: BuildSpec) -> torch.device:
+    execution.expandable_segments()  # before CUDA starts (pick_device)
     device = pick_device(spec.train.execution.device)
     if device.type == "cpu" and spec.train.execution.cpu_threads:
         torch.set_num_threads(spec.train.execution.cpu_threads)

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -85,3 +86,13 @@ def test_the_recompute_s_swiglu_gives_the_gradients_of_silu_gate_times_up():
     out.backward(grad)
     torch.testing.assert_close(g2.grad, g1.grad, rtol=0, atol=1e-12)
     torch.testing.assert_close(u2.grad, u1.grad, rtol=0, atol=1e-12)
+
+
+def test_the_train_stage_asks_for_expandable_segments_unless_the_user_chose(monkeypatch):
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "")  # restored after the test, whatever the function sets
+    monkeypatch.delenv("PYTORCH_CUDA_ALLOC_CONF")
+    execution.expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "expandable_segments:True"
+    monkeypatch.setenv("PYTORCH_CUDA_ALLOC_CONF", "max_split_size_mb:256")
+    execution.expandable_segments()
+    assert os.environ["PYTORCH_CUDA_ALLOC_CONF"] == "max_split_size_mb:256"
